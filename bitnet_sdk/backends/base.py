@@ -1,0 +1,115 @@
+"""The backend object: what a backend plugin hands the runtime.
+
+Hooks (``hookspecs.py``) only *announce* backends; the hot path calls plain
+methods on a ``Backend`` instance, because a pluggy hook call per matmul would
+cost more than the matmul for one token.
+
+Contract for plugin authors
+---------------------------
+Required (abstract): ``prepare_weights``, ``matmul``.
+Everything else has a numpy reference implementation here, so a backend only
+overrides what it does better. ``capabilities`` must name exactly the ops the
+backend implements natively (the runtime and ``bitnet backends`` report it).
+
+Exactness: ``matmul_int`` must equal ``bitnet_sdk.ternary.ternary_matmul_int``
+bit for bit; ``matmul`` must equal ``bitnet_sdk.ternary.ternary_linear``
+within float32 rounding of the final rescale.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import numpy as np
+
+from bitnet_sdk.model import ops
+from bitnet_sdk.ternary import TernaryTensor, quantize_activations
+
+__all__ = ["OPTIONAL_OPS", "REQUIRED_OPS", "Backend"]
+
+REQUIRED_OPS = ("prepare_weights", "matmul")
+OPTIONAL_OPS = (
+    "matmul_int",
+    "quantize_activations",
+    "rms_norm",
+    "rope",
+    "attention",
+    "softmax",
+    "silu",
+    "relu2",
+)
+
+
+class Backend(abc.ABC):
+    """A compute backend bound to one device.
+
+    ``name`` is the registry name (``numpy``, ``llvm``, ``mlx``, ...); ``device``
+    is the device it runs on (``cpu``, ``gpu``); ``variant`` is a free-form detail
+    (e.g. the ISA a JIT picked).
+    """
+
+    name: ClassVar[str] = "abstract"
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, device: str = "cpu", variant: str = "") -> None:
+        self.device = device
+        self.variant = variant
+
+    def __repr__(self) -> str:
+        extra = f", variant={self.variant!r}" if self.variant else ""
+        return f"<{type(self).__name__} {self.name} device={self.device!r}{extra}>"
+
+    # -- ternary linear algebra -------------------------------------------------
+
+    @abc.abstractmethod
+    def prepare_weights(self, t: TernaryTensor) -> Any:
+        """Repack a ternary tensor once into this backend's layout.
+
+        Called once per weight at model load. The result is opaque to the caller
+        and is only ever passed back to ``matmul``/``matmul_int`` of the same
+        backend. It must keep ``t.shape`` available as ``.shape`` (rows, cols).
+        """
+
+    @abc.abstractmethod
+    def matmul(self, w: Any, x: np.ndarray) -> np.ndarray:
+        """BitNet linear: ``x [n, cols]`` float32 → ``[n, rows]`` float32.
+
+        Quantizes ``x`` per token (``quantize_activations``), multiplies with
+        int32 accumulation, rescales by ``scale[r] / a[n]``. ``n == 1`` is the
+        GEMV (generation) case, ``n > 1`` the GEMM (prompt) case.
+        """
+
+    def matmul_int(self, w: Any, xq: np.ndarray) -> np.ndarray:
+        """Exact ``int32 [n, rows]`` accumulations for int8 ``xq [n, cols]``.
+
+        Used by exactness tests. Fallback: none (backends must implement it if
+        they list it in ``capabilities``); the base raises NotImplementedError.
+        """
+        raise NotImplementedError(f"backend {self.name!r} does not expose matmul_int")
+
+    def quantize_activations(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-token absmax int8 (see ``bitnet_sdk.ternary``). Fallback: numpy."""
+        return quantize_activations(x)
+
+    # -- float layer ops (fallback: bitnet_sdk.model.ops) ------------------------
+
+    def rms_norm(self, x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+        return ops.rms_norm(x, weight, eps)
+
+    def rope(self, x: np.ndarray, positions: np.ndarray, theta: float, neox: bool) -> np.ndarray:
+        return ops.rope(x, positions, theta, neox)
+
+    def attention(
+        self, q: np.ndarray, k: np.ndarray, v: np.ndarray, q_positions: np.ndarray
+    ) -> np.ndarray:
+        return ops.attention(q, k, v, q_positions)
+
+    def softmax(self, x: np.ndarray, axis: int = -1) -> np.ndarray:
+        return ops.softmax(x, axis)
+
+    def silu(self, x: np.ndarray) -> np.ndarray:
+        return ops.silu(x)
+
+    def relu2(self, x: np.ndarray) -> np.ndarray:
+        return ops.relu2(x)

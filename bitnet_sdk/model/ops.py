@@ -1,0 +1,86 @@
+"""Float layer operations of a BitNet block, in plain numpy (the reference).
+
+Backends may replace any of these with fused versions (see
+``bitnet_sdk.backends.base.Backend``); the results must agree within float32
+rounding. Shapes: ``n`` tokens, ``h`` query heads, ``hkv`` key/value heads,
+``d`` head dimension, ``t`` cached positions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["attention", "relu2", "rms_norm", "rope", "silu", "softmax"]
+
+
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    """RMSNorm over the last axis: ``x / sqrt(mean(x²) + eps) * weight``."""
+    x = np.asarray(x, dtype=np.float32)
+    ms = np.mean(np.square(x, dtype=np.float32), axis=-1, keepdims=True, dtype=np.float32)
+    return (x / np.sqrt(ms + np.float32(eps))) * weight
+
+
+def rope(x: np.ndarray, positions: np.ndarray, theta: float, neox: bool) -> np.ndarray:
+    """Rotary position embedding of ``x [n, h, d]`` at ``positions [n]``.
+
+    ``neox=False`` rotates consecutive pairs ``(x[2i], x[2i+1])`` (llama.cpp's
+    ``LLAMA_ROPE_TYPE_NORM``); ``neox=True`` rotates ``(x[i], x[i + d/2])``
+    (GPT-NeoX / Hugging Face ``rotate_half``).
+    """
+    n, _, d = x.shape
+    inv_freq = theta ** (-np.arange(0, d, 2, dtype=np.float64) / d)  # [d/2]
+    ang = np.asarray(positions, dtype=np.float64)[:, None] * inv_freq[None, :]  # [n, d/2]
+    cos = np.cos(ang).astype(np.float32)[:, None, :]  # [n, 1, d/2]
+    sin = np.sin(ang).astype(np.float32)[:, None, :]
+    if neox:
+        a, b = x[..., : d // 2], x[..., d // 2 :]
+    else:
+        a, b = x[..., 0::2], x[..., 1::2]
+    ra, rb = a * cos - b * sin, a * sin + b * cos
+    out = np.empty_like(x, dtype=np.float32)
+    if neox:
+        out[..., : d // 2], out[..., d // 2 :] = ra, rb
+    else:
+        out[..., 0::2], out[..., 1::2] = ra, rb
+    assert out.shape == (n, x.shape[1], d)
+    return out
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax in float32."""
+    x = np.asarray(x, dtype=np.float32)
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def attention(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, q_positions: np.ndarray
+) -> np.ndarray:
+    """Causal grouped-query attention.
+
+    ``q [n, h, d]`` are queries at absolute ``q_positions [n]``; ``k, v [t, hkv, d]``
+    hold the keys and values of positions ``0 .. t-1`` (the KV cache, including
+    the current tokens). A query at position ``p`` sees keys ``0 .. p``. Query
+    head ``j`` reads key/value head ``j // (h // hkv)``. Returns ``[n, h, d]``.
+    """
+    n, h, d = q.shape
+    t, hkv, _ = k.shape
+    group = h // hkv
+    kk = np.repeat(k, group, axis=1)  # [t, h, d]
+    vv = np.repeat(v, group, axis=1)
+    scores = np.einsum("nhd,thd->hnt", q, kk) / np.float32(np.sqrt(d))  # [h, n, t]
+    mask = np.arange(t)[None, :] > np.asarray(q_positions)[:, None]  # [n, t]
+    scores = np.where(mask[None, :, :], np.float32(-np.inf), scores)
+    probs = softmax(scores, axis=-1)
+    return np.einsum("hnt,thd->nhd", probs, vv).astype(np.float32)
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    """SiLU, ``x * sigmoid(x)``: LLaMA's gate activation."""
+    return x / (np.float32(1.0) + np.exp(-x))
+
+
+def relu2(x: np.ndarray) -> np.ndarray:
+    """Squared ReLU, BitNet b1.58 2B-4T's gate activation."""
+    r = np.maximum(x, np.float32(0.0))
+    return r * r
