@@ -1,0 +1,5 @@
+import sys
+
+from bitnet_sdk.cli.main import main
+
+sys.exit(main())
