@@ -1,0 +1,131 @@
+"""Server and CLI settings: one frozen dataclass, read from arguments and ``BITNET_*`` variables.
+
+Precedence: explicit keyword arguments (CLI flags) > environment > defaults.
+Everything the server writes lives under ``data_dir`` unless a URL says
+otherwise: the SQLite database, uploaded and quantized models, the JWT secret.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+__all__ = ["DEFAULT_TIERS", "Settings", "TierLimits"]
+
+
+@dataclass(frozen=True)
+class TierLimits:
+    """What one customer tier may do: requests per hour and monthly quotas."""
+
+    requests_per_hour: int
+    quantize_jobs_per_month: int
+    inference_tokens_per_month: int
+    compute_units_per_month: int
+
+
+DEFAULT_TIERS: dict[str, TierLimits] = {
+    "developer": TierLimits(1_000, 50, 1_000_000, 100_000),
+    "team": TierLimits(10_000, 500, 20_000_000, 2_000_000),
+    "enterprise": TierLimits(100_000, 10_000, 500_000_000, 50_000_000),
+}
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("BITNET_DATA_DIR") or Path.cwd() / "data")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an instance of the server, a worker or the CLI needs to know."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = field(default_factory=_default_data_dir)
+    #: ``sqlite:///path`` (default: ``<data_dir>/bitnet.db``) or ``postgresql://…``.
+    database_url: str = ""
+    #: HS256 secret; read from ``<data_dir>/jwt_secret`` (created once) when empty.
+    jwt_secret: str = ""
+    jwt_issuer: str = "bitnet-sdk"
+    jwt_audience: str = "bitnet-sdk-api"
+    access_token_ttl_s: int = 15 * 60
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    tiers: dict[str, TierLimits] = field(default_factory=lambda: dict(DEFAULT_TIERS))
+    open_signup: bool = False
+    #: Largest model upload accepted, in bytes.
+    max_upload_bytes: int = 20 * 1024**3
+    #: In-server job worker threads (0: jobs only run in ``bitnet worker`` processes).
+    workers: int = 1
+    #: Memory budget of the loaded-model cache, in bytes.
+    model_cache_bytes: int = 4 * 1024**3
+    #: Concurrent requests waiting per model before 503.
+    model_queue_size: int = 16
+    request_timeout_s: float = 300.0
+    #: Allow webhooks to loopback/private addresses (tests, trusted networks).
+    webhook_allow_private: bool = False
+    backend: str = "auto"
+    #: Demo model created on first start when the store has no models.
+    demo_model: bool = True
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Build settings from ``BITNET_<FIELD>`` variables, then ``overrides`` (non-None)."""
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"BITNET_{f.name.upper()}")
+            if raw is None or f.name == "tiers":
+                continue
+            values[f.name] = _coerce(f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "data_dir" in values:
+            values["data_dir"] = Path(str(values["data_dir"]))
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'bitnet.db'}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Partial uploads: written here, renamed into ``models_dir`` when complete."""
+        return self.data_dir / "uploads"
+
+    def secret(self) -> str:
+        """The JWT secret, creating ``<data_dir>/jwt_secret`` (mode 600) on first use."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.data_dir / "jwt_secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+            try:
+                os.link(tmp, path)  # fails if another process won the race
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
+        return path.read_text().strip()
+
+
+def _coerce(type_name: object, raw: str) -> object:
+    t = str(type_name)
+    if t == "bool":
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if t == "int":
+        return int(raw)
+    if t == "float":
+        return float(raw)
+    if t == "Path":
+        return Path(raw)
+    return raw
