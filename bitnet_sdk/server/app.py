@@ -1,0 +1,68 @@
+"""The Connexion application: spec in, routes, validation, security and problems out.
+
+``create_app()`` is the one way to build the API, for ``bitnet serve``, for the
+tests and for embedding. It returns the ASGI app; ``bitnet_sdk.server.run``
+serves it on Tornado together with the WebSocket routes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import connexion
+from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
+
+from bitnet_sdk.config import Settings
+from bitnet_sdk.server.context import AppContext, ContextMiddleware
+from bitnet_sdk.server.lifecycle import shutdown, startup
+from bitnet_sdk.server.metrics import Metrics, MetricsMiddleware
+from bitnet_sdk.server.problems import install_error_handlers
+from bitnet_sdk.server.resolver import ControllerResolver
+from bitnet_sdk.server.spec import spec_dir, spec_path
+
+__all__ = ["API_BASE_PATH", "create_app"]
+
+log = logging.getLogger(__name__)
+
+API_BASE_PATH = "/v1"
+
+
+def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
+    """Build the API app for ``settings`` (default: from the environment).
+
+    The returned app carries its ``AppContext`` as ``app.bitnet`` (the WebSocket
+    routes and tests use it). Database, workers and caches are opened by the
+    ASGI lifespan, so building the app has no side effects.
+    """
+    settings = settings or Settings.from_env()
+    ctx = AppContext(settings=settings, metrics=Metrics())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        await startup(ctx)
+        try:
+            yield
+        finally:
+            await shutdown(ctx)
+
+    app = connexion.AsyncApp(
+        __name__,
+        specification_dir=str(spec_dir()),
+        lifespan=lifespan,
+        strict_validation=True,
+        validate_responses=True,
+        swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs"),
+    )
+    resolver = ControllerResolver()
+    app.add_api(spec_path().name, resolver=resolver, base_path=API_BASE_PATH)
+    ctx.not_implemented = resolver.not_implemented
+    app.add_middleware(MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
+                       metrics=ctx.metrics)
+    app.add_middleware(ContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, ctx=ctx)
+    install_error_handlers(app)
+    app.bitnet = ctx  # type: ignore[attr-defined]
+    return app

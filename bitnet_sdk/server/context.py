@@ -1,0 +1,94 @@
+"""The running server's state, handed to handlers through the ASGI scope.
+
+One ``AppContext`` per app instance (several can live in one process: tests
+start many servers). An ASGI middleware puts it into every request's scope under
+``bitnet.app``; handlers read it with ``current()`` instead of module globals.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from connexion import context as cx_context
+
+from bitnet_sdk.config import Settings
+
+if TYPE_CHECKING:
+    import peewee
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from bitnet_sdk.server.metrics import Metrics
+
+__all__ = ["SCOPE_KEY", "AppContext", "ContextMiddleware", "current", "request_id"]
+
+SCOPE_KEY = "bitnet.app"
+REQUEST_ID_KEY = "bitnet.request_id"
+
+
+@dataclass
+class AppContext:
+    """Everything a handler may need: settings, database, metrics, services."""
+
+    settings: Settings
+    metrics: Metrics
+    started_at: float = field(default_factory=time.time)
+    started_monotonic: float = field(default_factory=time.monotonic)
+    db: peewee.Database | None = None
+    #: operationIds still answering 501 (filled by the resolver).
+    not_implemented: list[str] = field(default_factory=list)
+    #: Services attached at start-up (model cache, job runner, …), by name.
+    services: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def uptime_s(self) -> float:
+        return time.monotonic() - self.started_monotonic
+
+
+class ContextMiddleware:
+    """Pure ASGI middleware: attach the ``AppContext`` and a request id to the scope.
+
+    The request id comes from a client's ``X-Request-ID`` when it is sane, else
+    is generated; it is echoed in the response and put into problem bodies.
+    """
+
+    def __init__(self, app: ASGIApp, ctx: AppContext) -> None:
+        self.app = app
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        rid = _incoming_request_id(scope) or f"req_{uuid.uuid4().hex[:20]}"
+        scope[SCOPE_KEY] = self.ctx
+        scope[REQUEST_ID_KEY] = rid
+
+        async def send_with_id(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", rid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if 0 < len(text) <= 128 and text.isascii() and text.isprintable():
+                return text
+    return None
+
+
+def current() -> AppContext:
+    """The ``AppContext`` of the request being handled."""
+    return cx_context.scope[SCOPE_KEY]
+
+
+def request_id() -> str:
+    return cx_context.scope.get(REQUEST_ID_KEY, "")

@@ -1,0 +1,93 @@
+"""Prometheus metrics of one app instance (its own registry, so tests can run many).
+
+Request counts and latencies are labelled by the *operation* (the spec's path
+template), never the raw path, so cardinality stays bounded.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "MetricsMiddleware"]
+
+
+class Metrics:
+    """The collectors the server updates; ``render()`` gives the text exposition."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "bitnet_http_requests_total", "HTTP requests answered",
+            ["method", "route", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "bitnet_http_request_duration_seconds", "Time to the end of the response",
+            ["method", "route"], registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "bitnet_http_requests_in_flight", "Requests being handled", registry=self.registry,
+        )
+        self.tokens = Counter(
+            "bitnet_generated_tokens_total", "Tokens generated", ["model"], registry=self.registry,
+        )
+        self.jobs = Counter(
+            "bitnet_jobs_total", "Jobs finished", ["kind", "status"], registry=self.registry,
+        )
+        self.loaded_models = Gauge(
+            "bitnet_loaded_models", "Models held in the model cache", registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Count and time every HTTP request, labelled by its route template."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+        self.metrics.in_flight.inc()
+
+        async def observe(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            self.metrics.in_flight.dec()
+            route = _route(scope)
+            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.latency.labels(scope["method"], route).observe(
+                time.perf_counter() - start
+            )
+
+
+def _route(scope: Scope) -> str:
+    # Connexion's routing middleware records the matched path template here.
+    extensions = scope.get("extensions") or {}
+    operation = (extensions.get("connexion_routing") or {}).get("operation_id")
+    return operation or "unmatched"

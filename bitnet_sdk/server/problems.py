@@ -1,0 +1,140 @@
+"""RFC 9457 problem details: one shape for every error the API returns.
+
+Handlers raise ``Problem`` (or call the helpers); Connexion's exception
+middleware renders it as ``application/problem+json``. The error handlers
+installed here turn everything else — a decoding error in a request body, a bug
+— into a problem too, so no client ever sees an HTML page or a bare 500 body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+
+__all__ = [
+    "PROBLEM_MEDIA_TYPE",
+    "Problem",
+    "bad_request",
+    "conflict",
+    "forbidden",
+    "install_error_handlers",
+    "not_found",
+    "problem_response",
+    "too_many_requests",
+    "unprocessable",
+]
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+def _type_uri(slug: str) -> str:
+    return f"urn:bitnet:problem:{slug}"
+
+
+class Problem(ProblemException):
+    """A problem to send back: ``raise Problem(404, "Model not found", "…")``."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        slug: str | None = None,
+        headers: dict[str, str] | None = None,
+        **ext: Any,
+    ) -> None:
+        super().__init__(
+            status=status,
+            title=title,
+            detail=detail,
+            type=_type_uri(slug) if slug else "about:blank",
+            headers=headers,
+            ext=ext or None,
+        )
+
+
+def bad_request(detail: str, **ext: Any) -> Problem:
+    return Problem(400, "Bad Request", detail, slug="bad-request", **ext)
+
+
+def forbidden(detail: str) -> Problem:
+    return Problem(403, "Forbidden", detail, slug="forbidden")
+
+
+def not_found(what: str, ident: str) -> Problem:
+    return Problem(404, "Not Found", f"{what} {ident!r} does not exist.", slug="not-found")
+
+
+def conflict(detail: str) -> Problem:
+    return Problem(409, "Conflict", detail, slug="conflict")
+
+
+def unprocessable(detail: str, **ext: Any) -> Problem:
+    return Problem(422, "Unprocessable Content", detail, slug="unprocessable", **ext)
+
+
+def too_many_requests(detail: str, retry_after_s: int, headers: dict[str, str]) -> Problem:
+    return Problem(
+        429,
+        "Too Many Requests",
+        detail,
+        slug="rate-limited",
+        headers={"Retry-After": str(max(1, retry_after_s)), **headers},
+    )
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    slug: str | None = None,
+    headers: dict[str, str] | None = None,
+    **ext: Any,
+) -> ConnexionResponse:
+    """Build the response directly (for error handlers, which cannot raise)."""
+    body: dict[str, Any] = {
+        "type": _type_uri(slug) if slug else "about:blank",
+        "title": title,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    body.update(ext)
+    return ConnexionResponse(
+        status_code=status,
+        content_type=PROBLEM_MEDIA_TYPE,
+        headers=headers or {},
+        body=json.dumps(body),
+    )
+
+
+async def _decode_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    # Invalid UTF-8 or JSON in a body that Connexion decodes before validation.
+    return problem_response(400, "Bad Request", f"Request body could not be decoded: {exc}",
+                            slug="bad-request")
+
+
+async def _server_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    if isinstance(exc, ProblemException):  # raised where Connexion did not render it
+        return problem_response(exc.status, exc.title, exc.detail, headers=exc.headers)
+    log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        500, "Internal Server Error", "The server failed to handle this request.",
+        slug="internal",
+    )
+
+
+def install_error_handlers(app: Any) -> None:
+    """Register problem+json handlers for decoding errors and anything unexpected."""
+    app.add_error_handler(UnicodeDecodeError, _decode_error)
+    app.add_error_handler(json.JSONDecodeError, _decode_error)
+    app.add_error_handler(500, _server_error)
+    app.add_error_handler(Exception, _server_error)

@@ -1,0 +1,48 @@
+"""Where the OpenAPI documents live, and reading them.
+
+The spec in the repository's ``openapi/`` folder is the source of truth; the
+server, the SDK generators and the tests all read it from here. ``BITNET_SPEC_DIR``
+points elsewhere (an installed, non-editable deployment ships the folder beside
+its data).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["load_spec", "spec_dir", "spec_path"]
+
+MAIN_SPEC = "bitnet.yaml"
+
+
+def spec_dir() -> Path:
+    env = os.environ.get("BITNET_SPEC_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "openapi"
+
+
+def spec_path(name: str = MAIN_SPEC) -> Path:
+    path = spec_dir() / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"OpenAPI document {path} not found; set BITNET_SPEC_DIR to the folder holding {name}"
+        )
+    return path
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str, mtime: float) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def load_spec(name: str = MAIN_SPEC) -> dict[str, Any]:
+    """The parsed document (cached per file version; treat it as read-only)."""
+    path = spec_path(name)
+    return _load(str(path), path.stat().st_mtime)
