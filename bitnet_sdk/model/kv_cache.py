@@ -1,0 +1,107 @@
+"""The run state of a BitNet model: per-layer key/value cache.
+
+Each layer keeps keys and values of every position seen so far as float32
+``[t, n_kv_heads, head_dim]``, the layout ``Backend.attention`` reads. Storage
+grows by doubling up to ``max_positions`` so a short chat does not pay for the
+model's whole context window (30 layers x 4096 positions of the 2B-4T model
+would be 630 MB up front).
+
+Positions are appended in order: a forward pass at ``start_pos`` writes rows
+``start_pos .. start_pos + n - 1`` and everything after them is forgotten, which
+is how a caller rewinds (regenerate from a shared prompt prefix).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ContextOverflowError", "KVCache"]
+
+#: First allocation, in positions; doubled on demand.
+_INITIAL_CAPACITY = 64
+
+
+class ContextOverflowError(ValueError):
+    """A forward pass would run past the cache's ``max_positions``."""
+
+
+class KVCache:
+    """Keys and values of ``n_layers`` layers for positions ``0 .. length-1``.
+
+    Not thread-safe: one cache belongs to one generation at a time.
+    """
+
+    def __init__(self, n_layers: int, n_kv_heads: int, head_dim: int, max_positions: int) -> None:
+        if min(n_layers, n_kv_heads, head_dim, max_positions) <= 0:
+            raise ValueError("KVCache dimensions must be positive")
+        self.n_layers = n_layers
+        self.n_kv_heads = n_kv_heads
+        self.head_dim = head_dim
+        self.max_positions = max_positions
+        self._capacity = 0
+        self._k: list[np.ndarray] = []  # per layer: [capacity, n_kv_heads, head_dim]
+        self._v: list[np.ndarray] = []
+        self._length = 0
+
+    @property
+    def length(self) -> int:
+        """Number of positions whose keys and values are stored."""
+        return self._length
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes currently allocated (both keys and values, all layers)."""
+        return sum(a.nbytes for a in self._k) + sum(a.nbytes for a in self._v)
+
+    def reset(self) -> None:
+        """Forget every position (storage is kept for reuse)."""
+        self._length = 0
+
+    def truncate(self, length: int) -> None:
+        """Keep only positions ``0 .. length-1``."""
+        if not 0 <= length <= self._length:
+            raise ValueError(f"cannot truncate a cache of {self._length} positions to {length}")
+        self._length = length
+
+    def _reserve(self, positions: int) -> None:
+        if positions <= self._capacity:
+            return
+        capacity = max(self._capacity, _INITIAL_CAPACITY)
+        while capacity < positions:
+            capacity *= 2
+        capacity = min(capacity, self.max_positions)
+        shape = (capacity, self.n_kv_heads, self.head_dim)
+        for store in (self._k, self._v):
+            for i in range(self.n_layers):
+                grown = np.empty(shape, dtype=np.float32)
+                if store and i < len(store):
+                    grown[: self._length] = store[i][: self._length]
+                    store[i] = grown
+                else:
+                    store.append(grown)
+        self._capacity = capacity
+
+    def update(
+        self, layer: int, start_pos: int, k: np.ndarray, v: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Store ``k, v [n, n_kv_heads, head_dim]`` at ``start_pos`` for ``layer``.
+
+        Returns views ``(k_all, v_all)`` of shape ``[start_pos + n, n_kv_heads,
+        head_dim]``: the whole history the new queries attend to. The cache
+        length advances when the last layer is written, so a forward pass that
+        fails halfway leaves the cache at its previous length.
+        """
+        n = k.shape[0]
+        end = start_pos + n
+        if start_pos > self._length:
+            raise ValueError(f"start_pos {start_pos} leaves a gap after {self._length} cached positions")
+        if end > self.max_positions:
+            raise ContextOverflowError(
+                f"{end} positions exceed the context window of {self.max_positions}"
+            )
+        self._reserve(end)
+        self._k[layer][start_pos:end] = k
+        self._v[layer][start_pos:end] = v
+        if layer == self.n_layers - 1:
+            self._length = end
+        return self._k[layer][:end], self._v[layer][:end]

@@ -1,0 +1,97 @@
+"""Token sampling: a factory that returns the function picking the next token.
+
+``make_sampler`` validates its settings once and returns ``sample(logits) ->
+token id``. Greedy decoding (``temperature == 0``) is a plain argmax and
+ignores the seed. Otherwise the filters run in llama.cpp's default order —
+top-k, then top-p (nucleus) over the temperature-scaled distribution — and one
+token is drawn from what is left. The random stream comes from
+``numpy.random.default_rng(seed)`` owned by the returned function, so the same
+seed and the same logits give the same tokens; a ``None`` seed draws fresh
+entropy.
+
+Log-probabilities reported to users (``log_softmax``, ``top_logprobs``) are
+those of the model's own distribution, before temperature and filtering, as
+OpenAI's API reports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = ["Sampler", "log_softmax", "make_sampler", "top_logprobs"]
+
+#: ``sample(logits [vocab] float32) -> token id``.
+Sampler = Callable[[np.ndarray], int]
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities of a ``[vocab]`` logit vector, in float64 for stable sums."""
+    x = np.asarray(logits, dtype=np.float64)
+    shifted = x - np.max(x)
+    return shifted - np.log(np.sum(np.exp(shifted)))
+
+
+def top_logprobs(logprobs: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The ``k`` most likely tokens as ``(token id, logprob)``, most likely first.
+
+    Ties are broken by the lower token id, so the result does not depend on
+    the partition algorithm.
+    """
+    if k <= 0:
+        return []
+    k = min(k, logprobs.shape[0])
+    candidates = np.argpartition(-logprobs, k - 1)[:k]
+    order = np.lexsort((candidates, -logprobs[candidates]))
+    return [(int(candidates[i]), float(logprobs[candidates[i]])) for i in order]
+
+
+def make_sampler(
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+) -> Sampler:
+    """Build ``sample(logits) -> token id``.
+
+    ``temperature`` 0 means greedy (argmax, lowest id on ties); ``top_k`` 0
+    disables the top-k filter; ``top_p`` 1.0 disables the nucleus filter. The
+    nucleus keeps the smallest set of most likely tokens whose probability
+    reaches ``top_p`` (always at least one token).
+    """
+    if not (temperature >= 0.0 and np.isfinite(temperature)):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0, got {top_k}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+
+    if temperature == 0.0:
+        return _greedy
+
+    rng = np.random.default_rng(seed)
+    inv_temp = 1.0 / temperature
+
+    def sample(logits: np.ndarray) -> int:
+        x = np.asarray(logits, dtype=np.float64).reshape(-1)
+        if 0 < top_k < x.shape[0]:
+            ids = np.argpartition(-x, top_k - 1)[:top_k]
+            ids = ids[np.lexsort((ids, -x[ids]))]  # most likely first, lower id on ties
+        elif top_p < 1.0:
+            ids = np.argsort(-x, kind="stable")
+        else:  # no filter: draw from the whole vocabulary, no sort needed
+            ids = np.arange(x.shape[0])
+        z = x[ids] * inv_temp
+        p = np.exp(z - np.max(z))
+        p /= p.sum()
+        if top_p < 1.0:
+            keep = int(np.searchsorted(np.cumsum(p), top_p)) + 1
+            ids, p = ids[:keep], p[:keep] / p[:keep].sum()
+        return int(ids[rng.choice(p.shape[0], p=p)])
+
+    return sample
+
+
+def _greedy(logits: np.ndarray) -> int:
+    return int(np.argmax(logits))

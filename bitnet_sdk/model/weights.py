@@ -1,0 +1,187 @@
+"""The weights of a BitNet b1.58 model, as the forward pass uses them.
+
+Names follow llama.cpp's ``bitnet`` architecture (GGUF tensor names from the
+``gguf`` package). Float tensors (embeddings, norm weights) stay float32 views
+of the memory-mapped file where the file stores F32. Ternary projections are
+handed to a ``convert`` function exactly once at load — the backend's
+``prepare_weights`` for the runtime, the identity for the float64 reference —
+so they are repacked into the backend's layout without keeping a second copy.
+
+Two fusions happen before ``convert``, because they save one activation
+quantization and one kernel call each per layer and are exact: the query, key
+and value projections read the same normalized input, and so do the FFN gate
+and up projections, so their rows are concatenated (``wqkv``, ``w_gate_up``).
+Per-token activation quantization of a shared input is the same for all three,
+and ``TernaryTensor`` carries a scale per row, so the fused product equals the
+separate ones bit for bit.
+
+llama.cpp also accepts an optional one-element ``<name>.scale`` tensor per
+projection (multiplied into the product); it is folded into the row scales.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import numpy as np
+from gguf import MODEL_TENSOR, TENSOR_NAMES
+
+from bitnet_sdk.ternary import TernaryTensor
+
+__all__ = [
+    "LayerWeights",
+    "ModelWeights",
+    "TensorSource",
+    "fuse_rows",
+    "global_tensor_name",
+    "layer_tensor_name",
+    "load_weights",
+]
+
+W = TypeVar("W")
+
+
+class TensorSource(Protocol):
+    """What ``load_weights`` needs from a model file (``gguf_file.ModelFile``)."""
+
+    def tensor(self, name: str) -> Any:
+        """``TernaryTensor`` for ternary weights, a float32 array otherwise."""
+
+    def has_tensor(self, name: str) -> bool:
+        """Whether the file holds a tensor of that name."""
+
+
+@dataclass(frozen=True)
+class LayerWeights(Generic[W]):
+    """One transformer block. Shapes are ``[rows (out), cols (in)]`` as in GGUF."""
+
+    attn_norm: np.ndarray  # [d_model]
+    wqkv: W  # [(n_heads + 2 * n_kv_heads) * head_dim, d_model]
+    attn_sub_norm: np.ndarray  # [n_heads * head_dim]
+    wo: W  # [d_model, n_heads * head_dim]
+    ffn_norm: np.ndarray  # [d_model]
+    w_gate_up: W  # [2 * d_ff, d_model]: gate rows first, then up
+    ffn_sub_norm: np.ndarray  # [d_ff]
+    w_down: W  # [d_model, d_ff]
+
+
+@dataclass(frozen=True)
+class ModelWeights(Generic[W]):
+    """The whole model. ``output`` is ``token_embd`` itself unless the file has its own."""
+
+    token_embd: np.ndarray  # [vocab, d_model]
+    layers: tuple[LayerWeights[W], ...]
+    output_norm: np.ndarray  # [d_model]
+    output: np.ndarray  # [vocab, d_model]
+
+
+def layer_tensor_name(kind: MODEL_TENSOR, layer: int, suffix: str = "weight") -> str:
+    """GGUF name of a per-block tensor, e.g. ``blk.3.attn_q.weight``."""
+    return f"{TENSOR_NAMES[kind].format(bid=layer)}.{suffix}"
+
+
+def global_tensor_name(kind: MODEL_TENSOR) -> str:
+    """GGUF name of a model-wide tensor, e.g. ``token_embd.weight``."""
+    return f"{TENSOR_NAMES[kind]}.weight"
+
+
+def fuse_rows(parts: Sequence[TernaryTensor]) -> TernaryTensor:
+    """Stack ternary matrices with the same column count into one (rows concatenated)."""
+    cols = {p.shape[1] for p in parts}
+    if len(cols) != 1:
+        raise ValueError(f"cannot fuse ternary tensors with different widths {sorted(cols)}")
+    return TernaryTensor(
+        np.concatenate([p.q for p in parts], axis=0),
+        np.concatenate([p.scale for p in parts]).astype(np.float32, copy=False),
+    )
+
+
+def _float(src: TensorSource, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    arr = src.tensor(name)
+    if isinstance(arr, TernaryTensor):
+        raise ValueError(f"tensor {name!r} must be a float tensor, found a ternary one")
+    arr = np.asarray(arr)
+    if arr.dtype != np.float32:
+        arr = arr.astype(np.float32)
+    if arr.shape != shape:
+        raise ValueError(f"tensor {name!r} has shape {arr.shape}, expected {shape}")
+    return arr
+
+
+def _ternary(src: TensorSource, kind: MODEL_TENSOR, layer: int, shape: tuple[int, int]) -> TernaryTensor:
+    name = layer_tensor_name(kind, layer)
+    t = src.tensor(name)
+    if not isinstance(t, TernaryTensor):
+        raise ValueError(f"tensor {name!r} is not ternary; BitNet projections must be")
+    if t.shape != shape:
+        raise ValueError(f"tensor {name!r} has shape {t.shape}, expected {shape}")
+    scale_name = layer_tensor_name(kind, layer, "scale")
+    if src.has_tensor(scale_name):
+        extra = np.asarray(src.tensor(scale_name), dtype=np.float32).reshape(-1)
+        if extra.shape != (1,):
+            raise ValueError(f"tensor {scale_name!r} must hold one value, has {extra.shape}")
+        t = TernaryTensor(t.q, (t.scale * extra[0]).astype(np.float32))
+    return t
+
+
+def load_weights(
+    src: TensorSource,
+    *,
+    n_layers: int,
+    d_model: int,
+    n_heads: int,
+    n_kv_heads: int,
+    head_dim: int,
+    d_ff: int,
+    vocab_size: int,
+    convert: Callable[[TernaryTensor], W],
+) -> ModelWeights[W]:
+    """Read every tensor of a ``bitnet`` model, converting ternary ones with ``convert``.
+
+    Each ternary tensor is converted as soon as it is read, so peak memory is
+    the converted model plus one layer of unpacked int8 weights. Raises
+    ``ValueError`` naming the tensor when a shape or kind does not match the
+    configuration (a truncated or foreign file), and ``KeyError`` when a
+    required tensor is missing.
+    """
+    d_q, d_kv = n_heads * head_dim, n_kv_heads * head_dim
+    layers = []
+    for i in range(n_layers):
+        qkv = fuse_rows([
+            _ternary(src, MODEL_TENSOR.ATTN_Q, i, (d_q, d_model)),
+            _ternary(src, MODEL_TENSOR.ATTN_K, i, (d_kv, d_model)),
+            _ternary(src, MODEL_TENSOR.ATTN_V, i, (d_kv, d_model)),
+        ])
+        wqkv = convert(qkv)
+        del qkv
+        gate_up = fuse_rows([
+            _ternary(src, MODEL_TENSOR.FFN_GATE, i, (d_ff, d_model)),
+            _ternary(src, MODEL_TENSOR.FFN_UP, i, (d_ff, d_model)),
+        ])
+        w_gate_up = convert(gate_up)
+        del gate_up
+        layers.append(
+            LayerWeights(
+                attn_norm=_float(src, layer_tensor_name(MODEL_TENSOR.ATTN_NORM, i), (d_model,)),
+                wqkv=wqkv,
+                attn_sub_norm=_float(src, layer_tensor_name(MODEL_TENSOR.ATTN_SUB_NORM, i), (d_q,)),
+                wo=convert(_ternary(src, MODEL_TENSOR.ATTN_OUT, i, (d_model, d_q))),
+                ffn_norm=_float(src, layer_tensor_name(MODEL_TENSOR.FFN_NORM, i), (d_model,)),
+                w_gate_up=w_gate_up,
+                ffn_sub_norm=_float(src, layer_tensor_name(MODEL_TENSOR.FFN_SUB_NORM, i), (d_ff,)),
+                w_down=convert(_ternary(src, MODEL_TENSOR.FFN_DOWN, i, (d_model, d_ff))),
+            )
+        )
+    token_embd = _float(src, global_tensor_name(MODEL_TENSOR.TOKEN_EMBD), (vocab_size, d_model))
+    output_name = global_tensor_name(MODEL_TENSOR.OUTPUT)
+    output = (
+        _float(src, output_name, (vocab_size, d_model)) if src.has_tensor(output_name) else token_embd
+    )
+    return ModelWeights(
+        token_embd=token_embd,
+        layers=tuple(layers),
+        output_norm=_float(src, global_tensor_name(MODEL_TENSOR.OUTPUT_NORM), (d_model,)),
+        output=output,
+    )
