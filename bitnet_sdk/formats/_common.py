@@ -37,9 +37,7 @@ def check_shape(shape: tuple[int, int], multiple: int, fmt: str) -> tuple[int, i
     if rows < 1 or cols < 1:
         raise ValueError(f"{fmt}: shape must be positive, got ({rows}, {cols})")
     if cols % multiple:
-        raise ValueError(
-            f"{fmt}: the number of columns ({cols}) must be a multiple of {multiple}"
-        )
+        raise ValueError(f"{fmt}: the number of columns ({cols}) must be a multiple of {multiple}")
     return rows, cols
 
 

@@ -62,7 +62,9 @@ def pack(t: TernaryTensor) -> np.ndarray:
     q_eff = signed_codes(t)
     d = block_scales_f16(q_eff, t.scale, TQ2_0_BLOCK_SIZE, _FMT)
     n_blocks = rows * (cols // TQ2_0_BLOCK_SIZE)
-    codes = (q_eff + 1).view(np.uint8).reshape(-1, TQ2_0_BLOCK_SIZE // 128, _LANES, TQ2_0_GROUP_SIZE)
+    codes = (
+        (q_eff + 1).view(np.uint8).reshape(-1, TQ2_0_BLOCK_SIZE // 128, _LANES, TQ2_0_GROUP_SIZE)
+    )
     qs = np.bitwise_or.reduce(codes << _SHIFTS, axis=2)
     out = np.empty((n_blocks, TQ2_0_BLOCK_BYTES), dtype=np.uint8)
     out[:, :TQ2_0_QS_BYTES] = qs.reshape(n_blocks, TQ2_0_QS_BYTES)
