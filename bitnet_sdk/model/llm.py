@@ -8,8 +8,9 @@ Per layer (llama.cpp ``src/models/bitnet.cpp``)::
 then ``logits = E · norm_out(x)`` with the output matrix tied to the token
 embedding ``E``. Every projection is ternary (per-token int8 activations,
 ``Backend.matmul``); every norm is RMSNorm with the file's epsilon. Rotary
-embeddings are NEOX-style (llama.cpp returns ``LLAMA_ROPE_TYPE_NEOX`` for
-``LLM_ARCH_BITNET``) over the first ``rope_dim`` dimensions of each head, and
+embeddings are NEOX-style for every BitNet file (llama.cpp returns
+``LLAMA_ROPE_TYPE_NEOX`` for ``LLM_ARCH_BITNET``; ``cfg.rope_neox``) over the
+first ``rope_dim`` dimensions of each head, and
 attention is scaled by ``1/sqrt(head_dim)``. The gate activation is squared
 ReLU for ``hidden_act == "relu2"`` (BitNet b1.58 2B-4T) and SiLU otherwise,
 llama.cpp's default when the file does not say.
@@ -42,6 +43,7 @@ class ForwardConfig(Protocol):
     d_ff: int
     rms_eps: float
     rope_theta: float
+    rope_neox: bool
     rope_dim: int
     hidden_act: str
 
@@ -52,12 +54,12 @@ def embed(weights: ModelWeights[Any], token_ids: np.ndarray) -> np.ndarray:
 
 
 def _rope(backend: Backend, x: np.ndarray, positions: np.ndarray, cfg: ForwardConfig) -> np.ndarray:
-    """NEOX rotary embedding of ``x [n, heads, head_dim]`` over the first ``rope_dim`` dims."""
+    """Rotary embedding of ``x [n, heads, head_dim]`` over the first ``rope_dim`` dims."""
     if cfg.rope_dim == cfg.head_dim:
-        return backend.rope(x, positions, cfg.rope_theta, True)
+        return backend.rope(x, positions, cfg.rope_theta, cfg.rope_neox)
     out = x.copy()
     out[..., : cfg.rope_dim] = backend.rope(
-        np.ascontiguousarray(x[..., : cfg.rope_dim]), positions, cfg.rope_theta, True
+        np.ascontiguousarray(x[..., : cfg.rope_dim]), positions, cfg.rope_theta, cfg.rope_neox
     )
     return out
 

@@ -2,7 +2,7 @@
 
 Written independently of ``llm.py``, ``weights.py``, ``ops.py`` and the
 backends: separate (unfused) projections read by GGUF name, its own RMSNorm,
-NEOX rotary embedding, causal grouped-query attention over the full sequence
+rotary embedding, causal grouped-query attention over the full sequence
 (no KV cache) and its own activation quantization, all in float64. It is slow
 and meant for tiny models in tests.
 
@@ -57,13 +57,9 @@ def quantize_rows(x: np.ndarray, mode: ActivationQuant) -> np.ndarray:
 
 
 def _w(src: TensorSource, kind: MODEL_TENSOR, layer: int) -> np.ndarray:
-    """A projection as a float64 matrix ``[out, in]``, extra ``.scale`` applied."""
+    """A projection as a float64 matrix ``[out, in]`` (row scales include any ``.scale``)."""
     t: TernaryTensor = src.tensor(layer_tensor_name(kind, layer))
-    w = t.q.astype(np.float64) * t.scale.astype(np.float64)[:, None]
-    scale_name = layer_tensor_name(kind, layer, "scale")
-    if src.has_tensor(scale_name):
-        w = w * float(np.asarray(src.tensor(scale_name)).reshape(-1)[0])
-    return w
+    return t.q.astype(np.float64) * t.scale.astype(np.float64)[:, None]
 
 
 def _f(src: TensorSource, name: str) -> np.ndarray:
@@ -74,16 +70,21 @@ def _rms(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
 
-def _neox_rope(x: np.ndarray, theta: float, rope_dim: int) -> np.ndarray:
-    """``x [n, heads, head_dim]`` at positions ``0 .. n-1``; pairs ``(i, i + rope_dim/2)``."""
+def _rope(x: np.ndarray, theta: float, rope_dim: int, neox: bool) -> np.ndarray:
+    """``x [n, heads, head_dim]`` at positions ``0 .. n-1``, first ``rope_dim`` dims.
+
+    NEOX pairs ``(i, i + rope_dim/2)``; otherwise ``(2i, 2i + 1)``.
+    """
     n = x.shape[0]
     half = rope_dim // 2
     freqs = theta ** (-2.0 * np.arange(half) / rope_dim)
     ang = np.arange(n)[:, None, None] * freqs[None, None, :]
-    a, b = x[..., :half], x[..., half:rope_dim]
+    ia = np.arange(half) if neox else np.arange(0, rope_dim, 2)
+    ib = ia + half if neox else ia + 1
+    a, b = x[..., ia], x[..., ib]
     out = x.copy()
-    out[..., :half] = a * np.cos(ang) - b * np.sin(ang)
-    out[..., half:rope_dim] = a * np.sin(ang) + b * np.cos(ang)
+    out[..., ia] = a * np.cos(ang) - b * np.sin(ang)
+    out[..., ib] = a * np.sin(ang) + b * np.cos(ang)
     return out
 
 
@@ -111,7 +112,8 @@ def reference_forward(
         q = lin(_w(src, MODEL_TENSOR.ATTN_Q, i), h).reshape(n, cfg.n_heads, hd)
         k = lin(_w(src, MODEL_TENSOR.ATTN_K, i), h).reshape(n, cfg.n_kv_heads, hd)
         v = lin(_w(src, MODEL_TENSOR.ATTN_V, i), h).reshape(n, cfg.n_kv_heads, hd)
-        q, k = _neox_rope(q, cfg.rope_theta, cfg.rope_dim), _neox_rope(k, cfg.rope_theta, cfg.rope_dim)
+        q = _rope(q, cfg.rope_theta, cfg.rope_dim, cfg.rope_neox)
+        k = _rope(k, cfg.rope_theta, cfg.rope_dim, cfg.rope_neox)
         heads = []
         for j in range(cfg.n_heads):
             s = q[:, j] @ k[:, j // group].T / np.sqrt(hd)  # [n, n]
@@ -128,6 +130,6 @@ def reference_forward(
         y = _rms(act * up, _f(src, name(MODEL_TENSOR.FFN_SUB_NORM)), eps)
         x = x + lin(_w(src, MODEL_TENSOR.FFN_DOWN, i), y)
     output = global_tensor_name(MODEL_TENSOR.OUTPUT)
-    out = _f(src, output) if src.has_tensor(output) else embd
+    out = _f(src, output) if output in src else embd
     return _rms(x, _f(src, global_tensor_name(MODEL_TENSOR.OUTPUT_NORM)), eps) @ out.T
 

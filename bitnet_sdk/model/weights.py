@@ -15,20 +15,24 @@ Per-token activation quantization of a shared input is the same for all three,
 and ``TernaryTensor`` carries a scale per row, so the fused product equals the
 separate ones bit for bit.
 
-llama.cpp also accepts an optional one-element ``<name>.scale`` tensor per
-projection (multiplied into the product); it is folded into the row scales.
+llama.cpp's optional one-element ``<name>.scale`` tensors (multiplied into a
+projection's product) are folded into the row scales by the reader
+(``ModelFile.tensor``), so a ``TernaryTensor`` here is complete.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
 from gguf import MODEL_TENSOR, TENSOR_NAMES
 
 from bitnet_sdk.ternary import TernaryTensor
+
+if TYPE_CHECKING:
+    from bitnet_sdk.model.config import ModelConfig
 
 __all__ = [
     "LayerWeights",
@@ -46,10 +50,10 @@ W = TypeVar("W")
 class TensorSource(Protocol):
     """What ``load_weights`` needs from a model file (``gguf_file.ModelFile``)."""
 
-    def tensor(self, name: str) -> Any:
-        """``TernaryTensor`` for ternary weights, a float32 array otherwise."""
+    def tensor(self, name: str, *, cache: bool = True) -> Any:
+        """``TernaryTensor`` for projections (row scales complete), float32 otherwise."""
 
-    def has_tensor(self, name: str) -> bool:
+    def __contains__(self, name: object) -> bool:
         """Whether the file holds a tensor of that name."""
 
 
@@ -99,7 +103,7 @@ def fuse_rows(parts: Sequence[TernaryTensor]) -> TernaryTensor:
 
 
 def _float(src: TensorSource, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    arr = src.tensor(name)
+    arr = src.tensor(name, cache=False)
     if isinstance(arr, TernaryTensor):
         raise ValueError(f"tensor {name!r} must be a float tensor, found a ternary one")
     arr = np.asarray(arr)
@@ -112,31 +116,16 @@ def _float(src: TensorSource, name: str, shape: tuple[int, ...]) -> np.ndarray:
 
 def _ternary(src: TensorSource, kind: MODEL_TENSOR, layer: int, shape: tuple[int, int]) -> TernaryTensor:
     name = layer_tensor_name(kind, layer)
-    t = src.tensor(name)
+    t = src.tensor(name, cache=False)  # converted once, here; the reader keeps no copy
     if not isinstance(t, TernaryTensor):
         raise ValueError(f"tensor {name!r} is not ternary; BitNet projections must be")
     if t.shape != shape:
         raise ValueError(f"tensor {name!r} has shape {t.shape}, expected {shape}")
-    scale_name = layer_tensor_name(kind, layer, "scale")
-    if src.has_tensor(scale_name):
-        extra = np.asarray(src.tensor(scale_name), dtype=np.float32).reshape(-1)
-        if extra.shape != (1,):
-            raise ValueError(f"tensor {scale_name!r} must hold one value, has {extra.shape}")
-        t = TernaryTensor(t.q, (t.scale * extra[0]).astype(np.float32))
     return t
 
 
 def load_weights(
-    src: TensorSource,
-    *,
-    n_layers: int,
-    d_model: int,
-    n_heads: int,
-    n_kv_heads: int,
-    head_dim: int,
-    d_ff: int,
-    vocab_size: int,
-    convert: Callable[[TernaryTensor], W],
+    src: TensorSource, cfg: ModelConfig, convert: Callable[[TernaryTensor], W]
 ) -> ModelWeights[W]:
     """Read every tensor of a ``bitnet`` model, converting ternary ones with ``convert``.
 
@@ -146,9 +135,10 @@ def load_weights(
     configuration (a truncated or foreign file), and ``KeyError`` when a
     required tensor is missing.
     """
-    d_q, d_kv = n_heads * head_dim, n_kv_heads * head_dim
+    d_model, d_ff = cfg.d_model, cfg.d_ff
+    d_q, d_kv = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
     layers = []
-    for i in range(n_layers):
+    for i in range(cfg.n_layers):
         qkv = fuse_rows([
             _ternary(src, MODEL_TENSOR.ATTN_Q, i, (d_q, d_model)),
             _ternary(src, MODEL_TENSOR.ATTN_K, i, (d_kv, d_model)),
@@ -174,10 +164,10 @@ def load_weights(
                 w_down=convert(_ternary(src, MODEL_TENSOR.FFN_DOWN, i, (d_model, d_ff))),
             )
         )
-    token_embd = _float(src, global_tensor_name(MODEL_TENSOR.TOKEN_EMBD), (vocab_size, d_model))
+    token_embd = _float(src, global_tensor_name(MODEL_TENSOR.TOKEN_EMBD), (cfg.vocab_size, d_model))
     output_name = global_tensor_name(MODEL_TENSOR.OUTPUT)
     output = (
-        _float(src, output_name, (vocab_size, d_model)) if src.has_tensor(output_name) else token_embd
+        _float(src, output_name, (cfg.vocab_size, d_model)) if output_name in src else token_embd
     )
     return ModelWeights(
         token_embd=token_embd,

@@ -1,0 +1,166 @@
+"""``load(path)`` → ``Model``: a BitNet GGUF file, ready to run on one backend.
+
+Loading maps the file (``gguf_file.read_model``), reads the configuration and
+tokenizer from its metadata, and hands every ternary projection to the chosen
+backend's ``prepare_weights`` exactly once, one tensor at a time, so the only
+lasting copy of the weights is the backend's own layout. Float tensors stored
+as F32 stay read-only views of the memory map.
+
+A ``Model`` is immutable after loading and holds no per-request state: every
+generation gets its own ``KVCache``, so several threads may generate from one
+model at once (as far as the backend allows; the bundled ones do).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from bitnet_sdk.backends import get as get_backend
+from bitnet_sdk.backends.base import Backend
+from bitnet_sdk.model import generate as _gen
+from bitnet_sdk.model.config import ModelConfig
+from bitnet_sdk.model.gguf_file import ModelFile, read_model
+from bitnet_sdk.model.kv_cache import KVCache
+from bitnet_sdk.model.llm import forward
+from bitnet_sdk.model.weights import ModelWeights, load_weights
+
+__all__ = ["Model", "load"]
+
+logger = logging.getLogger(__name__)
+
+
+class Model:
+    """A loaded BitNet b1.58 model.
+
+    Attributes: ``config`` (``ModelConfig``), ``metadata`` (raw GGUF key/values),
+    ``tokenizer``, ``backend`` (the ``Backend`` its weights were prepared for),
+    ``weights`` (``ModelWeights`` in the backend's layout), ``path``.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        weights: ModelWeights[Any],
+        backend: Backend,
+        tokenizer: Any,
+        metadata: dict[str, Any] | None = None,
+        path: str | None = None,
+        file: ModelFile | None = None,
+    ) -> None:
+        self.config = config
+        self.weights = weights
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self.metadata = metadata or {}
+        self.path = path
+        self._file = file  # keeps the memory map alive as long as the views are used
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"<Model {self.path or ''} {c.arch} layers={c.n_layers} d_model={c.d_model} "
+            f"vocab={c.vocab_size} backend={self.backend.name}>"
+        )
+
+    # -- what generate() needs -----------------------------------------------
+
+    @property
+    def context_length(self) -> int:
+        """Largest number of positions (prompt + generated) one sequence may use."""
+        return self.config.context_length
+
+    @property
+    def eog_token_ids(self) -> frozenset[int]:
+        """Token ids that end a generation (EOS, end-of-turn, ...)."""
+        ids = getattr(self.tokenizer, "eog_ids", None)
+        if ids:
+            return frozenset(int(i) for i in ids)
+        return frozenset() if self.config.eos_id is None else frozenset({self.config.eos_id})
+
+    def new_cache(self, max_positions: int | None = None) -> KVCache:
+        """An empty KV cache for one sequence (grows on demand)."""
+        c = self.config
+        return KVCache(c.n_layers, c.n_kv_heads, c.head_dim, max_positions or c.context_length)
+
+    # -- running -------------------------------------------------------------
+
+    def forward(
+        self,
+        token_ids: Sequence[int] | np.ndarray,
+        start_pos: int = 0,
+        cache: KVCache | None = None,
+        *,
+        last_only: bool = False,
+    ) -> np.ndarray:
+        """Float32 logits ``[n, vocab]`` for ``token_ids`` at positions ``start_pos ..``.
+
+        ``cache`` holds the sequence's earlier positions (``None``: a fresh
+        cache, so ``start_pos`` must be 0). ``last_only`` returns only the last
+        row, ``[1, vocab]``.
+        """
+        if cache is None:
+            if start_pos != 0:
+                raise ValueError("start_pos > 0 needs the cache holding the earlier positions")
+            cache = self.new_cache(max(len(token_ids), 1))
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
+        return forward(self.weights, self.config, self.backend, ids, start_pos, cache, last_only=last_only)
+
+    def generate(self, prompt: str | Sequence[int], **kwargs: Any) -> Iterator[_gen.GenerationStep]:
+        """Stream ``GenerationStep`` records; keywords as ``bitnet_sdk.model.generate.generate``.
+
+        ``max_tokens``, ``temperature``, ``top_k``, ``top_p``, ``seed``,
+        ``stop``, ``logprobs`` (number of alternatives), ``cancel`` (a
+        ``threading.Event`` or a callable returning True to stop).
+        """
+        return _gen.generate(self, prompt, **kwargs)
+
+    def complete(self, prompt: str | Sequence[int], **kwargs: Any) -> _gen.Completion:
+        """Generate to the end and return a ``Completion`` (ids, text, logprobs, timings)."""
+        return _gen.complete(self, prompt, **kwargs)
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text`` as a prompt (BOS added when the file asks for it)."""
+        return list(self.tokenizer.encode(text))
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return str(self.tokenizer.decode(list(ids)))
+
+
+def _tokenizer_for(mf: ModelFile) -> Any:
+    from bitnet_sdk.model.tokenizer import Tokenizer
+
+    return Tokenizer.from_spec(mf.tokenizer_spec)
+
+
+def load(path: str | os.PathLike[str], backend: str | Backend = "auto") -> Model:
+    """Load a BitNet GGUF model for ``backend`` (a name, ``"auto"``, or an instance).
+
+    Raises ``FileNotFoundError`` for a missing file, ``GGUFFormatError`` /
+    ``ConfigError`` / ``NotTernaryError`` (all ``ValueError``) for a file that
+    is not a runnable BitNet model, and the backend registry's errors for an
+    unknown or unusable backend name.
+    """
+    t0 = time.perf_counter()
+    mf = read_model(path)
+    config = mf.config
+    if isinstance(backend, str):
+        backend = get_backend(backend)
+    tokenizer = _tokenizer_for(mf)
+    weights = load_weights(mf, config, backend.prepare_weights)
+    logger.info(
+        "loaded model",
+        extra={
+            "path": str(path),
+            "arch": config.arch,
+            "backend": backend.name,
+            "layers": config.n_layers,
+            "seconds": round(time.perf_counter() - t0, 3),
+        },
+    )
+    return Model(config, weights, backend, tokenizer, dict(mf.metadata), str(path), mf)
