@@ -1,0 +1,142 @@
+"""The packed ternary weight layout the kernels read, and the padded activation buffers.
+
+Weights (repacked once at load from a ``TernaryTensor``):
+
+* each weight is stored as ``u = q + 1 ∈ {0, 1, 2}`` in 2 bits, so that it can
+  be the *unsigned* operand of ``vpdpbusd``/``vpmaddubsw``; the kernels
+  subtract ``Σ x`` per token afterwards (``Σ (q+1)·x − Σ x = Σ q·x``, exact in
+  wrapping int32 arithmetic);
+* ``k`` is split into blocks of 256; block ``b`` of a row is 64 bytes, byte
+  ``j`` holding the weights at ``256b + j + 64s`` in bits ``2s..2s+1``
+  (``s = 0..3``). One load of 16/32/64 bytes followed by a shift by ``2s`` and
+  a mask of 3 gives 16/32/64 *consecutive* weights, which meet a plain
+  contiguous load of activations: one layout serves NEON, AVX2 and AVX-512;
+* rows come in groups of 4: the 4 rows' blocks ``b`` are adjacent
+  (``[row_group][block][row_in_group][64 bytes]``), so a 4-row register tile
+  reads one sequential stream;
+* ``k`` is padded to a multiple of 256 and rows to a multiple of 4 with
+  ``q = 0``; padded activations are zero, so padding adds nothing.
+
+Buffers are 64-byte aligned so vector loads never split cache lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "BLOCK",
+    "BLOCK_BYTES",
+    "ROW_GROUP",
+    "PackedTernary",
+    "aligned_empty",
+    "aligned_zeros",
+    "pack_ternary",
+    "padded",
+    "unpack_ternary",
+]
+
+#: Weights per block along ``k``.
+BLOCK = 256
+#: Bytes of one row's block.
+BLOCK_BYTES = BLOCK // 4
+#: Rows interleaved block by block.
+ROW_GROUP = 4
+_ALIGN = 64
+
+
+def padded(n: int, multiple: int) -> int:
+    """``n`` rounded up to a multiple of ``multiple`` (at least one multiple)."""
+    return max(multiple, -(-n // multiple) * multiple)
+
+
+def aligned_empty(shape: tuple[int, ...] | int, dtype: np.dtype | type, align: int = _ALIGN) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on an ``align``-byte boundary."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    dt = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    raw = np.empty(nbytes + align, dtype=np.uint8)
+    start = (-raw.ctypes.data) % align
+    return raw[start : start + nbytes].view(dt).reshape(shape)
+
+
+def aligned_zeros(shape: tuple[int, ...] | int, dtype: np.dtype | type, align: int = _ALIGN) -> np.ndarray:
+    out = aligned_empty(shape, dtype, align)
+    out.fill(0)
+    return out
+
+
+@dataclass(frozen=True)
+class PackedTernary:
+    """A ternary matrix in the kernels' layout (see the module docstring).
+
+    ``data`` is uint8 of ``rows_padded * cols_padded / 4`` bytes; ``scale`` is
+    float32 of ``rows_padded`` entries (the padding rows have scale 0).
+    ``shape`` is the logical ``(rows, cols)``.
+    """
+
+    data: np.ndarray
+    scale: np.ndarray
+    shape: tuple[int, int]
+
+    @property
+    def rows(self) -> int:
+        return self.shape[0]
+
+    @property
+    def cols(self) -> int:
+        return self.shape[1]
+
+    @property
+    def rows_padded(self) -> int:
+        return padded(self.rows, ROW_GROUP)
+
+    @property
+    def cols_padded(self) -> int:
+        return padded(self.cols, BLOCK)
+
+    @property
+    def nblocks(self) -> int:
+        return self.cols_padded // BLOCK
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of packed weights a full matmul reads."""
+        return int(self.data.nbytes)
+
+
+def pack_ternary(q: np.ndarray, scale: np.ndarray) -> PackedTernary:
+    """Repack int8 ``q [rows, cols]`` (values in {-1, 0, 1}) and float32 ``scale [rows]``.
+
+    Raises ``ValueError`` for values outside {-1, 0, 1}: they have no 2-bit code.
+    """
+    q = np.asarray(q)
+    if q.ndim != 2:
+        raise ValueError(f"q must be 2-D, got shape {q.shape}")
+    rows, cols = q.shape
+    if rows == 0 or cols == 0:
+        raise ValueError(f"cannot pack an empty matrix of shape {q.shape}")
+    if q.size and (int(q.min()) < -1 or int(q.max()) > 1):
+        raise ValueError("q holds values outside {-1, 0, 1}")
+    rp, kp = padded(rows, ROW_GROUP), padded(cols, BLOCK)
+    u = np.ones((rp, kp), dtype=np.uint8)
+    u[:rows, :cols] = (q + 1).astype(np.uint8)
+    # [group, row_in_group, block, s, j] -> [group, block, row_in_group, s, j]
+    u = u.reshape(rp // ROW_GROUP, ROW_GROUP, kp // BLOCK, 4, BLOCK_BYTES).transpose(0, 2, 1, 3, 4)
+    packed = u[..., 0, :] | (u[..., 1, :] << 2) | (u[..., 2, :] << 4) | (u[..., 3, :] << 6)
+    data = aligned_empty(packed.size, np.uint8)
+    data[:] = packed.reshape(-1)
+    sc = aligned_zeros(rp, np.float32)
+    sc[:rows] = np.asarray(scale, dtype=np.float32).reshape(rows)
+    return PackedTernary(data, sc, (rows, cols))
+
+
+def unpack_ternary(p: PackedTernary) -> np.ndarray:
+    """The int8 ``q [rows, cols]`` a packed matrix holds (inverse of ``pack_ternary``)."""
+    rp, kp = p.rows_padded, p.cols_padded
+    b = p.data.reshape(rp // ROW_GROUP, kp // BLOCK, ROW_GROUP, BLOCK_BYTES)
+    u = np.stack([(b >> (2 * s)) & 3 for s in range(4)], axis=3)  # [g, blk, r, s, j]
+    u = u.transpose(0, 2, 1, 3, 4).reshape(rp, kp)
+    return (u.astype(np.int8) - 1)[: p.rows, : p.cols]

@@ -1,0 +1,233 @@
+"""``KernelLibrary``: the compiled kernels of one ISA variant, callable on numpy arrays.
+
+This is the whole public runtime of ``bitnet_kernels``: pick a variant, JIT
+(or load from the disk cache) its module, and run matmuls, activation
+quantization and element-wise ops across a thread pool. Arrays are checked
+and converted here, so the kernels never see a wrong shape or dtype.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from bitnet_kernels.compiler import CompileStats, JitModule, jit_module
+from bitnet_kernels.isa import Isa, select_isa
+from bitnet_kernels.layout import (
+    BLOCK,
+    ROW_GROUP,
+    PackedTernary,
+    aligned_empty,
+    aligned_zeros,
+    pack_ternary,
+    padded,
+)
+from bitnet_kernels.module import KERNELS, PREFIX, build_kernel_module
+from bitnet_kernels.threads import default_threads, get_pool, split_range
+
+__all__ = ["KernelLibrary", "QuantizedActivations"]
+
+log = logging.getLogger(__name__)
+
+#: Below this many multiply-accumulates a matmul runs on the calling thread only:
+#: handing slices to other threads costs tens of microseconds.
+_PARALLEL_MIN_MACS = 1 << 21
+#: Same for element-wise ops, in elements.
+_PARALLEL_MIN_ELEMENTS = 1 << 16
+
+
+@dataclass(frozen=True)
+class QuantizedActivations:
+    """Activations in the kernels' buffer layout.
+
+    ``xq`` is int8 ``[tokens_padded, cols_padded]`` (zero padded), ``a`` the
+    per-token scale (1 for padding tokens) and ``xsum`` the per-token sum of
+    ``xq``. ``n``/``k`` are the logical token count and width.
+    """
+
+    xq: np.ndarray
+    a: np.ndarray
+    xsum: np.ndarray
+    n: int
+    k: int
+
+    def unpadded(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(xq [n, k], a [n])`` as ``bitnet_sdk.ternary.quantize_activations`` returns."""
+        return self.xq[: self.n, : self.k].copy(), self.a[: self.n].copy()
+
+
+def _ptr(a: np.ndarray | None) -> int | None:
+    return None if a is None else a.__array_interface__["data"][0]
+
+
+class KernelLibrary:
+    """JIT-compiled kernels for one ISA, run on ``num_threads`` threads.
+
+    ``isa``: a variant name (see ``bitnet_kernels.isa.ISAS``), an ``Isa``, or
+    ``None``/``"auto"`` for ``$BITNET_LLVM_ISA`` or the best the host runs.
+    ``num_threads``: ``None`` for ``$BITNET_NUM_THREADS`` or all usable CPUs.
+    ``use_cache``: read and write compiled objects in the disk cache.
+    """
+
+    _shared: dict[tuple[str, int], KernelLibrary] = {}  # noqa: RUF012 - process-wide cache
+    _shared_lock = threading.Lock()
+
+    def __init__(self, isa: str | Isa | None = None, num_threads: int | None = None,
+                 *, use_cache: bool = True) -> None:  # fmt: skip
+        self.isa = isa if isinstance(isa, Isa) else select_isa(isa)
+        self.num_threads = default_threads(num_threads)
+        self._jit: JitModule = jit_module(build_kernel_module(self.isa), self.isa, use_cache=use_cache)
+        self._fns = {
+            name: ctypes.CFUNCTYPE(None, *argtypes)(self._jit.address(PREFIX + name))
+            for name, argtypes in KERNELS.items()
+        }
+
+    @classmethod
+    def shared(cls, isa: str | Isa | None = None, num_threads: int | None = None) -> KernelLibrary:
+        """One library per (variant, thread count) per process, built on first request."""
+        resolved = isa if isinstance(isa, Isa) else select_isa(isa)
+        threads = default_threads(num_threads)
+        with cls._shared_lock:
+            lib = cls._shared.get((resolved.name, threads))
+            if lib is None:
+                lib = cls._shared[(resolved.name, threads)] = cls(resolved, threads)
+            return lib
+
+    @property
+    def compile_stats(self) -> CompileStats:
+        return self._jit.stats
+
+    def __repr__(self) -> str:
+        return f"<KernelLibrary isa={self.isa.name} threads={self.num_threads}>"
+
+    # -- weights and activations ---------------------------------------------------
+
+    @staticmethod
+    def pack(q: np.ndarray, scale: np.ndarray) -> PackedTernary:
+        """Repack ternary weights into the kernels' layout (see ``bitnet_kernels.layout``)."""
+        return pack_ternary(q, scale)
+
+    def _token_tile(self, n: int) -> tuple[str, int]:
+        """Kernel family and token padding for ``n`` tokens (GEMV under one full GEMM tile)."""
+        gemm_tokens = self.isa.gemm_tile[1]
+        if n < gemm_tokens:
+            return "gemv", self.isa.gemv_tile[1]
+        return "gemm", gemm_tokens
+
+    def quantize(self, x: np.ndarray, token_multiple: int = 1) -> QuantizedActivations:
+        """Per-token absmax int8 of float32 ``x [n, k]``, padded for the GEMM kernels."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 2:
+            raise ValueError(f"activations must be 2-D [tokens, features], got shape {x.shape}")
+        n, k = x.shape
+        np_, kp = padded(n, token_multiple), padded(k, BLOCK)
+        xq = aligned_empty((np_, kp), np.int8)
+        a = np.ones(np_, dtype=np.float32)
+        xsum = np.zeros(np_, dtype=np.int32)
+        if np_ > n:
+            xq[n:] = 0
+        fn = self._fns["quantize"]
+        args = (_ptr(x), k, k, _ptr(xq), kp, _ptr(a), _ptr(xsum))
+        parts = self.num_threads if n * k >= _PARALLEL_MIN_ELEMENTS else 1
+        get_pool(self.num_threads).run(lambda b, e: fn(*args, b, e), split_range(0, n, parts, 1))
+        return QuantizedActivations(xq, a, xsum, n, k)
+
+    def quantize_activations(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Same contract as ``bitnet_sdk.ternary.quantize_activations``: ``(xq [n, k], a [n])``."""
+        return self.quantize(x).unpadded()
+
+    # -- matmuls ---------------------------------------------------------------------
+
+    def matmul(self, w: PackedTernary, x: np.ndarray) -> np.ndarray:
+        """BitNet linear: float32 ``x [n, cols]`` → float32 ``[n, rows]`` (reference-exact)."""
+        x = np.asarray(x, dtype=np.float32)
+        self._check_x(w, x)
+        family, tokens = self._token_tile(x.shape[0])
+        qa = self.quantize(x, tokens)
+        out = np.empty((qa.n, w.rows), dtype=np.float32)
+        self._gemm(f"{family}_f32", w, qa.xq, qa.xsum, qa.a, out, qa.n)
+        return out
+
+    def matmul_int(self, w: PackedTernary, xq: np.ndarray) -> np.ndarray:
+        """Exact int32 ``[n, rows]`` accumulations for int8 ``xq [n, cols]``."""
+        xq = np.asarray(xq)
+        if xq.dtype != np.int8:
+            raise TypeError(f"xq must be int8, got {xq.dtype}")
+        self._check_x(w, xq)
+        n, k = xq.shape
+        family, tokens = self._token_tile(n)
+        buf = aligned_zeros((padded(n, tokens), w.cols_padded), np.int8)
+        buf[:n, :k] = xq
+        xsum = np.zeros(buf.shape[0], dtype=np.int32)
+        xsum[:n] = xq.sum(axis=1, dtype=np.int32)
+        out = np.empty((n, w.rows), dtype=np.int32)
+        self._gemm(f"{family}_i32", w, buf, xsum, None, out, n)
+        return out
+
+    @staticmethod
+    def _check_x(w: PackedTernary, x: np.ndarray) -> None:
+        if not isinstance(w, PackedTernary):
+            raise TypeError(f"weights must be a PackedTernary (from pack()), got {type(w).__name__}")
+        if x.ndim != 2 or x.shape[1] != w.cols:
+            raise ValueError(f"activations of shape {x.shape} do not match weights {w.shape}")
+
+    def _gemm(self, kernel: str, w: PackedTernary, xq: np.ndarray, xsum: np.ndarray,
+              a: np.ndarray | None, out: np.ndarray, n: int) -> None:  # fmt: skip
+        if n == 0:
+            return
+        fn = self._fns[kernel]
+        ntok_padded = xq.shape[0]
+        head = (_ptr(w.data), _ptr(xq), _ptr(xsum), _ptr(w.scale), _ptr(a), _ptr(out), w.nblocks, w.rows)
+        tail = (ntok_padded, n, w.rows)
+        macs = w.rows_padded * w.cols_padded * ntok_padded
+        parts = self.num_threads if macs >= _PARALLEL_MIN_MACS else 1
+        slices = split_range(0, w.rows_padded, parts, ROW_GROUP)
+        get_pool(self.num_threads).run(lambda b, e: fn(*head, b, e, *tail), slices)
+
+    # -- element-wise ----------------------------------------------------------------
+
+    def rms_norm(self, x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+        """RMSNorm over the last axis (any leading shape)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        w = np.ascontiguousarray(weight, dtype=np.float32)
+        d = x.shape[-1]
+        if w.shape != (d,):
+            raise ValueError(f"weight of shape {w.shape} does not match rows of length {d}")
+        out = np.empty_like(x)
+        fn = self._fns["rms_norm"]
+        args = (_ptr(x), _ptr(w), _ptr(out), d, ctypes.c_float(eps))
+        self._rows(lambda b, e: fn(*args, b, e), x.size // max(d, 1), d)
+        return out
+
+    def softmax(self, x: np.ndarray) -> np.ndarray:
+        """Softmax over the last axis (any leading shape)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        out = np.empty_like(x)
+        d = x.shape[-1]
+        fn = self._fns["softmax"]
+        self._rows(lambda b, e: fn(_ptr(x), _ptr(out), d, b, e), x.size // max(d, 1), d)
+        return out
+
+    def silu(self, x: np.ndarray) -> np.ndarray:
+        """``x * sigmoid(x)`` element-wise."""
+        return self._map("silu", x)
+
+    def relu2(self, x: np.ndarray) -> np.ndarray:
+        """``max(x, 0)²`` element-wise."""
+        return self._map("relu2", x)
+
+    def _map(self, kernel: str, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        out = np.empty_like(x)
+        fn = self._fns[kernel]
+        self._rows(lambda b, e: fn(_ptr(x), _ptr(out), b, e), x.size, 1)
+        return out
+
+    def _rows(self, call: object, nrows: int, row_len: int) -> None:
+        parts = self.num_threads if nrows * row_len >= _PARALLEL_MIN_ELEMENTS else 1
+        align = 1 if row_len > 1 else 64  # flat maps: slices of whole cache lines
+        get_pool(self.num_threads).run(call, split_range(0, nrows, parts, align))  # type: ignore[arg-type]
