@@ -69,15 +69,17 @@ def tensor_scale(t: TernaryTensor) -> np.float32:
     the rows holding non-zeros disagree, since I2_S has a single scale per tensor.
     """
     mag = np.abs(t.scale)
-    used = (mag != 0) & np.any(t.q != 0, axis=1)
-    values = np.unique(mag[used])
-    if values.size > 1:
-        rows = np.flatnonzero(used & (mag != values[0]))
+    used = np.flatnonzero((mag != 0) & np.any(t.q != 0, axis=1))
+    if used.size == 0:
+        return np.float32(0)
+    first = used[0]
+    other = used[mag[used] != mag[first]]
+    if other.size:
         raise ValueError(
-            f"{_FMT} stores one scale per tensor, but rows hold scales {values[0]} and "
-            f"{mag[rows[0]]} (row {rows[0]}); requantize to a per-tensor scale first"
+            f"{_FMT} stores one scale per tensor, but row {first} has scale {mag[first]} and "
+            f"row {other[0]} has {mag[other[0]]}; requantize to a per-tensor scale first"
         )
-    return np.float32(values[0]) if values.size else np.float32(0)
+    return np.float32(mag[first])
 
 
 def pack(t: TernaryTensor) -> np.ndarray:
