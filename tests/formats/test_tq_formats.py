@@ -204,3 +204,16 @@ def test_unpack_rejects_non_finite_block_scale(fmt, qtype) -> None:
         fmt.unpack(data, (2, 256))
     _, d = fmt.unpack_blocks(data, (2, 256))
     assert np.isinf(d[1, 0]) and d[0, 0] == 1
+
+
+@pytest.mark.parametrize(("fmt", "qtype"), FORMATS)
+@pytest.mark.parametrize("scale", [1e-30, 1e-9, 3e-8, 6.1e-5, 0.1, 1000.5, 65519.0])
+def test_extreme_scales_match_gguf(fmt, qtype, scale) -> None:
+    """Scales that are fp16 subnormal, underflow to 0, or round to fp16's maximum."""
+    t = random_ternary(np.random.default_rng(5), 2, 512, per_row_scale=False)
+    t = TernaryTensor(t.q, np.full(2, scale, dtype=np.float32))
+    data = fmt.pack(t)
+    assert_same_blocks(gguf_bytes(t, qtype), data, block_bytes(qtype), f"scale {scale}")
+    np.testing.assert_array_equal(
+        ternary_values(fmt.unpack(data, t.shape)), dequantize(data.reshape(2, -1), qtype)
+    )
