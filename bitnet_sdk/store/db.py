@@ -21,6 +21,8 @@ UPDATE`` where rows must be serialised.
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,17 +42,19 @@ __all__ = [
     "write_transaction",
 ]
 
+log = logging.getLogger(__name__)
+
 #: Every model is bound to this proxy; :func:`connect` initialises it.
 database_proxy = peewee.DatabaseProxy()
 
-#: Applied to every new SQLite connection, in this order (busy timeout first so
-#: switching the journal mode waits for other processes instead of failing).
+#: Applied to every new SQLite connection. The WAL journal mode is not in this
+#: list: it is a property of the file, set once by :func:`_enable_wal`.
 SQLITE_PRAGMAS: tuple[tuple[str, object], ...] = (
     ("busy_timeout", 30_000),
-    ("journal_mode", "wal"),
     ("foreign_keys", 1),
     ("synchronous", "normal"),
 )
+_WAL_ATTEMPTS = 50
 
 _SQLITE_SCHEMES = {"sqlite", "sqlite+pool"}
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "postgres+pool", "postgresql+pool"}
@@ -59,8 +63,9 @@ _POSTGRES_SCHEMES = {"postgres", "postgresql", "postgres+pool", "postgresql+pool
 def connect(url: str, *, bind: bool = True) -> peewee.Database:
     """Create the database named by ``url`` and, if ``bind``, point the models at it.
 
-    No connection is opened yet (peewee connects lazily, one connection per
-    thread). Raises ``ValueError`` for schemes other than SQLite and PostgreSQL.
+    Connections are opened lazily, one per thread (for a SQLite file, one is
+    opened and closed here to switch the file to WAL). Raises ``ValueError``
+    for schemes other than SQLite and PostgreSQL.
     """
     scheme = urlparse(url).scheme
     if scheme in _SQLITE_SCHEMES:
@@ -68,6 +73,8 @@ def connect(url: str, *, bind: bool = True) -> peewee.Database:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = db_url.connect(url, pragmas=list(SQLITE_PRAGMAS), timeout=30)
+        if path != ":memory:":
+            _enable_wal(db)
     elif scheme in _POSTGRES_SCHEMES:
         db = db_url.connect(url, unquote_password=True, unquote_user=True)
     else:
@@ -75,6 +82,22 @@ def connect(url: str, *, bind: bool = True) -> peewee.Database:
     if bind:
         database_proxy.initialize(db)
     return db
+
+
+def _enable_wal(db: peewee.Database) -> None:
+    """Switch the file to WAL, retrying: SQLite answers "database is locked" at once
+    (without its busy handler) when several processes open a new file together."""
+    for attempt in range(_WAL_ATTEMPTS):
+        try:
+            with db.connection_context():
+                mode = db.execute_sql("PRAGMA journal_mode = wal").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning("SQLite kept journal mode %r (WAL unsupported here)", mode)
+            return
+        except peewee.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == _WAL_ATTEMPTS - 1:
+                raise
+        time.sleep(0.01 * (attempt + 1))
 
 
 def resolve(db: peewee.Database | peewee.DatabaseProxy | None = None) -> peewee.Database:
