@@ -73,7 +73,7 @@ class SpecPlugin:
 class ChooserPlugin:
     """Answers ``bitnet_choose_backend`` with a fixed value (or raises it) and logs its calls."""
 
-    def __init__(self, answer: str | None | Exception) -> None:
+    def __init__(self, answer: str | Exception | None) -> None:
         self.answer = answer
         self.calls: list[tuple[str | None, str, list[str]]] = []
 

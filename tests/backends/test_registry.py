@@ -11,6 +11,7 @@ from bitnet_sdk.backends import (
     DuplicateBackendError,
     cpu_only,
 )
+
 from ._support import FakeBackend, fake_spec
 
 
@@ -64,7 +65,7 @@ def test_duplicate_name_is_rejected_and_first_kept() -> None:
     first, second = fake_spec("dup", priority=1), fake_spec("dup", priority=9)
     with reg.scope("alpha", "alpha-dist==1"):
         reg.add(first)
-    with pytest.raises(DuplicateBackendError, match="'dup' from plugin 'beta'.*by plugin 'alpha'"):
+    with pytest.raises(DuplicateBackendError, match=r"'dup' from plugin 'beta'.*by plugin 'alpha'"):
         with reg.scope("beta", None):
             reg.add(second)
     assert reg.spec("dup") is first
