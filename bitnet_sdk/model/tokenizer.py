@@ -1,14 +1,52 @@
 """Tokenizer built from a GGUF vocabulary, tokenizing as llama.cpp does.
 
-Placeholder: the Tokenizer class lands in the next commit; the constants below
-are shared with the synthetic-model builder.
+Two vocabulary kinds, named by ``tokenizer.ggml.model``:
+
+* ``gpt2``: byte-level BPE (LLaMA-3, BitNet b1.58 2B-4T). Text is split by the
+  regular expressions llama.cpp uses for the file's ``tokenizer.ggml.pre``
+  (``llama-bpe`` and its aliases → the LLaMA-3 regex with ``ignore_merges``;
+  ``gpt-2``; ``default`` or absent → llama.cpp's default list), mapped to
+  GPT-2's byte alphabet and merged by rank. The splitting and merging run in
+  the ``tokenizers`` library (Split pre-tokenizers + BPE model), which applies
+  the same rules as llama.cpp's ``llm_tokenizer_bpe``: successive regex
+  splits keeping matches and gaps, lowest-rank pair first, leftmost on ties.
+* ``llama``: SentencePiece-style vocabularies with scores. llama.cpp merges the
+  adjacent pair whose joined text is the highest-scoring token (leftmost on
+  ties) and falls back to ``<0xXX>`` byte tokens; a rank-ordered BPE cannot
+  reproduce that tie rule, so :class:`_SpmModel` implements it directly.
+
+Special tokens (control, user-defined, unknown) are cut out of the text first,
+longest first, as llama.cpp's ``tokenizer_st_partition`` does; control tokens
+only when ``parse_special`` is set, user-defined ones always.
 """
 
 from __future__ import annotations
 
+import heapq
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["GPT2_REGEX", "LLAMA3_REGEX", "bytes_to_unicode"]
+from gguf import Keys, TokenType
+from tokenizers import Regex, models, pre_tokenizers
+from tokenizers import Tokenizer as HFTokenizer
+
+from bitnet_sdk.model.gguf_file import Problem
+
+if TYPE_CHECKING:
+    from bitnet_sdk.model.gguf_file import ModelFile
+
+__all__ = [
+    "GPT2_REGEX",
+    "LLAMA3_REGEX",
+    "Tokenizer",
+    "TokenizerError",
+    "TokenizerSpec",
+    "bytes_to_unicode",
+    "tokenizer_problems",
+]
 
 #: llama.cpp's LLaMA-3 pre-tokenizer regex (``LLAMA_VOCAB_PRE_TYPE_LLAMA3``):
 #: the tokenizer.json one with ``(?i:...)`` spelled out, as llama.cpp does.
@@ -18,6 +56,28 @@ LLAMA3_REGEX = (
 )
 #: GPT-2's regex (``LLAMA_VOCAB_PRE_TYPE_GPT2``).
 GPT2_REGEX = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
+#: llama.cpp's fallback list (``LLAMA_VOCAB_PRE_TYPE_DEFAULT``), applied one after another.
+DEFAULT_REGEXES = (r"[\p{P}\$\+<=>\^~\|]+", GPT2_REGEX, r"\p{N}+", r"[0-9][0-9][0-9]")
+
+#: ``tokenizer.ggml.pre`` → (regexes, ignore_merges, add_bos default), as in llama-vocab.cpp.
+_PRE_TYPES: dict[str, tuple[tuple[str, ...], bool, bool]] = {
+    **dict.fromkeys(
+        ("llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2"),
+        ((LLAMA3_REGEX,), True, True),
+    ),
+    "gpt-2": ((GPT2_REGEX,), False, False),
+    "default": (DEFAULT_REGEXES, False, False),
+}
+SUPPORTED_MODELS = ("gpt2", "llama")
+
+#: Token texts llama.cpp treats as end of generation when they are control tokens.
+_EOG_TEXTS = frozenset({
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
+    "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>", "<|return|>", "<|call|>",
+})
+_SPECIAL_TYPES = frozenset({int(TokenType.CONTROL), int(TokenType.USER_DEFINED), int(TokenType.UNKNOWN)})
+_PARSE_ONLY_TYPES = frozenset({int(TokenType.CONTROL), int(TokenType.UNKNOWN)})
+_SPM_SPACE = "\u2581"
 
 
 @lru_cache(maxsize=1)
@@ -31,3 +91,353 @@ def bytes_to_unicode() -> dict[int, str]:
             mapping[b] = chr(256 + extra)
             extra += 1
     return mapping
+
+
+@lru_cache(maxsize=1)
+def _unicode_to_byte() -> dict[str, int]:
+    return {c: b for b, c in bytes_to_unicode().items()}
+
+
+class TokenizerError(ValueError):
+    """The file's vocabulary is missing or unusable; ``problems`` says why."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(p.message for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """The ``tokenizer.*`` keys of a GGUF file, checked and typed.
+
+    ``add_bos`` / ``add_eos`` / ``add_space_prefix`` are the file's flags, or
+    llama.cpp's defaults for the vocabulary kind when the file has none.
+    """
+
+    model: str
+    pre: str | None
+    tokens: list[str]
+    token_types: list[int]
+    scores: list[float] | None
+    merges: list[str] | None
+    bos_id: int | None
+    eos_id: int | None
+    eot_id: int | None
+    eom_id: int | None
+    pad_id: int | None
+    unk_id: int | None
+    add_bos: bool
+    add_eos: bool
+    add_space_prefix: bool
+    chat_template: str | None
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> TokenizerSpec:
+        """Raises :class:`TokenizerError` listing every problem found."""
+        spec, problems = _parse_spec(metadata)
+        if problems or spec is None:
+            raise TokenizerError(problems)
+        return spec
+
+
+def tokenizer_problems(metadata: Mapping[str, Any]) -> list[Problem]:
+    """Everything :meth:`TokenizerSpec.from_metadata` would refuse, as a list."""
+    return _parse_spec(metadata)[1]
+
+
+def _str_list(metadata: Mapping[str, Any], key: str, problems: list[Problem]) -> list[str] | None:
+    value = metadata.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        problems.append(Problem("bad_tokenizer", f"{key} must be an array of strings"))
+        return None
+    return value
+
+
+def _num_list(metadata: Mapping[str, Any], key: str, n: int, kind: type, problems: list[Problem]) -> list[Any] | None:
+    value = metadata.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        problems.append(Problem("bad_tokenizer", f"{key} must be an array of numbers"))
+        return None
+    if len(value) != n:
+        problems.append(Problem("bad_tokenizer", f"{key} has {len(value)} entries for {n} tokens"))
+        return None
+    return [kind(v) for v in value]
+
+
+def _parse_spec(md: Mapping[str, Any]) -> tuple[TokenizerSpec | None, list[Problem]]:
+    T = Keys.Tokenizer
+    problems: list[Problem] = []
+    model = md.get(T.MODEL)
+    if model is None:
+        return None, [Problem("missing_tokenizer", f"the file has no vocabulary ({T.MODEL} is missing)")]
+    if model not in SUPPORTED_MODELS:
+        return None, [Problem("bad_tokenizer", f"{T.MODEL} = {model!r} is not supported ({', '.join(SUPPORTED_MODELS)})")]
+    tokens = _str_list(md, T.LIST, problems)
+    if not tokens:
+        problems.append(Problem("missing_tokenizer", f"{T.LIST} is missing or empty"))
+        return None, problems
+    n = len(tokens)
+    types = _num_list(md, T.TOKEN_TYPE, n, int, problems) or [int(TokenType.NORMAL)] * n
+    scores = _num_list(md, T.SCORES, n, float, problems)
+    merges = _str_list(md, T.MERGES, problems)
+    pre = md.get(T.PRE)
+    if model == "gpt2":
+        if not merges:
+            problems.append(Problem("bad_tokenizer", f"a gpt2 vocabulary needs {T.MERGES}"))
+        if pre is not None and pre not in _PRE_TYPES:
+            problems.append(Problem("bad_tokenizer", f"pre-tokenizer {T.PRE} = {pre!r} is not supported ({', '.join(sorted(_PRE_TYPES))})"))
+    ids: dict[str, int | None] = {}
+    for name, key in (("bos", T.BOS_ID), ("eos", T.EOS_ID), ("eot", T.EOT_ID), ("eom", T.EOM_ID), ("pad", T.PAD_ID), ("unk", T.UNK_ID)):
+        value = md.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < n):
+            problems.append(Problem("bad_token_id", f"{key} = {value!r} is not a token id (vocabulary of {n})"))
+            value = None
+        ids[name] = value
+    flags = {}
+    for name, key in (("add_bos", T.ADD_BOS), ("add_eos", T.ADD_EOS), ("add_space_prefix", T.ADD_PREFIX)):
+        value = md.get(key)
+        if value is not None and not isinstance(value, bool):
+            problems.append(Problem("bad_tokenizer", f"{key} must be a boolean, got {value!r}"))
+            value = None
+        flags[name] = value
+    template = md.get(T.CHAT_TEMPLATE)
+    if template is not None and not isinstance(template, str):
+        problems.append(Problem("bad_tokenizer", f"{T.CHAT_TEMPLATE} must be a string"))
+        template = None
+    if problems:
+        return None, problems
+    pre_add_bos = _PRE_TYPES.get(pre or "default", ((), False, False))[2]
+    spec = TokenizerSpec(
+        model=model,
+        pre=pre,
+        tokens=tokens,
+        token_types=types,
+        scores=scores,
+        merges=merges,
+        bos_id=ids["bos"],
+        eos_id=ids["eos"],
+        eot_id=ids["eot"],
+        eom_id=ids["eom"],
+        pad_id=ids["pad"],
+        unk_id=ids["unk"],
+        add_bos=flags["add_bos"] if flags["add_bos"] is not None else (model == "llama" or pre_add_bos),
+        add_eos=bool(flags["add_eos"]),
+        add_space_prefix=flags["add_space_prefix"] if flags["add_space_prefix"] is not None else model == "llama",
+        chat_template=template,
+    )
+    return spec, []
+
+
+class _SpmModel:
+    """llama.cpp's SentencePiece tokenizer (``llm_tokenizer_spm``) over a scored vocabulary."""
+
+    def __init__(self, spec: TokenizerSpec) -> None:
+        self.ids: dict[str, int] = {t: i for i, t in enumerate(spec.tokens)}
+        self.scores = spec.scores or [0.0] * len(spec.tokens)
+        self.byte_ids = {b: self.ids.get(f"<0x{b:02X}>") for b in range(256)}
+
+    def encode(self, text: str) -> list[int]:
+        symbols = list(text)  # UTF-8 characters
+        nxt = [*range(1, len(symbols)), -1]
+        prv = list(range(-1, len(symbols) - 1))
+        heap: list[tuple[float, int, int, str]] = []
+        rev: dict[str, tuple[str, str]] = {}
+
+        def push(left: int, right: int) -> None:
+            if left < 0 or right < 0:
+                return
+            joined = symbols[left] + symbols[right]
+            tid = self.ids.get(joined)
+            if tid is not None:
+                heapq.heappush(heap, (-self.scores[tid], left, right, joined))
+                rev[joined] = (symbols[left], symbols[right])
+
+        for i in range(1, len(symbols)):
+            push(i - 1, i)
+        while heap:
+            _score, left, right, joined = heapq.heappop(heap)
+            if not symbols[left] or not symbols[right] or symbols[left] + symbols[right] != joined or nxt[left] != right:
+                continue
+            symbols[left], symbols[right] = joined, ""
+            nxt[left] = nxt[right]
+            if nxt[right] >= 0:
+                prv[nxt[right]] = left
+            push(prv[left], left)
+            push(left, nxt[left])
+        out: list[int] = []
+        i = 0 if symbols else -1
+        while i != -1:
+            self._resegment(symbols[i], rev, out)
+            i = nxt[i]
+        return out
+
+    def _resegment(self, text: str, rev: dict[str, tuple[str, str]], out: list[int]) -> None:
+        tid = self.ids.get(text)
+        if tid is not None:
+            out.append(tid)
+        elif text in rev:
+            for part in rev[text]:
+                self._resegment(part, rev, out)
+        else:
+            out.extend(b for b in (self.byte_ids[x] for x in text.encode("utf-8")) if b is not None)
+
+
+class Tokenizer:
+    """Encode and decode text with a GGUF vocabulary, as llama.cpp does.
+
+    Build with :meth:`from_gguf` (a path or ``ModelFile``) or :meth:`from_spec`.
+    ``eos_ids`` holds every end-of-generation token (EOS, EOT, EOM and the
+    control tokens llama.cpp recognises by text, such as ``<|eot_id|>``).
+    """
+
+    def __init__(self, spec: TokenizerSpec) -> None:
+        self.spec = spec
+        self.vocab_size = len(spec.tokens)
+        self.bos_id = spec.bos_id
+        self.eos_id = spec.eos_id
+        self._ids: dict[str, int] = {t: i for i, t in enumerate(spec.tokens)}
+        types = spec.token_types
+        specials = [(t, i) for i, t in enumerate(spec.tokens) if types[i] in _SPECIAL_TYPES and t]
+        specials.sort(key=lambda ti: (-len(ti[0]), ti[1]))
+        self._specials = [(t, i, types[i] in _PARSE_ONLY_TYPES) for t, i in specials]
+        self.special_ids = frozenset(i for _t, i in specials)
+        eog = {spec.eos_id, spec.eot_id, spec.eom_id} - {None}
+        eog |= {i for t, i in specials if types[i] == TokenType.CONTROL and t in _EOG_TEXTS}
+        self.eos_ids: frozenset[int] = frozenset(eog)  # type: ignore[arg-type]
+        if spec.model == "gpt2":
+            self._bpe: HFTokenizer | None = self._build_bpe(spec)
+            self._spm: _SpmModel | None = None
+        else:
+            self._bpe, self._spm = None, _SpmModel(spec)
+
+    @property
+    def eog_ids(self) -> frozenset[int]:
+        """Alias of :attr:`eos_ids` (llama.cpp's name: end-of-generation tokens)."""
+        return self.eos_ids
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.spec.chat_template
+
+    @classmethod
+    def from_spec(cls, spec: TokenizerSpec) -> Tokenizer:
+        return cls(spec)
+
+    @classmethod
+    def from_gguf(cls, source: str | os.PathLike[str] | ModelFile) -> Tokenizer:
+        """The tokenizer of a GGUF file (path or opened ``ModelFile``)."""
+        from bitnet_sdk.model.gguf_file import ModelFile, read_model
+
+        mf = source if isinstance(source, ModelFile) else read_model(source, strict=False)
+        return cls(mf.tokenizer_spec)
+
+    @staticmethod
+    def _build_bpe(spec: TokenizerSpec) -> HFTokenizer:
+        regexes, ignore_merges, _ = _PRE_TYPES[spec.pre or "default"]
+        merges = []
+        for m in spec.merges or []:
+            pos = m.find(" ", 1)  # llama.cpp splits at the first space after the first character
+            if pos > 0:
+                merges.append((m[:pos], m[pos + 1 :]))
+        vocab = {t: i for i, t in enumerate(spec.tokens)}
+        bpe = models.BPE(vocab, merges, ignore_merges=ignore_merges)
+        tok = HFTokenizer(bpe)
+        splits = [pre_tokenizers.Split(Regex(r), "isolated") for r in regexes]
+        tok.pre_tokenizer = pre_tokenizers.Sequence([*splits, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        return tok
+
+    # -- encoding ---------------------------------------------------------------
+
+    def _partition(self, text: str, parse_special: bool) -> list[str | int]:
+        fragments: list[str | int] = [text] if text else []
+        for tok_text, tid, needs_parse in self._specials:
+            if needs_parse and not parse_special:
+                continue
+            out: list[str | int] = []
+            for frag in fragments:
+                if isinstance(frag, int) or tok_text not in frag:
+                    out.append(frag)
+                    continue
+                for k, part in enumerate(frag.split(tok_text)):
+                    if k:
+                        out.append(tid)
+                    if part:
+                        out.append(part)
+            fragments = out
+        return fragments
+
+    def encode(self, text: str, add_bos: bool = True, *, parse_special: bool = False) -> list[int]:
+        """Token ids of ``text``.
+
+        ``add_bos`` adds the special tokens the file asks for, as llama.cpp's
+        ``add_special``: BOS when ``tokenizer.ggml.add_bos_token`` (or the
+        vocabulary's default) says so, EOS when ``add_eos_token`` does.
+        ``parse_special`` turns control-token texts such as ``<|eot_id|>`` in
+        ``text`` into their ids instead of tokenizing them as plain text.
+        """
+        out: list[int] = []
+        if add_bos and self.spec.add_bos and self.bos_id is not None:
+            out.append(self.bos_id)
+        prev_special = True
+        for frag in self._partition(text, parse_special):
+            if isinstance(frag, int):
+                out.append(frag)
+                prev_special = True
+            elif self._bpe is not None:
+                out.extend(self._bpe.encode(frag, add_special_tokens=False).ids)
+            else:
+                assert self._spm is not None
+                piece = (" " if self.spec.add_space_prefix and prev_special else "") + frag
+                out.extend(self._spm.encode(piece.replace(" ", _SPM_SPACE)))
+                prev_special = False
+        if add_bos and self.spec.add_eos and self.eos_id is not None:
+            out.append(self.eos_id)
+        return out
+
+    # -- decoding ---------------------------------------------------------------
+
+    def token_bytes(self, token_id: int, *, special: bool = True) -> bytes:
+        """The bytes token ``token_id`` stands for (llama.cpp's ``token_to_piece``).
+
+        Control tokens give their text only with ``special``; byte-level BPE
+        tokens map back through GPT-2's byte alphabet; ``<0xXX>`` tokens of a
+        SentencePiece vocabulary give that byte and ``▁`` becomes a space.
+        """
+        if not 0 <= token_id < self.vocab_size:
+            raise IndexError(f"token id {token_id} is outside the vocabulary (0..{self.vocab_size - 1})")
+        text = self.spec.tokens[token_id]
+        ttype = self.spec.token_types[token_id]
+        if ttype in (TokenType.CONTROL, TokenType.UNKNOWN, TokenType.UNUSED):
+            return text.encode("utf-8") if special and ttype != TokenType.UNUSED else b""
+        if ttype == TokenType.USER_DEFINED:
+            return text.encode("utf-8")
+        if self._bpe is not None:
+            table = _unicode_to_byte()
+            return b"".join(bytes([table[c]]) if c in table else c.encode("utf-8") for c in text)
+        if ttype == TokenType.BYTE and len(text) == 6 and text.startswith("<0x"):
+            return bytes([int(text[3:5], 16)])
+        return text.replace(_SPM_SPACE, " ").encode("utf-8")
+
+    def token_to_piece(self, token_id: int, *, special: bool = True) -> str:
+        """:meth:`token_bytes` as text (invalid UTF-8 becomes U+FFFD)."""
+        return self.token_bytes(token_id, special=special).decode("utf-8", errors="replace")
+
+    def token_to_id(self, text: str) -> int | None:
+        """Id of the token whose text is exactly ``text``, or None."""
+        return self._ids.get(text)
+
+    def decode_bytes(self, ids: Iterable[int], *, special: bool = False) -> bytes:
+        """Concatenated token bytes; a SentencePiece vocabulary drops the space after a leading BOS."""
+        ids = list(ids)
+        data = b"".join(self.token_bytes(int(i), special=special) for i in ids)
+        if self._spm is not None and ids and ids[0] == self.bos_id and data.startswith(b" "):
+            data = data[1:]
+        return data
+
+    def decode(self, ids: Sequence[int], *, special: bool = False) -> str:
+        """Text of ``ids``; control tokens (BOS, EOS, ...) are left out unless ``special``."""
+        return self.decode_bytes(ids, special=special).decode("utf-8", errors="replace")
