@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 #: Comma-separated plugin (entry-point) names not to load, or ``all``.
 DISABLE_ENV = "BITNET_DISABLE_PLUGINS"
 _LOAD_STAGES = frozenset({"import", "validate", "register"})
+_HOOK_NAMES = tuple(n for n in vars(hookspecs) if n.startswith("bitnet_"))
 
 
 class BackendHost:
@@ -164,8 +165,7 @@ class BackendHost:
 
     def _validate(self) -> None:
         """Drop plugins with unknown hooks (``check_pending``) or hook wrappers."""
-        for spec_name in ("bitnet_register_backends", "bitnet_choose_backend",
-                          "bitnet_backend_selected"):
+        for spec_name in _HOOK_NAMES:
             for impl in getattr(self._pm.hook, spec_name).get_hookimpls():
                 if impl.wrapper or impl.hookwrapper:
                     self._drop(impl.plugin, f"{spec_name}: hook wrappers are not supported")

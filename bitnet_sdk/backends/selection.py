@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bitnet_sdk.backends.base import Backend
+from bitnet_sdk.backends.devices import device_record
 from bitnet_sdk.backends.errors import (
     BackendError,
     BackendNotFoundError,
@@ -106,8 +107,9 @@ def _why_unusable(info: BackendInfo, device: str, op: str | None) -> str | None:
 
 def _summary(host: BackendHost) -> str:
     """``available: numpy (cpu), ...; unavailable: ...; load errors: ...`` for error messages."""
-    ok = [f"{i.name} ({', '.join(i.devices)})" for i in host.available() if i.available]
-    bad = [f"{i.name}: {i.error}" for i in host.available() if not i.available]
+    infos = host.available()
+    ok = [f"{i.name} ({', '.join(i.devices)})" for i in infos if i.available]
+    bad = [f"{i.name}: {i.error}" for i in infos if not i.available]
     parts = [f"available backends: {', '.join(ok) if ok else 'none'}"]
     if bad:
         parts.append(f"unavailable: {'; '.join(bad)}")
@@ -118,6 +120,12 @@ def _summary(host: BackendHost) -> str:
 
 def describe_host(host: BackendHost, device: str) -> dict[str, Any]:
     """What ``GET /v1/devices`` returns: backends, devices, the ``auto`` pick, errors.
+
+    Shape (the API's ``Devices`` schema plus extras): ``auto`` (name or null),
+    ``auto_reason``, ``auto_error``, ``device`` (the one ``auto`` was resolved
+    for), ``devices`` (``Device`` objects usable by some backend), ``backends``
+    (``BackendInfo.to_dict()`` with ``devices`` as ``Device`` objects),
+    ``disabled`` (plugin names) and ``errors`` (``PluginError.to_dict()``).
 
     Resolving ``auto`` builds that backend (cached by the host), so a factory
     failure shows up here instead of on the first request. No notification
@@ -132,13 +140,16 @@ def describe_host(host: BackendHost, device: str) -> dict[str, Any]:
     except BackendError as exc:
         auto_error = str(exc)
     infos = host.available()
+    here = sorted({d for i in infos if i.available for d in i.devices})
     return {
         "device": device,
         "auto": auto,
         "auto_reason": auto_reason,
         "auto_error": auto_error,
-        "devices": sorted({d for i in infos if i.available for d in i.devices}),
-        "backends": [i.to_dict() for i in infos],
+        "devices": [device_record(d) for d in here],
+        "backends": [
+            {**i.to_dict(), "devices": [device_record(d) for d in i.devices]} for i in infos
+        ],
         "disabled": host.disabled,
         "errors": [e.to_dict() for e in host.errors],
     }

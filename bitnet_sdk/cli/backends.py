@@ -45,8 +45,9 @@ def format_text(doc: dict[str, Any]) -> str:
     for b in doc["backends"]:
         status = "ok" if b["available"] else "unavailable"
         caps = ",".join(b["capabilities"]) or "-"
+        devices = ",".join(d["id"] for d in b["devices"]) or "-"
         rows.append(
-            (b["name"], str(b["priority"]), ",".join(b["devices"]) or "-", status,
+            (b["name"], str(b["priority"]), devices, status,
              f"{b['plugin']} ({b['distribution']})" if b["distribution"] else b["plugin"], caps)
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]

@@ -101,6 +101,14 @@ class ObserverPlugin:
             raise RuntimeError("observer exploded")
 
 
+class UnknownHookPlugin:
+    """Implements a hook that has no spec: pluggy's ``check_pending`` rejects it."""
+
+    @hookimpl
+    def bitnet_register_backendz(self, registry: BackendRegistry) -> None:  # typo on purpose
+        raise AssertionError("never called")
+
+
 def make_host(*plugins: Any, env: dict[str, str] | None = None) -> BackendHost:
     """A host with only ``plugins`` (named p0, p1, ...), no entry points, its own environ."""
     named = [(f"p{i}", p) for i, p in enumerate(plugins)]

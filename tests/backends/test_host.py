@@ -6,13 +6,7 @@ import json
 
 from bitnet_sdk.backends import BackendHost, BackendRegistry, hookimpl
 
-from ._support import SpecPlugin, fake_spec, make_host
-
-
-class UnknownHook:
-    @hookimpl
-    def bitnet_register_backendz(self, registry: BackendRegistry) -> None:  # typo on purpose
-        raise AssertionError("never called")
+from ._support import SpecPlugin, UnknownHookPlugin, fake_spec, make_host
 
 
 class WrongArgument:
@@ -43,7 +37,7 @@ def test_loading_is_lazy_and_happens_once() -> None:
 
 def test_rejected_plugins_are_reported_and_skipped() -> None:
     good = SpecPlugin(fake_spec("ok"))
-    host = make_host(UnknownHook(), WrongArgument(), Wrapper(), Empty(), good)
+    host = make_host(UnknownHookPlugin(), WrongArgument(), Wrapper(), Empty(), good)
     assert host.get().name == "ok"
     errors = {e.plugin: e for e in host.load_errors}
     assert set(errors) == {"p0", "p1", "p2"}
@@ -84,10 +78,10 @@ def test_bundled_numpy_comes_from_its_entry_point() -> None:
 
 
 def test_describe_is_json_and_names_the_auto_pick() -> None:
-    host = make_host(SpecPlugin(fake_spec("a", priority=2), fake_spec("g", devices=("gpu",))), UnknownHook())
+    host = make_host(SpecPlugin(fake_spec("a", priority=2), fake_spec("g", devices=("gpu",))), UnknownHookPlugin())
     doc = json.loads(json.dumps(host.describe()))
     assert doc["auto"] == "a" and doc["auto_reason"] == "priority" and doc["auto_error"] is None
-    assert doc["devices"] == ["cpu", "gpu"]
+    assert [d["id"] for d in doc["devices"]] == ["cpu", "gpu"]
     assert [b["name"] for b in doc["backends"]] == ["a", "g", "p1"]
     assert doc["backends"][0]["capabilities"] == ["matmul", "prepare_weights"]
     assert doc["errors"][0]["plugin"] == "p1" and doc["errors"][0]["stage"] == "validate"
