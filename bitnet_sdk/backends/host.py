@@ -147,7 +147,7 @@ class BackendHost:
             try:
                 plugin = ep.load()
             except Exception as exc:
-                log.warning("backend plugin %r failed to import", ep.name, exc_info=exc)
+                log.debug("backend plugin %r import traceback", ep.name, exc_info=exc)
                 self._fail(ep.name, "import", repr(exc), dist)
                 continue
             self._register(ep.name, plugin, dist)
@@ -184,7 +184,9 @@ class BackendHost:
         self._fail(name, "validate", reason, self._dists.pop(name, None))
 
     def _fail(self, plugin: str, stage: str, error: str, dist: str | None) -> None:
-        self._errors.append(PluginError(plugin, stage, error, dist))
+        err = PluginError(plugin, stage, error, dist)
+        log.warning("backend plugin skipped: %s", err, extra={"plugin": plugin, "stage": stage})
+        self._errors.append(err)
 
     # -- queries -----------------------------------------------------------------
 
