@@ -32,6 +32,7 @@ overlaps, unknown types, trailing bytes) are listed by :func:`layout_problems`;
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import math
@@ -440,7 +441,10 @@ class ModelFile:
         if info.ggml_type == _BF16:
             return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(info.shape)
         rows = info.n_elements // info.shape[-1]
-        out = dequantize(raw.reshape(rows, -1), GGMLQuantizationType(info.ggml_type))
+        try:
+            out = dequantize(raw.reshape(rows, -1), GGMLQuantizationType(info.ggml_type))
+        except (NotImplementedError, ValueError) as exc:
+            raise ValueError(f"{info.name}: cannot decode {info.type_name} data as float ({exc})") from exc
         return np.asarray(out, dtype=np.float32).reshape(info.shape)
 
 
@@ -488,7 +492,7 @@ def read_model(path: str | os.PathLike[str], *, strict: bool = True) -> ModelFil
     path = Path(path)
     size = path.stat().st_size
     if path.is_dir():
-        raise IsADirectoryError(str(path))
+        raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
     _check_preamble(path, size)
     try:
         reader = _CheckedReader(path, "r")
