@@ -27,12 +27,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import llvmlite
-import llvmlite.binding as llvm
 from llvmlite import ir
 
 from bitnet_kernels.isa import Isa, host_cpu, host_features
+
+if TYPE_CHECKING:
+    import llvmlite.binding as llvm_binding
 
 __all__ = [
     "CACHE_ENV",
@@ -53,14 +56,18 @@ _init_lock = threading.Lock()
 _initialised = False
 
 
-def _init_llvm() -> None:
-    """Register every target LLVM was built with (once; needed for cross objects)."""
+def _llvm() -> llvm_binding:  # type: ignore[valid-type]
+    """``llvmlite.binding``, imported on first use (loading LLVM takes a few tenths of a second)
+    and with every target LLVM was built with registered (needed for cross objects)."""
     global _initialised
+    import llvmlite.binding as llvm
+
     with _init_lock:
         if not _initialised:
             llvm.initialize_all_targets()
             llvm.initialize_all_asmprinters()
             _initialised = True
+    return llvm
 
 
 def cache_dir() -> Path:
@@ -84,8 +91,8 @@ class CompileStats:
     notes: list[str] = field(default_factory=list)
 
 
-def _target_machine(isa: Isa, triple: str, *, jit: bool) -> llvm.TargetMachine:
-    _init_llvm()
+def _target_machine(isa: Isa, triple: str, *, jit: bool) -> llvm_binding.TargetMachine:
+    llvm = _llvm()
     target = llvm.Target.from_triple(triple)
     return target.create_target_machine(
         cpu=isa.codegen_cpu(),
@@ -97,7 +104,8 @@ def _target_machine(isa: Isa, triple: str, *, jit: bool) -> llvm.TargetMachine:
     )
 
 
-def _optimise(mod: llvm.ModuleRef, tm: llvm.TargetMachine) -> None:
+def _optimise(mod: llvm_binding.ModuleRef, tm: llvm_binding.TargetMachine) -> None:
+    llvm = _llvm()
     if not hasattr(llvm, "create_pass_builder"):  # llvmlite < 0.44 has only the legacy manager
         raise RuntimeError(f"llvmlite {llvmlite.__version__} is too old: need >= 0.44")
     pto = llvm.create_pipeline_tuning_options(speed_level=_OPT_LEVEL)
@@ -115,7 +123,7 @@ def emit_object(module: ir.Module, isa: Isa, triple: str | None = None, *, jit: 
     tm = _target_machine(isa, triple, jit=jit)
     module.triple = triple
     module.data_layout = str(tm.target_data)
-    mod = llvm.parse_assembly(str(module))
+    mod = _llvm().parse_assembly(str(module))
     mod.verify()
     _optimise(mod, tm)
     return bytes(tm.emit_object(mod))
@@ -125,7 +133,7 @@ def _cache_key(ir_text: str, isa: Isa, triple: str) -> str:
     h = hashlib.sha256()
     for part in (
         _CACHE_FORMAT, ir_text, triple, isa.codegen_cpu(), isa.codegen_features(), str(_OPT_LEVEL),
-        llvmlite.__version__, ".".join(map(str, llvm.llvm_version_info)),
+        llvmlite.__version__, ".".join(map(str, _llvm().llvm_version_info)),
         host_cpu(), ",".join(sorted(host_features())),
     ):  # fmt: skip
         h.update(part.encode())
@@ -166,6 +174,7 @@ class JitModule:
 
     def __init__(self, obj: bytes, isa: Isa, stats: CompileStats) -> None:
         tm = _target_machine(isa, isa.triple(), jit=True)
+        llvm = _llvm()
         self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
         self._obj = llvm.ObjectFileRef.from_data(obj)
         self._engine.add_object_file(self._obj)

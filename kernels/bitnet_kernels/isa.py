@@ -145,28 +145,37 @@ def host_features() -> frozenset[str]:
     return frozenset(name for name, on in fmap.items() if on)
 
 
-def supported_isas() -> list[str]:
-    """Variants this host can execute, best first."""
-    feats = host_features()
-    order = _PREFERENCE.get(host_arch(), ("generic",))
+def supported_isas(features: frozenset[str] | None = None, arch: str | None = None) -> list[str]:
+    """Variants a host can execute, best first (default: this host's features and arch)."""
+    feats = host_features() if features is None else features
+    order = _PREFERENCE.get(arch or host_arch(), ("generic",))
     return [n for n in order if ISAS[n].requires <= feats]
 
 
-def select_isa(requested: str | None = None, environ: Mapping[str, str] | None = None) -> Isa:
-    """The variant to run: ``requested``, else ``$BITNET_LLVM_ISA``, else the best supported."""
+def select_isa(
+    requested: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    features: frozenset[str] | None = None,
+    arch: str | None = None,
+) -> Isa:
+    """The variant to run: ``requested``, else ``$BITNET_LLVM_ISA``, else the best supported.
+
+    ``features``/``arch`` describe the host (default: this one, from LLVM).
+    """
     env = os.environ if environ is None else environ
     name = (requested or env.get(ISA_ENV, "") or "auto").strip().lower()
-    supported = supported_isas()
+    supported = supported_isas(features, arch)
     if name == "auto":
         if not supported:
-            raise UnsupportedIsaError(f"no kernel variant runs on architecture {host_arch()!r}")
+            raise UnsupportedIsaError(f"no kernel variant runs on architecture {arch or host_arch()!r}")
         return ISAS[supported[0]]
     if name not in ISAS:
         raise UnsupportedIsaError(f"unknown kernel variant {name!r}; known: {sorted(ISAS)}")
     if name not in supported:
-        missing = sorted(ISAS[name].requires - host_features())
+        missing = sorted(ISAS[name].requires - (host_features() if features is None else features))
         raise UnsupportedIsaError(
-            f"kernel variant {name!r} cannot run on this host ({host_arch()}, {host_cpu()}): "
+            f"kernel variant {name!r} cannot run on this host ({arch or host_arch()}): "
             f"missing {missing or 'architecture'}; supported here: {supported}"
         )
     return ISAS[name]

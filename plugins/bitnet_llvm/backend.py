@@ -1,0 +1,78 @@
+"""The ``llvm`` backend: BitNet ternary kernels JIT-compiled with llvmlite for this CPU.
+
+Weights are repacked once (``prepare_weights``) into the 2-bit layout of
+``bitnet_kernels.layout``; matmuls, activation quantization and the
+element-wise ops run as native code on every core. ``variant`` is the
+instruction set picked (``avx512vnni``, ``avx512``, ``avx2``, ``neondot``,
+``neon`` or ``generic``): the best the host runs, or the one forced by the
+``isa`` argument or ``BITNET_LLVM_ISA``. Threads: the ``num_threads``
+argument, else ``BITNET_NUM_THREADS``, else every usable CPU.
+
+Exactness: ``matmul_int`` and ``quantize_activations`` equal the reference
+bit for bit; ``matmul`` too (same int32 sums, same float32 rescale order);
+the element-wise ops agree within float32 rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from bitnet_kernels import KernelLibrary, PackedTernary, pack_ternary
+
+from bitnet_sdk.backends.base import REQUIRED_OPS, Backend
+from bitnet_sdk.backends.errors import BackendUnavailableError
+from bitnet_sdk.ternary import TernaryTensor
+
+__all__ = ["LlvmBackend"]
+
+
+class LlvmBackend(Backend):
+    """llvmlite-JIT ternary kernels (AVX2, AVX-512/VNNI, NEON/sdot) on all CPU cores."""
+
+    name = "llvm"
+    capabilities = frozenset(
+        (*REQUIRED_OPS, "matmul_int", "quantize_activations", "rms_norm", "softmax", "silu", "relu2")
+    )
+
+    def __init__(self, device: str = "cpu", *, isa: str | None = None, num_threads: int | None = None) -> None:
+        if device != "cpu":
+            raise BackendUnavailableError(f"the llvm backend runs on 'cpu' only, not {device!r}")
+        self.kernels = KernelLibrary.shared(isa, num_threads)
+        super().__init__(device, self.kernels.isa.name)
+
+    @property
+    def num_threads(self) -> int:
+        return self.kernels.num_threads
+
+    def prepare_weights(self, t: TernaryTensor) -> PackedTernary:
+        """Repack into the kernels' 2-bit layout (``.shape`` is ``t.shape``)."""
+        if not isinstance(t, TernaryTensor):
+            raise TypeError(f"prepare_weights takes a TernaryTensor, got {type(t).__name__}")
+        return pack_ternary(t.q, t.scale)
+
+    def matmul(self, w: PackedTernary, x: np.ndarray) -> np.ndarray:
+        """BitNet linear: float ``x [n, cols]`` → float32 ``[n, rows]``."""
+        return self.kernels.matmul(w, x)
+
+    def matmul_int(self, w: PackedTernary, xq: np.ndarray) -> np.ndarray:
+        """Exact int32 ``[n, rows]`` for int8 ``xq [n, cols]``."""
+        return self.kernels.matmul_int(w, xq)
+
+    def quantize_activations(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-token absmax int8, identical to ``bitnet_sdk.ternary.quantize_activations``."""
+        return self.kernels.quantize_activations(x)
+
+    def rms_norm(self, x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+        return self.kernels.rms_norm(x, weight, eps)
+
+    def softmax(self, x: np.ndarray, axis: int = -1) -> np.ndarray:
+        """Native over the last axis; other axes fall back to the numpy reference."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim and axis in (-1, x.ndim - 1):
+            return self.kernels.softmax(x)
+        return super().softmax(x, axis)
+
+    def silu(self, x: np.ndarray) -> np.ndarray:
+        return self.kernels.silu(x)
+
+    def relu2(self, x: np.ndarray) -> np.ndarray:
+        return self.kernels.relu2(x)
