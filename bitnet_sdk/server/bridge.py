@@ -88,6 +88,8 @@ class BridgeContext:
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
     body_buffer: int = DEFAULT_BODY_BUFFER
     root_path: str = ""
+    #: Seconds to keep reading (and dropping) an upload answered before it ended.
+    linger_timeout: float = 5.0
     #: Lifespan state (ASGI "state" extension); each request gets a shallow copy.
     lifespan_state: dict[str, Any] | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -133,7 +135,16 @@ class _RequestBody:
     the body was abandoned (client gone or application finished).
     """
 
-    __slots__ = ("_buffered", "_chunks", "_closed", "_ended", "_limit", "_reader", "_writer")
+    __slots__ = (
+        "_buffered",
+        "_chunks",
+        "_closed",
+        "_end_waiter",
+        "_ended",
+        "_limit",
+        "_reader",
+        "_writer",
+    )
 
     def __init__(self, limit: int) -> None:
         self._chunks: deque[bytes] = deque()
@@ -143,6 +154,7 @@ class _RequestBody:
         self._closed = False
         self._reader: asyncio.Future[None] | None = None
         self._writer: asyncio.Future[None] | None = None
+        self._end_waiter: asyncio.Future[None] | None = None
 
     def feed(self, chunk: bytes) -> asyncio.Future[None] | None:
         if self._closed:
@@ -155,9 +167,15 @@ class _RequestBody:
         self._writer = asyncio.get_running_loop().create_future()
         return self._writer
 
+    @property
+    def ended(self) -> bool:
+        """True once Tornado delivered the whole body."""
+        return self._ended
+
     def end(self) -> None:
         self._ended = True
         _resolve(self._reader)
+        _resolve(self._end_waiter)
 
     def close(self) -> None:
         self._closed = True
@@ -165,6 +183,23 @@ class _RequestBody:
         self._buffered = 0
         _resolve(self._reader)
         _resolve(self._writer)
+        _resolve(self._end_waiter)
+
+    async def drain(self, timeout: float) -> bool:
+        """Discard the rest of the body as it arrives; True if it ended within ``timeout``.
+
+        A server that closes with unread upload data in the socket makes the kernel send a
+        reset, and clients that write the whole body before reading lose the response.
+        """
+        self.close()
+        if self._ended:
+            return True
+        self._end_waiter = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self._end_waiter, timeout)
+        except TimeoutError:
+            return False
+        return self._ended
 
     async def read(self) -> tuple[bytes, bool] | None:
         """Next ``(chunk, more_body)``, or ``None`` when the body was abandoned."""
@@ -348,7 +383,23 @@ class ASGIHandler(tornado.web.RequestHandler):
             return
         self._response_complete = True
         _resolve(self._disconnect_waiter)
+        if not self._body.ended:
+            await self._linger()
         await self.finish()
+
+    async def _linger(self) -> None:
+        """Answered before the upload ended (a 401): send the response, then read and drop
+        the rest of the body for up to ``linger_timeout`` before Tornado closes."""
+        status = self._status_code
+        if not self._headers_written and status not in (204, 304) and status >= 200:
+            if "Content-Length" not in self._headers:
+                self.set_header("Content-Length", sum(map(len, self._write_buffer)))
+        await self.flush()
+        if not await self._body.drain(self._context.linger_timeout):
+            logger.debug(
+                "upload not finished %.1f s after the response; closing",
+                self._context.linger_timeout,
+            )
 
     async def _run_app(self, scope: dict[str, Any]) -> None:
         try:

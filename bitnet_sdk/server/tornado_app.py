@@ -62,6 +62,7 @@ def make_app(
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     body_buffer: int = DEFAULT_BODY_BUFFER,
     root_path: str = "",
+    linger_timeout: float = 5.0,
     lifespan_state: dict[str, Any] | None = None,
     **settings: Any,
 ) -> BridgeApplication:
@@ -70,7 +71,9 @@ def make_app(
     ``websocket_routes`` are ordinary Tornado routes (usually ``WebSocketHandler``
     subclasses); Connexion never sees them, so they must do their own auth and limits.
     Each ``WebSocketHandler`` class is subclassed to register itself for the graceful
-    stop (``isinstance`` still holds). ``settings`` go to ``tornado.web.Application``.
+    stop (``isinstance`` still holds). ``linger_timeout``: how long an upload answered
+    before it ended (a 401) is still read and dropped, so the client sees the answer and
+    not a connection reset. ``settings`` go to ``tornado.web.Application``.
     """
     websockets: weakref.WeakSet[tornado.websocket.WebSocketHandler] = weakref.WeakSet()
     context = BridgeContext(
@@ -78,6 +81,7 @@ def make_app(
         max_body_size=max_body_size,
         body_buffer=body_buffer,
         root_path=root_path,
+        linger_timeout=linger_timeout,
         lifespan_state=lifespan_state,
     )
     routes = [_tracked_route(route, websockets) for route in websocket_routes]
