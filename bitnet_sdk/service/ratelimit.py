@@ -1,0 +1,261 @@
+"""Rate limits shared by every server process: an exact sliding-window log in the database.
+
+Each allowed request is one :class:`~bitnet_sdk.store.models.RateLimitHit`
+row ``(key, ts)``; a request is allowed when fewer than ``limit`` rows of its
+key lie in ``(now - window, now]``. So a customer gets exactly their tier's
+count in any window of that length, then 429s, whatever the number of
+processes or hosts, as long as they share the database.
+
+Check-and-consume is one transaction serialised per key: SQLite's
+``BEGIN IMMEDIATE`` (one writer at a time for the file), PostgreSQL's
+``SELECT … FOR UPDATE`` on the key's :class:`RateLimitCounter` row. The
+counter row also keeps the number of hits, so a check costs a few indexed
+statements, not a scan of the window: rows that left the window are deleted
+(and subtracted) as they expire.
+
+Headers follow draft-ietf-httpapi-ratelimit-headers (RateLimit-Policy /
+RateLimit, ``t`` = seconds until more quota is available).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+
+from bitnet_sdk.config import Settings
+from bitnet_sdk.store.db import is_postgres, write_transaction
+from bitnet_sdk.store.models import RateLimitCounter, RateLimitHit
+
+__all__ = [
+    "HOUR",
+    "Decision",
+    "LoginThrottle",
+    "check_and_consume",
+    "customer_key",
+    "peek",
+    "policy_header",
+    "prune_idle",
+    "ratelimit_header",
+    "ratelimit_headers",
+    "reset",
+    "tier_limit",
+]
+
+HOUR = 3600
+_MAX_KEY = 200
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one check.
+
+    ``remaining``: requests left in the window after this one. ``reset_s``:
+    seconds until more quota becomes available (the oldest counted request
+    leaves the window). ``retry_after_s``: when denied, seconds until a retry
+    can succeed (0 when allowed).
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_s: int
+    retry_after_s: int
+    window_s: int
+
+
+def _key(key: str) -> str:
+    """Keys longer than the column hold are replaced by their hash (same key, same hash)."""
+    if len(key) <= _MAX_KEY:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def customer_key(user_id: str) -> str:
+    """The limiter key of a customer (all their tokens and API keys share it)."""
+    return f"user:{user_id}"
+
+
+def tier_limit(settings: Settings, tier: str) -> tuple[int, int]:
+    """``(limit, window_s)`` of ``tier`` (unknown tiers get the smallest configured limit)."""
+    tiers = settings.tiers
+    limits = tiers.get(tier) or min(tiers.values(), key=lambda t: t.requests_per_hour)
+    return limits.requests_per_hour, HOUR
+
+
+def _seconds(value: float) -> int:
+    return max(0, math.ceil(value - 1e-9))
+
+
+def _nth_oldest(key: str, cutoff: float, n: int) -> float | None:
+    row = (
+        RateLimitHit.select(RateLimitHit.ts)
+        .where(RateLimitHit.key == key, RateLimitHit.ts > cutoff)
+        .order_by(RateLimitHit.ts)
+        .offset(n)
+        .limit(1)
+        .first()
+    )
+    return None if row is None else row.ts
+
+
+def _lock_counter(key: str, at: float) -> RateLimitCounter:
+    """The key's counter row, created if missing, locked until the transaction ends."""
+
+    def select() -> RateLimitCounter | None:
+        query = RateLimitCounter.select().where(RateLimitCounter.key == key)
+        return (query.for_update() if is_postgres() else query).first()
+
+    row = select()
+    if row is None:
+        RateLimitCounter.insert(key=key, count=0, updated_at=at).on_conflict_ignore().execute()
+        row = select()
+    return row
+
+
+def check_and_consume(key: str, limit: int, window_s: float, now: float | None = None) -> Decision:
+    """Count one request against ``key`` if fewer than ``limit`` fall in the last ``window_s``."""
+    at = time.time() if now is None else now
+    key = _key(key)
+    window = int(window_s)
+    cutoff = at - window_s
+    with write_transaction():
+        counter = _lock_counter(key, at)
+        expired = (
+            RateLimitHit.delete()
+            .where(RateLimitHit.key == key, RateLimitHit.ts <= cutoff)
+            .execute()
+        )
+        count = max(0, counter.count - expired)
+        allowed = count < limit
+        if allowed:
+            RateLimitHit.insert(key=key, ts=at).execute()
+            count += 1
+        RateLimitCounter.update(count=count, updated_at=at).where(
+            RateLimitCounter.key == key
+        ).execute()
+        # The hit whose expiry frees the next slot: the oldest when allowed,
+        # the (count - limit)-th oldest when over the limit.
+        pivot = _nth_oldest(key, cutoff, 0 if allowed else max(0, count - limit))
+    reset_s = _seconds(pivot + window_s - at) if pivot is not None else window
+    if allowed:
+        return Decision(True, limit, max(0, limit - count), reset_s, 0, window)
+    retry = max(1, reset_s) if limit > 0 else window
+    return Decision(False, limit, 0, retry, retry, window)
+
+
+def peek(key: str, limit: int, window_s: float, now: float | None = None) -> Decision:
+    """The decision :func:`check_and_consume` would make, without counting anything."""
+    at = time.time() if now is None else now
+    key = _key(key)
+    cutoff = at - window_s
+    count = RateLimitHit.select().where(RateLimitHit.key == key, RateLimitHit.ts > cutoff).count()
+    allowed = count < limit
+    pivot = _nth_oldest(key, cutoff, 0 if allowed or limit <= 0 else count - limit)
+    reset_s = _seconds(pivot + window_s - at) if pivot is not None else int(window_s)
+    if allowed:
+        return Decision(True, limit, limit - count, reset_s, 0, int(window_s))
+    retry = max(1, reset_s) if limit > 0 else int(window_s)
+    return Decision(False, limit, 0, retry, retry, int(window_s))
+
+
+def reset(key: str) -> None:
+    """Forget every request counted against ``key``."""
+    key = _key(key)
+    with write_transaction():
+        RateLimitHit.delete().where(RateLimitHit.key == key).execute()
+        RateLimitCounter.delete().where(RateLimitCounter.key == key).execute()
+
+
+def prune_idle(max_window_s: float, now: float | None = None) -> int:
+    """Drop keys unused for longer than the longest window (periodic maintenance).
+
+    Active keys prune themselves on every check; this clears the rest.
+    Returns the number of keys dropped.
+    """
+    cutoff = (time.time() if now is None else now) - max_window_s
+    with write_transaction():
+        idle = RateLimitCounter.select(RateLimitCounter.key).where(
+            RateLimitCounter.updated_at <= cutoff
+        )
+        RateLimitHit.delete().where(
+            RateLimitHit.key.in_(idle), RateLimitHit.ts <= cutoff
+        ).execute()
+        return (
+            RateLimitCounter.delete()
+            .where(RateLimitCounter.updated_at <= cutoff)
+            .execute()
+        )
+
+
+def _sf_string(value: str) -> str:
+    """An RFC 8941 sf-string (printable ASCII, quotes and backslashes escaped)."""
+    if any(not (0x20 <= ord(c) < 0x7F) for c in value):
+        raise ValueError(f"policy name must be printable ASCII: {value!r}")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def policy_header(name: str, limit: int, window_s: int) -> str:
+    """``RateLimit-Policy`` value, e.g. ``"hour";q=1000;w=3600``."""
+    return f"{_sf_string(name)};q={int(limit)};w={int(window_s)}"
+
+
+def ratelimit_header(name: str, decision: Decision) -> str:
+    """``RateLimit`` value, e.g. ``"hour";r=123;t=1800``."""
+    return f"{_sf_string(name)};r={decision.remaining};t={decision.reset_s}"
+
+
+def ratelimit_headers(decision: Decision, name: str = "hour") -> dict[str, str]:
+    """All response headers for ``decision`` (``Retry-After`` only on denial)."""
+    headers = {
+        "RateLimit-Policy": policy_header(name, decision.limit, decision.window_s),
+        "RateLimit": ratelimit_header(name, decision),
+    }
+    if not decision.allowed:
+        headers["Retry-After"] = str(decision.retry_after_s)
+    return headers
+
+
+@dataclass(frozen=True)
+class LoginThrottle:
+    """Failed-login limits per account and per client address (default 10 per 15 minutes).
+
+    Call :meth:`check` before verifying a password (deny with 429 and
+    ``Retry-After`` when not allowed), :meth:`record_failure` after a wrong
+    one, and :meth:`succeeded` after a right one (clears the account's
+    failures; the address keeps its count, so one address cannot cycle
+    through accounts).
+    """
+
+    max_failures: int = 10
+    window_s: int = 15 * 60
+
+    @staticmethod
+    def _keys(email: str, address: str | None) -> list[str]:
+        keys = [f"login-account:{email.strip().lower()}"]
+        if address:
+            keys.append(f"login-address:{address}")
+        return keys
+
+    def _worst(self, decisions: list[Decision]) -> Decision:
+        denied = [d for d in decisions if not d.allowed]
+        if denied:
+            return max(denied, key=lambda d: d.retry_after_s)
+        return min(decisions, key=lambda d: d.remaining)
+
+    def check(self, email: str, address: str | None, now: float | None = None) -> Decision:
+        return self._worst(
+            [peek(k, self.max_failures, self.window_s, now) for k in self._keys(email, address)]
+        )
+
+    def record_failure(self, email: str, address: str | None, now: float | None = None) -> Decision:
+        return self._worst(
+            [
+                check_and_consume(k, self.max_failures, self.window_s, now)
+                for k in self._keys(email, address)
+            ]
+        )
+
+    def succeeded(self, email: str) -> None:
+        reset(self._keys(email, None)[0])
