@@ -1,0 +1,203 @@
+"""Metering and monthly quotas.
+
+Every metered request adds one :class:`~bitnet_sdk.store.models.UsageRecord`
+(operation, time, tokens, compute units, status, request id). Reports group
+them by UTC day and operation; quotas sum them over the current UTC calendar
+month and compare with the tier's limits (``Settings.tiers``):
+
+* ``quantize_jobs``: successful (status < 400) records of operation
+  :data:`OP_QUANTIZE`; record one per accepted quantization job.
+* ``inference_tokens``: ``tokens_in + tokens_out`` of all records.
+* ``compute_units``: ``compute_units`` of all records.
+
+:func:`check_quota` is a check before the work, not a reservation: requests
+racing each other near the limit can overshoot it by what is in flight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+import peewee
+
+from bitnet_sdk.config import Settings
+from bitnet_sdk.store.fields import utcnow
+from bitnet_sdk.store.models import UsageRecord, User
+
+__all__ = [
+    "OP_INFERENCE",
+    "OP_QUANTIZE",
+    "QUOTA_KINDS",
+    "DailyUsage",
+    "QuotaExceeded",
+    "QuotaStatus",
+    "check_quota",
+    "month_bounds",
+    "month_usage",
+    "quota_limit",
+    "record_usage",
+    "usage_by_day",
+]
+
+OP_QUANTIZE = "quantize"
+OP_INFERENCE = "inference"
+QUOTA_KINDS = ("quantize_jobs", "inference_tokens", "compute_units")
+_LIMIT_FIELDS = {
+    "quantize_jobs": "quantize_jobs_per_month",
+    "inference_tokens": "inference_tokens_per_month",
+    "compute_units": "compute_units_per_month",
+}
+
+
+def record_usage(
+    user_id: str,
+    operation: str,
+    *,
+    tokens_in: int = 0,
+    tokens_out: int = 0,
+    compute_units: float = 0.0,
+    status_code: int = 200,
+    request_id: str | None = None,
+    now: float | None = None,
+) -> UsageRecord:
+    """Append one usage record (negative amounts are refused with ``ValueError``)."""
+    if min(tokens_in, tokens_out, compute_units) < 0:
+        raise ValueError("usage amounts cannot be negative")
+    at = utcnow(now)
+    return UsageRecord.create(
+        user=user_id,
+        created_at=at,
+        day=at.date(),
+        operation=operation,
+        tokens_in=int(tokens_in),
+        tokens_out=int(tokens_out),
+        compute_units=float(compute_units),
+        status_code=int(status_code),
+        request_id=request_id,
+    )
+
+
+@dataclass(frozen=True)
+class DailyUsage:
+    day: date
+    operation: str
+    requests: int
+    tokens_in: int
+    tokens_out: int
+    compute_units: float
+
+
+def usage_by_day(user_id: str, start: date, end: date) -> list[DailyUsage]:
+    """Totals per (UTC day, operation) for ``start <= day <= end``, ordered by day then operation."""
+    R = UsageRecord
+    rows = (
+        R.select(
+            R.day,
+            R.operation,
+            peewee.fn.COUNT(R.id).alias("requests"),
+            peewee.fn.COALESCE(peewee.fn.SUM(R.tokens_in), 0).alias("tin"),
+            peewee.fn.COALESCE(peewee.fn.SUM(R.tokens_out), 0).alias("tout"),
+            peewee.fn.COALESCE(peewee.fn.SUM(R.compute_units), 0).alias("cu"),
+        )
+        .where(R.user == user_id, R.day >= start, R.day <= end)
+        .group_by(R.day, R.operation)
+        .order_by(R.day, R.operation)
+        .tuples()
+    )
+    return [
+        DailyUsage(_as_date(d), op, int(n), int(tin), int(tout), float(cu))
+        for d, op, n, tin, tout, cu in rows
+    ]
+
+
+def _as_date(value: object) -> date:
+    # SQLite hands back the stored text when a DateField appears in an aggregate query.
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def month_bounds(now: float | None = None) -> tuple[datetime, datetime]:
+    """Start of the current UTC month and of the next one."""
+    at = utcnow(now)
+    start = datetime(at.year, at.month, 1, tzinfo=timezone.utc)
+    following = (start + timedelta(days=32)).replace(day=1)
+    return start, following
+
+
+def month_usage(user_id: str, *, now: float | None = None) -> dict[str, float]:
+    """Usage of every quota kind in the current UTC month."""
+    start, end = month_bounds(now)
+    R = UsageRecord
+    in_month = (R.user == user_id) & (R.created_at >= start) & (R.created_at < end)
+    tokens, units = (
+        R.select(
+            peewee.fn.COALESCE(peewee.fn.SUM(R.tokens_in + R.tokens_out), 0),
+            peewee.fn.COALESCE(peewee.fn.SUM(R.compute_units), 0),
+        )
+        .where(in_month)
+        .tuples()
+        .get()
+    )
+    jobs = R.select().where(in_month, R.operation == OP_QUANTIZE, R.status_code < 400).count()
+    return {"quantize_jobs": jobs, "inference_tokens": int(tokens), "compute_units": float(units)}
+
+
+def quota_limit(settings: Settings, tier: str, kind: str) -> float:
+    """The monthly limit of ``kind`` for ``tier`` (unknown tiers get the smallest)."""
+    if kind not in _LIMIT_FIELDS:
+        raise ValueError(f"unknown quota kind {kind!r} (known: {', '.join(QUOTA_KINDS)})")
+    field = _LIMIT_FIELDS[kind]
+    limits = settings.tiers.get(tier)
+    if limits is None:
+        return min(getattr(t, field) for t in settings.tiers.values())
+    return getattr(limits, field)
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    """Where a user stands on one quota this month."""
+
+    kind: str
+    used: float
+    limit: float
+    requested: float
+    resets_at: datetime
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.limit - self.used)
+
+    def as_problem_detail(self) -> dict[str, object]:
+        """Fields for an ``application/problem+json`` body."""
+        return {
+            "quota": self.kind,
+            "used": self.used,
+            "limit": self.limit,
+            "requested": self.requested,
+            "resets_at": self.resets_at.isoformat(),
+        }
+
+
+class QuotaExceeded(Exception):
+    """The request would take the user over a monthly quota; ``status`` 429."""
+
+    status = 429
+
+    def __init__(self, detail: QuotaStatus) -> None:
+        super().__init__(
+            f"monthly {detail.kind} quota exceeded: {detail.used:g} used of {detail.limit:g}, "
+            f"{detail.requested:g} requested"
+        )
+        self.detail = detail
+
+
+def check_quota(
+    user: User, kind: str, amount: float, settings: Settings, *, now: float | None = None
+) -> QuotaStatus:
+    """The user's :class:`QuotaStatus` if ``amount`` more fits this month, else :class:`QuotaExceeded`."""
+    limit = quota_limit(settings, user.tier, kind)
+    used = month_usage(user.id, now=now)[kind]
+    status = QuotaStatus(kind, used, limit, amount, month_bounds(now)[1])
+    if used + amount > limit:
+        raise QuotaExceeded(status)
+    return status
