@@ -25,7 +25,18 @@ from bitnet_kernels.isa import ISAS
 from bitnet_kernels.layout import PackedTernary
 from bitnet_kernels.module import build_kernel_module
 
+from bitnet_sdk.model import ops
+from bitnet_sdk.ternary import (
+    TernaryTensor,
+    quantize_activations,
+    ternary_linear,
+    ternary_matmul_int,
+)
+
 HARNESS = Path(__file__).parent / "data" / "kernel_harness.c"
+#: Random cases (rows, k, tokens): tails of every kind, k not a multiple of 256,
+#: more tokens than a register tile.
+CASES = [(1, 1, 1), (7, 300, 3), (13, 513, 5), (64, 1024, 4), (37, 2000, 9)]
 _OUTPUTS = ("xq", "a", "xsum", "gemv_i32", "gemm_i32", "gemv_f32", "gemm_f32",
             "rms_norm", "softmax", "silu", "relu2")  # fmt: skip
 
@@ -68,6 +79,8 @@ AARCH64 = CrossTarget(
     "aarch64-unknown-linux-gnu", "aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu",
     "qemu-aarch64", "/usr/aarch64-linux-gnu",
 )  # fmt: skip
+#: Same machine, other CPU models: runs the x86 variants on CPUs without AVX-512.
+X86_64 = CrossTarget("x86_64-unknown-linux-gnu", "gcc", "gcc", "qemu-x86_64", "/")
 
 
 def build_harness(isa_name: str, target: CrossTarget, workdir: Path) -> Path:
@@ -79,6 +92,16 @@ def build_harness(isa_name: str, target: CrossTarget, workdir: Path) -> Path:
     subprocess.run([target.cc, "-O1", "-static", "-o", str(exe), str(HARNESS), str(obj), "-lm"],
                    check=True, capture_output=True, timeout=120)  # fmt: skip
     return exe
+
+
+def random_case(
+    rng: np.random.Generator, rows: int, k: int, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(q, scale, x, norm_weight)`` with tokens of very different magnitudes."""
+    q = rng.integers(-1, 2, size=(rows, k)).astype(np.int8)
+    scale = rng.uniform(0.01, 2.0, rows).astype(np.float32)
+    x = (rng.standard_normal((n, k)) * rng.uniform(0.1, 30.0, (n, 1))).astype(np.float32)
+    return q, scale, x, rng.standard_normal(k).astype(np.float32)
 
 
 def run_harness(
@@ -109,3 +132,29 @@ def run_harness(
         offset += count * np.dtype(dtype).itemsize
     assert offset == len(blob), f"harness wrote {len(blob)} bytes, expected {offset}"
     return out
+
+
+def check_outputs(
+    out: dict[str, np.ndarray], q: np.ndarray, scale: np.ndarray, x: np.ndarray, nw: np.ndarray, where: str
+) -> None:
+    """Harness outputs against the numpy reference: exact for integers and the float
+    rescale, within float32 rounding for the element-wise ops (``rms_norm`` eps 1e-6)."""
+    n, k = x.shape
+    xq, a = quantize_activations(x)
+    np.testing.assert_array_equal(out["xq"][:n, :k], xq, err_msg=where)
+    assert not out["xq"][:n, k:].any(), where
+    np.testing.assert_array_equal(out["a"][:n], a, err_msg=where)
+    np.testing.assert_array_equal(out["xsum"][:n], xq.sum(axis=1, dtype=np.int32), err_msg=where)
+    acc = ternary_matmul_int(q, xq)
+    np.testing.assert_array_equal(out["gemv_i32"], acc, err_msg=where)
+    np.testing.assert_array_equal(out["gemm_i32"], acc, err_msg=where)
+    y = ternary_linear(TernaryTensor(q, scale), x)
+    np.testing.assert_array_equal(out["gemv_f32"], y, err_msg=where)
+    np.testing.assert_array_equal(out["gemm_f32"], y, err_msg=where)
+    np.testing.assert_allclose(out["rms_norm"], ops.rms_norm(x, nw, 1e-6), rtol=2e-6, atol=1e-6, err_msg=where)
+    np.testing.assert_allclose(out["softmax"], ops.softmax(x), rtol=4e-6, atol=1e-30, err_msg=where)
+    with np.errstate(over="ignore"):
+        silu = ops.silu(x)
+    np.testing.assert_allclose(out["silu"], silu, rtol=4e-6, atol=1e-30, err_msg=where)
+    np.testing.assert_array_equal(out["relu2"], ops.relu2(x), err_msg=where)
+
