@@ -52,6 +52,7 @@ __all__ = [
     "build_model",
     "corrupt",
     "tiny_bpe_vocab",
+    "tiny_spm_vocab",
 ]
 
 QTYPES = ("tq2_0", "tq1_0", "i2_s", "f32", "f16")
@@ -102,14 +103,17 @@ The tokenizer splits text into pieces, and each piece becomes a token with a num
 
 @dataclass(frozen=True)
 class SyntheticVocab:
-    """A byte-level BPE vocabulary: ``tokens[i]`` is token ``i`` (GPT-2 byte alphabet)."""
+    """A vocabulary: byte-level BPE (``model="gpt2"``, GPT-2 byte alphabet, merges) or
+    SentencePiece style (``model="llama"``, ``▁`` for spaces, scores, ``<0xXX>`` byte tokens)."""
 
     tokens: list[str]
     token_types: list[int]
     merges: list[str]
     bos_id: int
     eos_id: int
-    eot_id: int
+    eot_id: int | None
+    model: str = "gpt2"
+    scores: list[float] | None = None
 
 
 def _learn_merges(corpus: str, n_tokens: int) -> tuple[list[str], list[tuple[str, str]]]:
@@ -177,6 +181,38 @@ def tiny_bpe_vocab(size: int = TINY_VOCAB_SIZE) -> SyntheticVocab:
     )
 
 
+@lru_cache(maxsize=1)
+def tiny_spm_vocab() -> SyntheticVocab:
+    """A SentencePiece-style (``llama``) vocabulary from the same learned merges.
+
+    ``<unk>``, ``<s>``, ``</s>``, the 256 ``<0xXX>`` byte tokens, every character
+    of the corpus, then each learned merge that is whole UTF-8 text, with
+    spaces as ``▁``, scored so earlier merges win (as SentencePiece BPE does).
+    """
+    byte_of = {c: b for b, c in bytes_to_unicode().items()}
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+    types = [int(TokenType.UNKNOWN), int(TokenType.CONTROL), int(TokenType.CONTROL)] + [int(TokenType.BYTE)] * 256
+    scores = [0.0] * len(tokens)
+    seen = set(tokens)
+    chars = sorted({c for c in _CORPUS.replace(" ", "\u2581") if c.isprintable()})
+    bpe_tokens, _merges = _learn_merges(_CORPUS, TINY_VOCAB_SIZE)
+    pieces: list[str] = []
+    for tok in bpe_tokens[256:]:
+        try:
+            text = bytes(byte_of[c] for c in tok).decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if text.isprintable():
+            pieces.append(text.replace(" ", "\u2581"))
+    for rank, piece in enumerate([*pieces, *chars]):
+        if piece not in seen:
+            seen.add(piece)
+            tokens.append(piece)
+            types.append(int(TokenType.NORMAL))
+            scores.append(-float(rank))
+    return SyntheticVocab(tokens=tokens, token_types=types, merges=[], bos_id=1, eos_id=2, eot_id=None, model="llama", scores=scores)
+
+
 def _check_args(qtype: str, arch: str, d_model: int, n_heads: int, n_kv_heads: int, d_ff: int) -> None:
     if qtype not in QTYPES:
         raise ValueError(f"qtype must be one of {QTYPES}, got {qtype!r}")
@@ -214,14 +250,19 @@ def _add_projection(writer: GGUFWriter, name: str, w: np.ndarray, qtype: str, sc
 
 
 def _write_tokenizer(writer: GGUFWriter, vocab: SyntheticVocab, chat_template: str | None) -> None:
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("llama-bpe")
+    writer.add_tokenizer_model(vocab.model)
+    if vocab.model == "gpt2":
+        writer.add_tokenizer_pre("llama-bpe")
     writer.add_token_list(vocab.tokens)
     writer.add_token_types(vocab.token_types)
-    writer.add_token_merges(vocab.merges)
+    if vocab.scores is not None:
+        writer.add_token_scores(vocab.scores)
+    if vocab.merges:
+        writer.add_token_merges(vocab.merges)
     writer.add_bos_token_id(vocab.bos_id)
     writer.add_eos_token_id(vocab.eos_id)
-    writer.add_eot_token_id(vocab.eot_id)
+    if vocab.eot_id is not None:
+        writer.add_eot_token_id(vocab.eot_id)
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(False)
     if chat_template is not None:
@@ -252,7 +293,9 @@ def build_model(
 ) -> Path:
     """Write a small valid BitNet GGUF model to ``path`` and return the path.
 
-    ``vocab`` is ``"tiny-bpe"`` (512 tokens) or a vocabulary size. ``hidden_act``
+    ``vocab`` is ``"tiny-bpe"`` (512 tokens), a vocabulary size (byte-level
+    BPE of that many tokens) or ``"tiny-spm"`` (a SentencePiece-style
+    ``llama`` vocabulary). ``hidden_act``
     (``"relu2"``/``"silu"``) is written as ``<arch>.hidden_activation`` when
     given; absent, readers use the architecture's default (SiLU for llama.cpp's
     ``bitnet``, squared ReLU for bitnet.cpp's). ``scale_tensors`` stores the
@@ -265,7 +308,10 @@ def build_model(
     precise way.
     """
     _check_args(qtype, arch, d_model, n_heads, n_kv_heads, d_ff)
-    voc = tiny_bpe_vocab() if vocab == "tiny-bpe" else tiny_bpe_vocab(int(vocab))
+    if vocab == "tiny-spm":
+        voc = tiny_spm_vocab()
+    else:
+        voc = tiny_bpe_vocab() if vocab == "tiny-bpe" else tiny_bpe_vocab(int(vocab))
     head_dim = d_model // n_heads
     rng = np.random.default_rng(seed)
     path = Path(path)
