@@ -68,6 +68,10 @@ class Settings:
     #: Demo model created on first start when the store has no models.
     demo_model: bool = True
 
+    def __post_init__(self) -> None:
+        # Accept str paths from callers; everything downstream relies on Path.
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         """Build settings from ``BITNET_<FIELD>`` variables, then ``overrides`` (non-None)."""
@@ -78,8 +82,6 @@ class Settings:
                 continue
             values[f.name] = _coerce(f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if "data_dir" in values:
-            values["data_dir"] = Path(str(values["data_dir"]))
         return cls(**values)  # type: ignore[arg-type]
 
     def with_(self, **changes: object) -> Settings:

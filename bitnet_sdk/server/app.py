@@ -19,10 +19,10 @@ from connexion.options import SwaggerUIOptions
 from bitnet_sdk.config import Settings
 from bitnet_sdk.server.context import AppContext, ContextMiddleware
 from bitnet_sdk.server.lifecycle import shutdown, startup
-from bitnet_sdk.server.metrics import Metrics, MetricsMiddleware
+from bitnet_sdk.server.metrics import Metrics, MetricsMiddleware, RouteRecorder
 from bitnet_sdk.server.problems import install_error_handlers
 from bitnet_sdk.server.resolver import ControllerResolver
-from bitnet_sdk.server.spec import spec_dir, spec_path
+from bitnet_sdk.server.spec import load_spec, operation_scopes, spec_dir, spec_path
 
 __all__ = ["API_BASE_PATH", "create_app"]
 
@@ -60,9 +60,11 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     resolver = ControllerResolver()
     app.add_api(spec_path().name, resolver=resolver, base_path=API_BASE_PATH)
     ctx.not_implemented = resolver.not_implemented
+    ctx.operation_scopes = operation_scopes(load_spec())
     app.add_middleware(MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
                        metrics=ctx.metrics)
     app.add_middleware(ContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, ctx=ctx)
+    app.add_middleware(RouteRecorder, position=MiddlewarePosition.BEFORE_SECURITY)
     install_error_handlers(app)
     app.bitnet = ctx  # type: ignore[attr-defined]
     return app

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-from connexion import context as cx_context
 
 from bitnet_sdk.config import Settings
 
@@ -27,6 +26,11 @@ __all__ = ["SCOPE_KEY", "AppContext", "ContextMiddleware", "current", "request_i
 SCOPE_KEY = "bitnet.app"
 REQUEST_ID_KEY = "bitnet.request_id"
 
+# Set by ContextMiddleware for the request's task; Connexion runs security
+# functions and sync handlers in threads that inherit the context.
+_ctx: ContextVar[AppContext] = ContextVar("bitnet_app_context")
+_request_id: ContextVar[str] = ContextVar("bitnet_request_id", default="")
+
 
 @dataclass
 class AppContext:
@@ -37,6 +41,8 @@ class AppContext:
     started_at: float = field(default_factory=time.time)
     started_monotonic: float = field(default_factory=time.monotonic)
     db: peewee.Database | None = None
+    #: Scopes each operation's ``bearer`` requirement lists (for API-key checks).
+    operation_scopes: dict[str, list[str]] = field(default_factory=dict)
     #: operationIds still answering 501 (filled by the resolver).
     not_implemented: list[str] = field(default_factory=list)
     #: Services attached at start-up (model cache, job runner, …), by name.
@@ -65,6 +71,8 @@ class ContextMiddleware:
         rid = _incoming_request_id(scope) or f"req_{uuid.uuid4().hex[:20]}"
         scope[SCOPE_KEY] = self.ctx
         scope[REQUEST_ID_KEY] = rid
+        ctx_token = _ctx.set(self.ctx)
+        rid_token = _request_id.set(rid)
 
         async def send_with_id(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -73,7 +81,11 @@ class ContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            _ctx.reset(ctx_token)
+            _request_id.reset(rid_token)
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
@@ -86,9 +98,10 @@ def _incoming_request_id(scope: Scope) -> str | None:
 
 
 def current() -> AppContext:
-    """The ``AppContext`` of the request being handled."""
-    return cx_context.scope[SCOPE_KEY]
+    """The ``AppContext`` of the request being handled (LookupError outside one)."""
+    return _ctx.get()
 
 
 def request_id() -> str:
-    return cx_context.scope.get(REQUEST_ID_KEY, "")
+    """The id of the request being handled ('' outside one)."""
+    return _request_id.get()

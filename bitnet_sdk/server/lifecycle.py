@@ -8,23 +8,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from bitnet_sdk.server.context import AppContext
 
-__all__ = ["shutdown", "startup"]
+if TYPE_CHECKING:
+    import peewee
+
+__all__ = ["open_store", "shutdown", "startup"]
 
 log = logging.getLogger(__name__)
+
+
+def open_store(url: str) -> peewee.Database:
+    """Connect to the database at ``url``, bind the models to it and migrate it."""
+    from bitnet_sdk import store
+
+    db = store.connect(url)
+    store.migrate(db)
+    return db
 
 
 async def startup(ctx: AppContext) -> None:
     settings = ctx.settings
     for path in (settings.data_dir, settings.models_dir, settings.uploads_dir):
         path.mkdir(parents=True, exist_ok=True)
-    from bitnet_sdk import store
-
-    ctx.db = await asyncio.to_thread(store.open_database, settings.db_url)
-    log.info("server started", extra={"data_dir": str(settings.data_dir),
-                                      "database": store.describe_url(settings.db_url)})
+    ctx.db = await asyncio.to_thread(open_store, settings.db_url)
+    log.info("server started (data dir %s)", settings.data_dir)
 
 
 async def shutdown(ctx: AppContext) -> None:

@@ -21,7 +21,11 @@ from prometheus_client import (
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "MetricsMiddleware"]
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "MetricsMiddleware", "RouteRecorder"]
+
+#: Scope key of a per-request dict shared by the two middlewares below (Connexion
+#: copies the scope at routing, shallowly, so the dict itself is shared).
+_SLOT = "bitnet.metrics"
 
 
 class Metrics:
@@ -67,6 +71,8 @@ class MetricsMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        slot: dict[str, str] = {}
+        scope[_SLOT] = slot
         self.metrics.in_flight.inc()
 
         async def observe(message: dict) -> None:
@@ -79,15 +85,22 @@ class MetricsMiddleware:
             await self.app(scope, receive, observe)
         finally:
             self.metrics.in_flight.dec()
-            route = _route(scope)
+            route = slot.get("route", "unmatched")
             self.metrics.requests.labels(scope["method"], route, str(status)).inc()
             self.metrics.latency.labels(scope["method"], route).observe(
                 time.perf_counter() - start
             )
 
 
-def _route(scope: Scope) -> str:
-    # Connexion's routing middleware records the matched path template here.
-    extensions = scope.get("extensions") or {}
-    operation = (extensions.get("connexion_routing") or {}).get("operation_id")
-    return operation or "unmatched"
+class RouteRecorder:
+    """Placed after Connexion's routing: note the matched operationId for the metrics."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        slot = scope.get(_SLOT)
+        if slot is not None:
+            routing = (scope.get("extensions") or {}).get("connexion_routing") or {}
+            slot["route"] = routing.get("operation_id") or "unmatched"
+        await self.app(scope, receive, send)

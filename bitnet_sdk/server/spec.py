@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["load_spec", "spec_dir", "spec_path"]
+__all__ = ["iter_operations", "load_spec", "operation_scopes", "spec_dir", "spec_path"]
 
 MAIN_SPEC = "bitnet.yaml"
 
@@ -46,3 +47,26 @@ def load_spec(name: str = MAIN_SPEC) -> dict[str, Any]:
     """The parsed document (cached per file version; treat it as read-only)."""
     path = spec_path(name)
     return _load(str(path), path.stat().st_mtime)
+
+
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+
+
+def iter_operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """``(path, method, operation)`` for every operation of a parsed document."""
+    for path, item in spec.get("paths", {}).items():
+        for method in HTTP_METHODS:
+            if method in item:
+                yield path, method, item[method]
+
+
+def operation_scopes(spec: dict[str, Any]) -> dict[str, list[str]]:
+    """operationId → the scopes of its ``bearer`` requirement ([] when unsecured)."""
+    default = spec.get("security", [])
+    result: dict[str, list[str]] = {}
+    for _, _, op in iter_operations(spec):
+        scopes: list[str] = []
+        for requirement in op.get("security", default):
+            scopes.extend(requirement.get("bearer", []))
+        result[op["operationId"]] = scopes
+    return result

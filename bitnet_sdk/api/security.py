@@ -1,0 +1,72 @@
+"""Connexion security functions for the spec's two schemes.
+
+``bearer`` (oauth2-typed so Connexion checks scopes and answers 403 when one is
+missing) carries a JWT access token or an API key; ``apiKey`` carries an API key
+in ``X-API-Key``. Both return Connexion ``token_info``: a dict with ``sub`` (the
+user id) and ``scope`` (space-separated), which handlers receive as
+``token_info``/``user``. Returning None makes Connexion answer 401.
+
+The checks read the database, so they run in a worker thread, never on the
+event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from connexion.exceptions import OAuthScopeProblem
+
+from bitnet_sdk import auth
+from bitnet_sdk.server.context import current
+
+__all__ = ["apikey_info", "resolve_credentials", "token_info"]
+
+
+def resolve_credentials(token: str) -> dict[str, Any] | None:
+    """token_info for a bearer token or API key, or None when it is not valid.
+
+    Blocking (database); also used by the WebSocket handler.
+    """
+    settings = current().settings
+    try:
+        if auth.looks_like_api_key(token):
+            user, scopes = auth.verify_api_key(token, settings)
+            return {"sub": user.id, "scope": " ".join(scopes), "tier": user.tier,
+                    "auth": "api_key"}
+        claims = auth.verify_access_token(token, settings)
+    except auth.AuthError:
+        return None
+    return {**claims, "auth": "jwt"}
+
+
+async def token_info(token: str) -> dict[str, Any] | None:
+    return await asyncio.to_thread(resolve_credentials, token)
+
+
+async def apikey_info(apikey: str, request: Any = None) -> dict[str, Any] | None:
+    """token_info for ``X-API-Key``, with the operation's scopes enforced.
+
+    OpenAPI 3.0 lets only oauth2 schemes list scopes, so the spec writes
+    ``apiKey: []``; the scopes an operation needs are those of its ``bearer``
+    requirement, looked up here by operationId.
+    """
+    if not auth.looks_like_api_key(apikey):
+        return None
+    info = await asyncio.to_thread(resolve_credentials, apikey)
+    if info is None:
+        return None
+    required = _operation_scopes(request)
+    held = set(info["scope"].split())
+    if not set(required) <= held:
+        raise OAuthScopeProblem(required_scopes=required, token_scopes=sorted(held))
+    return info
+
+
+def _operation_scopes(request: Any) -> list[str]:
+    routing = (request.scope.get("extensions") or {}).get("connexion_routing") or {}
+    operation_id = routing.get("operation_id")
+    scopes = current().operation_scopes.get(operation_id) if operation_id else None
+    if scopes is None:  # fail closed: an operation we cannot place needs admin
+        return ["admin"]
+    return scopes

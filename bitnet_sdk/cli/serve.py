@@ -1,0 +1,36 @@
+"""``bitnet serve``: run the API server (HTTP, SSE and WebSocket on one port)."""
+
+from __future__ import annotations
+
+import argparse
+
+from bitnet_sdk.config import Settings
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the API server",
+                       description="Serve the BitNet API (defaults from BITNET_* variables).")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8080)")
+    p.add_argument("--db", dest="database_url", metavar="URL",
+                   help="database URL: sqlite:///path (default <data-dir>/bitnet.db) or postgresql://…")
+    p.add_argument("--data-dir", help="models, uploads, SQLite file and secrets (default ./data)")
+    p.add_argument("--workers", type=int, help="in-server job worker threads (default 1)")
+    p.add_argument("--backend", help="compute backend (default auto)")
+    p.add_argument("--no-demo", dest="demo_model", action="store_const", const=False,
+                   help="do not create the demo model on first start")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bitnet_sdk.server.run import run_server
+
+    settings = Settings.from_env(
+        host=args.host, port=args.port, database_url=args.database_url,
+        data_dir=args.data_dir, workers=args.workers, backend=args.backend,
+        demo_model=args.demo_model,
+    )
+    run_server(settings)
+    return 0
