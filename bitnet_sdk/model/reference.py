@@ -14,10 +14,17 @@ reference can stand beside each implementation it checks:
   with the signed value of largest magnitude (what llama.cpp does for TQ1_0 and
   TQ2_0 weights);
 * ``"none"`` — no quantization (llama.cpp with F32 weights).
+
+``f16_head_input`` rounds the input of the output projection to float16, as
+llama.cpp does when that matrix is stored F16 (ggml converts the activations
+to the weights' ``vec_dot_type``). With both knobs set, this reference
+reproduces llama.cpp's CPU numerics closely (run llama.cpp with an F32 KV
+cache: its default F16 cache rounds keys and values too).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -27,7 +34,7 @@ from bitnet_sdk.model.llm import ForwardConfig
 from bitnet_sdk.model.weights import TensorSource, global_tensor_name, layer_tensor_name
 from bitnet_sdk.ternary import TernaryTensor
 
-__all__ = ["ActivationQuant", "quantize_rows", "reference_forward"]
+__all__ = ["ActivationQuant", "LogitsAgreement", "compare_logits", "quantize_rows", "reference_forward"]
 
 ActivationQuant = Literal["token", "block256", "none"]
 
@@ -94,6 +101,7 @@ def reference_forward(
     token_ids: np.ndarray,
     *,
     activations: ActivationQuant = "token",
+    f16_head_input: bool = False,
 ) -> np.ndarray:
     """Float64 logits ``[n, vocab]`` for ``token_ids`` at positions ``0 .. n-1``."""
     ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
@@ -131,5 +139,57 @@ def reference_forward(
         x = x + lin(_w(src, MODEL_TENSOR.FFN_DOWN, i), y)
     output = global_tensor_name(MODEL_TENSOR.OUTPUT)
     out = _f(src, output) if output in src else embd
-    return _rms(x, _f(src, global_tensor_name(MODEL_TENSOR.OUTPUT_NORM)), eps) @ out.T
+    h = _rms(x, _f(src, global_tensor_name(MODEL_TENSOR.OUTPUT_NORM)), eps)
+    if f16_head_input:
+        h = h.astype(np.float16).astype(np.float64)
+    return h @ out.T
 
+
+@dataclass(frozen=True)
+class LogitsAgreement:
+    """How closely two ``[n, vocab]`` logit matrices agree, position by position.
+
+    Activation quantization is a step function, so two correct
+    implementations whose float rounding differs by one ulp occasionally
+    round one activation to the neighbouring int8 step. In a small random
+    model that single flip can move a whole position's logits by a few
+    percent, and the change grows through later layers. Parity is therefore
+    judged by several numbers, not the worst position alone: how many
+    positions agree tightly, the lowest cosine similarity and the argmax
+    (greedy token) agreement.
+    """
+
+    positions: int
+    max_abs: float  # worst position's max |a - b|
+    median_abs: float  # median over positions of the max |a - b|
+    scale: float  # max |b|, to read the above against
+    tight_fraction: float  # positions with max |a - b| <= tight_rtol * scale
+    min_cosine: float
+    argmax_agreement: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.positions} positions: max|Δ| {self.max_abs:.3g} (median {self.median_abs:.3g}, "
+            f"logit scale {self.scale:.3g}), tight {self.tight_fraction:.0%}, "
+            f"min cosine {self.min_cosine:.6f}, argmax agreement {self.argmax_agreement:.0%}"
+        )
+
+
+def compare_logits(a: np.ndarray, b: np.ndarray, *, tight_rtol: float = 1e-4) -> LogitsAgreement:
+    """Agreement of ``a`` with the yardstick ``b`` (both ``[n, vocab]``)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"need two [n, vocab] arrays of one shape, got {a.shape} and {b.shape}")
+    err = np.abs(a - b).max(axis=1)
+    scale = float(np.abs(b).max())
+    cos = (a * b).sum(axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-300)
+    return LogitsAgreement(
+        positions=a.shape[0],
+        max_abs=float(err.max()),
+        median_abs=float(np.median(err)),
+        scale=scale,
+        tight_fraction=float(np.mean(err <= tight_rtol * scale)),
+        min_cosine=float(cos.min()),
+        argmax_agreement=float(np.mean(a.argmax(axis=1) == b.argmax(axis=1))),
+    )
