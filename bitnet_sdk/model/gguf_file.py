@@ -101,6 +101,7 @@ _BF16 = int(GGMLQuantizationType.BF16)
 TERNARY_PROJECTIONS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 
 _HEADER = struct.Struct("<IIQQ")  # magic, version, tensor_count, kv_count
+_U64 = struct.Struct("<Q")
 _SUPPORTED_VERSIONS = (2, 3)
 
 
@@ -198,8 +199,9 @@ class _CheckedReader(GGUFReader):
 
     Overrides three internal helpers of gguf-py (stable since gguf 0.6):
     ``_get`` (every read is bounds-checked), ``_get_field_parts`` (array
-    lengths are checked against the bytes left before parsing element by
-    element) and ``_build_tensors`` (tensor-info records are kept raw and sized
+    lengths are checked against the bytes left, and arrays of numbers or
+    strings are read in one pass instead of one numpy view per element) and
+    ``_build_tensors`` (tensor-info records are kept raw and sized
     by ``ModelFile``, because gguf-py does not know I2_S).
     """
 
@@ -215,16 +217,44 @@ class _CheckedReader(GGUFReader):
         return super()._get(offset, dtype, count, override_order)
 
     def _get_field_parts(self, orig_offs: int, raw_type: int) -> Any:
-        if raw_type == GGUFValueType.ARRAY:
-            item_type = int(self._get(orig_offs, np.uint32)[0])
-            length = int(self._get(orig_offs + 4, np.uint64)[0])
-            if item_type not in _MIN_ITEM_SIZE:
-                raise GGUFFormatError("bad_header", f"array of unknown value type {item_type} at byte {orig_offs}")
-            if length * _MIN_ITEM_SIZE[item_type] > len(self.data) - (orig_offs + 12):
-                raise GGUFFormatError(
-                    "truncated_header", f"array of {length} items at byte {orig_offs} is longer than the file"
-                )
-        return super()._get_field_parts(orig_offs, raw_type)
+        if raw_type != GGUFValueType.ARRAY:
+            return super()._get_field_parts(orig_offs, raw_type)
+        raw_itype = self._get(orig_offs, np.uint32)
+        raw_len = self._get(orig_offs + 4, np.uint64)
+        item_type, length = int(raw_itype[0]), int(raw_len[0])
+        if item_type not in _MIN_ITEM_SIZE:
+            raise GGUFFormatError("bad_header", f"array of unknown value type {item_type} at byte {orig_offs}")
+        start = orig_offs + 12
+        if length * _MIN_ITEM_SIZE[item_type] > len(self.data) - start:
+            raise GGUFFormatError("truncated_header", f"array of {length} items at byte {orig_offs} is longer than the file")
+        types = [GGUFValueType.ARRAY, GGUFValueType(item_type)]
+        nptype = self.gguf_scalar_to_np.get(GGUFValueType(item_type))
+        if nptype is not None:
+            # one part holding every value: ReaderField.contents() flattens it (gguf-py reads
+            # element by element, which takes seconds for a 128k-token vocabulary)
+            values = self._get(start, nptype, length)
+            return 12 + int(values.nbytes), [raw_itype, raw_len, values], [2], types
+        if item_type == GGUFValueType.STRING:
+            strings = self._string_array(start, length)
+            size = sum(8 + s.nbytes for s in strings)
+            return 12 + size, [raw_itype, raw_len, *strings], list(range(2, 2 + length)), types
+        return super()._get_field_parts(orig_offs, raw_type)  # arrays of arrays: rare, element-wise
+
+    def _string_array(self, offset: int, length: int) -> list[memoryview]:
+        """``length`` strings from ``offset`` as memoryviews (ReaderField.contents() decodes them)."""
+        buf = memoryview(self.data)
+        end = len(buf)
+        out: list[memoryview] = []
+        for _ in range(length):
+            if offset + 8 > end:
+                raise GGUFFormatError("truncated_header", f"string at byte {offset} runs past the end of the file")
+            (n,) = _U64.unpack_from(buf, offset)
+            offset += 8
+            if offset + n > end:
+                raise GGUFFormatError("truncated_header", f"string of {n} bytes at byte {offset} runs past the end of the file")
+            out.append(buf[offset : offset + n])
+            offset += n
+        return out
 
     def _build_tensors(self, start_offs: int, fields: list[Any]) -> None:
         self.tensor_fields = fields

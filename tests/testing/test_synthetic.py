@@ -93,3 +93,14 @@ def test_corrupt_helper(tmp_path) -> None:
     flipped = corrupt(src, tmp_path / "f", flip_bits=1, flip_range=(5, 6)).read_bytes()
     diff = [i for i in range(256) if flipped[i] != i]
     assert diff == [5] and bin(flipped[5] ^ 5).count("1") == 1
+
+
+@pytest.mark.parametrize("qtype", ["tq2_0", "tq1_0", "f16"])
+def test_llama_cpp_loads_and_runs_the_files(tmp_path, qtype: str) -> None:
+    """llama.cpp accepts what we write for its `bitnet` architecture (I2_S is bitnet.cpp-only)."""
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is a dev dependency for parity tests")
+    p = build_model(tmp_path / "m.gguf", qtype=qtype, n_layers=1, chat_template=LLAMA3_CHAT_TEMPLATE)
+    llm = llama_cpp.Llama(model_path=str(p), n_ctx=32, n_threads=1, verbose=False)
+    assert llm.n_vocab() == 512 and llm.n_embd() == 256
+    llm.eval(llm.tokenize(b"Hello world"))
+    assert llm.scores[llm.n_tokens - 1].shape == (512,)
