@@ -19,6 +19,7 @@ from typing import Any
 
 from gguf import Keys, LlamaFileType
 
+from bitnet_sdk.formats.constants import FTYPE_MOSTLY_I2_S
 from bitnet_sdk.model.config import ConfigError, ModelConfig
 from bitnet_sdk.model.gguf_file import ModelFile, read_model
 from bitnet_sdk.model.tokenizer import TokenizerError
@@ -32,9 +33,13 @@ MEMORY_FORMULA = (
 )
 
 
-def _file_type_name(value: Any) -> str | None:
+def _file_type_name(value: Any, has_i2_s: bool) -> str | None:
+    """``general.file_type`` by name; 40 is bitnet.cpp's MOSTLY_I2_S in files holding I2_S
+    (upstream llama.cpp later gave 40 to MOSTLY_Q1_0)."""
     if not isinstance(value, int) or isinstance(value, bool):
         return None
+    if value == FTYPE_MOSTLY_I2_S and has_i2_s:
+        return "MOSTLY_I2_S"
     try:
         return LlamaFileType(value).name
     except ValueError:
@@ -58,7 +63,7 @@ def _quantization(mf: ModelFile) -> dict[str, Any]:
         for t, e in sorted(by_type.items())
     }
     return {
-        "file_type": _file_type_name(mf.metadata.get(Keys.General.FILE_TYPE)),
+        "file_type": _file_type_name(mf.metadata.get(Keys.General.FILE_TYPE), "I2_S" in by_type),
         "tensor_types": types,
         "ternary_types": sorted({mf.tensors[n].type_name for n in mf.tensors if mf.is_projection(n)}),
         "ternary_bits_per_weight": round(8 * ternary_bytes / ternary_params, 4) if ternary_params else None,

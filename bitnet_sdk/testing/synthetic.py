@@ -40,7 +40,12 @@ from tokenizers import Regex
 from tokenizers.pre_tokenizers import Split
 
 from bitnet_sdk import formats
-from bitnet_sdk.formats.constants import BITNET_ARCHITECTURES, I2_S_BLOCK_SIZE, I2_S_TYPE_ID
+from bitnet_sdk.formats.constants import (
+    BITNET_ARCHITECTURES,
+    FTYPE_MOSTLY_I2_S,
+    I2_S_BLOCK_SIZE,
+    I2_S_TYPE_ID,
+)
 from bitnet_sdk.model.config import HIDDEN_ACT_KEY
 from bitnet_sdk.model.tokenizer import LLAMA3_REGEX, bytes_to_unicode
 from bitnet_sdk.ternary import TernaryTensor, quantize_weights
@@ -62,6 +67,7 @@ _FILE_TYPE = {
     "f16": LlamaFileType.MOSTLY_F16,
     "tq1_0": LlamaFileType.MOSTLY_TQ1_0,
     "tq2_0": LlamaFileType.MOSTLY_TQ2_0,
+    "i2_s": FTYPE_MOSTLY_I2_S,  # bitnet.cpp's number
 }
 
 #: A LLaMA-3 style chat template using the synthetic vocabulary's special tokens.

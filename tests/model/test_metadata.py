@@ -68,3 +68,10 @@ def test_inspect_cli(model: Path, capsys: pytest.CaptureFixture[str], tmp_path: 
     (tmp_path / "junk.gguf").write_bytes(b"not a model at all, just text")
     assert main(["inspect", "--json", str(tmp_path / "junk.gguf")]) == 1
     assert "not a GGUF file" in json.loads(capsys.readouterr().out)["errors"][0]
+
+
+def test_bitnet_cpp_file_type(tmp_path: Path) -> None:
+    p = build_model(tmp_path / "i2s.gguf", qtype="i2_s", arch="bitnet-b1.58", n_layers=1)
+    q = model_metadata(p)["quantization"]
+    assert q["file_type"] == "MOSTLY_I2_S" and q["ternary_types"] == ["I2_S"]
+    assert q["ternary_bits_per_weight"] == pytest.approx(2.0, abs=0.02)  # 2 bits + a 32-byte tail per tensor
