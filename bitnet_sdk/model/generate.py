@@ -164,11 +164,13 @@ def generate(
     logprobs: int = 0,
     cancel: CancelHook = None,
 ) -> Iterator[GenerationStep]:
-    """Yield one ``GenerationStep`` per generated token (see the module docstring).
+    """An iterator of one ``GenerationStep`` per generated token (see the module docstring).
 
     ``prompt`` is text (tokenized with the model's tokenizer, BOS added as the
-    file asks) or token ids used as given. Raises ``ValueError`` for an empty
-    prompt, one that fills the context window, or bad sampling settings.
+    file asks) or token ids used as given. Arguments are checked here, before
+    any work: ``ValueError`` for an empty prompt, one that fills the context
+    window, or bad sampling settings, so a server can answer 400 before it
+    starts streaming.
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
@@ -176,6 +178,19 @@ def generate(
         raise ValueError(f"logprobs must be >= 0, got {logprobs}")
     sample = make_sampler(temperature, top_k, top_p, seed)
     ids = _prompt_ids(model, prompt)
+    return _run(model, ids, sample, max_tokens, tuple(stop), logprobs, cancel)
+
+
+def _run(
+    model: _Generator,
+    ids: list[int],
+    sample: Callable[[np.ndarray], int],
+    max_tokens: int,
+    stop: Sequence[str],
+    logprobs: int,
+    cancel: CancelHook,
+) -> Iterator[GenerationStep]:
+    """The generation loop behind ``generate`` (arguments already checked)."""
     tokenizer, eog = model.tokenizer, model.eog_token_ids
     cache = model.new_cache()
 
@@ -240,13 +255,12 @@ def complete(
     each token's logprob and its ``k`` most likely alternatives.
     """
     ids = _prompt_ids(model, prompt)
-    t0 = time.perf_counter()
-    steps = list(
-        generate(
-            model, ids, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
-            top_p=top_p, seed=seed, stop=stop, logprobs=logprobs or 0, cancel=cancel,
-        )
+    stream = generate(
+        model, ids, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+        top_p=top_p, seed=seed, stop=stop, logprobs=logprobs or 0, cancel=cancel,
     )
+    t0 = time.perf_counter()
+    steps = list(stream)
     last = steps[-1] if steps else None
     if last is not None and last.timings is not None:
         finish, timings = last.finish_reason or "cancelled", last.timings
