@@ -33,12 +33,13 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bitnet_sdk.backends import BackendError
     from bitnet_sdk.model.loader import load
 
     t0 = time.perf_counter()
     try:
         model = load(args.model, backend=args.backend)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, BackendError) as exc:
         print(f"bitnet generate: cannot load {args.model}: {exc}", file=sys.stderr)
         return 1
     load_s = time.perf_counter() - t0
