@@ -14,6 +14,7 @@ from bitnet_sdk.auth.access import (
     verify_access_token,
 )
 from bitnet_sdk.auth.api_keys import (
+    api_key_info,
     create_api_key,
     list_api_keys,
     looks_like_api_key,
@@ -70,6 +71,7 @@ __all__ = [
     "TokenRevoked",
     "UpgradeConflict",
     "WeakPassword",
+    "api_key_info",
     "approve_upgrade",
     "authenticate",
     "claims_scopes",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from bitnet_sdk.auth.crypto import hash_secret, secrets_equal, server_pepper
 from bitnet_sdk.auth.errors import AccountDisabled, InvalidApiKey, NotFound
@@ -27,6 +28,7 @@ from bitnet_sdk.store.models import ApiKey, User
 
 __all__ = [
     "KEY_PREFIX",
+    "api_key_info",
     "create_api_key",
     "list_api_keys",
     "looks_like_api_key",
@@ -104,6 +106,24 @@ def verify_api_key(key: str, settings: Settings, *, now: float | None = None) ->
         ApiKey.update(last_used_at=current).where(ApiKey.id == record.id).execute()
     held = set(user.scopes)
     return user, [s for s in record.scopes if s in held]
+
+
+def api_key_info(record: ApiKey) -> dict[str, Any]:
+    """The fields of a key that may be shown (never the hash), datetimes as ISO 8601."""
+
+    def iso(value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat()
+
+    return {
+        "id": record.id,
+        "name": record.name,
+        "prefix": record.prefix,
+        "scopes": list(record.scopes),
+        "created_at": iso(record.created_at),
+        "last_used_at": iso(record.last_used_at),
+        "expires_at": iso(record.expires_at),
+        "revoked_at": iso(record.revoked_at),
+    }
 
 
 def list_api_keys(user: User, *, include_revoked: bool = False) -> list[ApiKey]:

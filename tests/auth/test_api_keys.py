@@ -11,6 +11,7 @@ from bitnet_sdk.auth import (
     AccountDisabled,
     InvalidApiKey,
     NotFound,
+    api_key_info,
     create_api_key,
     create_user,
     list_api_keys,
@@ -137,3 +138,19 @@ def test_list_keys(user: User, settings: Settings) -> None:
     assert [k.name for k in list_api_keys(user)] == ["b"]
     assert [k.name for k in list_api_keys(user, include_revoked=True)] == ["b", "a"]
     assert all(k.created_at <= utcnow(T0) + timedelta(seconds=1) for k in list_api_keys(user))
+
+
+def test_api_key_info_hides_the_hash(user: User, settings: Settings) -> None:
+    record, key = create_api_key(user, "shown", ["inference"], settings, now=T0)
+    info = api_key_info(ApiKey.get_by_id(record.id))
+    assert info == {
+        "id": record.id,
+        "name": "shown",
+        "prefix": record.prefix,
+        "scopes": ["inference"],
+        "created_at": "2024-01-01T00:00:00+00:00",
+        "last_used_at": None,
+        "expires_at": None,
+        "revoked_at": None,
+    }
+    assert key[len(record.prefix) + 1 :] not in str(info)
