@@ -1,0 +1,137 @@
+"""``MlxBackend``: BitNet's hot ops on Apple's MLX, on the CPU or (with Metal) the GPU.
+
+Every public op is one round trip: one numpy → MLX conversion per input, the
+MLX graph (compiled where it helps, see ``kernels``), one MLX → numpy view of
+the result. Weights stay packed 2-bit codes in MLX memory (``packing``) and
+are unpacked inside the computation, never expanded at load.
+
+MLX evaluation is not safe to run from several threads at once (process-wide
+encoder state; see ml-explore/mlx#2067), and the runtime calls backends from
+executor threads, so all MLX work in the process is serialized by one lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import mlx.core as mx
+import numpy as np
+
+from bitnet_mlx import CAPABILITIES
+from bitnet_mlx import layers as L
+from bitnet_mlx.kernels import LinearKernels
+from bitnet_mlx.packing import PackedTernary, pack_ternary
+from bitnet_sdk.backends import Backend, BackendUnavailableError
+from bitnet_sdk.ternary import TernaryTensor
+
+__all__ = ["CPU_QMM_MAX_N", "DEVICES", "MlxBackend"]
+
+#: Devices this backend knows, as the host names them.
+DEVICES = {"cpu": mx.cpu, "gpu": mx.gpu}
+#: On MLX's CPU device, ``mx.quantized_matmul`` is fastest for a few tokens and
+#: unpack + float matmul beyond (measured crossover 8–16 tokens on x86-64).
+CPU_QMM_MAX_N = 8
+
+_MLX_LOCK = threading.RLock()
+_R = TypeVar("_R")
+
+
+def _f32(a: np.ndarray) -> mx.array:
+    """The single numpy → MLX conversion of a float input."""
+    return mx.array(np.ascontiguousarray(a, dtype=np.float32))
+
+
+class MlxBackend(Backend):
+    """MLX backend: packed 2-bit ternary weights, exact int32 matmul, fused layer ops."""
+
+    name = "mlx"
+    capabilities = CAPABILITIES
+
+    def __init__(self, device: str = "cpu", *, compile: bool = True) -> None:
+        if device not in DEVICES:
+            raise BackendUnavailableError(f"mlx backend: unknown device {device!r} (cpu, gpu)")
+        if device == "gpu" and not mx.metal.is_available():
+            raise BackendUnavailableError("mlx backend: device 'gpu' needs Metal (Apple silicon)")
+        super().__init__(device, variant=f"mlx {mx.__version__}" + (" metal" if device == "gpu" else ""))
+        self._device = mx.Device(DEVICES[device])
+        self._kernels = LinearKernels(
+            compile=compile, qmm_max_n=CPU_QMM_MAX_N if device == "cpu" else None
+        )
+
+    def _run(self, fn: Callable[..., _R], *args: Any) -> _R:
+        """Run ``fn`` on this backend's device under the process-wide MLX lock."""
+        with _MLX_LOCK, mx.stream(self._device):
+            out = fn(*args)
+            mx.eval(out)
+            return out
+
+    def _out(self, fn: Callable[..., mx.array], *args: Any) -> np.ndarray:
+        with _MLX_LOCK, mx.stream(self._device):
+            return np.asarray(fn(*args))  # evaluates; a view of MLX memory, no copy
+
+    # -- ternary linear algebra ---------------------------------------------------
+
+    def prepare_weights(self, t: TernaryTensor) -> PackedTernary:
+        """Pack ``t`` into 2-bit codes (16 per uint32) plus scales, in MLX memory."""
+        if not isinstance(t, TernaryTensor):
+            raise TypeError(f"prepare_weights takes a TernaryTensor, got {type(t).__name__}")
+        with _MLX_LOCK, mx.stream(self._device):
+            return pack_ternary(t, self.device)
+
+    def matmul(self, w: PackedTernary, x: np.ndarray) -> np.ndarray:
+        """BitNet linear ``x [n, cols]`` → float32 ``[n, rows]``, as ``ternary_linear``."""
+        _check(w, x, "x")
+        if x.shape[0] == 0:
+            return np.zeros((0, w.shape[0]), dtype=np.float32)
+        return self._out(self._kernels.linear, w, _f32(x))
+
+    def matmul_int(self, w: PackedTernary, xq: np.ndarray) -> np.ndarray:
+        """Exact int32 ``xq · qᵀ`` for int8 ``xq [n, cols]``, as ``ternary_matmul_int``."""
+        _check(w, xq, "xq")
+        if xq.dtype != np.int8:
+            raise TypeError(f"xq must be int8, got {xq.dtype}")
+        if xq.shape[0] == 0:
+            return np.zeros((0, w.shape[0]), dtype=np.int32)
+        return self._out(self._kernels.linear_int, w, mx.array(np.ascontiguousarray(xq)))
+
+    def quantize_activations(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-token absmax int8 ``(x_q [n, k], a [n])``, bit-identical to the reference."""
+        if np.ndim(x) != 2:
+            raise ValueError(f"activations must be 2-D [tokens, features], got shape {np.shape(x)}")
+        xq, a = self._run(self._kernels.quantize, _f32(x))
+        return np.asarray(xq), np.asarray(a)
+
+    # -- float layer ops ------------------------------------------------------------
+
+    def rms_norm(self, x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+        return self._out(L.rms_norm, _f32(x), _f32(weight), float(eps))
+
+    def rope(self, x: np.ndarray, positions: np.ndarray, theta: float, neox: bool) -> np.ndarray:
+        if np.ndim(x) != 3 or np.shape(positions) != (np.shape(x)[0],):
+            raise ValueError(f"rope takes x [n, h, d] and positions [n], got {np.shape(x)}, {np.shape(positions)}")
+        return self._out(L.rope, _f32(x), positions, theta, neox)
+
+    def attention(
+        self, q: np.ndarray, k: np.ndarray, v: np.ndarray, q_positions: np.ndarray
+    ) -> np.ndarray:
+        if np.shape(q)[1] % np.shape(k)[1] != 0:
+            raise ValueError(f"query heads {np.shape(q)[1]} not a multiple of kv heads {np.shape(k)[1]}")
+        return self._out(L.attention, _f32(q), _f32(k), _f32(v), q_positions)
+
+    def softmax(self, x: np.ndarray, axis: int = -1) -> np.ndarray:
+        return self._out(L.softmax, _f32(x), axis)
+
+    def silu(self, x: np.ndarray) -> np.ndarray:
+        return self._out(L.silu, _f32(x))
+
+    def relu2(self, x: np.ndarray) -> np.ndarray:
+        return self._out(L.relu2, _f32(x))
+
+
+def _check(w: object, x: np.ndarray, what: str) -> None:
+    if not isinstance(w, PackedTernary):
+        raise TypeError(f"weights were not prepared by the mlx backend: {type(w).__name__}")
+    if np.ndim(x) != 2 or np.shape(x)[1] != w.shape[1]:
+        raise ValueError(f"{what} must be [n, {w.shape[1]}], got shape {np.shape(x)}")
