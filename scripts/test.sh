@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Run the whole suite: install the system tools the integration tests use
-# (idempotent, quick when present), then ruff and pytest.
+# Run the whole suite: install and start the system tools the integration tests
+# use (idempotent, quick when present), then ruff and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${BITNET_VENV:-.venv}"
 export PATH="$PWD/$VENV/bin:$PATH"
 
 bash scripts/setup-test-tools.sh
+
+# A real PostgreSQL on loopback for the store, rate-limit and multi-process tests.
+if [ -z "${BITNET_TEST_POSTGRES_URL:-}" ]; then
+  if url="$(bash scripts/start-postgres.sh | tail -n1)"; then
+    export BITNET_TEST_POSTGRES_URL="$url"
+  else
+    echo "warning: PostgreSQL could not be started; its test variants will be skipped" >&2
+  fi
+fi
 
 echo "== ruff"
 ruff check .

@@ -33,6 +33,8 @@ async def startup(ctx: AppContext) -> None:
     settings = ctx.settings
     for path in (settings.data_dir, settings.models_dir, settings.uploads_dir):
         path.mkdir(parents=True, exist_ok=True)
+    # Resolve the JWT secret once (it may live in a file) instead of per request.
+    ctx.settings = settings = settings.with_(jwt_secret=await asyncio.to_thread(settings.secret))
     ctx.db = await asyncio.to_thread(open_store, settings.db_url)
     log.info("server started (data dir %s)", settings.data_dir)
 
