@@ -95,7 +95,7 @@ ISAS: Mapping[str, Isa] = {
             frozenset({"avx512f", "avx512bw", "avx512vnni"})),
         Isa("avx512", "x86_64", "x86-64-v4", "", 64, "maddubs", (4, 1), (2, 4),
             frozenset({"avx512f", "avx512bw"})),
-        Isa("avx2", "x86_64", "x86-64-v3", "", 32, "maddubs", (4, 1), (2, 2),
+        Isa("avx2", "x86_64", "x86-64-v3", "", 32, "maddubs", (4, 1), (2, 4),
             frozenset({"avx2", "fma"})),
         Isa("neondot", "aarch64", "generic", "+neon,+dotprod", 16, "sdot", (4, 1), (4, 4),
             frozenset({"neon", "dotprod"})),

@@ -22,7 +22,7 @@ Buffers are 64-byte aligned so vector loads never split cache lines.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -77,9 +77,20 @@ class PackedTernary:
     ``shape`` is the logical ``(rows, cols)``.
     """
 
-    data: np.ndarray
-    scale: np.ndarray
+    data: np.ndarray = field(repr=False)
+    scale: np.ndarray = field(repr=False)
     shape: tuple[int, int]
+    #: ``(data, scale)`` addresses, looked up once (numpy's lookup costs microseconds per call).
+    pointers: tuple[int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        rp, kp = padded(self.shape[0], ROW_GROUP), padded(self.shape[1], BLOCK)
+        if self.data.dtype != np.uint8 or self.data.shape != (rp * kp // 4,) or not self.data.flags.c_contiguous:
+            raise ValueError(f"data must be contiguous uint8 of {rp * kp // 4} bytes for shape {self.shape}")
+        if self.scale.dtype != np.float32 or self.scale.shape != (rp,) or not self.scale.flags.c_contiguous:
+            raise ValueError(f"scale must be contiguous float32 of {rp} entries for shape {self.shape}")
+        ptrs = (self.data.__array_interface__["data"][0], self.scale.__array_interface__["data"][0])
+        object.__setattr__(self, "pointers", ptrs)
 
     @property
     def rows(self) -> int:

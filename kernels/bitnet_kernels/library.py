@@ -64,6 +64,29 @@ def _ptr(a: np.ndarray | None) -> int | None:
     return None if a is None else a.__array_interface__["data"][0]
 
 
+class _Scratch(threading.local):
+    """Per-thread activation buffers of the matmul hot path, grown on demand and reused.
+
+    Allocating aligned buffers and looking up their addresses costs several
+    microseconds per call, as much as a small GEMV; the buffers never leave
+    ``matmul``, and being thread-local they are safe for concurrent callers.
+    """
+
+    def __init__(self) -> None:
+        self.tokens = 0
+        self.cols = 0
+
+    def get(self, tokens: int, cols: int) -> tuple[np.ndarray, int, int, int]:
+        """``(xq [tokens, cols] view, xq address, a address, xsum address)``."""
+        if tokens > self.tokens or cols > self.cols:
+            self.tokens, self.cols = max(tokens, self.tokens), max(cols, self.cols)
+            self.xq = aligned_empty(self.tokens * self.cols, np.int8)
+            self.a = aligned_empty(self.tokens, np.float32)
+            self.xsum = aligned_empty(self.tokens, np.int32)
+            self.ptrs = (_ptr(self.xq), _ptr(self.a), _ptr(self.xsum))
+        return (self.xq[: tokens * cols].reshape(tokens, cols), *self.ptrs)
+
+
 class KernelLibrary:
     """JIT-compiled kernels for one ISA, run on ``num_threads`` threads.
 
@@ -85,6 +108,7 @@ class KernelLibrary:
             name: ctypes.CFUNCTYPE(None, *argtypes)(self._jit.address(PREFIX + name))
             for name, argtypes in KERNELS.items()
         }
+        self._scratch = _Scratch()
 
     @classmethod
     def shared(cls, isa: str | Isa | None = None, num_threads: int | None = None) -> KernelLibrary:
@@ -144,12 +168,23 @@ class KernelLibrary:
 
     def matmul(self, w: PackedTernary, x: np.ndarray) -> np.ndarray:
         """BitNet linear: float32 ``x [n, cols]`` → float32 ``[n, rows]`` (reference-exact)."""
-        x = np.asarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=np.float32)
         self._check_x(w, x)
-        family, tokens = self._token_tile(x.shape[0])
-        qa = self.quantize(x, tokens)
-        out = np.empty((qa.n, w.rows), dtype=np.float32)
-        self._gemm(f"{family}_f32", w, qa.xq, qa.xsum, qa.a, out, qa.n)
+        n, k = x.shape
+        family, tokens = self._token_tile(n)
+        ntok_padded, kp = padded(n, tokens), w.cols_padded
+        xq, xq_ptr, a_ptr, xsum_ptr = self._scratch.get(ntok_padded, kp)
+        if ntok_padded > n:
+            xq[n:] = 0
+        quantize = self._fns["quantize"]
+        head = (_ptr(x), k, k, xq_ptr, kp, a_ptr, xsum_ptr)
+        if n * k < _PARALLEL_MIN_ELEMENTS:
+            quantize(*head, 0, n)
+        else:
+            get_pool(self.num_threads).run(
+                lambda b, e: quantize(*head, b, e), split_range(0, n, self.num_threads, 1))
+        out = np.empty((n, w.rows), dtype=np.float32)
+        self._gemm(f"{family}_f32", w, xq_ptr, xsum_ptr, a_ptr, out, n, ntok_padded)
         return out
 
     def matmul_int(self, w: PackedTernary, xq: np.ndarray) -> np.ndarray:
@@ -165,7 +200,7 @@ class KernelLibrary:
         xsum = np.zeros(buf.shape[0], dtype=np.int32)
         xsum[:n] = xq.sum(axis=1, dtype=np.int32)
         out = np.empty((n, w.rows), dtype=np.int32)
-        self._gemm(f"{family}_i32", w, buf, xsum, None, out, n)
+        self._gemm(f"{family}_i32", w, _ptr(buf), _ptr(xsum), None, out, n, buf.shape[0])
         return out
 
     @staticmethod
@@ -175,17 +210,19 @@ class KernelLibrary:
         if x.ndim != 2 or x.shape[1] != w.cols:
             raise ValueError(f"activations of shape {x.shape} do not match weights {w.shape}")
 
-    def _gemm(self, kernel: str, w: PackedTernary, xq: np.ndarray, xsum: np.ndarray,
-              a: np.ndarray | None, out: np.ndarray, n: int) -> None:  # fmt: skip
+    def _gemm(self, kernel: str, w: PackedTernary, xq: int | None, xsum: int | None,
+              a: int | None, out: np.ndarray, n: int, ntok_padded: int) -> None:  # fmt: skip
+        """Run ``kernel`` on buffer addresses, rows split over the pool when worth it."""
         if n == 0:
             return
         fn = self._fns[kernel]
-        ntok_padded = xq.shape[0]
-        head = (_ptr(w.data), _ptr(xq), _ptr(xsum), _ptr(w.scale), _ptr(a), _ptr(out), w.nblocks, w.rows)
+        w_ptr, scale_ptr = w.pointers
+        head = (w_ptr, xq, xsum, scale_ptr, a, _ptr(out), w.nblocks, w.rows)
         tail = (ntok_padded, n, w.rows)
-        macs = w.rows_padded * w.cols_padded * ntok_padded
-        parts = self.num_threads if macs >= _PARALLEL_MIN_MACS else 1
-        slices = split_range(0, w.rows_padded, parts, ROW_GROUP)
+        if w.rows_padded * w.cols_padded * ntok_padded < _PARALLEL_MIN_MACS or self.num_threads == 1:
+            fn(*head, 0, w.rows_padded, *tail)
+            return
+        slices = split_range(0, w.rows_padded, self.num_threads, ROW_GROUP)
         get_pool(self.num_threads).run(lambda b, e: fn(*head, b, e, *tail), slices)
 
     # -- element-wise ----------------------------------------------------------------
