@@ -54,6 +54,8 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         specification_dir=str(spec_dir()),
         lifespan=lifespan,
         strict_validation=True,
+        # Query parameters such as `from` reach handlers as `from_`.
+        pythonic_params=True,
         validate_responses=True,
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs"),
     )
