@@ -25,9 +25,12 @@ from bitnet_sdk.model import ops  # noqa: E402
 RTOL, ATOL = 1e-5, 1e-6
 
 
-@pytest.fixture(scope="module")
-def backend() -> MlxBackend:
-    return MlxBackend("cpu")
+DEVICES = ["cpu"] + (["gpu"] if mx.metal.is_available() else [])
+
+
+@pytest.fixture(scope="module", params=DEVICES)
+def backend(request: pytest.FixtureRequest) -> MlxBackend:
+    return MlxBackend(request.param)
 
 
 def _rand(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
