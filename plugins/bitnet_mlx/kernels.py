@@ -43,13 +43,13 @@ import mlx.core as mx
 from bitnet_mlx.packing import CODES_PER_WORD, PackedTernary
 from bitnet_sdk.ternary import EPS
 
-__all__ = ["K_CHUNK", "LinearKernels", "accumulate", "linear", "linear_int", "quantize", "quantize_int8"]
+__all__ = ["K_CHUNK", "LinearKernels", "accumulate", "linear", "linear_int", "pad_columns", "quantize", "quantize_int8"]
 
 #: Columns per float32 accumulation; see the module docstring for the bound.
 K_CHUNK = 32768
 assert 384 * K_CHUNK < 2**24 and K_CHUNK % 128 == 0
 
-Statics = tuple[int, int, int, bool]  # (cols, cols_padded, group_size, use_qmm)
+Statics = tuple[int, int, bool]  # (cols_padded, group_size, use_qmm)
 
 
 def quantize(x: mx.array) -> tuple[mx.array, mx.array]:
@@ -69,7 +69,7 @@ def _unpack(words: mx.array) -> mx.array:
     """``uint32 [rows, w]`` codes → float32 ``[rows, 16 w]`` weights in {-1, 0, 1}."""
     shifts = mx.arange(0, 2 * CODES_PER_WORD, 2, dtype=mx.uint32)
     codes = (words[:, :, None] >> shifts) & 3
-    return codes.reshape(words.shape[0], -1).astype(mx.float32) - 1.0
+    return mx.flatten(codes, -2, -1).astype(mx.float32) - 1.0  # shape-free (shapeless compile)
 
 
 def accumulate(
@@ -79,10 +79,11 @@ def accumulate(
     biases: mx.array,
     statics: Statics,
 ) -> mx.array:
-    """Exact ``int32 [n, rows]`` dot products of integer-valued float32 ``xq [n, cols]``."""
-    cols, cols_padded, group, use_qmm = statics
-    if cols_padded > cols:
-        xq = mx.pad(xq, [(0, 0), (0, cols_padded - cols)])
+    """Exact ``int32 [n, rows]`` dot products of integer-valued float32 ``xq [n, cols_padded]``.
+
+    ``xq`` must already be zero-padded to the packed width (``pad_columns``).
+    """
+    cols_padded, group, use_qmm = statics
     acc: mx.array | None = None
     for c0 in range(0, cols_padded, K_CHUNK):
         c1 = min(c0 + K_CHUNK, cols_padded)
@@ -101,11 +102,18 @@ def accumulate(
     return acc
 
 
+def pad_columns(x: mx.array, cols_padded: int) -> mx.array:
+    """Zero-pad ``x [n, cols]`` to the packed width (outside compiled graphs: ``Pad``
+    has no shape-free form). Zero columns change neither ``max|x|`` nor any sum."""
+    extra = cols_padded - x.shape[1]
+    return mx.pad(x, [(0, 0), (0, extra)]) if extra else x
+
+
 def linear(
     x: mx.array, packed: mx.array, scales: mx.array, biases: mx.array, row_scale: mx.array,
     statics: Statics,
 ) -> mx.array:
-    """BitNet linear: float32 ``x [n, cols]`` → float32 ``[n, rows]`` (``ternary_linear``)."""
+    """BitNet linear: float32 ``x [n, cols_padded]`` → float32 ``[n, rows]`` (``ternary_linear``)."""
     xq, a = quantize(x)
     acc = accumulate(xq, packed, scales, biases, statics)
     return (acc.astype(mx.float32) * row_scale[None, :]) / a[:, None]
@@ -114,7 +122,7 @@ def linear(
 def linear_int(
     xq: mx.array, packed: mx.array, scales: mx.array, biases: mx.array, statics: Statics
 ) -> mx.array:
-    """Exact ``int32 [n, rows]`` for int8 ``xq [n, cols]`` (``ternary_matmul_int``)."""
+    """Exact ``int32 [n, rows]`` for int8 ``xq [n, cols_padded]`` (``ternary_matmul_int``)."""
     return accumulate(xq.astype(mx.float32), packed, scales, biases, statics)
 
 
@@ -130,22 +138,26 @@ class LinearKernels:
     ``mx.compile`` fuses the element-wise work around the matmul (quantization,
     padding, unpacking, rescale) into few kernels and skips re-building the
     graph on every call. One compiled function exists per ``(kind, statics)``;
-    a model has a handful of weight shapes, so the cache stays small. MLX
-    re-traces a compiled function for each new input shape (token count), so
-    traces are kept for the GEMV shape and every prompt length seen.
-    ``compile=False`` runs the same graphs eagerly (debugging, comparisons).
+    a model has a handful of weight geometries, so the cache stays small. The
+    functions are compiled ``shapeless``: a new token count reuses the trace
+    instead of adding one per prompt length (padding, which has no shape-free
+    form, runs before the compiled graph; rows longer than ``K_CHUNK`` are
+    the exception, see ``_fn``). ``compile=False`` runs
+    the same graphs eagerly (debugging, comparisons).
     """
 
     def __init__(self, *, compile: bool = True, qmm_max_n: int | None = None) -> None:
         self._compile = compile
         self._qmm_max_n = qmm_max_n
         self._cache: dict[tuple[str, Statics], Callable[..., object]] = {}
-        self._quantize: Callable[..., object] = mx.compile(quantize_int8) if compile else quantize_int8
+        self._quantize: Callable[..., object] = (
+            mx.compile(quantize_int8, shapeless=True) if compile else quantize_int8
+        )
 
     def statics(self, w: PackedTernary, n: int) -> Statics:
         """Geometry and path for ``n`` tokens: ``qmm`` unless ``n`` exceeds ``qmm_max_n``."""
         use_qmm = self._qmm_max_n is None or n <= self._qmm_max_n
-        return (w.shape[1], w.cols_padded, w.group_size, use_qmm)
+        return (w.cols_padded, w.group_size, use_qmm)
 
     def _fn(self, kind: str, statics: Statics) -> Callable[..., object]:
         key = (kind, statics)
@@ -153,17 +165,19 @@ class LinearKernels:
         if fn is None:
             base = linear if kind == "linear" else linear_int
             bound = partial(base, statics=statics)
-            fn = mx.compile(bound) if self._compile else bound
+            # Chunk slices have no shape-free form: multi-chunk rows (> K_CHUNK
+            # columns, rare) get a trace per token count instead.
+            fn = mx.compile(bound, shapeless=statics[0] <= K_CHUNK) if self._compile else bound
             self._cache[key] = fn
         return fn
 
     def linear(self, w: PackedTernary, x: mx.array) -> mx.array:
         fn = self._fn("linear", self.statics(w, x.shape[0]))
-        return fn(x, w.packed, w.scales, w.biases, w.row_scale)  # type: ignore[return-value]
+        return fn(pad_columns(x, w.cols_padded), w.packed, w.scales, w.biases, w.row_scale)  # type: ignore[return-value]
 
     def linear_int(self, w: PackedTernary, xq: mx.array) -> mx.array:
         fn = self._fn("linear_int", self.statics(w, xq.shape[0]))
-        return fn(xq, w.packed, w.scales, w.biases)  # type: ignore[return-value]
+        return fn(pad_columns(xq, w.cols_padded), w.packed, w.scales, w.biases)  # type: ignore[return-value]
 
     def quantize(self, x: mx.array) -> tuple[mx.array, mx.array]:
         return self._quantize(x)  # type: ignore[return-value]
