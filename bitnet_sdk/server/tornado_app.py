@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -173,7 +174,8 @@ class BridgeServer:
         await self.lifespan.startup()
         try:
             sockets = bind_sockets(self.port, self.host)
-        except BaseException:
+        except BaseException as error:
+            _close_abandoned_sockets(error)
             await self.lifespan.shutdown(self.shutdown_timeout)
             raise
         self.port = sockets[0].getsockname()[1]
@@ -216,6 +218,19 @@ class BridgeServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+def _close_abandoned_sockets(error: BaseException) -> None:
+    """Close the socket ``bind_sockets`` leaves open when ``bind`` fails (port in use).
+
+    Tornado does not close it; it would linger until garbage collection (ResourceWarning).
+    """
+    tb = error.__traceback__
+    while tb is not None:
+        candidate = tb.tb_frame.f_locals.get("sock")
+        if isinstance(candidate, socket.socket):
+            candidate.close()
+        tb = tb.tb_next
 
 
 async def serve_async(
