@@ -26,13 +26,16 @@ from bitnet_mlx.packing import PackedTernary, pack_ternary
 from bitnet_sdk.backends import Backend, BackendUnavailableError
 from bitnet_sdk.ternary import TernaryTensor
 
-__all__ = ["CPU_QMM_MAX_N", "DEVICES", "MlxBackend"]
+__all__ = ["DEFAULT_QMM_MAX_N", "DEVICES", "MlxBackend"]
 
 #: Devices this backend knows, as the host names them.
 DEVICES = {"cpu": mx.cpu, "gpu": mx.gpu}
-#: On MLX's CPU device, ``mx.quantized_matmul`` is fastest for a few tokens and
-#: unpack + float matmul beyond (measured crossover 8–16 tokens on x86-64).
-CPU_QMM_MAX_N = 8
+#: Token counts above this take the unpack + float32 matmul path instead of
+#: ``mx.quantized_matmul`` (``None``: never). MLX's Linux CPU build links the
+#: reference BLAS, whose float32 GEMM loses to MLX's own quantized GEMM at every
+#: size we measured (``docs/mlx.md``), so the default is ``None`` on every device;
+#: an MLX linked to a fast BLAS can pass e.g. ``qmm_max_n=8``.
+DEFAULT_QMM_MAX_N: int | None = None
 
 _MLX_LOCK = threading.RLock()
 _R = TypeVar("_R")
@@ -49,16 +52,18 @@ class MlxBackend(Backend):
     name = "mlx"
     capabilities = CAPABILITIES
 
-    def __init__(self, device: str = "cpu", *, compile: bool = True) -> None:
+    def __init__(
+        self, device: str = "cpu", *, compile: bool = True, qmm_max_n: int | None = DEFAULT_QMM_MAX_N
+    ) -> None:
+        """``compile=False`` runs the graphs eagerly; ``qmm_max_n`` picks the
+        accumulation path by token count (see ``DEFAULT_QMM_MAX_N``)."""
         if device not in DEVICES:
             raise BackendUnavailableError(f"mlx backend: unknown device {device!r} (cpu, gpu)")
         if device == "gpu" and not mx.metal.is_available():
             raise BackendUnavailableError("mlx backend: device 'gpu' needs Metal (Apple silicon)")
         super().__init__(device, variant=f"mlx {mx.__version__}" + (" metal" if device == "gpu" else ""))
         self._device = mx.Device(DEVICES[device])
-        self._kernels = LinearKernels(
-            compile=compile, qmm_max_n=CPU_QMM_MAX_N if device == "cpu" else None
-        )
+        self._kernels = LinearKernels(compile=compile, qmm_max_n=qmm_max_n)
 
     def _run(self, fn: Callable[..., _R], *args: Any) -> _R:
         """Run ``fn`` on this backend's device under the process-wide MLX lock."""

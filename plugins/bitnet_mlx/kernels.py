@@ -27,10 +27,10 @@ reference's order (``bitnet_sdk.ternary.ternary_linear``).
 
 Two accumulation paths, both exact and both reading the packed weights:
 ``qmm`` (``mx.quantized_matmul``: the 2-bit codes are unpacked inside MLX's
-fused kernel; the fast path on Metal and for GEMV on the CPU) and ``unpack``
-(a compiled shift-and-mask graph expands one chunk to a transient float32
-matrix, then an ordinary float32 matmul: faster for prompts on MLX's CPU
-backend, whose quantized GEMM is a scalar loop).
+fused kernel; the default everywhere) and ``unpack`` (a compiled
+shift-and-mask graph expands one chunk to a transient float32 matrix, then an
+ordinary float32 matmul through the BLAS MLX links: an option for prompts,
+``LinearKernels(qmm_max_n=...)``, that only pays off with a fast BLAS).
 """
 
 from __future__ import annotations

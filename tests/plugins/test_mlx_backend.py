@@ -17,7 +17,7 @@ import pytest
 
 mx = pytest.importorskip("mlx.core", reason="the mlx package is not installed (pip install '.[mlx]')")
 
-from bitnet_mlx.backend import CPU_QMM_MAX_N, MlxBackend  # noqa: E402
+from bitnet_mlx.backend import MlxBackend  # noqa: E402
 from bitnet_mlx.kernels import K_CHUNK  # noqa: E402
 from bitnet_mlx.packing import PackedTernary, pack_codes, unpack_codes  # noqa: E402
 from bitnet_numpy import NumpyBackend  # noqa: E402
@@ -31,14 +31,22 @@ from bitnet_sdk.ternary import (  # noqa: E402
     ternary_matmul_int,
 )
 
-#: (device, compile): the CPU device here; Metal's GPU too where it exists (a Mac).
-CONFIGS = [("cpu", True), ("cpu", False)] + ([("gpu", True)] if mx.metal.is_available() else [])
+#: Token count above which the "unpack" configurations leave mx.quantized_matmul.
+SPLIT_N = 4
+#: (device, compile, qmm_max_n): MLX's CPU device on both accumulation paths, compiled
+#: and eager; Metal's GPU too where it exists (a Mac).
+CONFIGS = [("cpu", True, None), ("cpu", False, None), ("cpu", True, SPLIT_N), ("cpu", False, SPLIT_N)]
+CONFIGS += [("gpu", True, None)] if mx.metal.is_available() else []
 
 
-@pytest.fixture(scope="module", params=CONFIGS, ids=[f"{d}-{'compiled' if c else 'eager'}" for d, c in CONFIGS])
+@pytest.fixture(
+    scope="module",
+    params=CONFIGS,
+    ids=[f"{d}-{'compiled' if c else 'eager'}-{'qmm' if m is None else 'unpack'}" for d, c, m in CONFIGS],
+)
 def backend(request: pytest.FixtureRequest) -> MlxBackend:
-    device, compile_ = request.param
-    return MlxBackend(device, compile=compile_)
+    device, compile_, qmm_max_n = request.param
+    return MlxBackend(device, compile=compile_, qmm_max_n=qmm_max_n)
 
 
 def _tensor(rng: np.random.Generator, rows: int, cols: int) -> TernaryTensor:
@@ -52,11 +60,11 @@ def _exact(q: np.ndarray, xq: np.ndarray) -> np.ndarray:
     return xq.astype(np.int64) @ q.astype(np.int64).T
 
 
-# n = 1 and n <= CPU_QMM_MAX_N take mx.quantized_matmul, larger n the unpack path;
+# In the "unpack" configurations n <= SPLIT_N takes mx.quantized_matmul, larger n the unpack path;
 # cols cover < 32, not a multiple of 16/32, and each group size (32, 64, 128).
 SHAPES = [
     (1, 1, 1), (1, 33, 130), (1, 3, 33), (2, 16, 31), (5, 64, 256), (3, 7, 1000),
-    (CPU_QMM_MAX_N, 9, 96), (CPU_QMM_MAX_N + 1, 9, 96), (40, 17, 200), (12, 5, 64),
+    (SPLIT_N, 9, 96), (SPLIT_N + 1, 9, 96), (40, 17, 200), (12, 5, 64),
 ]
 
 
@@ -81,7 +89,7 @@ def test_matmul_int_random_shapes(backend: MlxBackend) -> None:
         np.testing.assert_array_equal(got, _exact(t.q, xq), err_msg=f"n={n} rows={rows} cols={cols}")
 
 
-@pytest.mark.parametrize("n", [1, CPU_QMM_MAX_N + 1])
+@pytest.mark.parametrize("n", [1, SPLIT_N + 1])
 def test_matmul_int_extremes(backend: MlxBackend, n: int) -> None:
     cols = 4096
     q = np.stack([np.ones(cols, np.int8), -np.ones(cols, np.int8), np.zeros(cols, np.int8)])
@@ -90,7 +98,7 @@ def test_matmul_int_extremes(backend: MlxBackend, n: int) -> None:
     np.testing.assert_array_equal(backend.matmul_int(w, xq), np.tile([-128 * cols, 128 * cols, 0], (n, 1)))
 
 
-@pytest.mark.parametrize("n", [1, CPU_QMM_MAX_N + 1])
+@pytest.mark.parametrize("n", [1, SPLIT_N + 1])
 def test_long_rows_are_chunked_and_stay_exact(backend: MlxBackend, n: int) -> None:
     """|acc| beyond 2**24 with odd values: float32 would round it, the int32 chunk sum must not."""
     cols = 5 * K_CHUNK + 6  # six chunks, the last one partial; even, so the sum is odd
@@ -104,7 +112,7 @@ def test_long_rows_are_chunked_and_stay_exact(backend: MlxBackend, n: int) -> No
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("n", [1, 4, CPU_QMM_MAX_N + 3])
+@pytest.mark.parametrize("n", [1, 4, SPLIT_N + 3])
 def test_matmul_matches_ternary_linear(backend: MlxBackend, n: int) -> None:
     rng = np.random.default_rng(n)
     w = rng.standard_normal((48, 100)).astype(np.float32)
