@@ -13,8 +13,8 @@ executor threads, so all MLX work in the process is serialized by one lock.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import mlx.core as mx
 import numpy as np
@@ -38,11 +38,10 @@ DEVICES = {"cpu": mx.cpu, "gpu": mx.gpu}
 DEFAULT_QMM_MAX_N: int | None = None
 
 _MLX_LOCK = threading.RLock()
-_R = TypeVar("_R")
 
 
 def _f32(a: np.ndarray) -> mx.array:
-    """The single numpy → MLX conversion of a float input."""
+    """The single numpy → MLX conversion of a float input (call inside ``_session``)."""
     return mx.array(np.ascontiguousarray(a, dtype=np.float32))
 
 
@@ -65,16 +64,16 @@ class MlxBackend(Backend):
         self._device = mx.Device(DEVICES[device])
         self._kernels = LinearKernels(compile=compile, qmm_max_n=qmm_max_n)
 
-    def _run(self, fn: Callable[..., _R], *args: Any) -> _R:
-        """Run ``fn`` on this backend's device under the process-wide MLX lock."""
-        with _MLX_LOCK, mx.stream(self._device):
-            out = fn(*args)
-            mx.eval(out)
-            return out
+    @contextmanager
+    def _session(self) -> Iterator[None]:
+        """Hold the process-wide MLX lock and make this device the default stream.
 
-    def _out(self, fn: Callable[..., mx.array], *args: Any) -> np.ndarray:
+        Conversions happen inside too (MLX allocates). Results leave as
+        ``np.asarray(result)``: evaluation, then a numpy view of the MLX
+        buffer, no copy.
+        """
         with _MLX_LOCK, mx.stream(self._device):
-            return np.asarray(fn(*args))  # evaluates; a view of MLX memory, no copy
+            yield
 
     # -- ternary linear algebra ---------------------------------------------------
 
@@ -82,7 +81,7 @@ class MlxBackend(Backend):
         """Pack ``t`` into 2-bit codes (16 per uint32) plus scales, in MLX memory."""
         if not isinstance(t, TernaryTensor):
             raise TypeError(f"prepare_weights takes a TernaryTensor, got {type(t).__name__}")
-        with _MLX_LOCK, mx.stream(self._device):
+        with self._session():
             return pack_ternary(t, self.device)
 
     def matmul(self, w: PackedTernary, x: np.ndarray) -> np.ndarray:
@@ -90,7 +89,8 @@ class MlxBackend(Backend):
         _check(w, x, "x")
         if x.shape[0] == 0:
             return np.zeros((0, w.shape[0]), dtype=np.float32)
-        return self._out(self._kernels.linear, w, _f32(x))
+        with self._session():
+            return np.asarray(self._kernels.linear(w, _f32(x)))
 
     def matmul_int(self, w: PackedTernary, xq: np.ndarray) -> np.ndarray:
         """Exact int32 ``xq · qᵀ`` for int8 ``xq [n, cols]``, as ``ternary_matmul_int``."""
@@ -99,40 +99,48 @@ class MlxBackend(Backend):
             raise TypeError(f"xq must be int8, got {xq.dtype}")
         if xq.shape[0] == 0:
             return np.zeros((0, w.shape[0]), dtype=np.int32)
-        return self._out(self._kernels.linear_int, w, mx.array(np.ascontiguousarray(xq)))
+        with self._session():
+            return np.asarray(self._kernels.linear_int(w, mx.array(np.ascontiguousarray(xq))))
 
     def quantize_activations(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-token absmax int8 ``(x_q [n, k], a [n])``, bit-identical to the reference."""
         if np.ndim(x) != 2:
             raise ValueError(f"activations must be 2-D [tokens, features], got shape {np.shape(x)}")
-        xq, a = self._run(self._kernels.quantize, _f32(x))
-        return np.asarray(xq), np.asarray(a)
+        with self._session():
+            xq, a = self._kernels.quantize(_f32(x))
+            return np.asarray(xq), np.asarray(a)
 
     # -- float layer ops ------------------------------------------------------------
 
     def rms_norm(self, x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
-        return self._out(L.rms_norm, _f32(x), _f32(weight), float(eps))
+        with self._session():
+            return np.asarray(L.rms_norm(_f32(x), _f32(weight), float(eps)))
 
     def rope(self, x: np.ndarray, positions: np.ndarray, theta: float, neox: bool) -> np.ndarray:
         if np.ndim(x) != 3 or np.shape(positions) != (np.shape(x)[0],):
             raise ValueError(f"rope takes x [n, h, d] and positions [n], got {np.shape(x)}, {np.shape(positions)}")
-        return self._out(L.rope, _f32(x), positions, theta, neox)
+        with self._session():
+            return np.asarray(L.rope(_f32(x), positions, theta, neox))
 
     def attention(
         self, q: np.ndarray, k: np.ndarray, v: np.ndarray, q_positions: np.ndarray
     ) -> np.ndarray:
         if np.shape(q)[1] % np.shape(k)[1] != 0:
             raise ValueError(f"query heads {np.shape(q)[1]} not a multiple of kv heads {np.shape(k)[1]}")
-        return self._out(L.attention, _f32(q), _f32(k), _f32(v), q_positions)
+        with self._session():
+            return np.asarray(L.attention(_f32(q), _f32(k), _f32(v), q_positions))
 
     def softmax(self, x: np.ndarray, axis: int = -1) -> np.ndarray:
-        return self._out(L.softmax, _f32(x), axis)
+        with self._session():
+            return np.asarray(L.softmax(_f32(x), axis))
 
     def silu(self, x: np.ndarray) -> np.ndarray:
-        return self._out(L.silu, _f32(x))
+        with self._session():
+            return np.asarray(L.silu(_f32(x)))
 
     def relu2(self, x: np.ndarray) -> np.ndarray:
-        return self._out(L.relu2, _f32(x))
+        with self._session():
+            return np.asarray(L.relu2(_f32(x)))
 
 
 def _check(w: object, x: np.ndarray, what: str) -> None:
