@@ -90,9 +90,9 @@ def worker(path: str, backend: str, prompt_tokens: int, gen_tokens: int) -> dict
     }
 
 
-def measure(path: Path, backend: str, prompt_tokens: int, gen_tokens: int) -> dict[str, float | str]:
+def measure(path: Path, backend: str, prompt_tokens: int, gen_tokens: int, timeout: float) -> dict[str, float | str]:
     cmd = [sys.executable, __file__, "--worker", str(path), backend, str(prompt_tokens), str(gen_tokens)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=timeout)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backends", default="", help="comma-separated names (default: every available)")
     p.add_argument("--prompt-tokens", type=int, default=64)
     p.add_argument("--gen-tokens", type=int, default=16)
-    p.add_argument("--dir", default=None, help="keep model files here instead of a temp dir")
+    p.add_argument("--timeout", type=float, default=900, help="seconds per backend and size")
+    p.add_argument("--dir", default=None, help="build model files under this directory")
     p.add_argument("--worker", nargs=4, metavar=("PATH", "BACKEND", "PP", "TG"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -135,13 +136,16 @@ def main(argv: list[str] | None = None) -> int:
             path, build_s = build(size, Path(tmp))
             mb = path.stat().st_size / 2**20
             print(f"\n{size}: {param_count(SIZES[size]) / 1e6:.0f}M params, {mb:.0f} MB file (built in {build_s:.1f} s)")
-            print(f"  {'backend':<14}{'load s':>8}{'pp tok/s':>10}{'tg tok/s':>10}{'peak RSS MB':>13}{'pp ×':>8}{'tg ×':>8}")
+            print(f"  {'backend':<18}{'load s':>8}{'pp tok/s':>10}{'tg tok/s':>10}{'peak RSS MB':>13}{'pp ×':>8}{'tg ×':>8}")
             base: dict[str, float | str] | None = None
             for name in names:
                 try:
-                    r = measure(path, name, args.prompt_tokens, args.gen_tokens)
+                    r = measure(path, name, args.prompt_tokens, args.gen_tokens, args.timeout)
                 except subprocess.CalledProcessError as exc:
-                    print(f"  {name:<14} failed: {exc.stderr.strip().splitlines()[-1] if exc.stderr else exc}")
+                    print(f"  {name:<18} failed: {exc.stderr.strip().splitlines()[-1] if exc.stderr else exc}")
+                    continue
+                except subprocess.TimeoutExpired:
+                    print(f"  {name:<18} timed out after {args.timeout:.0f} s")
                     continue
                 if name == "numpy":
                     base = r
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 tg_x = f"{float(r['tg_tok_s']) / float(base['tg_tok_s']):.1f}" if base else "-"
                 label = f"{r['backend']}{'/' + str(r['variant']) if r['variant'] else ''}"
                 print(
-                    f"  {label:<14}{float(r['load_s']):>8.2f}{float(r['pp_tok_s']):>10.2f}"
+                    f"  {label:<18}{float(r['load_s']):>8.2f}{float(r['pp_tok_s']):>10.2f}"
                     f"{float(r['tg_tok_s']):>10.2f}{float(r['peak_rss_mb']):>13.0f}{pp_x:>8}{tg_x:>8}"
                 )
             path.unlink()
