@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 #: Below this many multiply-accumulates a matmul runs on the calling thread only:
 #: handing slices to other threads costs tens of microseconds.
-_PARALLEL_MIN_MACS = 1 << 21
+_PARALLEL_MIN_MACS = 1 << 23
 #: Same for element-wise ops, in elements.
 _PARALLEL_MIN_ELEMENTS = 1 << 16
 

@@ -3,7 +3,7 @@
 Kernels are called through ``ctypes``, which releases the GIL for the call, so
 plain Python threads run them truly in parallel. The calling thread runs the
 first slice itself (one hand-off fewer per call); the other slices go to a
-process-wide pool of ``num_threads - 1`` workers created on first use.
+process-wide pool of ``num_threads - 1`` daemon workers created on first use.
 
 Thread count: the explicit argument, else ``BITNET_NUM_THREADS``, else the
 CPUs this process may run on (``os.sched_getaffinity``).
@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = ["THREADS_ENV", "ThreadPool", "default_threads", "get_pool", "split_range"]
 
@@ -56,37 +55,93 @@ def split_range(begin: int, end: int, parts: int, align: int) -> list[tuple[int,
     return out
 
 
+class _Worker:
+    """A daemon thread that runs one job at a time, handed over through two locks.
+
+    Locks used as binary semaphores wake a thread in a few microseconds, about
+    half the round trip of ``concurrent.futures`` (future, queue, condition).
+    """
+
+    def __init__(self, name: str) -> None:
+        self._go = threading.Lock()
+        self._go.acquire()
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._job: tuple[Callable[[int, int], None], int, int] | None = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._loop, name=name, daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            self._go.acquire()
+            job = self._job
+            if job is None:
+                return
+            try:
+                job[0](job[1], job[2])
+            except BaseException as exc:  # handed to the caller in wait()
+                self._error = exc
+            self._done.release()
+
+    def start(self, fn: Callable[[int, int], None], begin: int, end: int) -> None:
+        self._job, self._error = (fn, begin, end), None
+        self._go.release()
+
+    def wait(self) -> BaseException | None:
+        self._done.acquire()
+        return self._error
+
+    def stop(self) -> None:
+        self._job = None
+        self._go.release()
+
+
 class ThreadPool:
-    """``num_threads`` threads (the caller's included) running slices of one job at a time."""
+    """``num_threads`` threads (the caller's included) running slices of one job at a time.
+
+    One job at a time: a caller that finds the pool busy (another thread is
+    running a job on it) runs its slices itself instead of waiting.
+    """
 
     def __init__(self, num_threads: int) -> None:
         if num_threads < 1:
             raise ValueError(f"num_threads must be >= 1, got {num_threads}")
         self.num_threads = num_threads
-        self._executor = (
-            ThreadPoolExecutor(num_threads - 1, thread_name_prefix="bitnet-kernel")
-            if num_threads > 1
-            else None
-        )
+        self._busy = threading.Lock()
+        self._workers = [_Worker(f"bitnet-kernel-{i}") for i in range(1, num_threads)]
 
     def run(self, fn: Callable[[int, int], None], slices: list[tuple[int, int]]) -> None:
         """Call ``fn(begin, end)`` for every slice, in parallel; re-raise the first error."""
-        if not slices:
-            return
-        if self._executor is None or len(slices) == 1:
+        if len(slices) <= 1 or not self._workers or not self._busy.acquire(blocking=False):
             for begin, end in slices:
                 fn(begin, end)
             return
-        futures: list[Future[None]] = [self._executor.submit(fn, b, e) for b, e in slices[1:]]
         try:
-            fn(*slices[0])
+            rest = slices[1:]
+            extra = rest[len(self._workers):]  # more slices than threads: run them here too
+            started = []
+            for worker, (begin, end) in zip(self._workers, rest, strict=False):
+                worker.start(fn, begin, end)
+                started.append(worker)
+            error: BaseException | None = None
+            try:
+                for begin, end in [slices[0], *extra]:
+                    fn(begin, end)
+            except BaseException as exc:
+                error = exc
+            for worker in started:
+                error = error or worker.wait()
+            if error is not None:
+                raise error
         finally:
-            for fut in futures:
-                fut.result()
+            self._busy.release()
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        """Stop the worker threads (the pool must not be used afterwards)."""
+        with self._busy:
+            for worker in self._workers:
+                worker.stop()
+            self._workers = []
 
 
 _pools: dict[int, ThreadPool] = {}

@@ -14,7 +14,7 @@ from tests.kernels.conftest import library
 # at and above a block, tokens below/at/above the GEMM tile, and one threaded case.
 SHAPES = [
     (1, 1, 1), (3, 17, 1), (5, 255, 2), (8, 256, 1), (9, 257, 3), (31, 700, 4),
-    (64, 1024, 5), (33, 1536, 8), (6, 4096, 13), (300, 2560, 4), (130, 768, 1),
+    (64, 1024, 5), (33, 1536, 8), (6, 4096, 13), (900, 2560, 4), (130, 768, 1),
 ]  # fmt: skip
 
 
@@ -65,9 +65,10 @@ def test_per_row_scales_are_honoured(lib: KernelLibrary) -> None:
 
 
 def test_thread_count_does_not_change_results() -> None:
+    """Big enough (> 2**23 MACs) for the rows to be split over threads."""
     one, two = library("generic", 1), library("generic", 3)
     rng = np.random.default_rng(3)
-    q, scale = _case(rng, 517, 2304)
+    q, scale = _case(rng, 1517, 2304)
     x = rng.standard_normal((6, 2304)).astype(np.float32)
     p = one.pack(q, scale)
     np.testing.assert_array_equal(one.matmul(p, x), two.matmul(p, x))

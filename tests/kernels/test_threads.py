@@ -57,3 +57,44 @@ def test_pool_reraises_worker_errors() -> None:
             pool.run(work, [(0, 4), (4, 8)])
     finally:
         pool.close()
+
+
+def test_more_slices_than_threads_all_run() -> None:
+    pool = ThreadPool(2)
+    try:
+        seen: list[tuple[int, int]] = []
+        lock = threading.Lock()
+
+        def work(b: int, e: int) -> None:
+            with lock:
+                seen.append((b, e))
+
+        slices = [(i, i + 1) for i in range(7)]
+        pool.run(work, slices)
+        assert sorted(seen) == slices
+    finally:
+        pool.close()
+
+
+def test_a_busy_pool_runs_a_second_caller_inline() -> None:
+    """Two threads sharing one pool: the second runs its own slices, nobody deadlocks."""
+    pool = ThreadPool(2)
+    try:
+        inside, release = threading.Event(), threading.Event()
+        names: list[str] = []
+
+        def slow(b: int, e: int) -> None:
+            if b == 0:
+                inside.set()
+                assert release.wait(10)
+
+        first = threading.Thread(target=pool.run, args=(slow, [(0, 1), (1, 2)]))
+        first.start()
+        assert inside.wait(10)
+        pool.run(lambda b, e: names.append(threading.current_thread().name), [(0, 1), (1, 2)])
+        assert names == [threading.current_thread().name] * 2
+        release.set()
+        first.join(10)
+        assert not first.is_alive()
+    finally:
+        pool.close()
