@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -264,7 +265,9 @@ class KernelLibrary:
         self._rows(lambda b, e: fn(_ptr(x), _ptr(out), b, e), x.size, 1)
         return out
 
-    def _rows(self, call: object, nrows: int, row_len: int) -> None:
-        parts = self.num_threads if nrows * row_len >= _PARALLEL_MIN_ELEMENTS else 1
+    def _rows(self, call: Callable[[int, int], None], nrows: int, row_len: int) -> None:
+        if nrows * row_len < _PARALLEL_MIN_ELEMENTS or self.num_threads == 1:
+            call(0, nrows)
+            return
         align = 1 if row_len > 1 else 64  # flat maps: slices of whole cache lines
-        get_pool(self.num_threads).run(call, split_range(0, nrows, parts, align))  # type: ignore[arg-type]
+        get_pool(self.num_threads).run(call, split_range(0, nrows, self.num_threads, align))
