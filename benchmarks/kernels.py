@@ -40,6 +40,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -301,6 +302,30 @@ def run_case(rows: int, cols: int, tokens: int, backs: list[tuple[str, object]],
     return out
 
 
+def elementwise(isa: str, threads: int) -> list[str]:
+    """Fused element-wise kernels against ``bitnet_sdk.model.ops`` (numpy), median µs."""
+    from bitnet_kernels import KernelLibrary
+
+    from bitnet_sdk.model import ops
+
+    lib = KernelLibrary.shared(isa, threads)
+    rng = np.random.default_rng(0)
+    lines = ["| op | shape | numpy µs | llvm µs | ×numpy |", "|---|---|---|---|---|"]
+    for shape in [(1, 2560), (128, 2560), (1, 6912), (128, 6912), (1, 128256)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        w = rng.standard_normal(shape[-1]).astype(np.float32)
+        pairs = {
+            "rms_norm": (partial(ops.rms_norm, x, w, 1e-6), partial(lib.rms_norm, x, w, 1e-6)),
+            "softmax": (partial(ops.softmax, x), partial(lib.softmax, x)),
+            "silu": (partial(ops.silu, x), partial(lib.silu, x)),
+            "relu2": (partial(ops.relu2, x), partial(lib.relu2, x)),
+        }
+        for op, (ref, fast) in pairs.items():
+            a, b = timeit(ref, 0.2)[0], timeit(fast, 0.2)[0]
+            lines.append(f"| {op} | {shape[0]}×{shape[1]} | {a * 1e6:.1f} | {b * 1e6:.1f} | {a / b:.1f} |")
+    return lines
+
+
 # -- reporting -------------------------------------------------------------------
 
 
@@ -381,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  measured {rows}×{cols} n={tokens}", file=sys.stderr, flush=True)
     results.sort(key=lambda r: cases.index((*r.shape, r.tokens)))
     print(report(results, mach, bw, ghz, threads, args.markdown))
+    if not args.quick:
+        print()
+        print("\n".join(elementwise(mach["isas"][0], threads)))  # type: ignore[index]
     if args.json:
         args.json.write_text(json.dumps({"machine": mach, "bandwidth": bw, "ghz": ghz,
                                          "rows": [r.__dict__ for r in results]}, indent=1))  # fmt: skip
