@@ -395,6 +395,8 @@ class ASGIHandler(tornado.web.RequestHandler):
             if "Content-Length" not in self._headers:
                 self.set_header("Content-Length", sum(map(len, self._write_buffer)))
         await self.flush()
+        if self._disconnected:
+            return
         if not await self._body.drain(self._context.linger_timeout):
             logger.debug(
                 "upload not finished %.1f s after the response; closing",
@@ -412,24 +414,25 @@ class ASGIHandler(tornado.web.RequestHandler):
                 logger.debug("ASGI application ended after client disconnect", exc_info=True)
             else:
                 logger.exception("ASGI application raised (%s %s)", scope["method"], scope["path"])
-            self._answer_error()
+            await self._answer_error()
         else:
             if not self._response_complete and not self._disconnected:
                 logger.error("ASGI application returned without completing its response")
-                self._answer_error()
+                await self._answer_error()
         finally:
             self._body.close()
 
-    def _answer_error(self) -> None:
+    async def _answer_error(self) -> None:
         """500 if nothing was sent yet; else cut the connection (the response is truncated)."""
         if self._response_started or self._disconnected or self._finished:
             self._abort("application error")
             return
-        self._response_started = self._response_complete = True
-        self.clear()
-        self.set_status(500)
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.finish(b"Internal Server Error")
+        headers = [(b"content-type", b"text/plain; charset=utf-8")]
+        self._start_response({"status": 500, "headers": headers})
+        try:
+            await self._write_body({"body": b"Internal Server Error"})
+        except OSError:  # the client left meanwhile
+            self._abort("client gone")
 
     def _abort(self, reason: str) -> None:
         if self._response_complete and self._finished:
