@@ -1,0 +1,188 @@
+"""Quantizing a BitNet language model (checkpoint or GGUF) into a ternary GGUF file.
+
+Projections become ternary: float weights by BitNet's absmean rule, or exactly when they already
+hold ternary values (packed checkpoints, ternary-valued float files, ternary GGUF types).
+Everything else is kept in high precision as the recipe says. The output architecture is
+llama.cpp's ``bitnet`` for TQ1_0/TQ2_0 and bitnet.cpp's for I2_S (``bitnet-b1.58`` for
+squared-ReLU models, ``bitnet`` otherwise, or the source's own bitnet.cpp name), unless ``arch``
+is given. The file is validated (``bitnet_sdk.model.validate``) and measured before it is
+published under its final name.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from gguf import GGMLQuantizationType, LlamaFileType
+
+from bitnet_sdk.backends.base import Backend
+from bitnet_sdk.formats.constants import (
+    ARCH_BITNET,
+    ARCH_BITNET_25,
+    ARCH_BITNET_B158,
+    BITNET_ARCHITECTURES,
+    FTYPE_MOSTLY_I2_S,
+)
+from bitnet_sdk.model.gguf_file import NotTernaryError, ternarize_rows, type_name
+from bitnet_sdk.model.validate import validate
+from bitnet_sdk.quantize.calibration import Calibration
+from bitnet_sdk.quantize.errors import OutputInvalidError, QuantizationError
+from bitnet_sdk.quantize.measure import llm_perplexity
+from bitnet_sdk.quantize.progress import Progress
+from bitnet_sdk.quantize.recipe import Recipe, encode_float, float_nbytes
+from bitnet_sdk.quantize.report import QuantizationReport, layer_report
+from bitnet_sdk.quantize.sources.base import LLMSource, LLMTensor
+from bitnet_sdk.quantize.writer import (
+    AtomicGGUFWriter,
+    common_scale,
+    encode_projection,
+    projection_nbytes,
+)
+from bitnet_sdk.ternary import TernaryTensor, dequantize, quantize_weights
+
+__all__ = ["FILE_TYPES", "LLMOptions", "default_arch", "quantize_llm"]
+
+FILE_TYPES = {
+    "tq2_0": int(LlamaFileType.MOSTLY_TQ2_0),
+    "tq1_0": int(LlamaFileType.MOSTLY_TQ1_0),
+    "i2_s": FTYPE_MOSTLY_I2_S,
+}
+_F32 = int(GGMLQuantizationType.F32)
+_F16 = int(GGMLQuantizationType.F16)
+_TQ = ("tq2_0", "tq1_0")
+
+
+def default_arch(qtype: str, source: LLMSource) -> str:
+    """The architecture name runtimes expect for ``qtype`` files of this model."""
+    if qtype != "i2_s":
+        return ARCH_BITNET
+    if source.source_arch in (ARCH_BITNET_B158, ARCH_BITNET_25):
+        return source.source_arch
+    return ARCH_BITNET_B158 if source.hidden_act == "relu2" else ARCH_BITNET
+
+
+@dataclass(frozen=True)
+class LLMOptions:
+    """What ``quantize`` passes down for a language model."""
+
+    qtype: str
+    recipe: Recipe
+    calibration: Calibration
+    texts: tuple[str, ...]
+    max_tokens: int
+    backend: Backend
+    arch: str | None = None
+
+
+@dataclass(frozen=True)
+class _Planned:
+    tensor: LLMTensor
+    type_id: int
+    scale_tensor: bool  # a one-element F32 "<proj>.scale" follows the projection
+
+    @property
+    def scale_name(self) -> str:
+        return self.tensor.name.removesuffix(".weight") + ".scale"
+
+
+def _plan(source: LLMSource, opts: LLMOptions, out: AtomicGGUFWriter) -> list[_Planned]:
+    planned: list[_Planned] = []
+    for t in source.tensors:
+        if t.projection:
+            opts.recipe.check_llm_projection(t.name, t.source_name)
+            type_id, nbytes = projection_nbytes(opts.qtype, (t.shape[0], t.shape[1]))
+            p = _Planned(t, type_id, t.exact_scale and (opts.qtype in _TQ or type_id == _F16))
+            out.plan(t.name, t.shape, type_id, nbytes)
+            if p.scale_tensor:
+                out.plan(p.scale_name, (1,), _F32, 4)
+        else:
+            p = _Planned(t, opts.recipe.kept_type(t.shape), False)
+            out.plan(t.name, t.shape, p.type_id, float_nbytes(p.type_id, t.shape))
+        planned.append(p)
+    return planned
+
+
+def _ternary(value: np.ndarray | TernaryTensor, name: str, qtype: str, warnings: list[str]) -> tuple[TernaryTensor, np.ndarray]:
+    """(ternary tensor to store, float matrix it stands for)."""
+    if isinstance(value, TernaryTensor):
+        t, w = value, dequantize(value)
+    else:
+        w = np.asarray(value, dtype=np.float32)
+        try:
+            t = ternarize_rows(w, name)  # already ternary-valued: keep exactly
+        except NotTernaryError:
+            t = quantize_weights(w)
+    if qtype == "i2_s" and common_scale(t) is None:
+        warnings.append(f"{name}: per-row scales cannot be stored in I2_S (one scale per tensor); requantized")
+        t = quantize_weights(dequantize(t))
+    return t, w
+
+
+def _write(p: _Planned, source: LLMSource, opts: LLMOptions, out: AtomicGGUFWriter, report: QuantizationReport) -> None:
+    t = p.tensor
+    value = source.read(t.name)
+    report.parameters += math.prod(t.shape)
+    if not t.projection:
+        out.write(t.name, encode_float(p.type_id, np.asarray(value, dtype=np.float32)))
+        report.tensors_kept += 1
+        return
+    tern, w = _ternary(value, t.name, opts.qtype, report.warnings)
+    enc = encode_projection(opts.qtype, tern, scale_tensor=p.scale_tensor)
+    out.write(t.name, enc.data)
+    if p.scale_tensor:
+        out.write(p.scale_name, np.array([enc.scale], dtype="<f4"))
+    if enc.type_id != p.type_id:
+        raise QuantizationError(f"{t.name}: encoded as {type_name(enc.type_id)}, planned {type_name(p.type_id)}")
+    if enc.type_id == _F16:
+        report.warnings.append(f"{t.name}: {t.shape[1]} columns do not fit {opts.qtype} blocks; stored as ternary F16")
+    calib = opts.calibration.layer_inputs(t.name, t.source_name, t.shape[1])
+    rep = layer_report(t.name, w, enc.stored, calib, source_type=t.source_type, output_type=type_name(enc.type_id))
+    rep.lossless = rep.relative_error == 0.0
+    report.layers.append(rep)
+    report.tensors_quantized += 1
+
+
+def quantize_llm(
+    source: LLMSource, dst: Path, opts: LLMOptions, progress: Progress, report: QuantizationReport
+) -> QuantizationReport:
+    """Write ``source`` quantized to ``dst`` (atomically) and fill ``report``."""
+    arch = opts.arch or default_arch(opts.qtype, source)
+    if arch not in BITNET_ARCHITECTURES:
+        raise QuantizationError(f"arch must be one of {BITNET_ARCHITECTURES} for a language model, got {arch!r}")
+    report.arch = arch
+    stages = report.stages
+    with AtomicGGUFWriter(dst, arch) as out:
+        source.write_metadata(out.gguf)
+        out.gguf.add_file_type(FILE_TYPES[opts.qtype])
+        out.gguf.add_quantization_version(2)
+        planned = _plan(source, opts, out)
+        progress.start(len(planned) + 2, "plan")
+        t0 = time.perf_counter()
+        out.begin()
+        for p in planned:
+            _write(p, source, opts, out, report)
+            progress.step(p.tensor.name)
+        out.finish()
+        report.quantized_bytes = out.path.stat().st_size
+        report.quantized_weight_bytes = sum(
+            (projection_nbytes(opts.qtype, p.tensor.shape)[1] + 4 * p.scale_tensor) if p.tensor.projection
+            else float_nbytes(p.type_id, p.tensor.shape) for p in planned
+        )
+        stages["quantize"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        checked = validate(out.path)
+        if not checked.ok:
+            raise OutputInvalidError(checked.problems)
+        stages["validate"] = time.perf_counter() - t0
+        progress.step("validate")
+        if opts.texts:
+            t0 = time.perf_counter()
+            report.calibration = llm_perplexity(out.path, source, opts.texts, opts.max_tokens, opts.backend)
+            stages["perplexity"] = time.perf_counter() - t0
+        progress.step("measure")
+        out.publish()
+    return report
