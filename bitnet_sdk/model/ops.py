@@ -63,7 +63,7 @@ def attention(
     the current tokens). A query at position ``p`` sees keys ``0 .. p``. Query
     head ``j`` reads key/value head ``j // (h // hkv)``. Returns ``[n, h, d]``.
     """
-    n, h, d = q.shape
+    _, h, d = q.shape
     t, hkv, _ = k.shape
     group = h // hkv
     kk = np.repeat(k, group, axis=1)  # [t, h, d]
