@@ -141,13 +141,18 @@ def _tokenizer_for(mf: ModelFile) -> Any:
 def load(path: str | os.PathLike[str], backend: str | Backend = "auto") -> Model:
     """Load a BitNet GGUF model for ``backend`` (a name, ``"auto"``, or an instance).
 
-    Raises ``FileNotFoundError`` for a missing file, ``GGUFFormatError`` /
+    Files of architecture ``bitnet-dense`` load as ``bitnet_sdk.dense.DenseModel`` (with
+    ``predict``). Raises ``FileNotFoundError`` for a missing file, ``GGUFFormatError`` /
     ``ConfigError`` / ``NotTernaryError`` (all ``ValueError``) for a file that
     is not a runnable BitNet model, and the backend registry's errors for an
     unknown or unusable backend name.
     """
     t0 = time.perf_counter()
     mf = read_model(path)
+    if mf.arch == "bitnet-dense":  # ternary dense models converted from ONNX (bitnet_sdk.dense)
+        from bitnet_sdk.dense.model import load as load_dense
+
+        return load_dense(path, backend)  # type: ignore[return-value]
     config = mf.config
     if isinstance(backend, str):
         backend = get_backend(backend)
