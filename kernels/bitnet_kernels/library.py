@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 _PARALLEL_MIN_MACS = 1 << 23
 #: Same for element-wise ops, in elements.
 _PARALLEL_MIN_ELEMENTS = 1 << 16
+_F32_KERNEL = {"gemv": "gemv_f32", "gemm": "gemm_f32"}
+_I32_KERNEL = {"gemv": "gemv_i32", "gemm": "gemm_i32"}
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,14 @@ class QuantizedActivations:
 
 
 def _ptr(a: np.ndarray | None) -> int | None:
-    return None if a is None else a.__array_interface__["data"][0]
+    """Data address of a contiguous array; ``from_buffer`` is 3× faster than numpy's
+    ``__array_interface__`` but only takes writable buffers."""
+    if a is None:
+        return None
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(a))
+    except (TypeError, ValueError, BufferError):  # read-only or empty
+        return a.__array_interface__["data"][0]
 
 
 class _Scratch(threading.local):
@@ -185,7 +194,7 @@ class KernelLibrary:
             get_pool(self.num_threads).run(
                 lambda b, e: quantize(*head, b, e), split_range(0, n, self.num_threads, 1))
         out = np.empty((n, w.rows), dtype=np.float32)
-        self._gemm(f"{family}_f32", w, xq_ptr, xsum_ptr, a_ptr, out, n, ntok_padded)
+        self._gemm(_F32_KERNEL[family], w, xq_ptr, xsum_ptr, a_ptr, out, n, ntok_padded)
         return out
 
     def matmul_int(self, w: PackedTernary, xq: np.ndarray) -> np.ndarray:
@@ -201,7 +210,7 @@ class KernelLibrary:
         xsum = np.zeros(buf.shape[0], dtype=np.int32)
         xsum[:n] = xq.sum(axis=1, dtype=np.int32)
         out = np.empty((n, w.rows), dtype=np.int32)
-        self._gemm(f"{family}_i32", w, _ptr(buf), _ptr(xsum), None, out, n, buf.shape[0])
+        self._gemm(_I32_KERNEL[family], w, _ptr(buf), _ptr(xsum), None, out, n, buf.shape[0])
         return out
 
     @staticmethod
