@@ -88,3 +88,18 @@ def test_text_that_may_start_a_stop_is_held_back() -> None:
     assert m.push("abc#") == ("abc", False)
     assert m.push("#") == ("", False)
     assert m.push("x") == ("##x", False)
+
+
+def test_real_byte_level_bpe_vocabulary(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bitnet_sdk.model.tokenizer import Tokenizer
+    from bitnet_sdk.testing.synthetic import build_model
+
+    tok = Tokenizer.from_gguf(build_model(tmp_path / "vocab.gguf", n_layers=1))
+    text = "Grüße aus 日本語 🚀🙂 ok"
+    ids = tok.encode(text, add_bos=False)
+    # the synthetic vocabulary splits rare characters into byte tokens
+    assert any("\ufffd" in tok.decode([i]) for i in ids)
+    detok = IncrementalDetokenizer(tok.decode)
+    pieces = [detok.push(i) for i in ids] + [detok.flush()]
+    assert "".join(pieces) == text
+    assert all("\ufffd" not in p for p in pieces)
