@@ -14,7 +14,7 @@ import select
 import socket
 import threading
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -282,20 +282,27 @@ def test_raw_chunked_request_is_decoded(echo_server: ServerThread) -> None:
     assert json.loads(body)["body_sha256"] == hashlib.sha256(b"hello world").hexdigest()
 
 
-def _open_connections(server: ServerThread) -> int:
+def eventually(predicate: Callable[[], bool]) -> bool:
+    """Poll ``predicate`` until it holds or :data:`WAIT` seconds passed."""
+    pause = threading.Event()
+    for _ in range(int(WAIT / 0.05)):
+        if predicate():
+            return True
+        pause.wait(0.05)
+    return predicate()
+
+
+def no_open_connections(server: ServerThread) -> bool:
+    """True once Tornado holds no connection (it keeps one object per live connection)."""
+
     async def count() -> int:
-        return len(server.server._http._connections)  # Tornado keeps one per live connection
+        return len(server.server._http._connections)
 
-    return server.call(count())
+    return server.call(count()) == 0
 
 
-def _wait_for_no_connections(server: ServerThread) -> int:
-    deadline = threading.Event()
-    for _ in range(200):
-        if _open_connections(server) == 0:
-            return 0
-        deadline.wait(0.05)
-    return _open_connections(server)
+def no_running_requests(server: ServerThread) -> bool:
+    return not server.server.application.bridge.tasks
 
 
 @pytest.mark.parametrize("wait_for_full_buffer", [False, True])
@@ -335,8 +342,8 @@ def test_answer_before_reading_the_body_does_not_hang(wait_for_full_buffer: bool
             assert reply.startswith(b"HTTP/1.1 401")
             assert b"Content-Length: 2\r\n" in reply
             # The upload never ends: the server closes after its linger time.
-            assert _wait_for_no_connections(server) == 0
-        assert not server.server.application.bridge.tasks
+            assert eventually(lambda: no_open_connections(server))
+        assert eventually(lambda: no_running_requests(server))
         assert httpx.get(server.url + "/").status_code == 401  # the server is still fine
 
 
@@ -348,7 +355,7 @@ def test_early_answer_reaches_a_client_that_writes_the_whole_body_first() -> Non
             await send_response(send, 401, b"denied")
 
     size = 32 * 1024 * 1024
-    with ServerThread(deny) as server:
+    with ServerThread(deny, linger_timeout=3 * WAIT) as server:
         host, port = server.url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
             sock.sendall(f"PUT /m HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode())
@@ -438,8 +445,8 @@ def test_client_disconnect_cancels_the_streaming_generator() -> None:
             first = next(response.iter_raw())
         assert first.startswith(b"tick")
         assert stopped.wait(WAIT), "the generator kept running after the client left"
-        assert _wait_for_no_connections(server) == 0
-        assert not server.server.application.bridge.tasks
+        assert eventually(lambda: no_open_connections(server))
+        assert eventually(lambda: no_running_requests(server))
 
 
 # -- application errors --------------------------------------------------------------------------

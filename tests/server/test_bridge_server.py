@@ -139,7 +139,7 @@ def test_graceful_stop_lets_an_inflight_request_finish() -> None:
     stopper = threading.Thread(target=server.stop)
     stopper.start()
     # Stop accepting first: new connections are refused while the request is in flight.
-    for _ in range(100):
+    for _ in range(int(WAIT / 0.02)):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=WAIT).close()
         except ConnectionRefusedError:
