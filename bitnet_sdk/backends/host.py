@@ -206,6 +206,9 @@ class BackendHost:
     def get(self, name: str | None = "auto", device: str = "cpu", op: str | None = None) -> Backend:
         """The backend to use: explicit ``name`` > ``BITNET_BACKEND`` > plugin choice > priority.
 
+        ``device="auto"`` prefers an accelerator a usable backend offers, else ``cpu``
+        (the loader and server default to it; this method keeps ``cpu``).
+
         ``op`` restricts automatic selection to backends listing it natively.
         Raises ``BackendNotFoundError`` (unknown name or failed plugin, with the
         available backends and load errors in the message) or

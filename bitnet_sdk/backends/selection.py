@@ -12,6 +12,12 @@ Order of precedence:
 In steps 1–2 a missing, failed or unusable backend is an error (a name the
 user typed must not silently fall back). In steps 3–4 a backend whose factory
 fails is recorded and the next candidate is tried.
+
+``device="auto"`` resolves first: for a named backend, the first device its
+probe lists (plugins list their preferred device first: MLX says ``gpu``
+before ``cpu`` where Metal exists); otherwise an accelerator when any usable
+backend offers one (so a Mac picks MLX on Metal over the faster-on-CPU llvm),
+else ``cpu``.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ def select(
         env = host.environ.get(SELECT_ENV, "").strip()
         if env and env != "auto":
             requested, reason = env, "env"
+    if device == "auto":
+        device = _auto_device(host, None if requested == "auto" else requested, reason, op)
     if requested != "auto":
         info = _require(host, requested, reason)
         problem = _why_unusable(info, device, op)
@@ -81,6 +89,22 @@ def _select_auto(host: BackendHost, device: str, op: str | None) -> tuple[Backen
     raise BackendUnavailableError(
         f"every usable backend failed to start on {device!r}: {'; '.join(failures)}"
     )
+
+
+AUTO_DEVICE = "auto"
+CPU = "cpu"
+
+
+def _auto_device(host: BackendHost, name: str | None, reason: str, op: str | None) -> str:
+    """The concrete device ``device="auto"`` stands for (see the module docstring)."""
+    if name is not None:
+        info = _require(host, name, reason)
+        return info.devices[0] if info.devices else CPU
+    accelerators = sorted(
+        ((i, d) for i in host.available() for d in i.devices if d != CPU and i.usable(d, op)),
+        key=lambda pair: (-pair[0].priority, pair[0].name),
+    )
+    return accelerators[0][1] if accelerators else CPU
 
 
 def _require(host: BackendHost, name: str, reason: str) -> BackendInfo:

@@ -133,3 +133,25 @@ def test_instances_are_cached_per_backend_and_device() -> None:
     assert host.get("x") is cpu and host.get() is cpu
     gpu = host.get("x", device="gpu")
     assert gpu is not cpu and gpu.device == "gpu"
+
+
+def test_auto_device_prefers_an_accelerator_then_cpu() -> None:
+    cpu_fast = fake_spec("cpufast", priority=100)
+    gpu_slow = fake_spec("gpuslow", priority=50, devices=("gpu", "cpu"))
+    host = make_host(SpecPlugin(cpu_fast, gpu_slow))
+    backend = host.get(device="auto")
+    assert (backend.name, backend.device) == ("gpuslow", "gpu")
+    # A named backend runs on the first device its probe lists.
+    assert host.get("cpufast", device="auto").device == "cpu"
+    assert host.get("gpuslow", device="auto").device == "gpu"
+    # No accelerator anywhere: cpu, by priority.
+    only_cpu = make_host(SpecPlugin(fake_spec("a", priority=1), fake_spec("b", priority=2)))
+    assert (only_cpu.get(device="auto").name, only_cpu.get(device="auto").device) == ("b", "cpu")
+
+
+def test_auto_device_respects_the_requested_op() -> None:
+    gpu_plain = fake_spec("gpuplain", priority=50, devices=("gpu", "cpu"), capabilities=())
+    cpu_norm = fake_spec("cpunorm", priority=10, capabilities=("rms_norm",))
+    host = make_host(SpecPlugin(gpu_plain, cpu_norm))
+    backend = host.get(device="auto", op="rms_norm")
+    assert (backend.name, backend.device) == ("cpunorm", "cpu")
