@@ -138,8 +138,13 @@ def _tokenizer_for(mf: ModelFile) -> Any:
     return Tokenizer.from_spec(mf.tokenizer_spec)
 
 
-def load(path: str | os.PathLike[str], backend: str | Backend = "auto") -> Model:
+def load(
+    path: str | os.PathLike[str], backend: str | Backend = "auto", device: str = "auto"
+) -> Model:
     """Load a BitNet GGUF model for ``backend`` (a name, ``"auto"``, or an instance).
+
+    ``device="auto"`` runs on an accelerator when a usable backend offers one (MLX on
+    Metal), else on the CPU; ``"cpu"``/``"gpu"`` ask for one (see ``bitnet_sdk.backends``).
 
     Files of architecture ``bitnet-dense`` load as ``bitnet_sdk.dense.DenseModel`` (with
     ``predict``). Raises ``FileNotFoundError`` for a missing file, ``GGUFFormatError`` /
@@ -155,7 +160,7 @@ def load(path: str | os.PathLike[str], backend: str | Backend = "auto") -> Model
         return load_dense(path, backend)  # type: ignore[return-value]
     config = mf.config
     if isinstance(backend, str):
-        backend = get_backend(backend)
+        backend = get_backend(backend, device=device)
     tokenizer = _tokenizer_for(mf)
     weights = load_weights(mf, config, backend.prepare_weights)
     logger.info(
