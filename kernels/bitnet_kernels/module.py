@@ -15,9 +15,10 @@ from llvmlite import ir
 from bitnet_kernels.elementwise import build_relu2, build_rms_norm, build_silu, build_softmax
 from bitnet_kernels.gemm import GemmSpec, build_gemm
 from bitnet_kernels.isa import Isa
+from bitnet_kernels.pack import build_pack
 from bitnet_kernels.quant import build_quantize
 
-__all__ = ["KERNELS", "PREFIX", "build_kernel_module"]
+__all__ = ["KERNELS", "KERNEL_RESULTS", "PREFIX", "build_kernel_module"]
 
 PREFIX = "bitnet_"
 _P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
@@ -33,7 +34,10 @@ KERNELS: dict[str, tuple[type, ...]] = {
     "softmax": (_P, _P, _I, _I, _I),
     "silu": (_P, _P, _I, _I),
     "relu2": (_P, _P, _I, _I),
+    "pack": (_P, _I, _I, _I, _P, _I, _I, _I),
 }
+#: Result types of the kernels that return something (the others are ``void``).
+KERNEL_RESULTS: dict[str, type] = {"pack": ctypes.c_int32}
 
 
 def build_kernel_module(isa: Isa) -> ir.Module:
@@ -49,4 +53,5 @@ def build_kernel_module(isa: Isa) -> ir.Module:
     build_softmax(module, isa, f"{PREFIX}softmax")
     build_silu(module, isa, f"{PREFIX}silu")
     build_relu2(module, isa, f"{PREFIX}relu2")
+    build_pack(module, isa, f"{PREFIX}pack")
     return module

@@ -16,7 +16,7 @@ the element-wise ops agree within float32 rounding.
 from __future__ import annotations
 
 import numpy as np
-from bitnet_kernels import KernelLibrary, PackedTernary, pack_ternary
+from bitnet_kernels import KernelLibrary, PackedTernary
 
 from bitnet_sdk.backends.base import REQUIRED_OPS, Backend
 from bitnet_sdk.backends.errors import BackendUnavailableError
@@ -47,7 +47,7 @@ class LlvmBackend(Backend):
         """Repack into the kernels' 2-bit layout (``.shape`` is ``t.shape``)."""
         if not isinstance(t, TernaryTensor):
             raise TypeError(f"prepare_weights takes a TernaryTensor, got {type(t).__name__}")
-        return pack_ternary(t.q, t.scale)
+        return self.kernels.pack(t.q, t.scale)
 
     def matmul(self, w: PackedTernary, x: np.ndarray) -> np.ndarray:
         """BitNet linear: float ``x [n, cols]`` → float32 ``[n, rows]``."""

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from bitnet_kernels.compiler import emit_object
 from bitnet_kernels.isa import ISAS
-from bitnet_kernels.layout import PackedTernary
+from bitnet_kernels.layout import PackedTernary, pack_ternary
 from bitnet_kernels.module import build_kernel_module
 
 from bitnet_sdk.model import ops
@@ -37,7 +37,7 @@ HARNESS = Path(__file__).parent / "data" / "kernel_harness.c"
 #: Random cases (rows, k, tokens): tails of every kind, k not a multiple of 256,
 #: more tokens than a register tile.
 CASES = [(1, 1, 1), (7, 300, 3), (13, 513, 5), (64, 1024, 4), (37, 2000, 9)]
-_OUTPUTS = ("xq", "a", "xsum", "gemv_i32", "gemm_i32", "gemv_f32", "gemm_f32",
+_OUTPUTS = ("packed", "pack_status", "xq", "a", "xsum", "gemv_i32", "gemm_i32", "gemv_f32", "gemm_f32",
             "rms_norm", "softmax", "silu", "relu2")  # fmt: skip
 
 
@@ -106,18 +106,23 @@ def random_case(
 
 def run_harness(
     exe: Path, target: CrossTarget, qemu_cpu: str, p: PackedTernary, x: np.ndarray,
-    norm_weight: np.ndarray, n_padded: int, workdir: Path,
+    norm_weight: np.ndarray, n_padded: int, workdir: Path, q: np.ndarray,
 ) -> dict[str, np.ndarray]:  # fmt: skip
-    """Run the harness under ``qemu -cpu qemu_cpu``; return its outputs by name."""
+    """Run the harness under ``qemu -cpu qemu_cpu``; return its outputs by name.
+
+    ``p`` is ``q`` packed by the numpy reference; the harness multiplies with
+    ``p`` and separately repacks ``q`` with the kernel (``packed``).
+    """
     n, k = x.shape
     rows, rp, kp = p.rows, p.rows_padded, p.cols_padded
     header = np.array([rows, k, n, p.nblocks, rp, kp, n_padded], dtype=np.int64)
     src, dst = workdir / "in.bin", workdir / "out.bin"
-    src.write_bytes(b"".join(a.tobytes() for a in (header, p.data, p.scale, x, norm_weight)))
+    src.write_bytes(b"".join(a.tobytes() for a in (header, p.data, p.scale, x, norm_weight, q)))
     proc = subprocess.run([target.qemu, "-cpu", qemu_cpu, "-L", target.sysroot, str(exe), str(src), str(dst)],
                           capture_output=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, f"harness failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}"
     shapes = {
+        "packed": (np.uint8, (rp * kp // 4,)), "pack_status": (np.int32, (1,)),
         "xq": (np.int8, (n_padded, kp)), "a": (np.float32, (n_padded,)),
         "xsum": (np.int32, (n_padded,)),
         **{name: (np.int32 if name.endswith("i32") else np.float32, (n, rows))
@@ -140,6 +145,8 @@ def check_outputs(
     """Harness outputs against the numpy reference: exact for integers and the float
     rescale, within float32 rounding for the element-wise ops (``rms_norm`` eps 1e-6)."""
     n, k = x.shape
+    assert out["pack_status"][0] == 0, where
+    np.testing.assert_array_equal(out["packed"], pack_ternary(q, scale).data, err_msg=where)
     xq, a = quantize_activations(x)
     np.testing.assert_array_equal(out["xq"][:n, :k], xq, err_msg=where)
     assert not out["xq"][:n, k:].any(), where

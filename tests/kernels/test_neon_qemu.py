@@ -39,7 +39,7 @@ def test_neon_variant_matches_reference_under_qemu(built: dict[str, Path], isa_n
     for rows, k, n in CASES:
         q, scale, x, nw = random_case(rng, rows, k, n)
         out = run_harness(built[isa_name], AARCH64, qemu_cpu, pack_ternary(q, scale), x, nw,
-                          padded(n, 4), built["dir"])  # fmt: skip
+                          padded(n, 4), built["dir"], q)  # fmt: skip
         check_outputs(out, q, scale, x, nw, f"{isa_name} rows={rows} k={k} n={n}")
 
 
@@ -47,4 +47,4 @@ def test_neondot_really_uses_the_dot_product_instructions(built: dict[str, Path]
     """On a CPU without FEAT_DotProd the ``neondot`` code must trap: it is not plain NEON."""
     q, scale, x, nw = random_case(np.random.default_rng(5), 8, 256, 4)
     with pytest.raises(AssertionError, match="harness failed"):
-        run_harness(built["neondot"], AARCH64, "cortex-a53", pack_ternary(q, scale), x, nw, 4, built["dir"])
+        run_harness(built["neondot"], AARCH64, "cortex-a53", pack_ternary(q, scale), x, nw, 4, built["dir"], q)

@@ -45,7 +45,7 @@ def test_variant_matches_reference_on_an_older_cpu(built: dict[str, Path], isa_n
     for rows, k, n in CASES:
         q, scale, x, nw = random_case(rng, rows, k, n)
         out = run_harness(built[isa_name], X86_64, qemu_cpu, pack_ternary(q, scale), x, nw,
-                          padded(n, 4), built["dir"])  # fmt: skip
+                          padded(n, 4), built["dir"], q)  # fmt: skip
         check_outputs(out, q, scale, x, nw, f"{isa_name} rows={rows} k={k} n={n}")
 
 
@@ -53,4 +53,4 @@ def test_variant_matches_reference_on_an_older_cpu(built: dict[str, Path], isa_n
 def test_newer_variants_trap_on_older_cpus(built: dict[str, Path], isa_name: str, qemu_cpu: str) -> None:
     q, scale, x, nw = random_case(np.random.default_rng(6), 8, 256, 4)
     with pytest.raises(AssertionError, match="harness failed"):
-        run_harness(built[isa_name], X86_64, qemu_cpu, pack_ternary(q, scale), x, nw, 4, built["dir"])
+        run_harness(built[isa_name], X86_64, qemu_cpu, pack_ternary(q, scale), x, nw, 4, built["dir"], q)

@@ -3,7 +3,8 @@
  * Usage: kernel_harness IN OUT. IN holds an int64 header
  *   {rows, k, n, nblocks, rows_padded, kp, n_padded}
  * then the packed weights (rows_padded * kp / 4 bytes), float32 scale[rows_padded],
- * float32 x[n][k] and float32 norm_weight[k]. OUT receives, in this order:
+ * float32 x[n][k], float32 norm_weight[k] and the int8 weights q[rows][k]. OUT receives,
+ * in this order: uint8 packed[rows_padded * kp / 4] (bitnet_pack of q), int32 pack_status,
  * int8 xq[n_padded][kp], float a[n_padded], int32 xsum[n_padded],
  * int32 gemv[n][rows], int32 gemm[n][rows], float gemv_f[n][rows], float gemm_f[n][rows],
  * float rms[n][k], float softmax[n][k], float silu[n][k], float relu2[n][k].
@@ -22,6 +23,7 @@ void bitnet_rms_norm(const float *, const float *, float *, int64_t, float, int6
 void bitnet_softmax(const float *, float *, int64_t, int64_t, int64_t);
 void bitnet_silu(const float *, float *, int64_t, int64_t);
 void bitnet_relu2(const float *, float *, int64_t, int64_t);
+int32_t bitnet_pack(const int8_t *, int64_t, int64_t, int64_t, uint8_t *, int64_t, int64_t, int64_t);
 
 static void *take(FILE *f, size_t bytes) {
     void *p = calloc(1, bytes ? bytes : 1);
@@ -43,6 +45,12 @@ int main(int argc, char **argv) {
     float *scale = take(in, rp * sizeof(float));
     float *x = take(in, n * k * sizeof(float));
     float *nw = take(in, k * sizeof(float));
+    int8_t *q = take(in, (size_t)(rows * k));
+
+    uint8_t *packed = calloc(rp * kp / 4, 1);
+    int32_t status = bitnet_pack(q, k, rows, k, packed, nblocks, 0, rp);
+    put(out, packed, rp * kp / 4);
+    put(out, &status, sizeof status);
 
     int8_t *xq = calloc(np * kp, 1);
     float *a = malloc(np * sizeof(float));
