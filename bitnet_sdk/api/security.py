@@ -6,6 +6,13 @@ in ``X-API-Key``. Both return Connexion ``token_info``: a dict with ``sub`` (the
 user id) and ``scope`` (space-separated), which handlers receive as
 ``token_info``/``user``. Returning None makes Connexion answer 401.
 
+``token_info`` also carries ``tier`` and ``auth`` (``"jwt"`` or ``"api_key"``);
+for a JWT all its claims (``jti``, ``exp``, ``sid`` …), for an API key its
+record id as ``key_id``. The rate-limit middleware reads ``sub`` and ``tier``.
+Both kinds are checked against the account as it is now (one primary-key
+read): disabled accounts are refused, ``tier`` is current, and ``scope`` never
+holds a scope the account has lost since the token was issued.
+
 The checks read the database, so they run in a worker thread, never on the
 event loop.
 """
@@ -18,6 +25,7 @@ from typing import Any
 from connexion.exceptions import OAuthScopeProblem
 
 from bitnet_sdk import auth
+from bitnet_sdk.auth.api_keys import key_id_of
 from bitnet_sdk.server.context import current
 
 __all__ = ["apikey_info", "resolve_credentials", "token_info"]
@@ -33,11 +41,18 @@ def resolve_credentials(token: str) -> dict[str, Any] | None:
         if auth.looks_like_api_key(token):
             user, scopes = auth.verify_api_key(token, settings)
             return {"sub": user.id, "scope": " ".join(scopes), "tier": user.tier,
-                    "auth": "api_key"}
+                    "auth": "api_key", "key_id": key_id_of(token)}
         claims = auth.verify_access_token(token, settings)
     except auth.AuthError:
         return None
-    return {**claims, "auth": "jwt"}
+    # The account as it is now: a disabled account's tokens stop at once, and a
+    # tier change or a withdrawn scope applies without waiting for a refresh.
+    user = auth.get_user(claims["sub"])
+    if user is None or user.disabled:
+        return None
+    held = set(user.scopes)
+    scope = " ".join(s for s in auth.claims_scopes(claims) if s in held)
+    return {**claims, "scope": scope, "tier": user.tier, "auth": "jwt"}
 
 
 async def token_info(token: str) -> dict[str, Any] | None:

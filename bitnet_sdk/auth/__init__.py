@@ -15,7 +15,9 @@ from bitnet_sdk.auth.access import (
 )
 from bitnet_sdk.auth.api_keys import (
     api_key_info,
+    api_key_query,
     create_api_key,
+    get_api_key,
     list_api_keys,
     looks_like_api_key,
     revoke_api_key,
@@ -36,7 +38,13 @@ from bitnet_sdk.auth.errors import (
     WeakPassword,
 )
 from bitnet_sdk.auth.scopes import SCOPE_DESCRIPTIONS, SCOPES, default_scopes
-from bitnet_sdk.auth.sessions import TokenPair, logout, refresh_session, start_session
+from bitnet_sdk.auth.sessions import (
+    TokenPair,
+    logout,
+    refresh_session,
+    revoke_user_sessions,
+    start_session,
+)
 from bitnet_sdk.auth.upgrades import (
     approve_upgrade,
     list_upgrade_requests,
@@ -72,6 +80,7 @@ __all__ = [
     "UpgradeConflict",
     "WeakPassword",
     "api_key_info",
+    "api_key_query",
     "approve_upgrade",
     "authenticate",
     "claims_scopes",
@@ -79,6 +88,7 @@ __all__ = [
     "create_user",
     "default_scopes",
     "ensure_admin",
+    "get_api_key",
     "get_user",
     "get_user_by_email",
     "issue_access_token",
@@ -92,6 +102,7 @@ __all__ = [
     "reject_upgrade",
     "request_upgrade",
     "revoke_api_key",
+    "revoke_user_sessions",
     "set_disabled",
     "set_password",
     "set_tier",

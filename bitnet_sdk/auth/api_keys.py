@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+import peewee
+
 from bitnet_sdk.auth.crypto import hash_secret, secrets_equal, server_pepper
 from bitnet_sdk.auth.errors import AccountDisabled, InvalidApiKey, NotFound
 from bitnet_sdk.auth.scopes import validate_scopes
@@ -29,7 +31,10 @@ from bitnet_sdk.store.models import ApiKey, User
 __all__ = [
     "KEY_PREFIX",
     "api_key_info",
+    "api_key_query",
     "create_api_key",
+    "get_api_key",
+    "key_id_of",
     "list_api_keys",
     "looks_like_api_key",
     "revoke_api_key",
@@ -45,6 +50,11 @@ _TOUCH_INTERVAL = timedelta(seconds=60)
 def looks_like_api_key(value: str) -> bool:
     """Whether ``value`` has the shape of an API key (for choosing the auth scheme)."""
     return value.startswith(KEY_PREFIX) and value.count("_") >= 2
+
+
+def key_id_of(key: str) -> str:
+    """The record id (``key_<id>``) a key names; only meaningful for a verified key."""
+    return "key_" + key[len(KEY_PREFIX) : len(KEY_PREFIX) + _ID_CHARS]
 
 
 def create_api_key(
@@ -126,11 +136,26 @@ def api_key_info(record: ApiKey) -> dict[str, Any]:
     }
 
 
-def list_api_keys(user: User, *, include_revoked: bool = False) -> list[ApiKey]:
-    """The user's keys, newest first (records hold the prefix, never the secret)."""
-    query = ApiKey.select().where(ApiKey.user == user.id)
+def api_key_query(user: User | str, *, include_revoked: bool = False) -> peewee.ModelSelect:
+    """The user's keys as an unordered query (for pagination); active ones unless told."""
+    user_id = user if isinstance(user, str) else user.id
+    query = ApiKey.select().where(ApiKey.user == user_id)
     if not include_revoked:
         query = query.where(ApiKey.revoked_at.is_null())
+    return query
+
+
+def get_api_key(key_id: str, *, user: User | str | None = None) -> ApiKey | None:
+    """The key record ``key_id`` (only among ``user``'s keys when given), revoked or not."""
+    query = ApiKey.select().where(ApiKey.id == key_id)
+    if user is not None:
+        query = query.where(ApiKey.user == (user if isinstance(user, str) else user.id))
+    return query.first()
+
+
+def list_api_keys(user: User, *, include_revoked: bool = False) -> list[ApiKey]:
+    """The user's keys, newest first (records hold the prefix, never the secret)."""
+    query = api_key_query(user, include_revoked=include_revoked)
     return list(query.order_by(ApiKey.created_at.desc(), ApiKey.id))
 
 

@@ -16,6 +16,7 @@ Logout revokes the family and the presented access token.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,14 +30,23 @@ from bitnet_sdk.auth.errors import (
     TokenExpired,
     TokenRevoked,
 )
-from bitnet_sdk.auth.scopes import format_scope
+from bitnet_sdk.auth.scopes import format_scope, validate_scopes
 from bitnet_sdk.config import Settings
 from bitnet_sdk.store.db import write_transaction
 from bitnet_sdk.store.fields import utcnow
 from bitnet_sdk.store.ids import new_id, random_token
 from bitnet_sdk.store.models import RefreshToken, User
 
-__all__ = ["REFRESH_PREFIX", "TokenPair", "logout", "refresh_session", "revoke_family", "start_session"]
+__all__ = [
+    "REFRESH_PREFIX",
+    "TokenPair",
+    "logout",
+    "narrow_scopes",
+    "refresh_session",
+    "revoke_family",
+    "revoke_user_sessions",
+    "start_session",
+]
 
 REFRESH_PREFIX = "bnr_"
 
@@ -69,8 +79,32 @@ def _new_refresh(user: User, family_id: str, settings: Settings, now: float | No
     return f"{REFRESH_PREFIX}{jti}.{secret}", jti
 
 
-def _pair(user: User, refresh: str, family_id: str, settings: Settings, now: float | None) -> TokenPair:
-    scopes = list(user.scopes)
+def narrow_scopes(user: User, requested: Iterable[str] | None) -> list[str]:
+    """The scopes a token asking for ``requested`` gets: the user's when ``None``.
+
+    ``ValueError`` when a requested scope is unknown or not held by the user
+    (OAuth 2 ``invalid_scope``): a token never carries more than its user holds.
+    """
+    if requested is None:
+        return list(user.scopes)
+    wanted = validate_scopes(requested)
+    missing = sorted(set(wanted) - set(user.scopes))
+    if missing:
+        raise ValueError(f"user does not hold scopes: {', '.join(missing)}")
+    if not wanted:
+        raise ValueError("ask for at least one scope")
+    return wanted
+
+
+def _pair(
+    user: User,
+    refresh: str,
+    family_id: str,
+    settings: Settings,
+    now: float | None,
+    scopes: Iterable[str] | None = None,
+) -> TokenPair:
+    scopes = narrow_scopes(user, scopes)
     access, expires_in = issue_access_token(user, scopes, settings, session_id=family_id, now=now)
     return TokenPair(
         access_token=access,
@@ -82,14 +116,26 @@ def _pair(user: User, refresh: str, family_id: str, settings: Settings, now: flo
     )
 
 
-def start_session(user: User, settings: Settings, *, now: float | None = None) -> TokenPair:
-    """A new session (family) for an authenticated, enabled ``user``."""
+def start_session(
+    user: User,
+    settings: Settings,
+    *,
+    scopes: Iterable[str] | None = None,
+    now: float | None = None,
+) -> TokenPair:
+    """A new session (family) for an authenticated, enabled ``user``.
+
+    ``scopes`` narrows the access token (default: all the user's scopes);
+    ``ValueError`` (before anything is stored) when it asks for more.
+    Refresh tokens are not narrowed: each refresh states its own scopes.
+    """
     if user.disabled:
         raise AccountDisabled("account is disabled")
+    narrow_scopes(user, scopes)
     family_id = new_id("fam")
     with write_transaction():
         refresh, _ = _new_refresh(user, family_id, settings, now)
-    return _pair(user, refresh, family_id, settings, now)
+    return _pair(user, refresh, family_id, settings, now, scopes)
 
 
 def _parse(token: str) -> tuple[str, str]:
@@ -119,8 +165,18 @@ def revoke_family(family_id: str, settings: Settings, *, now: float | None = Non
     revoke_jti(family_id, at.timestamp() + settings.access_token_ttl_s)
 
 
-def refresh_session(token: str, settings: Settings, *, now: float | None = None) -> TokenPair:
+def refresh_session(
+    token: str,
+    settings: Settings,
+    *,
+    scopes: Iterable[str] | None = None,
+    now: float | None = None,
+) -> TokenPair:
     """Rotate: consume ``token`` and return a new pair in the same session.
+
+    ``scopes`` narrows the new access token as in :func:`start_session`; a
+    request for scopes the user lacks raises ``ValueError`` after the token
+    was checked but before it is consumed.
 
     Raises :class:`InvalidToken` (unknown/malformed), :class:`TokenExpired`,
     :class:`TokenRevoked`, :class:`RefreshTokenReused` (after revoking the
@@ -142,6 +198,7 @@ def refresh_session(token: str, settings: Settings, *, now: float | None = None)
             revoke_family(row.family_id, settings, now=now)
             failure = AccountDisabled("account is disabled")
         else:
+            narrow_scopes(user, scopes)
             refresh, new_jti = _new_refresh(user, row.family_id, settings, now)
             # Conditional update: if a concurrent rotation won, this one is a reuse.
             claimed = (
@@ -159,7 +216,21 @@ def refresh_session(token: str, settings: Settings, *, now: float | None = None)
                 failure = RefreshTokenReused("refresh token reused: session revoked")
     if failure is not None:
         raise failure
-    return _pair(user, refresh, row.family_id, settings, now)
+    return _pair(user, refresh, row.family_id, settings, now, scopes)
+
+
+def revoke_user_sessions(user_id: str, settings: Settings, *, now: float | None = None) -> int:
+    """End every open session of a user ("log out everywhere"); returns how many."""
+    with write_transaction():
+        families = [
+            row.family_id
+            for row in RefreshToken.select(RefreshToken.family_id)
+            .where(RefreshToken.user == user_id, RefreshToken.revoked_at.is_null())
+            .distinct()
+        ]
+        for family_id in families:
+            revoke_family(family_id, settings, now=now)
+    return len(families)
 
 
 def logout(

@@ -21,6 +21,7 @@ from bitnet_sdk.server.context import AppContext, ContextMiddleware
 from bitnet_sdk.server.lifecycle import shutdown, startup
 from bitnet_sdk.server.metrics import Metrics, MetricsMiddleware, RouteRecorder
 from bitnet_sdk.server.problems import install_error_handlers
+from bitnet_sdk.server.ratelimit_middleware import RateLimitMiddleware
 from bitnet_sdk.server.resolver import ControllerResolver
 from bitnet_sdk.server.spec import load_spec, operation_scopes, spec_dir, spec_path
 
@@ -67,6 +68,8 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
                        metrics=ctx.metrics)
     app.add_middleware(ContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, ctx=ctx)
     app.add_middleware(RouteRecorder, position=MiddlewarePosition.BEFORE_SECURITY)
+    # After security (needs the verified credential), before validation (invalid requests count).
+    app.add_middleware(RateLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION)
     install_error_handlers(app)
     app.bitnet = ctx  # type: ignore[attr-defined]
     return app

@@ -1,9 +1,17 @@
 """Metering and monthly quotas.
 
-Every metered request adds one :class:`~bitnet_sdk.store.models.UsageRecord`
-(operation, time, tokens, compute units, status, request id). Reports group
-them by UTC day and operation; quotas sum them over the current UTC calendar
-month and compare with the tier's limits (``Settings.tiers``):
+Every authenticated API request adds one :class:`~bitnet_sdk.store.models.UsageRecord`
+(operation, time, tokens, compute units, status, request id), written by the
+server's rate-limit middleware with the request's operationId as operation.
+Handlers do not call :func:`record_usage` for their own request: they add
+tokens and compute units to it through :mod:`bitnet_sdk.server.metering`.
+Work done outside a request (a job worker's tokens, a quantization job
+accepted) is recorded with :func:`record_usage` under one of
+:data:`WORK_OPERATIONS`; such records count toward tokens, compute units and
+jobs, never as requests.
+
+Reports group records by UTC day or operation; quotas sum them over the
+current UTC calendar month and compare with the tier's limits (``Settings.tiers``):
 
 * ``quantize_jobs``: successful (status < 400) records of operation
   :data:`OP_QUANTIZE`; record one per accepted quantization job.
@@ -29,6 +37,7 @@ __all__ = [
     "OP_INFERENCE",
     "OP_QUANTIZE",
     "QUOTA_KINDS",
+    "WORK_OPERATIONS",
     "DailyUsage",
     "QuotaExceeded",
     "QuotaStatus",
@@ -38,11 +47,14 @@ __all__ = [
     "quota_limit",
     "record_usage",
     "usage_by_day",
+    "usage_report",
 ]
 
 OP_QUANTIZE = "quantize"
 OP_INFERENCE = "inference"
 QUOTA_KINDS = ("quantize_jobs", "inference_tokens", "compute_units")
+#: Operations of records that are work, not requests (requests carry an operationId).
+WORK_OPERATIONS = (OP_QUANTIZE, OP_INFERENCE)
 _LIMIT_FIELDS = {
     "quantize_jobs": "quantize_jobs_per_month",
     "inference_tokens": "inference_tokens_per_month",
@@ -201,3 +213,53 @@ def check_quota(
     if used + amount > limit:
         raise QuotaExceeded(status)
     return status
+
+
+@dataclass(frozen=True)
+class UsageCounts:
+    """Totals of one report bucket; ``requests`` and ``errors`` leave out work records."""
+
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    compute_units: float
+    errors: int
+
+
+def usage_report(
+    user_id: str, start: datetime, end: datetime, group_by: str = "day"
+) -> list[tuple[str, UsageCounts]]:
+    """Totals for ``start <= created_at < end`` per UTC day (``2025-04-01``) or per operation.
+
+    Buckets come ordered by key; ``errors`` counts requests answered with a
+    status of 400 or more. ``ValueError`` for another ``group_by``.
+    """
+    R = UsageRecord
+    if group_by == "day":
+        key = R.day
+    elif group_by == "operation":
+        key = R.operation
+    else:
+        raise ValueError(f"group_by must be 'day' or 'operation', not {group_by!r}")
+    is_request = R.operation.not_in(WORK_OPERATIONS)
+    rows = (
+        R.select(
+            key,
+            peewee.fn.SUM(peewee.Case(None, [(is_request, 1)], 0)),
+            peewee.fn.COALESCE(peewee.fn.SUM(R.tokens_in), 0),
+            peewee.fn.COALESCE(peewee.fn.SUM(R.tokens_out), 0),
+            peewee.fn.COALESCE(peewee.fn.SUM(R.compute_units), 0),
+            peewee.fn.SUM(peewee.Case(None, [(is_request & (R.status_code >= 400), 1)], 0)),
+        )
+        .where(R.user == user_id, R.created_at >= start, R.created_at < end)
+        .group_by(key)
+        .order_by(key)
+        .tuples()
+    )
+    return [
+        (
+            _as_date(k).isoformat() if group_by == "day" else str(k),
+            UsageCounts(int(n or 0), int(tin), int(tout), float(cu), int(err or 0)),
+        )
+        for k, n, tin, tout, cu, err in rows
+    ]

@@ -1,0 +1,216 @@
+"""The current request's usage: what handlers add to it, and quota checks before work.
+
+Every authenticated request is metered: the rate-limit middleware
+(:mod:`bitnet_sdk.server.ratelimit_middleware`) opens a :class:`RequestUsage`
+for it and, once the response is complete (after the last chunk of a stream),
+writes one :class:`~bitnet_sdk.store.models.UsageRecord` with the request's
+operationId, response status, and what the handler added. Handlers never
+write usage records for their own request; they call these functions::
+
+    from bitnet_sdk.server import metering
+
+    async def run_inference(body, user):
+        # Before starting work: 429 problem ``quota-exceeded`` when it would not fit.
+        await metering.acheck_quota("inference_tokens", body.get("max_tokens", 16))
+        ...
+        metering.add_usage(tokens_in=len(prompt_ids), tokens_out=n, compute_units=cu)
+
+    def quantize_model(body, user):              # sync handlers run in a thread:
+        metering.check_quota("quantize_jobs", 1)  # the blocking variant is fine there
+        job = ...                                 # create the job
+        metering.add_quantize_jobs(1)             # counts once the response is < 400
+
+* :func:`add_usage` may be called many times (for example per streamed token);
+  amounts add up. Outside a metered request it does nothing and returns False.
+* Quota kinds: ``quantize_jobs``, ``inference_tokens`` (prompt + completion),
+  ``compute_units``; limits per tier and month come from ``Settings.tiers``.
+  A check counts what this request already added; it is a check, not a
+  reservation (see :mod:`bitnet_sdk.service.usage`).
+* Work outside a request (job workers, WebSocket sessions) records usage with
+  :func:`bitnet_sdk.service.usage.record_usage`, or wraps each unit of work in
+  :func:`metered`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Iterator
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+
+from bitnet_sdk.config import Settings
+from bitnet_sdk.server.context import current
+from bitnet_sdk.server.problems import Problem
+from bitnet_sdk.service import usage
+from bitnet_sdk.store.db import write_transaction
+from bitnet_sdk.store.fields import utcnow
+from bitnet_sdk.store.models import User
+
+__all__ = [
+    "RequestUsage",
+    "acheck_quota",
+    "add_quantize_jobs",
+    "add_usage",
+    "bind",
+    "check_quota",
+    "current_usage",
+    "metered",
+    "quota_problem",
+    "unbind",
+    "write_record",
+]
+
+log = logging.getLogger(__name__)
+
+_current: ContextVar[RequestUsage | None] = ContextVar("bitnet_request_usage", default=None)
+
+
+@dataclass
+class RequestUsage:
+    """What one request used so far; written as one usage record when it ends."""
+
+    user_id: str
+    tier: str
+    operation: str
+    request_id: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    compute_units: float = 0.0
+    quantize_jobs: int = 0
+
+    def pending(self, kind: str) -> float:
+        """What this request adds to quota ``kind`` (not yet in the database)."""
+        if kind == "inference_tokens":
+            return self.tokens_in + self.tokens_out
+        if kind == "compute_units":
+            return self.compute_units
+        if kind == "quantize_jobs":
+            return self.quantize_jobs
+        raise ValueError(f"unknown quota kind {kind!r} (known: {', '.join(usage.QUOTA_KINDS)})")
+
+
+def bind(request_usage: RequestUsage) -> Token[RequestUsage | None]:
+    """Make ``request_usage`` the current one (the middleware does this per request)."""
+    return _current.set(request_usage)
+
+
+def unbind(token: Token[RequestUsage | None]) -> None:
+    _current.reset(token)
+
+
+def current_usage() -> RequestUsage | None:
+    """The usage of the request being handled, or None outside a metered request."""
+    return _current.get()
+
+
+def add_usage(*, tokens_in: int = 0, tokens_out: int = 0, compute_units: float = 0.0) -> bool:
+    """Add to the current request's usage; False (and nothing recorded) outside one.
+
+    Negative or non-finite amounts raise ``ValueError``.
+    """
+    if min(tokens_in, tokens_out, compute_units) < 0 or not math.isfinite(compute_units):
+        raise ValueError("usage amounts must be finite and not negative")
+    request_usage = _current.get()
+    if request_usage is None:
+        return False
+    request_usage.tokens_in += int(tokens_in)
+    request_usage.tokens_out += int(tokens_out)
+    request_usage.compute_units += float(compute_units)
+    return True
+
+
+def add_quantize_jobs(count: int = 1) -> bool:
+    """Count ``count`` accepted quantization jobs against the monthly quota."""
+    if count < 0:
+        raise ValueError("job count cannot be negative")
+    request_usage = _current.get()
+    if request_usage is None:
+        return False
+    request_usage.quantize_jobs += int(count)
+    return True
+
+
+def quota_problem(exc: usage.QuotaExceeded) -> Problem:
+    """The 429 ``quota-exceeded`` problem for ``exc``; ``Retry-After`` is the month's end."""
+    detail = exc.detail
+    wait = max(1, math.ceil((detail.resets_at - utcnow()).total_seconds()))
+    return Problem(
+        429,
+        "Quota Exceeded",
+        str(exc),
+        slug="quota-exceeded",
+        headers={"Retry-After": str(wait)},
+        **detail.as_problem_detail(),
+    )
+
+
+def check_quota(
+    kind: str, amount: float = 1, settings: Settings | None = None
+) -> usage.QuotaStatus:
+    """Whether ``amount`` more of ``kind`` fits the current user's monthly quota.
+
+    Blocking (one database query): call from sync handlers or threads, or use
+    :func:`acheck_quota`. Raises the 429 :class:`Problem` when it does not fit,
+    ``RuntimeError`` outside a metered request. ``settings`` defaults to the
+    serving app's.
+    """
+    request_usage = _current.get()
+    if request_usage is None:
+        raise RuntimeError("check_quota() called outside a metered request")
+    user = User(id=request_usage.user_id, tier=request_usage.tier)
+    wanted = amount + request_usage.pending(kind)
+    try:
+        return usage.check_quota(user, kind, wanted, settings or current().settings)
+    except usage.QuotaExceeded as exc:
+        raise quota_problem(exc) from None
+
+
+async def acheck_quota(kind: str, amount: float = 1) -> usage.QuotaStatus:
+    """:func:`check_quota` off the event loop, for async handlers."""
+    return await asyncio.to_thread(check_quota, kind, amount)
+
+
+def write_record(request_usage: RequestUsage, status_code: int) -> None:
+    """Store the request's usage record (and its job markers) in one transaction. Blocking."""
+    common = {"status_code": status_code, "request_id": request_usage.request_id}
+    with write_transaction():
+        usage.record_usage(
+            request_usage.user_id,
+            request_usage.operation,
+            tokens_in=request_usage.tokens_in,
+            tokens_out=request_usage.tokens_out,
+            compute_units=request_usage.compute_units,
+            **common,
+        )
+        for _ in range(request_usage.quantize_jobs):
+            usage.record_usage(request_usage.user_id, usage.OP_QUANTIZE, **common)
+
+
+@contextlib.contextmanager
+def metered(
+    user_id: str, tier: str, operation: str, request_id: str | None = None
+) -> Iterator[RequestUsage]:
+    """Meter a unit of work outside the HTTP middleware (a WebSocket generate message).
+
+    Binds a :class:`RequestUsage` for the block, so :func:`add_usage` and
+    :func:`check_quota` work inside it, and writes its record at exit (status
+    200; a raised problem's status; else 500). Blocking at exit; use from a thread.
+    """
+    request_usage = RequestUsage(user_id, tier, operation, request_id)
+    token = bind(request_usage)
+    status = 200
+    try:
+        yield request_usage
+    except BaseException as exc:
+        code = getattr(exc, "status", None)
+        status = code if isinstance(code, int) and 400 <= code < 600 else 500
+        raise
+    finally:
+        unbind(token)
+        try:
+            write_record(request_usage, status)
+        except Exception:
+            log.exception("could not record usage of %s", operation)

@@ -1,0 +1,90 @@
+"""Handlers' metering API: adding usage to the current request, quota checks, ``metered``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bitnet_sdk import auth
+from bitnet_sdk.config import Settings, TierLimits
+from bitnet_sdk.server import metering
+from bitnet_sdk.server.problems import Problem
+from bitnet_sdk.service.usage import OP_INFERENCE, month_usage, record_usage
+from bitnet_sdk.store import UsageRecord
+from bitnet_sdk.store.testing import temporary_database
+
+SETTINGS = Settings(
+    data_dir=Path("/nonexistent"), jwt_secret="s" * 40, tiers={"small": TierLimits(100, 2, 50, 10)}
+)
+
+
+@pytest.fixture
+def user_id(tmp_path: Path) -> Iterator[str]:
+    with temporary_database("sqlite", tmp_path):
+        yield auth.create_user("q@example.com", None, tier="small", settings=SETTINGS).id
+
+
+@pytest.fixture
+def request_usage(user_id: str) -> Iterator[metering.RequestUsage]:
+    usage = metering.RequestUsage(user_id, "small", "runInference", "req_1")
+    token = metering.bind(usage)
+    try:
+        yield usage
+    finally:
+        metering.unbind(token)
+
+
+def test_add_usage_outside_a_request_records_nothing(user_id):
+    assert metering.current_usage() is None
+    assert metering.add_usage(tokens_out=3) is False
+    assert metering.add_quantize_jobs(1) is False
+    with pytest.raises(RuntimeError):
+        metering.check_quota("inference_tokens", 1, SETTINGS)
+
+
+def test_amounts_add_up_and_bad_ones_are_refused(request_usage):
+    assert metering.add_usage(tokens_in=2, tokens_out=3, compute_units=0.25)
+    assert metering.add_usage(tokens_out=4)
+    assert (request_usage.tokens_in, request_usage.tokens_out) == (2, 7)
+    assert request_usage.pending("inference_tokens") == 9
+    with pytest.raises(ValueError):
+        metering.add_usage(tokens_out=-1)
+    with pytest.raises(ValueError):
+        metering.add_usage(compute_units=float("nan"))
+
+
+def test_quota_allows_up_to_the_limit_counting_this_request(user_id, request_usage):
+    record_usage(user_id, OP_INFERENCE, tokens_out=40)
+    assert metering.check_quota("inference_tokens", 10, SETTINGS).used == 40
+    metering.add_usage(tokens_out=5)  # in flight: 40 + 5 + 6 > 50
+    with pytest.raises(Problem) as refused:
+        metering.check_quota("inference_tokens", 6, SETTINGS)
+    problem = refused.value
+    assert problem.status == 429 and problem.type == "urn:bitnet:problem:quota-exceeded"
+    assert problem.ext["quota"] == "inference_tokens" and problem.ext["limit"] == 50
+    assert int(problem.headers["Retry-After"]) > 0
+
+
+def test_spent_quantize_quota_stops_the_next_job(user_id, request_usage):
+    for _ in range(2):
+        with metering.metered(user_id, "small", "quantizeModel"):
+            metering.check_quota("quantize_jobs", 1, SETTINGS)
+            metering.add_quantize_jobs(1)
+    assert month_usage(user_id)["quantize_jobs"] == 2
+    with pytest.raises(Problem) as refused:
+        metering.check_quota("quantize_jobs", 1, SETTINGS)
+    assert refused.value.status == 429
+
+
+def test_metered_block_records_its_status(user_id):
+    with metering.metered(user_id, "small", "wsGenerate", "req_ws"):
+        metering.add_usage(tokens_in=1, tokens_out=2)
+    with pytest.raises(Problem), metering.metered(user_id, "small", "wsGenerate"):
+        raise Problem(422, "Unprocessable Content", "bad")
+    with pytest.raises(KeyError), metering.metered(user_id, "small", "wsGenerate"):
+        raise KeyError("bug")
+    rows = [(r.status_code, r.tokens_out) for r in UsageRecord.select().order_by(UsageRecord.id)]
+    assert rows == [(200, 2), (422, 0), (500, 0)]
+    assert metering.current_usage() is None
