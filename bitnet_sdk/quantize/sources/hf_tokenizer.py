@@ -78,7 +78,7 @@ def _looks_special(token: str) -> bool:
 def _space_prefix(tj: dict[str, Any], config: dict[str, Any]) -> bool:
     if isinstance(config.get("add_prefix_space"), bool):
         return bool(config["add_prefix_space"])
-    text = json.dumps([tj.get("normalizer"), tj.get("pre_tokenizer")])
+    text = json.dumps([tj.get("normalizer"), tj.get("pre_tokenizer")], ensure_ascii=False)
     if '"Prepend"' in text and _SPM_SPACE in text:
         return True
     return '"Metaspace"' in text and '"never"' not in text and '"add_prefix_space": false' not in text
