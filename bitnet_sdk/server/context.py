@@ -7,8 +7,10 @@ start many servers). An ASGI middleware puts it into every request's scope under
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
 
     from bitnet_sdk.server.metrics import Metrics
 
-__all__ = ["SCOPE_KEY", "AppContext", "ContextMiddleware", "current", "request_id"]
+__all__ = ["SCOPE_KEY", "AppContext", "ContextMiddleware", "activated", "current", "request_id"]
 
 SCOPE_KEY = "bitnet.app"
 REQUEST_ID_KEY = "bitnet.request_id"
@@ -105,3 +107,19 @@ def current() -> AppContext:
 def request_id() -> str:
     """The id of the request being handled ('' outside one)."""
     return _request_id.get()
+
+
+@contextlib.contextmanager
+def activated(ctx: AppContext, rid: str = "") -> Iterator[None]:
+    """Make ``ctx`` (and request id ``rid``) current outside an ASGI request.
+
+    For code Connexion never runs, such as the WebSocket handler calling
+    ``resolve_credentials``; inside requests ``ContextMiddleware`` does this.
+    """
+    ctx_token = _ctx.set(ctx)
+    rid_token = _request_id.set(rid)
+    try:
+        yield
+    finally:
+        _request_id.reset(rid_token)
+        _ctx.reset(ctx_token)

@@ -1,0 +1,294 @@
+"""``/v1/inference/ws``: token streaming over one WebSocket (the spec's ``x-websockets``).
+
+Tornado serves this route itself, before the ASGI catch-all, so Connexion never
+sees it: this handler applies the same authentication (``resolve_credentials``:
+JWT access token or API key, scope ``inference``), the same hourly rate limit
+(one request counted per ``generate`` message) and the same inference service
+as ``POST /v1/inference/stream``.
+
+Protocol (JSON text frames; schemas ``WsClientMessage`` / ``WsServerMessage``):
+
+* Authenticate with ``Sec-WebSocket-Protocol: bearer, <token>`` (answered with
+  the ``bearer`` subprotocol; browsers cannot set headers on the handshake) or
+  a first ``{"type": "auth", "token": ...}`` within 10 s; the server answers
+  ``ready``. A later ``auth`` message replaces the credential (renew a JWT
+  without reconnecting). Credentials are checked again at every ``generate``.
+* ``generate`` starts a generation tagged with the client's ``request_id``;
+  ``token`` messages follow as tokens are sampled, then ``done``. Up to
+  :data:`MAX_GENERATIONS` run at once per connection.
+* ``cancel`` stops one: it ends with ``done`` and ``finish_reason: cancelled``.
+* Problems with one message or generation are ``error`` messages carrying a
+  problem (status 400 invalid message, 404/409/422 as over HTTP, 429 rate
+  limit or too many generations, 501 job subscriptions). Closing codes:
+  1008 (not JSON, unknown type), 4401 (credentials), 4403 (scope).
+  Closing the connection cancels its generations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import tornado.websocket
+from connexion.json_schema import Draft4RequestValidator
+from jsonschema import Draft4Validator
+from tornado.ioloop import IOLoop
+
+from bitnet_sdk.api.security import resolve_credentials
+from bitnet_sdk.server.context import AppContext, activated
+from bitnet_sdk.server.spec import load_spec
+from bitnet_sdk.service.inference_plan import Caller, InferenceError
+
+__all__ = ["AUTH_TIMEOUT_S", "MAX_GENERATIONS", "WS_PATH", "InferenceSocket", "routes"]
+
+log = logging.getLogger(__name__)
+
+WS_PATH = "/v1/inference/ws"
+#: Seconds a connection without subprotocol credentials has to send ``auth``.
+AUTH_TIMEOUT_S = 10.0
+#: Generations one connection may run at once.
+MAX_GENERATIONS = 4
+_MESSAGE_SCHEMAS = {
+    "auth": "WsAuthMessage",
+    "generate": "WsGenerateMessage",
+    "cancel": "WsCancelMessage",
+    "subscribe": "WsSubscribeMessage",
+    "unsubscribe": "WsUnsubscribeMessage",
+}
+_SCOPES = ("models:read", "models:write", "quantize", "inference", "account", "admin", "metrics")
+
+
+def routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
+    """Tornado routes for ``bitnet_sdk.server.run.websocket_routes``."""
+    return [(WS_PATH, InferenceSocket, {"ctx": ctx})]
+
+
+@functools.lru_cache(maxsize=1)
+def _validators() -> dict[str, Draft4Validator]:
+    """One validator per client message type, from the spec (OpenAPI 3.0 ``nullable`` aware)."""
+    spec = load_spec()
+    return {kind: Draft4RequestValidator(_resolve(spec, spec["components"]["schemas"][name]),
+                                         format_checker=Draft4Validator.FORMAT_CHECKER)
+            for kind, name in _MESSAGE_SCHEMAS.items()}
+
+
+def _resolve(spec: dict[str, Any], node: Any) -> Any:
+    """``node`` with its local ``#/...`` references replaced by their targets."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target: Any = spec
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            return _resolve(spec, target)
+        return {k: _resolve(spec, v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve(spec, v) for v in node]
+    return node
+
+
+def _problem(status: int, title: str, detail: str, slug: str, **ext: Any) -> dict[str, Any]:
+    return {"type": f"urn:bitnet:problem:{slug}", "title": title, "status": status,
+            "detail": detail, **ext}
+
+
+@dataclass
+class _Generation:
+    request_id: str
+    cancel: threading.Event = field(default_factory=threading.Event)
+    task: asyncio.Task[None] | None = None
+
+
+class InferenceSocket(tornado.websocket.WebSocketHandler):
+    """One client connection; see the module docstring for the protocol."""
+
+    def initialize(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self._token: str | None = None
+        self._info: dict[str, Any] | None = None
+        self._generations: dict[str, _Generation] = {}
+        self._auth_timer: object | None = None
+
+    def check_origin(self, origin: str) -> bool:
+        # Credentials travel in the protocol, never in cookies: no cross-site request to forge.
+        return True
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        if subprotocols and subprotocols[0] == "bearer":
+            if len(subprotocols) > 1:
+                self._token = subprotocols[1]
+            return "bearer"
+        return None
+
+    async def open(self, *args: str, **kwargs: str) -> None:
+        if self._token is not None:
+            await self._authenticate(self._token)
+        else:
+            self._auth_timer = IOLoop.current().call_later(AUTH_TIMEOUT_S, self._auth_timeout)
+
+    def on_close(self) -> None:
+        self._stop_auth_timer()
+        for generation in list(self._generations.values()):
+            generation.cancel.set()
+            if generation.task is not None:
+                generation.task.cancel()
+
+    async def on_message(self, message: str | bytes) -> None:
+        try:
+            msg = json.loads(message)
+        except ValueError:
+            self.close(1008, "messages must be JSON text")
+            return
+        kind = msg.get("type") if isinstance(msg, dict) else None
+        if kind not in _MESSAGE_SCHEMAS:
+            self.close(1008, "unknown message type")
+            return
+        if self._info is None and kind != "auth":
+            self.close(4401, "authenticate first")
+            return
+        errors = [f"{'/'.join(map(str, e.absolute_path)) or '(message)'}: {e.message}"
+                  for e in _validators()[kind].iter_errors(msg)]
+        if errors:
+            rid = msg.get("request_id") if isinstance(msg.get("request_id"), str) else None
+            self._error(rid, _problem(400, "Bad Request", "The message does not match its "
+                                      "schema.", "bad-request",
+                                      errors=[{"field": "message", "message": e}
+                                              for e in errors[:10]]))
+            return
+        await getattr(self, f"_on_{kind}")(msg)
+
+    # -- authentication ---------------------------------------------------------------
+
+    async def _on_auth(self, msg: dict[str, Any]) -> None:
+        await self._authenticate(msg["token"])
+
+    async def _authenticate(self, token: str) -> bool:
+        info = await self._credentials(token)
+        if info is None:
+            self.close(4401, "missing, invalid or expired credentials")
+            return False
+        scopes = str(info.get("scope") or "").split()
+        if "inference" not in scopes:
+            self.close(4403, "the credential lacks the inference scope")
+            return False
+        self._stop_auth_timer()
+        self._token, self._info = token, info
+        self._send({"type": "ready", "user_id": info["sub"],
+                    "scopes": [s for s in scopes if s in _SCOPES]})
+        return True
+
+    async def _credentials(self, token: str) -> dict[str, Any] | None:
+        def resolve() -> dict[str, Any] | None:
+            with activated(self.ctx):
+                return resolve_credentials(token)
+
+        return await asyncio.to_thread(resolve)
+
+    def _auth_timeout(self) -> None:
+        self._auth_timer = None
+        if self._info is None:
+            self.close(4401, "no credentials within 10 seconds")
+
+    def _stop_auth_timer(self) -> None:
+        if self._auth_timer is not None:
+            IOLoop.current().remove_timeout(self._auth_timer)
+            self._auth_timer = None
+
+    # -- generations ------------------------------------------------------------------
+
+    async def _on_generate(self, msg: dict[str, Any]) -> None:
+        rid = msg["request_id"]
+        if rid in self._generations:
+            self._error(rid, _problem(409, "Conflict", f"Generation {rid!r} is running.",
+                                      "conflict"))
+            return
+        if len(self._generations) >= MAX_GENERATIONS:
+            self._error(rid, _problem(429, "Too Many Requests", f"At most {MAX_GENERATIONS} "
+                                      "generations run at once per connection.", "rate-limited"))
+            return
+        assert self._token is not None
+        if not await self._authenticate_again():
+            return
+        assert self._info is not None
+        if not await self._consume_rate_limit(rid):
+            return
+        generation = _Generation(rid)
+        self._generations[rid] = generation
+        generation.task = asyncio.get_running_loop().create_task(
+            self._generate(generation, Caller.from_token_info(self._info), msg["request"]))
+
+    async def _authenticate_again(self) -> bool:
+        """Credentials can expire or be revoked while the connection lives."""
+        assert self._token is not None
+        info = await self._credentials(self._token)
+        if info is None or "inference" not in str(info.get("scope") or "").split():
+            self.close(4401 if info is None else 4403, "credentials no longer valid")
+            return False
+        self._info = info
+        return True
+
+    async def _consume_rate_limit(self, rid: str) -> bool:
+        """Count the generation against the hourly budget, as the HTTP middleware does."""
+        from bitnet_sdk.service.ratelimit import check_and_consume, customer_key, tier_limit
+
+        assert self._info is not None
+        limit, window = tier_limit(self.ctx.settings, str(self._info.get("tier") or ""))
+        decision = await asyncio.to_thread(
+            check_and_consume, customer_key(self._info["sub"]), limit, window)
+        if decision.allowed:
+            return True
+        self._error(rid, _problem(429, "Too Many Requests", "Hourly request budget spent; "
+                                  f"retry in {decision.retry_after_s} seconds.", "rate-limited",
+                                  retry_after=decision.retry_after_s))
+        return False
+
+    async def _generate(self, generation: _Generation, caller: Caller,
+                        request: dict[str, Any]) -> None:
+        rid = generation.request_id
+        inference_id = f"req_{uuid.uuid4().hex[:24]}"
+        try:
+            service = self.ctx.services["inference"]
+            async for kind, data in service.stream(caller, request, request_id=inference_id,
+                                                   cancel=generation.cancel):
+                self._send({"type": kind, "request_id": rid, **data})
+        except InferenceError as exc:
+            self._error(rid, exc.problem(inference_id))
+        except Exception:
+            log.exception("WebSocket generation failed", extra={"request_id": inference_id})
+            self._error(rid, _problem(500, "Internal Server Error", "The generation failed.",
+                                      "internal", request_id=inference_id))
+        finally:
+            self._generations.pop(rid, None)
+
+    async def _on_cancel(self, msg: dict[str, Any]) -> None:
+        generation = self._generations.get(msg["request_id"])
+        if generation is None:
+            self._error(msg["request_id"], _problem(
+                404, "Not Found", f"No generation {msg['request_id']!r} is running.",
+                "not-found"))
+            return
+        generation.cancel.set()
+
+    async def _on_subscribe(self, msg: dict[str, Any]) -> None:
+        self._error(None, _problem(501, "Not Implemented", "Job progress subscriptions are not "
+                                   "available on this server yet.", "not-implemented"))
+
+    _on_unsubscribe = _on_subscribe
+
+    # -- sending ----------------------------------------------------------------------
+
+    def _error(self, rid: str | None, problem: dict[str, Any]) -> None:
+        self._send({"type": "error", "request_id": rid, "error": problem})
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        try:
+            self.write_message(json.dumps(message))
+        except tornado.websocket.WebSocketClosedError:
+            pass
