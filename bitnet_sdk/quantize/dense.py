@@ -25,7 +25,7 @@ from bitnet_sdk.dense.graph import Graph, Node
 from bitnet_sdk.dense.model import load as load_dense
 from bitnet_sdk.model.gguf_file import type_name
 from bitnet_sdk.quantize.calibration import Calibration
-from bitnet_sdk.quantize.errors import OutputInvalidError
+from bitnet_sdk.quantize.errors import OutputInvalidError, UnsupportedSourceError
 from bitnet_sdk.quantize.llm import FILE_TYPES
 from bitnet_sdk.quantize.measure import dense_agreement
 from bitnet_sdk.quantize.progress import Progress
@@ -96,6 +96,8 @@ def quantize_dense(
     src: OnnxSource, dst: Path, opts: DenseOptions, progress: Progress, report: QuantizationReport
 ) -> QuantizationReport:
     """Write ``src`` as a ternary dense model to ``dst`` (atomically) and fill ``report``."""
+    if not src.graph.linears:
+        raise UnsupportedSourceError(f"{src.path}: the graph has no MatMul/Gemm layer with constant weights")
     graph, ternary = _layout(src, opts)
     report.arch = ARCH
     with AtomicGGUFWriter(dst, ARCH) as out:

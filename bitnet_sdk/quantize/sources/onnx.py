@@ -169,8 +169,6 @@ class OnnxSource:
             raise UnsupportedOpsError(b.bad, SUPPORTED_ONNX_OPS)
         inputs = tuple(_value_info(vi) for vi in g.input if vi.name not in consts)
         outputs = tuple(_value_info(vi) for vi in g.output)
-        if not b.nodes or not any(n.linear for n in b.nodes):
-            raise UnsupportedSourceError(f"{self.path}: the graph has no MatMul/Gemm layer with constant weights")
         self.graph = Graph(inputs, outputs, tuple(b.nodes), dict(b.constants))
         self.tensors = b.tensors
         self.name = g.name or self.path.stem
