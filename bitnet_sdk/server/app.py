@@ -19,11 +19,14 @@ from connexion.options import SwaggerUIOptions
 from bitnet_sdk.config import Settings
 from bitnet_sdk.server.context import AppContext, ContextMiddleware
 from bitnet_sdk.server.lifecycle import shutdown, startup
+from bitnet_sdk.server.methods import install_method_not_allowed
 from bitnet_sdk.server.metrics import Metrics, MetricsMiddleware, RouteRecorder
+from bitnet_sdk.server.multipart import VALIDATOR_MAP, BodyLimitMiddleware
 from bitnet_sdk.server.problems import install_error_handlers
 from bitnet_sdk.server.ratelimit_middleware import RateLimitMiddleware
 from bitnet_sdk.server.resolver import ControllerResolver
 from bitnet_sdk.server.spec import load_spec, operation_scopes, spec_dir, spec_path
+from bitnet_sdk.service.uploads import multipart_limit
 
 __all__ = ["API_BASE_PATH", "create_app"]
 
@@ -61,15 +64,22 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs"),
     )
     resolver = ControllerResolver()
-    app.add_api(spec_path().name, resolver=resolver, base_path=API_BASE_PATH)
+    app.add_api(spec_path().name, resolver=resolver, base_path=API_BASE_PATH,
+                validator_map=VALIDATOR_MAP)
     ctx.not_implemented = resolver.not_implemented
     ctx.operation_scopes = operation_scopes(load_spec())
     app.add_middleware(MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
                        metrics=ctx.metrics)
     app.add_middleware(ContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, ctx=ctx)
     app.add_middleware(RouteRecorder, position=MiddlewarePosition.BEFORE_SECURITY)
+    # Connexion buffers multipart bodies whole before the handler: bound them before that.
+    app.add_middleware(BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION,
+                       media_types=("multipart/form-data",),
+                       limit=lambda _scope: multipart_limit(ctx.settings),
+                       hint="Send large model files with PUT /v1/models/{model_id}/file.")
     # After security (needs the verified credential), before validation (invalid requests count).
     app.add_middleware(RateLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION)
     install_error_handlers(app)
+    install_method_not_allowed(app, load_spec(), API_BASE_PATH)
     app.bitnet = ctx  # type: ignore[attr-defined]
     return app

@@ -36,6 +36,10 @@ async def startup(ctx: AppContext) -> None:
     # Resolve the JWT secret once (it may live in a file) instead of per request.
     ctx.settings = settings = settings.with_(jwt_secret=await asyncio.to_thread(settings.secret))
     ctx.db = await asyncio.to_thread(open_store, settings.db_url)
+    from bitnet_sdk.service.models import recover
+
+    # Partial uploads a crash left behind, deletions it interrupted.
+    await asyncio.to_thread(recover, settings)
     log.info("server started (data dir %s)", settings.data_dir)
 
 

@@ -2,16 +2,15 @@
 
 A small synthetic BitNet b1.58 GGUF (random ternary weights, a tiny BPE
 vocabulary): it generates nonsense, but every operation works on it. It is
-written to a temporary name and renamed when complete, and its row is
-inserted after the file exists (the row follows the file, never the reverse).
+built under a partial name in ``uploads_dir`` and registered through the model
+registry like any other file (validated, renamed into ``models_dir``, then the
+row), public and owned by the server (owner NULL).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-from pathlib import Path
+import secrets
 
 from bitnet_sdk.config import Settings
 
@@ -20,69 +19,31 @@ __all__ = ["DEMO_MODEL_NAME", "ensure_demo_model"]
 log = logging.getLogger(__name__)
 
 DEMO_MODEL_NAME = "bitnet-demo-tiny"
-DEMO_FILE = "demo-bitnet-tiny-tq2_0.gguf"
+DEMO_DESCRIPTION = "Synthetic BitNet b1.58 model with random ternary weights (for trying the API)."
 
 
 def ensure_demo_model(settings: Settings) -> str | None:
     """Create the demo model (file and public row) when the store has no models.
 
-    Returns the new model id, or None when models already exist.
+    Returns the new model id, or None when models already exist. The store must
+    be bound.
     """
+    from bitnet_sdk.service import models as registry
+    from bitnet_sdk.service.uploads import PARTIAL_SUFFIX
     from bitnet_sdk.store import ModelRecord
+    from bitnet_sdk.testing.synthetic import build_model
 
     if ModelRecord.select().exists():
         return None
-    path = settings.models_dir / DEMO_FILE
-    if not path.exists():
-        _build(path, settings.uploads_dir)
-    record = ModelRecord.create(
-        owner=None,
-        name=DEMO_MODEL_NAME,
-        description="Synthetic BitNet b1.58 model with random ternary weights (for trying the API).",
-        tags=["demo"],
-        public=True,
-        kind="llm",
-        qtype="tq2_0",
-        status="ready",
-        file_path=str(path.relative_to(settings.data_dir)),
-        size_bytes=path.stat().st_size,
-        sha256=_sha256(path),
-        metadata=_metadata(path),
-        validation_report=_validation(path),
-    )
-    log.info("created demo model %s (%s)", record.id, path)
-    return record.id
-
-
-def _build(path: Path, tmp_dir: Path) -> None:
-    from bitnet_sdk.testing.synthetic import build_model
-
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f".{path.name}.{os.getpid()}.partial"
+    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    # A partial name: a crash before registration leaves a file the next start removes.
+    path = settings.uploads_dir / f"demo-{secrets.token_hex(8)}{PARTIAL_SUFFIX}"
     try:
-        build_model(tmp, n_layers=2, d_model=256, n_heads=4, n_kv_heads=2, d_ff=512,
+        build_model(path, n_layers=2, d_model=256, n_heads=4, n_kv_heads=2, d_ff=512,
                     qtype="tq2_0", seed=1234, context_length=512)
-        os.replace(tmp, path)
+        record = registry.register_file(settings, path, owner_id=None, name=DEMO_MODEL_NAME,
+                                        description=DEMO_DESCRIPTION, tags=["demo"], public=True)
     finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _metadata(path: Path) -> dict:
-    from bitnet_sdk.model.metadata import model_metadata
-
-    return model_metadata(path)
-
-
-def _validation(path: Path) -> dict:
-    from bitnet_sdk.model.validate import validate
-
-    return validate(path).to_dict()
+        path.unlink(missing_ok=True)  # gone already when registered (moved into models_dir)
+    log.info("created demo model %s", record.id, extra={"model_id": record.id})
+    return record.id

@@ -1,0 +1,258 @@
+"""Model registry operations: list, create, read, update, delete, metadata, validation,
+download and upload of model files.
+
+Thin: HTTP in, :mod:`bitnet_sdk.service.models` call, HTTP out. Database and
+file work runs in worker threads; file bodies stream in both directions in
+blocks of :data:`~bitnet_sdk.service.uploads.BLOCK_SIZE` and never sit whole in
+memory (except multipart bodies, which Connexion buffers and
+:class:`~bitnet_sdk.server.body_limit.BodyLimitMiddleware` bounds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from connexion import request
+from starlette.requests import ClientDisconnect
+from starlette.responses import StreamingResponse
+
+from bitnet_sdk.api._http import json_response, no_content
+from bitnet_sdk.api.model_views import metadata_view, model_view, validation_view
+from bitnet_sdk.server.context import current
+from bitnet_sdk.server.problems import Problem, bad_request, conflict, forbidden, not_found
+from bitnet_sdk.service import models as registry
+from bitnet_sdk.service import uploads
+from bitnet_sdk.service.pagination import InvalidCursor
+
+__all__ = [
+    "create_model",
+    "delete_model",
+    "download_model_file",
+    "get_model",
+    "get_model_metadata",
+    "get_model_validation",
+    "list_models",
+    "update_model",
+    "upload_model_file",
+]
+
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+
+
+@contextmanager
+def _problems() -> Iterator[None]:
+    """Turn the registry's and the upload code's refusals into problem responses."""
+    try:
+        yield
+    except registry.ModelNotFound as exc:
+        raise not_found("Model", exc.model_id) from exc
+    except registry.PermissionDenied as exc:
+        raise forbidden(str(exc)) from exc
+    except registry.ModelConflict as exc:
+        raise conflict(str(exc)) from exc
+    except registry.InvalidModelFile as exc:
+        problems = exc.report["problems"]
+        raise Problem(422, "Unprocessable Content", str(exc), slug="invalid-model-file",
+                      errors=[{"field": "file", "message": f"{p['code']}: {p['message']}"}
+                              for p in problems],
+                      problems=problems) from exc
+    except InvalidCursor as exc:
+        raise bad_request(str(exc), errors=[{"field": "cursor", "message": str(exc)}]) from exc
+    except uploads.UploadTooLarge as exc:
+        raise Problem(413, "Payload Too Large", f"{exc}; the server accepts at most "
+                      f"{exc.limit} bytes here.", slug="payload-too-large",
+                      limit_bytes=exc.limit) from exc
+    except uploads.DigestMismatch as exc:
+        raise Problem(422, "Unprocessable Content", str(exc), slug="digest-mismatch",
+                      errors=[{"field": "X-Content-SHA256", "message": str(exc)}]) from exc
+    except uploads.IncompleteUpload as exc:
+        raise bad_request(str(exc), errors=[{"field": "Content-Length", "message": str(exc)}]) from exc
+
+
+def _actor(token_info: dict[str, Any]) -> registry.Actor:
+    return registry.Actor.from_token_info(token_info)
+
+
+def list_models(token_info: dict[str, Any], cursor: str | None = None, limit: int = 20,
+                kind: str | None = None, qtype: str | None = None, status: str | None = None,
+                name_prefix: str | None = None) -> Any:
+    with _problems():
+        page = registry.list_models(_actor(token_info), cursor=cursor, limit=limit, kind=kind,
+                                    qtype=qtype, status=status, name_prefix=name_prefix)
+    return json_response({"data": [model_view(r) for r in page.items],
+                          "next_cursor": page.next_cursor})
+
+
+async def create_model(body: dict[str, Any], token_info: dict[str, Any], file: Any = None) -> Any:
+    """JSON: an empty ``pending_upload`` record. Multipart: the record and its (small) file."""
+    actor = _actor(token_info)
+    fields = {k: body[k] for k in ("name", "description", "tags", "public") if k in body}
+    with _problems():
+        if file is None:
+            record = await asyncio.to_thread(registry.create_model, actor, **fields)
+        else:
+            try:
+                record = await asyncio.to_thread(_register_upload, actor, file, fields)
+            finally:
+                await file.close()  # Connexion does not close form files (connexion #1848)
+    return json_response(model_view(record), 201, {"Location": model_view(record)["links"]["self"]})
+
+
+def _register_upload(actor: registry.Actor, file: Any, fields: dict[str, Any]) -> Any:
+    settings = current().settings
+    with uploads.copy_to_partial(file.file, settings.uploads_dir,
+                                 max_bytes=uploads.multipart_limit(settings)) as partial:
+        return registry.register_file(settings, partial, owner_id=actor.user_id, **fields)
+
+
+def get_model(model_id: str, token_info: dict[str, Any]) -> Any:
+    with _problems():
+        record = registry.get_model(_actor(token_info), model_id)
+    return json_response(model_view(record))
+
+
+def update_model(model_id: str, body: dict[str, Any], token_info: dict[str, Any]) -> Any:
+    with _problems():
+        record = registry.update_model(_actor(token_info), model_id, body)
+    return json_response(model_view(record))
+
+
+def delete_model(model_id: str, token_info: dict[str, Any]) -> Any:
+    with _problems():
+        registry.delete_model(_actor(token_info), model_id, current().settings)
+    return no_content()
+
+
+def get_model_metadata(model_id: str, token_info: dict[str, Any]) -> Any:
+    with _problems():
+        record = registry.get_model(_actor(token_info), model_id)
+    if record.status != "ready" or not record.metadata:
+        raise conflict(f"Model {model_id!r} is {record.status} and has no file to describe.")
+    return json_response(metadata_view(record))
+
+
+def get_model_validation(model_id: str, token_info: dict[str, Any]) -> Any:
+    with _problems():
+        record = registry.get_model(_actor(token_info), model_id)
+    if not record.validation_report:
+        raise conflict(f"Model {model_id!r} is {record.status}: no file has been checked yet.")
+    return json_response(validation_view(record))
+
+
+# -- file transfer ---------------------------------------------------------------------
+
+
+async def upload_model_file(model_id: str, token_info: dict[str, Any]) -> Any:
+    """Stream the body to a partial file, check size and digest, validate, publish."""
+    actor = _actor(token_info)
+    settings = current().settings
+    length = request.headers.get("content-length")  # absent when the body is chunked
+    declared = int(length) if length is not None and length.isdigit() else None
+    digest = request.headers.get("x-content-sha256")
+    with _problems():
+        await asyncio.to_thread(registry.check_upload, actor, model_id)
+        if declared is not None and declared > settings.max_upload_bytes:
+            raise uploads.UploadTooLarge(settings.max_upload_bytes)
+        try:
+            partial = await uploads.receive_to_partial(
+                request.stream(), settings.uploads_dir, max_bytes=settings.max_upload_bytes,
+                expected_size=declared, expected_sha256=digest)
+        except ClientDisconnect as exc:
+            raise uploads.IncompleteUpload("the client went away during the upload") from exc
+        try:
+            report = await asyncio.to_thread(registry.inspect_file, partial.path)
+            if not report.ok:
+                await asyncio.to_thread(registry.record_invalid, actor, model_id, report)
+                raise registry.InvalidModelFile(report.validation)
+            record = await asyncio.to_thread(registry.attach_file, actor, model_id, partial,
+                                             report, settings)
+        finally:
+            await asyncio.shield(asyncio.to_thread(partial.discard))
+    return json_response(model_view(record))
+
+
+async def download_model_file(model_id: str, token_info: dict[str, Any]) -> Any:
+    """The file, whole or one byte range, streamed from disk."""
+    settings = current().settings
+    with _problems():
+        record = await asyncio.to_thread(registry.get_model, _actor(token_info), model_id)
+    path = registry.model_path(settings, record)
+    if record.status != "ready" or path is None:
+        raise conflict(f"Model {model_id!r} is {record.status} and has no file.")
+    try:
+        size = (await asyncio.to_thread(os.stat, path)).st_size
+    except FileNotFoundError as exc:
+        raise conflict(f"The file of model {model_id!r} is missing on the server.") from exc
+    etag = f'"{record.sha256}"'
+    headers = {"ETag": etag, "Accept-Ranges": "bytes"}
+    wanted = _range(request.headers.get("range"), request.headers.get("if-range"), etag, size)
+    if wanted is None:
+        start, length, status = 0, size, 200
+        headers["Content-Disposition"] = _disposition(record.name)
+    else:
+        start, end = wanted
+        length, status = end - start + 1, 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(length)
+    return StreamingResponse(_read(path, start, length, size), status_code=status,
+                             headers=headers, media_type="application/octet-stream")
+
+
+def _range(header: str | None, if_range: str | None, etag: str, size: int) -> tuple[int, int] | None:
+    """The inclusive byte range to send, None for the whole file (RFC 9110 §14).
+
+    A malformed or stale (``If-Range`` not our ETag) range is ignored; one that
+    starts past the end is a 416 problem.
+    """
+    match = _RANGE.fullmatch(header.strip()) if header else None
+    if match is None or (if_range is not None and if_range.strip() != etag):
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # the last N bytes
+        suffix = int(last)
+        if suffix == 0:
+            raise _unsatisfiable(size)
+        return max(0, size - suffix), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if end < start:
+        return None
+    if start >= size:
+        raise _unsatisfiable(size)
+    return start, min(end, size - 1)
+
+
+def _unsatisfiable(size: int) -> Problem:
+    return Problem(416, "Range Not Satisfiable", f"The file has {size} bytes.",
+                   slug="range-not-satisfiable", headers={"Content-Range": f"bytes */{size}"})
+
+
+def _disposition(name: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "model"
+    return f'attachment; filename="{safe}.gguf"'
+
+
+async def _read(path: Path, start: int, length: int, size: int) -> AsyncIterator[bytes]:
+    """Blocks of ``path[start:start+length]``, read in worker threads through one descriptor
+    (a deletion while streaming does not cut the download short)."""
+    fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
+    try:
+        if os.fstat(fd).st_size != size:
+            raise OSError(f"{path} changed size while being sent")
+        offset, end = start, start + length
+        while offset < end:
+            block = await asyncio.to_thread(os.pread, fd, min(uploads.BLOCK_SIZE, end - offset), offset)
+            if not block:
+                raise OSError(f"{path} ended early")
+            offset += len(block)
+            yield block
+    finally:
+        os.close(fd)

@@ -1,0 +1,114 @@
+"""Multipart bodies under Connexion: bounded before they are buffered, their parts closed.
+
+* :class:`BodyLimitMiddleware`. Connexion's request validation reads a
+  multipart body whole into memory before the handler runs (connexion #2062),
+  so a limit checked by the handler comes too late. This pure ASGI middleware
+  sits before validation: a declared ``Content-Length`` above the limit is
+  refused before any of the body is read, and a body without one (chunked) is
+  counted as it streams and refused the moment it passes the limit. Either way
+  the client gets ``413`` problem+json. Raw ``application/octet-stream``
+  uploads are not limited here: their handlers stream them to disk and enforce
+  ``max_upload_bytes`` themselves.
+* :data:`VALIDATOR_MAP`. Connexion's multipart validator parses the form once
+  to validate it and drops the file parts it opened without closing them
+  (connexion #1848): each then raises ``ResourceWarning`` when collected. Its
+  replacement closes them once parsed (it only checks which fields exist, it
+  never reads a file). Handlers still close the parts they receive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from connexion.datastructures import MediaTypeDict
+from connexion.validators import VALIDATOR_MAP as CONNEXION_VALIDATORS
+from connexion.validators import MultiPartFormDataValidator
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartParser
+
+from bitnet_sdk.server.problems import Problem
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["VALIDATOR_MAP", "BodyLimitMiddleware", "ClosingMultiPartValidator"]
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies of the given media types above ``limit(scope)`` bytes with 413."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        media_types: tuple[str, ...],
+        limit: Callable[[Scope], int],
+        hint: str = "",
+    ) -> None:
+        self.app = app
+        self.media_types = tuple(m.lower() for m in media_types)
+        self.limit = limit
+        self.hint = hint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._applies(scope):
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit(scope)
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise self._too_large(limit)
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise self._too_large(limit)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _applies(self, scope: Scope) -> bool:
+        content_type = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
+        return content_type in self.media_types
+
+    def _too_large(self, limit: int) -> Problem:
+        detail = f"Request bodies of this type are limited to {limit} bytes."
+        return Problem(413, "Payload Too Large", f"{detail} {self.hint}".strip(),
+                       slug="payload-too-large", limit_bytes=limit)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    headers: Any = scope.get("headers", ())
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class _ClosingMultiPartParser(MultiPartParser):
+    async def parse(self) -> FormData:
+        form = await super().parse()
+        for _, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                await value.close()
+        return form
+
+
+class ClosingMultiPartValidator(MultiPartFormDataValidator):
+    """Connexion's multipart validator, closing the file parts it opens to validate."""
+
+    @property
+    def _form_parser_cls(self) -> type[MultiPartParser]:
+        return _ClosingMultiPartParser
+
+
+#: ``validator_map`` for ``add_api``: Connexion's validators with the multipart one replaced.
+VALIDATOR_MAP: dict[str, Any] = {
+    "body": MediaTypeDict({**CONNEXION_VALIDATORS["body"],
+                           "multipart/form-data": ClosingMultiPartValidator}),
+}
