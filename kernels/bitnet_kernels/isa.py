@@ -32,8 +32,8 @@ __all__ = [
     "supported_isas",
 ]
 
-#: Environment variable forcing one variant (``avx2``, ``avx512``, ``avx512vnni``,
-#: ``neon``, ``neondot``, ``generic``) or ``auto``.
+#: Environment variable forcing one variant (``avx2``, ``avxvnni``, ``avx512``,
+#: ``avx512vnni``, ``neon``, ``neondot``, ``generic``) or ``auto``.
 ISA_ENV = "BITNET_LLVM_ISA"
 
 
@@ -47,7 +47,9 @@ class Isa:
 
     ``dot`` is the inner-product strategy of the GEMM kernels:
 
-    * ``vnni``: ``vpdpbusd`` (u8 × s8 → i32, 4 products per lane);
+    * ``vnni``: ``vpdpbusd`` (u8 × s8 → i32, 4 products per lane): EVEX-encoded
+      512-bit with AVX512-VNNI, VEX-encoded 256-bit with AVX-VNNI (Alder Lake
+      and later Intel cores without AVX-512);
     * ``maddubs``: ``vpmaddubsw`` (u8 × s8 → i16 pairs) then ``vpmaddwd``;
     * ``sdot``: AArch64 ``sdot`` (s8 × s8 → i32, 4 products per lane);
     * ``portable``: plain widening multiplies, lowered by LLVM for any target.
@@ -93,6 +95,8 @@ ISAS: Mapping[str, Isa] = {
     for isa in (
         Isa("avx512vnni", "x86_64", "x86-64-v4", "+avx512vnni", 64, "vnni", (4, 1), (4, 4),
             frozenset({"avx512f", "avx512bw", "avx512vnni"})),
+        Isa("avxvnni", "x86_64", "x86-64-v3", "+avxvnni", 32, "vnni", (4, 1), (2, 4),
+            frozenset({"avx2", "fma", "avxvnni"})),
         Isa("avx512", "x86_64", "x86-64-v4", "", 64, "maddubs", (4, 1), (2, 4),
             frozenset({"avx512f", "avx512bw"})),
         Isa("avx2", "x86_64", "x86-64-v3", "", 32, "maddubs", (4, 1), (2, 4),
@@ -107,7 +111,7 @@ ISAS: Mapping[str, Isa] = {
 
 #: Preference order of ``auto`` per architecture.
 _PREFERENCE = {
-    "x86_64": ("avx512vnni", "avx512", "avx2", "generic"),
+    "x86_64": ("avx512vnni", "avxvnni", "avx512", "avx2", "generic"),
     "aarch64": ("neondot", "neon", "generic"),
 }
 

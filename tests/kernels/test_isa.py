@@ -51,3 +51,9 @@ def test_variant_tiles_fit_the_row_group() -> None:
     for isa in ISAS.values():
         assert 4 % isa.gemv_tile[0] == 0 and 4 % isa.gemm_tile[0] == 0, isa.name
         assert 64 % isa.vector_bytes == 0, isa.name
+
+
+def test_avx_vnni_cores_without_avx512_get_the_vex_variant() -> None:
+    alder_lake = HASWELL | {"avxvnni"}
+    assert select_isa(None, {}, features=alder_lake, arch="x86_64").name == "avxvnni"
+    assert select_isa(None, {}, features=ZEN4, arch="x86_64").name == "avx512vnni"
