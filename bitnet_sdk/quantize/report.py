@@ -63,7 +63,9 @@ def ternary_output(t: TernaryTensor, x: np.ndarray) -> np.ndarray:
     """``ternary_linear(t, x)`` computed with a float32 BLAS product: the int8 × ternary sums
     are integers below 2**24, so float32 holds them exactly and the result is identical."""
     xq, a = quantize_activations(x)
-    acc = xq.astype(np.float32) @ t.q.astype(np.float32).T
+    # ``W @ xᵀ`` rather than ``x @ Wᵀ``: with few rows of x, OpenBLAS splits this orientation
+    # across threads far better (5-10x faster on a busy machine)
+    acc = (t.q.astype(np.float32) @ xq.astype(np.float32).T).T
     return (acc * t.scale[None, :]) / a[:, None]
 
 
@@ -107,7 +109,7 @@ def layer_report(
     rep = LayerReport(name, list(w.shape), source_type, output_type, relative_error(w, t), lossless=lossless)
     if calib is not None and len(calib):
         x = np.asarray(calib, dtype=np.float32)
-        ref = x @ np.asarray(w, dtype=np.float32).T  # float32 BLAS: ~1e-7 relative, plenty here
+        ref = (np.asarray(w, dtype=np.float32) @ x.T).T  # float32 BLAS (see ternary_output)
         cos = cosine_rows(ternary_output(t, x), ref)
         rep.output_cosine, rep.output_cosine_min = float(cos.mean()), float(cos.min())
     return rep
