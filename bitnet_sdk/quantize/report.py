@@ -120,9 +120,10 @@ class QuantizationReport:
     """The outcome of :func:`bitnet_sdk.quantize.pipeline.quantize`.
 
     Sizes are bytes: ``original_bytes`` of the source files, ``quantized_bytes`` of the output
-    file; ``compression_ratio = original / quantized``; ``memory_reduction = 1 − quantized /
-    original`` (the fraction saved). ``bits_per_weight`` averages over every parameter written,
-    high-precision tensors included. ``seconds`` is the wall time, ``stages`` its split.
+    file (``quantized_weight_bytes``: its tensor data); ``compression_ratio = original /
+    quantized``; ``memory_reduction = 1 − quantized / original`` (the fraction saved).
+    ``bits_per_weight`` averages tensor data over every parameter written, high-precision
+    tensors included. ``seconds`` is the wall time, ``stages`` its split.
     """
 
     source: str
@@ -134,6 +135,7 @@ class QuantizationReport:
     arch: str
     original_bytes: int = 0
     quantized_bytes: int = 0
+    quantized_weight_bytes: int = 0  # tensor data only (no header or vocabulary)
     parameters: int = 0
     tensors_quantized: int = 0
     tensors_kept: int = 0
@@ -155,8 +157,6 @@ class QuantizationReport:
     @property
     def bits_per_weight(self) -> float:
         return 8.0 * self.quantized_weight_bytes / self.parameters if self.parameters else 0.0
-
-    quantized_weight_bytes: int = 0
 
     def summary(self) -> dict[str, Any]:
         """Aggregates over layers: mean/max relative error, mean/min output cosine."""

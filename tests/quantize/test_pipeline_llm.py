@@ -220,3 +220,20 @@ def test_package_is_callable(tmp_path: Path, hf_checkpoint: tuple[Path, dict]) -
     assert isinstance(report, package.QuantizationReport)
     assert report.to_dict()["qtype"] == "tq1_0"
     assert isinstance(read_model(tmp_path / "m.gguf").tensor("blk.0.ffn_up.weight"), TernaryTensor)
+
+
+def test_float_file_with_scale_tensors_stays_exact(tmp_path: Path) -> None:
+    from bitnet_sdk.testing.parity import build_conditioned_model
+
+    src = build_conditioned_model(tmp_path / "f32.gguf", qtype="f32", seed=13)  # ±1 floats + .scale
+    report = quantize(src, tmp_path / "tq1.gguf", "tq1_0", backend="numpy", high_precision_type="f32")
+    assert all(layer.lossless for layer in report.layers)
+    a, b = read_model(src), read_model(tmp_path / "tq1.gguf")
+    assert b.tensor_info("blk.1.ffn_down.scale").n_elements == 1
+    for name in a.tensors:
+        if a.is_projection(name):
+            np.testing.assert_array_equal(dequantize(b.tensor(name)), dequantize(a.tensor(name)))
+    ids = [3, 1, 4, 1, 5, 9, 2, 6]
+    np.testing.assert_array_equal(
+        bitnet_sdk.load(src, backend="numpy").forward(ids), bitnet_sdk.load(tmp_path / "tq1.gguf", backend="numpy").forward(ids)
+    )

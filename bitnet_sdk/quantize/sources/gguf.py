@@ -58,8 +58,10 @@ class GGUFSource(LLMSource):
         self.mf = mf or open_gguf(self.path)
         arch = self.mf.arch
         if arch not in BITNET_ARCHITECTURES:
+            hint = "; quantize the ONNX model again for another type" if arch == "bitnet-dense" else ""
             raise UnsupportedSourceError(
-                f"{self.path}: architecture {arch!r} is not a BitNet language model ({', '.join(BITNET_ARCHITECTURES)})"
+                f"{self.path}: architecture {arch!r} is not a BitNet language model "
+                f"({', '.join(BITNET_ARCHITECTURES)}){hint}"
             )
         try:
             cfg = self.mf.config
@@ -77,7 +79,7 @@ class GGUFSource(LLMSource):
             if scale:
                 nbytes += self.mf.tensors[scale].n_bytes or 0
             projection = self.mf.is_projection(name)
-            exact = projection and (info.type_name == "I2_S" or (scale is not None and info.is_ternary_type))
+            exact = projection and (info.type_name == "I2_S" or scale is not None)
             self.tensors.append(LLMTensor(name, name, info.shape, info.type_name, nbytes, projection, exact))
 
     def _scale_name(self, name: str) -> str | None:

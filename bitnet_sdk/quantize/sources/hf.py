@@ -48,7 +48,7 @@ from bitnet_sdk.quantize.sources.safetensors_io import ShardedSafetensors
 from bitnet_sdk.quantize.sources.torch import TORCH_SUFFIXES, TorchStateDict
 from bitnet_sdk.ternary import TernaryTensor
 
-__all__ = ["HFSource", "is_hf_checkpoint"]
+__all__ = ["HFSource"]
 
 _M = MODEL_TENSOR
 _ARCHITECTURES = ("BitNetForCausalLM", "BitnetForCausalLM", "LlamaForCausalLM")
@@ -80,12 +80,6 @@ _LAYER_ORDER = (
 )
 _IGNORED = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
 _PACK = 4  # ternary codes per byte in packed checkpoints
-
-
-def is_hf_checkpoint(path: Path) -> bool:
-    """A folder with ``config.json``, or a weights file with one beside it."""
-    folder = path if path.is_dir() else path.parent
-    return (folder / "config.json").is_file()
 
 
 @dataclass(frozen=True)
