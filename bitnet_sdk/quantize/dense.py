@@ -83,10 +83,8 @@ def _write_weight(node: Node, src: OnnxSource, opts: DenseOptions, out: AtomicGG
     t = quantize_weights(w)
     q = np.zeros((lin.out_features, lin.padded_in), dtype=np.int8)
     q[:, : lin.in_features] = t.q
-    enc = encode_projection(opts.qtype, TernaryTensor(q, t.scale))
+    enc = encode_projection(opts.qtype, TernaryTensor(q, t.scale))  # no .scale tensor: fp16 scale
     out.write(lin.weight, enc.data)
-    if enc.scale is not None:  # only with scale_tensor, which dense weights never ask for
-        raise AssertionError("unexpected scale tensor for a dense weight")
     report.layers.append(layer_report(lin.weight, w, enc.stored, None, source_type="F32",
                                       output_type=type_name(enc.type_id)))
     report.tensors_quantized += 1

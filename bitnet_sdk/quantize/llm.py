@@ -74,7 +74,7 @@ class LLMOptions:
     calibration: Calibration
     texts: tuple[str, ...]
     max_tokens: int
-    backend: Backend
+    backend: Backend | None  # needed only to measure perplexity (``texts``)
     arch: str | None = None
 
 
@@ -179,7 +179,7 @@ def quantize_llm(
             raise OutputInvalidError(checked.problems)
         stages["validate"] = time.perf_counter() - t0
         progress.step("validate")
-        if opts.texts:
+        if opts.texts and opts.backend is not None:
             t0 = time.perf_counter()
             report.calibration = llm_perplexity(out.path, source, opts.texts, opts.max_tokens, opts.backend)
             stages["perplexity"] = time.perf_counter() - t0

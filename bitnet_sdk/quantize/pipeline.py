@@ -146,7 +146,10 @@ def quantize(
         raise QuantizationError("the destination is the source; write to another path")
     if max_tokens < 2:
         raise QuantizationError(f"max_tokens must be at least 2, got {max_tokens}")
-    backend_obj = get_backend(backend) if isinstance(backend, str) else backend
+    texts = _texts(text)
+    # the backend only runs measurements: resolve it (plugin discovery, JIT) only when needed
+    needs_backend = kind == "onnx" or bool(texts)
+    backend_obj = (get_backend(backend) if isinstance(backend, str) else backend) if needs_backend else None
     calib = Calibration(calibration, seed)
     report = QuantizationReport(str(src_path), str(dst_path), kind, "llm", qtype, format, "")
     prog = Progress(progress)
@@ -158,6 +161,7 @@ def quantize(
         try:
             report.original_bytes = source.original_bytes
             recipe = Recipe.build(keep_high_precision, high_precision_type, "f32")
+            assert backend_obj is not None
             quantize_dense(source, dst_path, DenseOptions(qtype, recipe, calib, backend_obj), prog, report)
         finally:
             source.close()
@@ -165,7 +169,7 @@ def quantize(
         with _open_llm(kind, src_path) as llm:
             report.original_bytes = llm.original_bytes
             recipe = Recipe.build(keep_high_precision, high_precision_type, "f16")
-            opts = LLMOptions(qtype, recipe, calib, _texts(text), max_tokens, backend_obj, arch)
+            opts = LLMOptions(qtype, recipe, calib, texts, max_tokens, backend_obj, arch)
             quantize_llm(llm, dst_path, opts, prog, report)
     report.seconds = time.perf_counter() - t0
     logger.info(
