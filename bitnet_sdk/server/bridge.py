@@ -15,8 +15,9 @@ Contract (ASGI 3.0, HTTP spec 2.3):
   until the client disconnects or the response is complete and returns ``http.disconnect``
   (returning at once would make Starlette spin the loop).
 * Each ``http.response.body`` with ``more_body`` is written and flushed (SSE streams); the
-  response finishes when ``more_body`` is false. ``send()`` after a disconnect raises
-  :class:`ClientDisconnected` (an ``OSError``, as ASGI asks).
+  response finishes when ``more_body`` is false. Once the client is gone ``send()`` does
+  nothing (as uvicorn does at spec 2.3): the application learns of it from ``receive()``
+  (Starlette then cancels a streaming response), and frameworks see no stray ``OSError``.
 * Tornado's own behaviour is switched off: no ETag/304, no ``Server``/``Content-Type``
   defaults, every method (even ``PROPFIND``) reaches the application.
 * An application that answers without reading the body (a 401) finishes the request; the
@@ -35,6 +36,7 @@ from urllib.parse import unquote_to_bytes
 
 import tornado.web
 from tornado import httputil
+from tornado.iostream import StreamClosedError
 
 __all__ = [
     "DEFAULT_BODY_BUFFER",
@@ -42,7 +44,6 @@ __all__ = [
     "ASGIApp",
     "ASGIHandler",
     "BridgeContext",
-    "ClientDisconnected",
 ]
 
 logger = logging.getLogger(__name__)
@@ -62,10 +63,6 @@ DEFAULT_MAX_BODY_SIZE = 20 * 1024**3
 DEFAULT_BODY_BUFFER = 1024 * 1024
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
-
-
-class ClientDisconnected(OSError):
-    """Raised by ``send()`` once the client has gone away (ASGI: a subclass of ``OSError``)."""
 
 
 class _AnyMethod:
@@ -272,6 +269,9 @@ class ASGIHandler(tornado.web.RequestHandler):
         self.request.connection.set_max_body_size(self._context.max_body_size)  # type: ignore[attr-defined]
         scope = self._scope()
         self.verb = scope["method"]
+        headers = self.request.headers
+        if "Transfer-Encoding" not in headers and headers.get("Content-Length", "0") == "0":
+            self._body.end()  # no body: do not wait for Tornado to say so
         if getattr(self, self.verb.lower(), None) != self._body_received:
             # Tornado calls ``getattr(self, method.lower())()`` after the body: a verb such as
             # FINISH or WRITE would call that attribute. The scope keeps the real verb.
@@ -297,6 +297,9 @@ class ASGIHandler(tornado.web.RequestHandler):
 
     def on_connection_close(self) -> None:
         super().on_connection_close()
+        self._mark_disconnected()
+
+    def _mark_disconnected(self) -> None:
         self._disconnected = True
         self._body.close()
         _resolve(self._disconnect_waiter)
@@ -358,8 +361,11 @@ class ASGIHandler(tornado.web.RequestHandler):
             if self._response_complete:
                 raise RuntimeError("http.response.body sent after the response completed")
             if self._disconnected:
-                raise ClientDisconnected("client disconnected")
-            await self._write_body(message)
+                return
+            try:
+                await self._write_body(message)
+            except StreamClosedError:
+                self._mark_disconnected()
         else:
             raise RuntimeError(f"unexpected ASGI message type {kind!r}")
 
@@ -431,8 +437,8 @@ class ASGIHandler(tornado.web.RequestHandler):
         self._start_response({"status": 500, "headers": headers})
         try:
             await self._write_body({"body": b"Internal Server Error"})
-        except OSError:  # the client left meanwhile
-            self._abort("client gone")
+        except StreamClosedError:  # the client left meanwhile
+            self._mark_disconnected()
 
     def _abort(self, reason: str) -> None:
         if self._response_complete and self._finished:

@@ -449,6 +449,40 @@ def test_client_disconnect_cancels_the_streaming_generator() -> None:
         assert eventually(lambda: no_running_requests(server))
 
 
+def test_send_after_the_client_left_is_a_no_op() -> None:
+    """As uvicorn at spec 2.3: the app learns of the disconnect from receive(); send()
+    does not throw into the framework (Starlette/Connexion turn that into 500 noise)."""
+    outcome: list[str] = []
+    done = threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await read_body(receive)
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]}
+        )
+        await send({"type": "http.response.body", "body": b"hello", "more_body": True})
+        message = await receive()  # returns once the server saw the client leave
+        try:
+            await send({"type": "http.response.body", "body": b""})
+            outcome.append(message["type"])
+        except Exception as error:
+            outcome.append(repr(error))
+        finally:
+            done.set()
+
+    with ServerThread(app) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            reply = b""
+            while not reply.endswith(b"hello"):
+                reply += sock.recv(65536)
+        assert done.wait(WAIT)
+    assert outcome == ["http.disconnect"]
+
+
 # -- application errors --------------------------------------------------------------------------
 
 
