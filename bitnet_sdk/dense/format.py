@@ -22,6 +22,7 @@ import numpy as np
 from gguf import GGMLQuantizationType
 
 from bitnet_sdk.dense.graph import Graph
+from bitnet_sdk.formats.constants import ARCH_BITNET_DENSE
 from bitnet_sdk.model.gguf_file import (
     TERNARY_TYPES,
     GGUFFormatError,
@@ -34,7 +35,7 @@ from bitnet_sdk.model.gguf_file import (
 
 __all__ = ["ARCH", "GRAPH_KEY", "dense_problems", "read_graph"]
 
-ARCH = "bitnet-dense"
+ARCH = ARCH_BITNET_DENSE
 GRAPH_KEY = f"{ARCH}.graph"
 _FLOAT_TYPES = frozenset(int(t) for t in (
     GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16, GGMLQuantizationType.Q8_0,

@@ -31,6 +31,7 @@ __all__ = [
     "ARCH_BITNET",
     "ARCH_BITNET_25",
     "ARCH_BITNET_B158",
+    "ARCH_BITNET_DENSE",
     "BITNET_ARCHITECTURES",
     "FTYPE_MOSTLY_I2_S",
     "GGML_QUANT_SIZES",
@@ -112,3 +113,6 @@ ARCH_BITNET_B158: Final[str] = "bitnet-b1.58"
 ARCH_BITNET_25: Final[str] = "bitnet-25"
 #: Every architecture name a BitNet GGUF may carry.
 BITNET_ARCHITECTURES: Final[tuple[str, ...]] = (ARCH_BITNET, ARCH_BITNET_B158, ARCH_BITNET_25)
+#: Our own name for ternary dense models imported from ONNX (``bitnet_sdk.dense``); no
+#: llama.cpp architecture, so no LLM loader mistakes such a file for a language model.
+ARCH_BITNET_DENSE: Final[str] = "bitnet-dense"

@@ -23,6 +23,7 @@ import numpy as np
 
 from bitnet_sdk.backends import get as get_backend
 from bitnet_sdk.backends.base import Backend
+from bitnet_sdk.formats.constants import ARCH_BITNET_DENSE
 from bitnet_sdk.model import generate as _gen
 from bitnet_sdk.model.config import ModelConfig
 from bitnet_sdk.model.gguf_file import ModelFile, read_model
@@ -154,7 +155,7 @@ def load(
     """
     t0 = time.perf_counter()
     mf = read_model(path)
-    if mf.arch == "bitnet-dense":  # ternary dense models converted from ONNX (bitnet_sdk.dense)
+    if mf.arch == ARCH_BITNET_DENSE:  # ternary dense models converted from ONNX
         from bitnet_sdk.dense.model import load as load_dense
 
         return load_dense(path, backend)  # type: ignore[return-value]

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from gguf import GGMLQuantizationType, Keys
 
+from bitnet_sdk.formats.constants import ARCH_BITNET_DENSE
 from bitnet_sdk.model.config import ModelConfig, config_problems
 from bitnet_sdk.model.gguf_file import (
     TERNARY_PROJECTIONS,
@@ -112,6 +113,11 @@ def _problems(path: str | os.PathLike[str], report: ValidationReport, check_data
         return
     report.arch = mf.arch or None
     report.n_tensors = len(mf.tensors)
+    if mf.arch == ARCH_BITNET_DENSE:  # ternary dense models imported from ONNX have their own rules
+        from bitnet_sdk.dense.format import dense_problems
+
+        yield from dense_problems(path, check_data=check_data)
+        return
     layout = layout_problems(mf)
     yield from layout
     bad_layout = {p.tensor for p in layout if p.tensor}

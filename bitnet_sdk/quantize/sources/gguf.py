@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from gguf import GGUFValueType, GGUFWriter, Keys
 
-from bitnet_sdk.formats.constants import BITNET_ARCHITECTURES
+from bitnet_sdk.formats.constants import ARCH_BITNET_DENSE, BITNET_ARCHITECTURES
 from bitnet_sdk.model.config import HIDDEN_ACT_KEY, ConfigError
 from bitnet_sdk.model.gguf_file import GGUFFormatError, ModelFile, read_model
 from bitnet_sdk.quantize.errors import UnsupportedSourceError
@@ -58,7 +58,7 @@ class GGUFSource(LLMSource):
         self.mf = mf or open_gguf(self.path)
         arch = self.mf.arch
         if arch not in BITNET_ARCHITECTURES:
-            hint = "; quantize the ONNX model again for another type" if arch == "bitnet-dense" else ""
+            hint = "; quantize the ONNX model again for another type" if arch == ARCH_BITNET_DENSE else ""
             raise UnsupportedSourceError(
                 f"{self.path}: architecture {arch!r} is not a BitNet language model "
                 f"({', '.join(BITNET_ARCHITECTURES)}){hint}"
