@@ -35,7 +35,7 @@ from ._support import (
 
 SPEC = load_spec()
 OPERATIONS = list(iter_operations(SPEC))
-UNSECURED = {"login", "refreshToken", "getHealth", "getVersion"}
+UNSECURED = {"login", "refreshToken", "signUp", "getHealth", "getVersion"}
 JOB_CREATING = {"quantizeModel", "createQuantizeBatch", "createInferenceBatch"}
 CAMEL_CASE = re.compile(r"^[a-z]+(?:[A-Z][a-z0-9]+)*$")
 
