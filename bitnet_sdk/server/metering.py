@@ -45,7 +45,6 @@ from bitnet_sdk.config import Settings
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem
 from bitnet_sdk.service import usage
-from bitnet_sdk.store.db import write_transaction
 from bitnet_sdk.store.fields import utcnow
 from bitnet_sdk.store.models import User
 
@@ -174,19 +173,17 @@ async def acheck_quota(kind: str, amount: float = 1) -> usage.QuotaStatus:
 
 
 def write_record(request_usage: RequestUsage, status_code: int) -> None:
-    """Store the request's usage record (and its job markers) in one transaction. Blocking."""
-    common = {"status_code": status_code, "request_id": request_usage.request_id}
-    with write_transaction():
-        usage.record_usage(
-            request_usage.user_id,
-            request_usage.operation,
-            tokens_in=request_usage.tokens_in,
-            tokens_out=request_usage.tokens_out,
-            compute_units=request_usage.compute_units,
-            **common,
-        )
-        for _ in range(request_usage.quantize_jobs):
-            usage.record_usage(request_usage.user_id, usage.OP_QUANTIZE, **common)
+    """Store the request's usage record (and its job markers) in one statement. Blocking."""
+    usage.record_request(
+        request_usage.user_id,
+        request_usage.operation,
+        tokens_in=request_usage.tokens_in,
+        tokens_out=request_usage.tokens_out,
+        compute_units=request_usage.compute_units,
+        status_code=status_code,
+        request_id=request_usage.request_id,
+        quantize_jobs=request_usage.quantize_jobs,
+    )
 
 
 @contextlib.contextmanager

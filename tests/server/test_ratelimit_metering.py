@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,18 +12,31 @@ from bitnet_sdk import auth
 from bitnet_sdk.config import Settings, TierLimits
 from bitnet_sdk.server import metering
 from bitnet_sdk.server.problems import Problem
-from bitnet_sdk.service.usage import OP_INFERENCE, month_usage, record_usage
+from bitnet_sdk.service.usage import (
+    OP_INFERENCE,
+    OP_QUANTIZE,
+    month_usage,
+    record_usage,
+    usage_report,
+)
 from bitnet_sdk.store import UsageRecord
-from bitnet_sdk.store.testing import temporary_database
+from bitnet_sdk.store.testing import (
+    DATABASE_KINDS,
+    POSTGRES_ENV,
+    postgres_test_url,
+    temporary_database,
+)
 
 SETTINGS = Settings(
     data_dir=Path("/nonexistent"), jwt_secret="s" * 40, tiers={"small": TierLimits(100, 2, 50, 10)}
 )
 
 
-@pytest.fixture
-def user_id(tmp_path: Path) -> Iterator[str]:
-    with temporary_database("sqlite", tmp_path):
+@pytest.fixture(params=DATABASE_KINDS)
+def user_id(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "postgres" and postgres_test_url() is None:
+        pytest.skip(f"{POSTGRES_ENV} not set (start one with scripts/start-postgres.sh)")
+    with temporary_database(request.param, tmp_path):
         yield auth.create_user("q@example.com", None, tier="small", settings=SETTINGS).id
 
 
@@ -88,3 +102,25 @@ def test_metered_block_records_its_status(user_id):
     rows = [(r.status_code, r.tokens_out) for r in UsageRecord.select().order_by(UsageRecord.id)]
     assert rows == [(200, 2), (422, 0), (500, 0)]
     assert metering.current_usage() is None
+
+
+def test_request_records_read_back_like_any_other(user_id):
+    """The hot path's plain-SQL insert stores what the ORM would."""
+    request = metering.RequestUsage(user_id, "small", "quantizeModel", "req_9",
+                                    tokens_in=3, tokens_out=4, compute_units=0.5, quantize_jobs=2)
+    metering.write_record(request, 202)
+    orm = record_usage(user_id, "quantizeModel", tokens_in=3, tokens_out=4, compute_units=0.5,
+                       status_code=202, request_id="req_9")
+    rows = list(UsageRecord.select().where(UsageRecord.operation == "quantizeModel")
+                .order_by(UsageRecord.id))
+    assert len(rows) == 2
+    fields = ("user_id", "day", "operation", "tokens_in", "tokens_out", "compute_units",
+              "status_code", "request_id")
+    assert [getattr(rows[0], f) for f in fields] == [getattr(orm, f) for f in fields]
+    assert abs((rows[0].created_at - orm.created_at).total_seconds()) < 5
+    markers = UsageRecord.select().where(UsageRecord.operation == OP_QUANTIZE)
+    assert [(m.status_code, m.request_id) for m in markers] == [(202, "req_9")] * 2
+    assert month_usage(user_id)["quantize_jobs"] == 2
+    ((_, counts),) = usage_report(user_id, orm.created_at - timedelta(hours=1),
+                                  orm.created_at + timedelta(hours=1), "day")
+    assert (counts.requests, counts.prompt_tokens, counts.completion_tokens) == (2, 6, 8)
