@@ -236,6 +236,7 @@ class ASGIHandler(tornado.web.RequestHandler):
         #: The request's HTTP method as the application sees it (also for access logs).
         self.verb = ""
         self._body = _RequestBody(context.body_buffer)
+        self._has_body = True
         self._body_done = False
         self._response_started = False
         self._response_complete = False
@@ -270,8 +271,7 @@ class ASGIHandler(tornado.web.RequestHandler):
         scope = self._scope()
         self.verb = scope["method"]
         headers = self.request.headers
-        if "Transfer-Encoding" not in headers and headers.get("Content-Length", "0") == "0":
-            self._body.end()  # no body: do not wait for Tornado to say so
+        self._has_body = "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0"
         if getattr(self, self.verb.lower(), None) != self._body_received:
             # Tornado calls ``getattr(self, method.lower())()`` after the body: a verb such as
             # FINISH or WRITE would call that attribute. The scope keeps the real verb.
@@ -336,6 +336,9 @@ class ASGIHandler(tornado.web.RequestHandler):
     # -- the application's side ------------------------------------------------------------
 
     async def _receive(self) -> dict[str, Any]:
+        if not self._has_body and not self._body_done:
+            self._body_done = True  # no need to wait for Tornado to confirm the empty body
+            return {"type": "http.request", "body": b"", "more_body": False}
         if not self._body_done:
             item = await self._body.read()
             if item is not None:
@@ -390,7 +393,12 @@ class ASGIHandler(tornado.web.RequestHandler):
         self._response_complete = True
         _resolve(self._disconnect_waiter)
         if not self._body.ended:
-            await self._linger()
+            if self._has_body:
+                await self._linger()
+            else:
+                # Tornado marks even an empty request read a few loop turns after prepare();
+                # finishing before that makes it close the connection (no keep-alive).
+                await self._body.drain(self._context.linger_timeout)
         await self.finish()
 
     async def _linger(self) -> None:

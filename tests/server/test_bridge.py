@@ -156,6 +156,35 @@ def test_no_default_content_type_or_server_header() -> None:
     assert "date" in response.headers
 
 
+@pytest.mark.parametrize("reads_body", [True, False])
+def test_keep_alive_connection_serves_several_requests(reads_body: bool) -> None:
+    """Answering at once (without reading the empty body) must not cost the connection."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = (await read_body(receive))[0] if reads_body else b""
+        await send_response(send, 200, b"got %d" % len(body))
+
+    with ServerThread(app) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
+            replies = []
+            for request in (
+                b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+                b"GET /3 HTTP/1.1\r\nHost: x\r\n\r\n",
+            ):
+                sock.sendall(request)
+                reply = b""
+                while not reply.endswith(b"got 0") and not reply.endswith(b"got 3"):
+                    chunk = sock.recv(65536)
+                    assert chunk, f"connection closed after {len(replies)} responses"
+                    reply += chunk
+                replies.append(reply.rpartition(b"\r\n\r\n")[2])
+    assert replies == [b"got 0", b"got 3" if reads_body else b"got 0", b"got 0"]
+
+
 def test_head_keeps_the_apps_content_length(echo_server: ServerThread) -> None:
     response = httpx.head(echo_server.url + "/x")
     assert response.status_code == 200
