@@ -71,9 +71,11 @@ def go_type(ref: TypeRef, *, required: bool, kinds: dict[str, str]) -> str:
     ``anyunion`` (untagged: ``any``).
     """
     base = _base(ref)
-    kind = kinds.get(str(ref.name), "object") if ref.kind == "named" else ref.kind
-    pointable = kind in ("string", "integer", "number", "boolean", "object", "union") or (
-        kind == "enum" and ref.nullable)
+    if ref.kind == "named":
+        kind = kinds.get(str(ref.name), "object")
+        pointable = kind in ("object", "union") or (kind == "enum" and ref.nullable)
+    else:
+        pointable = ref.kind in ("string", "integer", "number", "boolean")
     if pointable and (ref.nullable or not required):
         return "*" + base
     return base

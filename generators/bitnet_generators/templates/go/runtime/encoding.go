@@ -90,41 +90,34 @@ func formBody(v any) (*bodySource, error) {
 	return bytesBody("application/x-www-form-urlencoded", []byte(form.Encode())), nil
 }
 
-// multipartBody streams a struct as multipart/form-data; File fields become file parts.
-// The body is produced while it is sent, so it is not retried.
+// multipartBody encodes a struct as multipart/form-data; File fields become file parts.
+// Multipart is for small files (servers hold such bodies in memory too), so the body is
+// built in memory: it is sent with its length and can be retried. Stream big files with
+// the raw upload operation instead.
 func multipartBody(v any) (*bodySource, error) {
-	pr, pw := io.Pipe()
-	mw := multipart.NewWriter(pw)
-	used := false
-	src := &bodySource{contentType: mw.FormDataContentType(), length: -1}
-	src.open = func() (io.Reader, error) {
-		if used {
-			return nil, errNotReplayable
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	err := eachField(v, func(name string, value any) error {
+		if f, ok := value.(File); ok {
+			return writeFilePart(mw, name, f)
 		}
-		used = true
-		go func() {
-			err := eachField(v, func(name string, value any) error {
-				if f, ok := value.(File); ok {
-					return writeFilePart(mw, name, f)
-				}
-				if f, ok := value.(*File); ok && f != nil {
-					return writeFilePart(mw, name, *f)
-				}
-				for _, s := range formatValues(value) {
-					if err := mw.WriteField(name, s); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err == nil {
-				err = mw.Close()
+		if f, ok := value.(*File); ok && f != nil {
+			return writeFilePart(mw, name, *f)
+		}
+		for _, s := range formatValues(value) {
+			if err := mw.WriteField(name, s); err != nil {
+				return err
 			}
-			pw.CloseWithError(err)
-		}()
-		return pr, nil
+		}
+		return nil
+	})
+	if err == nil {
+		err = mw.Close()
 	}
-	return src, nil
+	if err != nil {
+		return nil, err
+	}
+	return bytesBody(mw.FormDataContentType(), buf.Bytes()), nil
 }
 
 func writeFilePart(mw *multipart.Writer, field string, f File) error {

@@ -91,5 +91,8 @@ func errorFromResponse(resp *http.Response) *APIError {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	e := problemError(resp.StatusCode, resp.Header, body)
 	e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	if e.RequestID == "" {
+		e.RequestID = resp.Header.Get("X-Request-ID") // servers also name the request in a header
+	}
 	return e
 }

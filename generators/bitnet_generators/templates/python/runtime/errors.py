@@ -77,10 +77,14 @@ class ApiError(Exception):
             except ValueError:
                 pass
         if isinstance(body, dict):
-            return cls.from_problem(body, status=response.status_code, headers=response.headers,
-                                    retry_after=retry_after)
-        return cls(status=response.status_code, title=response.reason_phrase, retry_after=retry_after,
-                   headers=response.headers, body=body)
+            error = cls.from_problem(body, status=response.status_code, headers=response.headers,
+                                     retry_after=retry_after)
+        else:
+            error = cls(status=response.status_code, title=response.reason_phrase, retry_after=retry_after,
+                        headers=response.headers, body=body)
+        if error.request_id is None:  # servers also name the request in a header
+            error.request_id = response.headers.get("X-Request-ID")
+        return error
 
 
 class WaitTimeoutError(TimeoutError):

@@ -335,11 +335,15 @@ async function errorFrom(response: Response): Promise<ApiError> {
   const text = await response.text().catch(() => "");
   const type = response.headers.get("Content-Type") ?? "";
   const parsed = type.includes("json") ? parseJson(text) : text;
+  const requestId = response.headers.get("X-Request-ID") ?? undefined; // when the body does not name it
   if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
-    return ApiError.fromProblem(parsed, response.status, response.headers, retryAfterMs);
+    const problem = parsed as Record<string, unknown>;
+    const withId = typeof problem.request_id === "string" || requestId === undefined ? problem
+      : { ...problem, request_id: requestId };
+    return ApiError.fromProblem(withId, response.status, response.headers, retryAfterMs);
   }
   return new ApiError({ status: response.status, title: response.statusText || undefined, headers: response.headers,
-                        body: parsed, retryAfterMs });
+                        body: parsed, retryAfterMs, requestId });
 }
 
 function parseJson(text: string): unknown {

@@ -1,0 +1,69 @@
+"""Regenerate (or check) the committed golden SDKs under ``tests/generators/golden/<lang>/``.
+
+    python -m bitnet_generators.golden            # rewrite every language
+    python -m bitnet_generators.golden --check    # exit 1 and show a diff when they differ
+
+Run it after changing the spec or a generator, and commit the result with the change: the
+test suite regenerates each SDK and fails with this same diff when a golden is stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from pathlib import Path
+
+from bitnet_generators import LANGUAGES
+from bitnet_generators.build import build_api
+from bitnet_generators.generate import render_files
+from bitnet_generators.render import write_tree
+from bitnet_generators.spec import DEFAULT_SPEC, load_spec
+
+__all__ = ["GOLDEN_ROOT", "diff", "main"]
+
+#: Where the goldens live in a checkout of the project.
+GOLDEN_ROOT = Path(__file__).resolve().parents[2] / "tests" / "generators" / "golden"
+
+
+def diff(language: str, root: Path = GOLDEN_ROOT, spec: Path = DEFAULT_SPEC) -> str:
+    """A unified diff from the golden of ``language`` to a fresh generation ('' when equal)."""
+    fresh = render_files(language, build_api(load_spec(spec)))
+    folder = root / language
+    old = {str(p.relative_to(folder)): p.read_text(encoding="utf-8")
+           for p in sorted(folder.rglob("*")) if p.is_file()} if folder.exists() else {}
+    chunks = []
+    for rel in sorted(set(old) | set(fresh)):
+        a, b = old.get(rel, ""), fresh.get(rel, "")
+        if a != b:
+            chunks.extend(difflib.unified_diff(a.splitlines(True), b.splitlines(True),
+                                               f"golden/{language}/{rel}", f"generated/{language}/{rel}"))
+    return "".join(chunks)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bitnet_generators.golden", description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="compare instead of writing")
+    parser.add_argument("--lang", choices=LANGUAGES, action="append", help="only this language (repeatable)")
+    args = parser.parse_args(argv)
+    status = 0
+    api = build_api(load_spec(DEFAULT_SPEC))
+    for language in args.lang or LANGUAGES:
+        if args.check:
+            text = diff(language)
+            if text:
+                sys.stdout.write(text)
+                status = 1
+            continue
+        files = render_files(language, api)
+        folder = GOLDEN_ROOT / language
+        # Goldens hold generated files only: anything else there is stale output of a renamed file.
+        for stale in sorted(p for p in folder.rglob("*") if p.is_file() and str(p.relative_to(folder)) not in files):
+            stale.unlink()
+        write_tree(files, folder)
+        print(f"{language}: {len(files)} files in {folder}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
