@@ -22,17 +22,21 @@ from bitnet_sdk.server.lifecycle import shutdown, startup
 from bitnet_sdk.server.methods import install_method_not_allowed
 from bitnet_sdk.server.metrics import Metrics, MetricsMiddleware, RouteRecorder
 from bitnet_sdk.server.multipart import VALIDATOR_MAP, BodyLimitMiddleware
-from bitnet_sdk.server.problems import install_error_handlers
+from bitnet_sdk.server.problems import ProblemRenderer, install_error_handlers
 from bitnet_sdk.server.ratelimit_middleware import RateLimitMiddleware
 from bitnet_sdk.server.resolver import ControllerResolver
 from bitnet_sdk.server.spec import load_spec, operation_scopes, spec_dir, spec_path
+from bitnet_sdk.service.openai_compat import error_from_problem
 from bitnet_sdk.service.uploads import multipart_limit
 
-__all__ = ["API_BASE_PATH", "create_app"]
+__all__ = ["API_BASE_PATH", "OPENAI_BASE_PATH", "create_app"]
 
 log = logging.getLogger(__name__)
 
 API_BASE_PATH = "/v1"
+#: The OpenAI-compatible API (``openapi/openai.yaml``); its errors are OpenAI error objects.
+OPENAI_BASE_PATH = "/openai/v1"
+OPENAI_SPEC = "openai.yaml"
 
 
 def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
@@ -67,10 +71,16 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     app.add_api(spec_path().name, resolver=resolver, base_path=API_BASE_PATH,
                 validator_map=VALIDATOR_MAP)
     ctx.not_implemented = resolver.not_implemented
+    # Its own resolver: the 501 list is the native spec's.
+    app.add_api(spec_path(OPENAI_SPEC).name, resolver=ControllerResolver(),
+                base_path=OPENAI_BASE_PATH, validator_map=VALIDATOR_MAP)
     ctx.operation_scopes = operation_scopes(load_spec())
     app.add_middleware(MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
                        metrics=ctx.metrics)
     app.add_middleware(ContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, ctx=ctx)
+    # Every problem on an OpenAI path, whoever raised it, as an OpenAI error object.
+    app.add_middleware(ProblemRenderer, position=MiddlewarePosition.BEFORE_EXCEPTION,
+                       prefix="/openai/", render=error_from_problem)
     app.add_middleware(RouteRecorder, position=MiddlewarePosition.BEFORE_SECURITY)
     # Connexion buffers multipart bodies whole before the handler: bound them before that.
     app.add_middleware(BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION,

@@ -4,20 +4,31 @@ Handlers raise ``Problem`` (or call the helpers); Connexion's exception
 middleware renders it as ``application/problem+json``. The error handlers
 installed here turn everything else — a decoding error in a request body, a bug
 — into a problem too, so no client ever sees an HTML page or a bare 500 body.
+
+APIs that promise another error shape (the OpenAI-compatible one under
+``/openai/``) get it from :class:`ProblemRenderer`: one ASGI middleware, outside
+Connexion's exception middleware, that re-renders every problem response on
+its path prefix, whoever raised the problem (validation, security, routing's
+404/405, the rate limiter's 429, a handler, a bug).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
     "Problem",
+    "ProblemRenderer",
     "bad_request",
     "conflict",
     "forbidden",
@@ -138,3 +149,66 @@ def install_error_handlers(app: Any) -> None:
     app.add_error_handler(json.JSONDecodeError, _decode_error)
     app.add_error_handler(500, _server_error)
     app.add_error_handler(Exception, _server_error)
+
+
+class ProblemRenderer:
+    """ASGI middleware: under ``prefix``, problem+json responses re-rendered by ``render``.
+
+    ``render(status, problem)`` returns the JSON body to send instead (with
+    ``media_type``); status and other headers are kept. Add it with
+    ``MiddlewarePosition.BEFORE_EXCEPTION`` after ``ContextMiddleware``, so it
+    sees what Connexion's exception middleware rendered. Only problem bodies
+    are buffered (they are small); every other response streams through.
+    """
+
+    def __init__(self, app: ASGIApp, prefix: str,
+                 render: Callable[[int, dict[str, Any]], Any],
+                 media_type: str = "application/json") -> None:
+        self.app = app
+        self.prefix = prefix
+        self.render = render
+        self.media_type = media_type
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        held: Message | None = None
+        chunks: list[bytes] = []
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start" and _is_problem(message):
+                held = message
+                return
+            if held is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                await self._send_rendered(held, b"".join(chunks), send)
+
+        await self.app(scope, receive, send_wrapper)
+
+    async def _send_rendered(self, start: Message, raw: bytes, send: Send) -> None:
+        status = int(start["status"])
+        try:
+            problem = json.loads(raw) if raw else {}
+        except ValueError:
+            problem = {}
+        if not isinstance(problem, dict):
+            problem = {}
+        body = json.dumps(self.render(status, problem)).encode()
+        headers = [(k, v) for k, v in start.get("headers", [])
+                   if k.lower() not in (b"content-type", b"content-length")]
+        headers += [(b"content-type", self.media_type.encode()),
+                    (b"content-length", str(len(body)).encode())]
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _is_problem(start: Message) -> bool:
+    for name, value in start.get("headers", []):
+        if name.lower() == b"content-type":
+            return value.split(b";")[0].strip().lower() == PROBLEM_MEDIA_TYPE.encode()
+    return False

@@ -1,0 +1,378 @@
+"""OpenAI-compatible operations (``openapi/openai.yaml``, served under ``/openai/v1``).
+
+Thin, like the native inference handlers: :mod:`bitnet_sdk.service.openai_compat`
+translates bodies both ways, :class:`~bitnet_sdk.service.inference.InferenceService`
+does the work, the model registry (:mod:`bitnet_sdk.service.models`) says
+which models a caller sees. Credentials, rate limits and usage metering are
+the native API's (security functions, the rate-limit middleware, the
+request's meter), so an OpenAI request counts exactly like a native one.
+
+Errors are raised as :class:`~bitnet_sdk.server.problems.Problem`\\ s with
+``param`` and ``openai_code`` members; the server renders every problem on a
+path under ``/openai/`` as an OpenAI error object
+(:func:`~bitnet_sdk.service.openai_compat.error_from_problem`), whoever raised
+it: these handlers, Connexion's validation and security, routing, the rate
+limiter.
+
+Model names: ``model`` is an id, or a name resolved among the language models
+the caller sees, the newest ready one winning (:func:`resolve_model`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import connexion
+from connexion.exceptions import ProblemException
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from bitnet_sdk.api._http import json_response
+from bitnet_sdk.server.context import current
+from bitnet_sdk.server.problems import Problem
+from bitnet_sdk.service import openai_compat as oc
+from bitnet_sdk.service.inference import InferenceService, StreamEvent
+from bitnet_sdk.service.inference_plan import Caller, InferenceError
+
+__all__ = [
+    "openai_create_chat_completion",
+    "openai_create_completion",
+    "openai_list_models",
+    "openai_retrieve_model",
+    "resolve_model",
+    "visible_models",
+]
+
+T = TypeVar("T")
+_PAGE = 100
+_background: set[asyncio.Task[Any]] = set()
+
+
+class _ClientGone(Exception):
+    """The client closed the connection before the answer was ready."""
+
+
+# -- models --------------------------------------------------------------------------------
+
+
+def visible_models(token_info: dict[str, Any]) -> list[Any]:
+    """Ready language models the caller sees, newest first. Blocking (database)."""
+    from bitnet_sdk.service import models
+
+    actor, found, cursor = models.Actor.from_token_info(token_info), [], None
+    while True:
+        page = models.list_models(actor, cursor=cursor, limit=_PAGE, kind="llm", status="ready")
+        found.extend(page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            return found
+
+
+def resolve_model(ident: str, token_info: dict[str, Any]) -> Any:
+    """The model record ``ident`` names for the caller, or a 404 problem. Blocking.
+
+    An id the caller may see is that model (whatever its kind or status: running
+    it says why it cannot run). A name matches the caller's visible language
+    models of that name: the newest ready one, else the newest one.
+    """
+    from bitnet_sdk.service import models
+
+    actor = models.Actor.from_token_info(token_info)
+    if ident.startswith("mdl_"):
+        with contextlib.suppress(models.ModelNotFound):
+            return models.get_model(actor, ident)
+    named, cursor = [], None
+    while True:
+        page = models.list_models(actor, cursor=cursor, limit=_PAGE, kind="llm",
+                                  name_prefix=ident)
+        named.extend(r for r in page.items if r.name == ident)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    if not named:
+        raise _model_not_found(ident)
+    return next((r for r in named if r.status == "ready"), named[0])
+
+
+def _model_not_found(ident: str) -> Problem:
+    return Problem(404, "Not Found",
+                   f"The model `{ident}` does not exist or you do not have access to it.",
+                   slug="model-not-found", param="model", openai_code="model_not_found")
+
+
+def _model_object(record: Any) -> dict[str, Any]:
+    owner = getattr(record, "owner_id", None)
+    return oc.model_object(record.id, int(record.created_at.timestamp()), owner)
+
+
+async def openai_list_models(token_info: dict[str, Any]) -> Any:
+    records = await asyncio.to_thread(visible_models, token_info)
+    return json_response({"object": "list", "data": [_model_object(r) for r in records]})
+
+
+async def openai_retrieve_model(model: str, token_info: dict[str, Any]) -> Any:
+    record = await asyncio.to_thread(resolve_model, model, token_info)
+    if record.kind != "llm" or record.status != "ready":
+        raise _model_not_found(model)
+    return json_response(_model_object(record))
+
+
+# -- completions ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    """One OpenAI request, translated: who asks, what to run, how to answer."""
+
+    chat: bool
+    caller: Caller
+    model_id: str
+    generations: list[oc.Generation]
+    logprobs: bool
+    include_usage: bool
+    completion_id: str
+    created: int
+
+
+async def openai_create_completion(body: dict[str, Any], token_info: dict[str, Any]) -> Any:
+    return await _answer(await _job(body, token_info, chat=False), bool(body.get("stream")))
+
+
+async def openai_create_chat_completion(body: dict[str, Any], token_info: dict[str, Any]) -> Any:
+    return await _answer(await _job(body, token_info, chat=True), bool(body.get("stream")))
+
+
+async def _job(body: dict[str, Any], token_info: dict[str, Any], *, chat: bool) -> _Job:
+    record = await asyncio.to_thread(resolve_model, str(body["model"]), token_info)
+    try:
+        if chat:
+            generations = oc.chat_generations(body, record.id)
+        else:
+            generations = oc.completion_generations(body, record.id)
+    except oc.CompatError as exc:
+        raise Problem(400, "Bad Request", exc.message, slug="bad-request", param=exc.param,
+                      openai_code=exc.code) from None
+    prefix = "chatcmpl" if chat else "cmpl"
+    options = body.get("stream_options") or {}
+    return _Job(chat=chat, caller=Caller.from_token_info(token_info), model_id=record.id,
+                generations=generations,
+                logprobs=bool(body.get("logprobs")) if chat else body.get("logprobs") is not None,
+                include_usage=bool(options.get("include_usage")),
+                completion_id=f"{prefix}-{uuid.uuid4().hex[:24]}", created=int(time.time()))
+
+
+async def _answer(job: _Job, stream: bool) -> Any:
+    watch = _Disconnect(connexion.request.receive)
+    try:
+        if stream:
+            return await _stream(job, watch)
+        return await _complete(job, watch)
+    except _ClientGone:
+        body = oc.error_body("The client closed the connection.", "invalid_request_error",
+                             code="client_closed")
+        return _Unheard(json.dumps(body), status_code=400, media_type="application/json")
+    except InferenceError as exc:
+        raise _problem(exc, job.model_id) from None
+
+
+async def _complete(job: _Job, watch: _Disconnect) -> Any:
+    service, results = _service(), []
+    for number, generation in enumerate(job.generations):
+        if number:
+            await _check_quota()
+        response = await watch.guard(service.run(
+            job.caller, generation.request, request_id=_request_id(job, generation),
+            on_usage=_meter()))
+        results.append(oc.Result.from_response(generation, response))
+    build = oc.chat_completion if job.chat else oc.text_completion
+    return json_response(build(job.completion_id, job.created, job.model_id, results,
+                               logprobs=job.logprobs))
+
+
+async def _stream(job: _Job, watch: _Disconnect) -> Any:
+    """Answer once the first event is there, so problems before it are plain error responses."""
+    cancel = threading.Event()
+    meter = _meter()
+
+    def events_of(generation: oc.Generation) -> AsyncIterator[StreamEvent]:
+        return _service().stream(job.caller, generation.request, cancel=cancel, on_usage=meter,
+                                 request_id=_request_id(job, generation))
+
+    events = events_of(job.generations[0])
+    first = await watch.guard(anext(events))
+    body = _chunks(job, first, events, events_of)
+
+    def closed() -> None:
+        cancel.set()  # stops the generation between two tokens, even if nobody reads on
+        task = asyncio.get_running_loop().create_task(_close(body))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    return _EventStream(body, on_close=closed, media_type="text/event-stream",
+                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+async def _chunks(job: _Job, first: StreamEvent, events: AsyncIterator[StreamEvent],
+                  events_of: Callable[[oc.Generation], AsyncIterator[StreamEvent]],
+                  ) -> AsyncIterator[str]:
+    builder = oc.ChunkBuilder(chat=job.chat, completion_id=job.completion_id,
+                              created=job.created, model=job.model_id, logprobs=job.logprobs,
+                              include_usage=job.include_usage)
+    try:
+        for number, generation in enumerate(job.generations):
+            if number:
+                await _check_quota()
+                events = events_of(generation)
+            event = first if number == 0 else await anext(events)
+            opening = builder.start(generation)
+            if opening is not None:
+                yield oc.sse(opening)
+            while event[0] == "token":
+                chunk = builder.token(generation.index, event[1])
+                if chunk is not None:
+                    yield oc.sse(chunk)
+                event = await anext(events)
+            yield oc.sse(builder.finish(generation, event[1]))
+        if job.include_usage:
+            yield oc.sse(builder.usage_chunk())
+        yield oc.SSE_DONE
+    except (InferenceError, ProblemException) as exc:  # after the first event: the last message
+        problem = _problem(exc, job.model_id) if isinstance(exc, InferenceError) else exc
+        yield oc.sse(oc.error_from_problem(problem.status, {
+            "type": problem.type, "detail": problem.detail, **(problem.ext or {})}))
+
+
+async def _close(body: AsyncIterator[str]) -> None:
+    with contextlib.suppress(RuntimeError):  # still running: cancellation ends it instead
+        await body.aclose()  # type: ignore[attr-defined]
+
+
+# -- plumbing ------------------------------------------------------------------------------
+
+
+def _service() -> InferenceService:
+    service = current().services.get("inference")
+    if service is None:
+        raise Problem(503, "Service Unavailable", "Inference is not running on this server.",
+                      slug="unavailable", headers={"Retry-After": "5"})
+    return service
+
+
+def _request_id(job: _Job, generation: oc.Generation) -> str:
+    """The native request id of one generation (``req_`` + the completion id's hex, + index)."""
+    return f"req_{job.completion_id.rpartition('-')[2]}{generation.index:02d}"
+
+
+async def _check_quota() -> None:
+    """Before each generation after the first: the month's tokens, this request's included.
+
+    The service checks the stored usage only; the generations this request ran
+    so far are on its meter until it ends.
+    """
+    from bitnet_sdk.server import metering
+
+    if metering.current_usage() is not None:
+        await metering.acheck_quota("inference_tokens", 1)
+
+
+def _meter() -> Callable[[int, int, float], None] | None:
+    """Add usage to this request's meter from the compute thread (None outside one)."""
+    from bitnet_sdk.server import metering
+
+    if metering.current_usage() is None:
+        return None
+    context = contextvars.copy_context()
+
+    def add(tokens_in: int, tokens_out: int, compute_units: float) -> None:
+        context.run(metering.add_usage, tokens_in=tokens_in, tokens_out=tokens_out,
+                    compute_units=compute_units)
+
+    return add
+
+
+def _problem(exc: InferenceError, model_id: str) -> Problem:
+    """A native inference problem, with the OpenAI status, ``param`` and ``code`` for it."""
+    status, code, param = exc.status, None, None
+    if exc.status == 404:
+        return _model_not_found(model_id)
+    if exc.status == 409:
+        code, param = "model_not_ready", "model"
+    elif exc.status == 422:  # OpenAI answers 400 for requests the model cannot take
+        status = 400
+        if "context window" in exc.detail:
+            code, param = "context_length_exceeded", "messages"
+    extra = {k: v for k, v in exc.ext.items() if k not in ("errors",)}
+    return Problem(status, exc.title if status == exc.status else "Bad Request", exc.detail,
+                   slug=exc.slug, headers=exc.headers or None, param=param, openai_code=code,
+                   **extra)
+
+
+class _Disconnect:
+    """Races work against the client's disconnect (one watcher per request).
+
+    The watcher is never cancelled: it awaits the server's shared disconnect
+    future, which cancelling would break for every other listener. It returns
+    once the client has gone or the response is complete.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def guard(self, work: Awaitable[T]) -> T:
+        """``work``'s result; :class:`_ClientGone` (work cancelled) if the client left first."""
+        task = asyncio.ensure_future(work)
+        if self._watcher is None:
+            self._watcher = asyncio.ensure_future(self._gone())
+            _background.add(self._watcher)
+            self._watcher.add_done_callback(_background.discard)
+        try:
+            await asyncio.wait({task, self._watcher}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, InferenceError):
+                await task
+            raise _ClientGone
+        return task.result()
+
+    async def _gone(self) -> None:
+        with contextlib.suppress(Exception):
+            while (await self._receive())["type"] != "http.disconnect":
+                pass
+
+
+class _EventStream(StreamingResponse):
+    """A streaming response that calls ``on_close`` however it ends (done, error, disconnect)."""
+
+    def __init__(self, content: AsyncIterator[str], *, on_close: Callable[[], None],
+                 **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except OSError:  # the client went away mid-stream: nothing left to tell it
+            pass
+        finally:
+            self._on_close()
+
+
+class _Unheard(Response):
+    """The answer to a client that has gone: sending it must not raise."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with contextlib.suppress(OSError):
+            await super().__call__(scope, receive, send)
