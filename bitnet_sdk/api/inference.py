@@ -69,12 +69,15 @@ _GONE = object()
 async def run_inference(body: dict[str, Any], token_info: dict[str, Any]) -> Any:
     rid = _inference_id()
     service = _service()
+    settled = threading.Event()
     work = service.run(Caller.from_token_info(token_info), body, request_id=rid,
-                       on_usage=_meter())
+                       on_usage=_meter(), settled=settled)
     try:
         result = await _until_disconnect(work)
     except InferenceError as exc:
+        await _settle(settled)
         raise _problem(exc, rid) from None
+    await _settle(settled)
     if result is _GONE:
         return _client_gone()
     return json_response(result)
@@ -82,21 +85,22 @@ async def run_inference(body: dict[str, Any], token_info: dict[str, Any]) -> Any
 
 async def stream_inference(body: dict[str, Any], token_info: dict[str, Any]) -> Any:
     rid = _inference_id()
-    cancel = threading.Event()
+    cancel, settled = threading.Event(), threading.Event()
     events = _service().stream(Caller.from_token_info(token_info), body, request_id=rid,
-                               cancel=cancel, on_usage=_meter())
+                               cancel=cancel, on_usage=_meter(), settled=settled)
     try:
         first = await _until_disconnect(anext(events))
     except InferenceError as exc:
+        await _settle(settled)
         raise _problem(exc, rid) from None
     if first is _GONE:
+        await _settle(settled)
         return _client_gone()
 
-    def closed() -> None:
+    async def closed() -> None:
         cancel.set()  # stops the generation between two tokens, even if nobody reads on
-        task = asyncio.get_running_loop().create_task(events.aclose())
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        await events.aclose()
+        await _settle(settled)  # its usage is in the request's record
 
     return _EventStream(_sse(first, events, rid), on_close=closed, media_type="text/event-stream",
                         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
@@ -135,8 +139,8 @@ class _EventStream(StreamingResponse):
     generation must stop anyway.
     """
 
-    def __init__(self, content: AsyncIterator[str], *, on_close: Callable[[], None],
-                 **kwargs: Any) -> None:
+    def __init__(self, content: AsyncIterator[str], *,
+                 on_close: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
         super().__init__(content, **kwargs)
         self._on_close = on_close
 
@@ -146,7 +150,10 @@ class _EventStream(StreamingResponse):
         except OSError:  # the client went away mid-stream: nothing left to tell it
             pass
         finally:
-            self._on_close()
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            await self._on_close()
 
 
 class _Unheard(Response):
@@ -180,6 +187,12 @@ async def _until_disconnect(work: Awaitable[T]) -> T | object:
             await task
         return _GONE
     return task.result()
+
+
+async def _settle(settled: threading.Event, timeout: float = 10.0) -> None:
+    """Wait (off the loop) until the request's computation has stopped and reported usage."""
+    if not settled.is_set():
+        await asyncio.to_thread(settled.wait, timeout)
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -221,3 +234,4 @@ def _meter() -> Callable[[int, int, float], None] | None:
 def _problem(exc: InferenceError, rid: str) -> Problem:
     return Problem(exc.status, exc.title, exc.detail, slug=exc.slug,
                    headers=exc.headers or None, request_id=rid, **exc.ext)
+

@@ -16,6 +16,7 @@ import connexion
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 
+from bitnet_sdk.api.inference import json_body_limit
 from bitnet_sdk.config import Settings
 from bitnet_sdk.server.context import AppContext, ContextMiddleware
 from bitnet_sdk.server.lifecycle import shutdown, startup
@@ -87,6 +88,9 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
                        media_types=("multipart/form-data",),
                        limit=lambda _scope: multipart_limit(ctx.settings),
                        hint="Send large model files with PUT /v1/models/{model_id}/file.")
+    # Connexion validates JSON bodies value by value (~20 µs per number): bound them first.
+    app.add_middleware(BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION,
+                       media_types=("application/json",), limit=json_body_limit)
     # After security (needs the verified credential), before validation (invalid requests count).
     app.add_middleware(RateLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION)
     install_error_handlers(app)

@@ -40,6 +40,13 @@ async def startup(ctx: AppContext) -> None:
 
     # Partial uploads a crash left behind, deletions it interrupted.
     await asyncio.to_thread(recover, settings)
+    from bitnet_sdk.service.inference import InferenceService
+    from bitnet_sdk.service.model_cache import ModelCache
+
+    # Loaded models shared by REST, SSE and WebSocket requests (stopped at shutdown).
+    cache = ModelCache.from_settings(settings)
+    ctx.services["model_cache"] = cache
+    ctx.services["inference"] = InferenceService(settings, cache)
     log.info("server started (data dir %s)", settings.data_dir)
 
 

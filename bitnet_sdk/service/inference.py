@@ -83,6 +83,9 @@ class _Run:
         self.started = started
         self.external_cancel = cancel
         self.on_usage = on_usage
+        #: True once a compute thread owns the run (it then reports the end itself).
+        self.worker_started = False
+        self.settled: threading.Event | None = None
         self.lease: Lease | None = None
         self.prompt_tokens = self.completion_tokens = 0
         self.text: list[str] = []
@@ -152,37 +155,52 @@ class InferenceService:
     # -- public API ----------------------------------------------------------------
 
     async def stream(self, caller: Caller, request: dict[str, Any], *, request_id: str,
-                     cancel: threading.Event | None = None,
-                     on_usage: UsageHook | None = None) -> AsyncIterator[StreamEvent]:
+                     cancel: threading.Event | None = None, on_usage: UsageHook | None = None,
+                     settled: threading.Event | None = None) -> AsyncIterator[StreamEvent]:
         """Generate with a language model, yielding tokens as they come, then ``done``.
 
-        ``on_usage`` receives the request's usage instead of a usage record being
-        written (the HTTP middleware writes one per request).
+        ``on_usage(tokens_in, tokens_out, compute_units)`` receives the usage instead
+        of a usage record being written (the HTTP middleware writes one per request).
+        ``settled`` is set once no computation of this request runs any more and its
+        usage was reported, however it ended (a transport that meters the request
+        waits for it before closing the request's books).
         """
-        started = time.monotonic()
-        plan = await asyncio.to_thread(plan_request, caller, request, self.settings,
-                                       streaming=True)
-        run = _Run(plan, caller, request_id, started, cancel, on_usage)
-        async for event in self._stream_plan(run):
-            yield event
+        run: _Run | None = None
+        try:
+            started = time.monotonic()
+            plan = await asyncio.to_thread(plan_request, caller, request, self.settings,
+                                           streaming=True)
+            run = _Run(plan, caller, request_id, started, cancel, on_usage)
+            run.settled = settled
+            async for event in self._stream_plan(run):
+                yield event
+        finally:
+            if settled is not None and (run is None or not run.worker_started):
+                settled.set()
 
     async def run(self, caller: Caller, request: dict[str, Any], *, request_id: str,
-                  cancel: threading.Event | None = None,
-                  on_usage: UsageHook | None = None) -> dict[str, Any]:
-        """Run one request to the end and return the ``InferenceResponse``."""
-        started = time.monotonic()
-        plan = await asyncio.to_thread(plan_request, caller, request, self.settings)
-        run = _Run(plan, caller, request_id, started, cancel, on_usage)
-        if plan.model.kind == "dense":
-            return await self._run_dense(run)
-        tokens, done = [], None
-        async for kind, data in self._stream_plan(run):
-            if kind == "token":
-                tokens.append({k: v for k, v in data.items() if k != "index"})
-            else:
-                done = data
-        assert done is not None
-        return _llm_response(plan, done, tokens)
+                  cancel: threading.Event | None = None, on_usage: UsageHook | None = None,
+                  settled: threading.Event | None = None) -> dict[str, Any]:
+        """Run one request to the end and return the ``InferenceResponse`` (see :meth:`stream`)."""
+        run: _Run | None = None
+        try:
+            started = time.monotonic()
+            plan = await asyncio.to_thread(plan_request, caller, request, self.settings)
+            run = _Run(plan, caller, request_id, started, cancel, on_usage)
+            if plan.model.kind == "dense":
+                return await self._run_dense(run)
+            run.settled = settled
+            tokens, done = [], None
+            async for kind, data in self._stream_plan(run):
+                if kind == "token":
+                    tokens.append({k: v for k, v in data.items() if k != "index"})
+                else:
+                    done = data
+            assert done is not None
+            return _llm_response(plan, done, tokens)
+        finally:
+            if settled is not None and (run is None or not run.worker_started):
+                settled.set()
 
     def run_sync(self, caller: Caller, request: dict[str, Any], *, request_id: str,
                  cancel: threading.Event | None = None) -> dict[str, Any]:
@@ -240,6 +258,7 @@ class InferenceService:
                 lease.start(self._generate, run, emit)
             except CacheError as exc:
                 raise _acquire_problem(exc, self.settings) from exc
+            run.worker_started = True
             while True:
                 try:
                     kind, value = await asyncio.wait_for(queue.get(), _remaining(deadline))
@@ -261,6 +280,13 @@ class InferenceService:
 
     def _generate(self, run: _Run, emit: _Emit) -> None:
         """Compute-thread body: tokenize, generate, record usage, then ``end`` (or ``error``)."""
+        try:
+            self._generate_steps(run, emit)
+        finally:
+            if run.settled is not None:
+                run.settled.set()
+
+    def _generate_steps(self, run: _Run, emit: _Emit) -> None:
         assert run.lease is not None
         model, params = run.lease.model, run.plan.params
         run.work_start = time.perf_counter()
