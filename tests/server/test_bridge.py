@@ -290,6 +290,24 @@ def test_large_upload_is_streamed_with_back_pressure() -> None:
     assert stats["largest"] <= 1024 * 1024
 
 
+def test_body_over_the_size_limit_is_refused() -> None:
+    seen: list[str] = []
+    done = threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.append((await receive())["type"])
+        done.set()
+
+    with ServerThread(app, max_body_size=1000) as server:
+        request = b"PUT /m HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000
+        reply = raw_request(server.url, request)
+        assert done.wait(WAIT)
+    assert reply.startswith(b"HTTP/1.1 400")
+    assert seen == ["http.disconnect"]  # the app never gets a byte of it
+
+
 def test_chunked_request_body_without_content_length(echo_server: ServerThread) -> None:
     pieces = [b"alpha", b"", b"b" * 100_000, b"omega"]
     response = httpx.post(echo_server.url + "/chunked", content=iter(pieces))
