@@ -30,6 +30,7 @@ import asyncio
 import functools
 import json
 import logging
+import re
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ _MESSAGE_SCHEMAS = {
     "subscribe": "WsSubscribeMessage",
     "unsubscribe": "WsUnsubscribeMessage",
 }
+#: ``WsRequestId``: an invalid id is not echoed back.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _SCOPES = ("models:read", "models:write", "quantize", "inference", "account", "admin", "metrics")
 
 
@@ -154,7 +157,8 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
         errors = [f"{'/'.join(map(str, e.absolute_path)) or '(message)'}: {e.message}"
                   for e in _validators()[kind].iter_errors(msg)]
         if errors:
-            rid = msg.get("request_id") if isinstance(msg.get("request_id"), str) else None
+            rid = msg.get("request_id")
+            rid = rid if isinstance(rid, str) and _REQUEST_ID.fullmatch(rid) else None
             self._error(rid, _problem(400, "Bad Request", "The message does not match its "
                                       "schema.", "bad-request",
                                       errors=[{"field": "message", "message": e}
