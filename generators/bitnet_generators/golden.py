@@ -17,7 +17,7 @@ from pathlib import Path
 from bitnet_generators import LANGUAGES
 from bitnet_generators.build import build_api
 from bitnet_generators.generate import render_files
-from bitnet_generators.render import write_tree
+from bitnet_generators.render import MANIFEST, write_tree
 from bitnet_generators.spec import DEFAULT_SPEC, load_spec
 
 __all__ = ["GOLDEN_ROOT", "diff", "main"]
@@ -31,7 +31,7 @@ def diff(language: str, root: Path = GOLDEN_ROOT, spec: Path = DEFAULT_SPEC) -> 
     fresh = render_files(language, build_api(load_spec(spec)))
     folder = root / language
     old = {str(p.relative_to(folder)): p.read_text(encoding="utf-8")
-           for p in sorted(folder.rglob("*")) if p.is_file()} if folder.exists() else {}
+           for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST} if folder.exists() else {}
     chunks = []
     for rel in sorted(set(old) | set(fresh)):
         a, b = old.get(rel, ""), fresh.get(rel, "")
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         files = render_files(language, api)
         folder = GOLDEN_ROOT / language
         # Goldens hold generated files only: anything else there is stale output of a renamed file.
-        for stale in sorted(p for p in folder.rglob("*") if p.is_file() and str(p.relative_to(folder)) not in files):
+        for stale in sorted(p for p in folder.rglob("*")
+                            if p.is_file() and p.name != MANIFEST and str(p.relative_to(folder)) not in files):
             stale.unlink()
         write_tree(files, folder)
         print(f"{language}: {len(files)} files in {folder}")

@@ -60,6 +60,7 @@ class OperationBuilder:
         self.problems = problems
         self.schemes = schemes  # scheme name -> "bearer" | "apikey"
         self.problem_refs: dict[str, str] = {}  # problem+json schema ref -> first pointer using it
+        self._problem_refs_all: set[str] | None = None
 
     def build_all(self) -> list[Operation]:
         paths = self.spec.tree.get("paths") or {}
@@ -244,7 +245,7 @@ class OperationBuilder:
 
     def problem_schema_refs(self) -> set[str]:
         """References used as the schema of problem+json error responses anywhere in the spec."""
-        if not hasattr(self, "_problem_refs_all"):
+        if self._problem_refs_all is None:
             found: set[str] = set()
             for node in _walk(self.spec.tree.get("paths") or {}, self.spec):
                 media = node.get(PROBLEM_MEDIA) if isinstance(node, dict) else None

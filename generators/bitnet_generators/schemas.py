@@ -43,6 +43,10 @@ class SchemaConverter:
         self.types: dict[str, NamedType] = {}
         self._components: dict[str, TypeRef] = {}
         self._converting: set[str] = set()
+        schemas = spec.tree.get("components", {}).get("schemas") or {}
+        #: Type names component schemas take, and where they are (they win over inline names).
+        self._component_names = {pascal(n): COMPONENT_PREFIX + n.replace("~", "~0").replace("/", "~1")
+                                 for n in schemas} if isinstance(schemas, dict) else {}
 
     # ------------------------------------------------------------------ public
     def convert_components(self) -> None:
@@ -125,6 +129,11 @@ class SchemaConverter:
         return self.component(name)
 
     def _register(self, named: NamedType) -> TypeRef:
+        owner = self._component_names.get(named.name)
+        if owner is not None and owner != named.pointer:
+            # A component's own name wins over a name made up for an inline schema.
+            self.problems.add(named.pointer, f"type name {named.name!r} is also used by {owner}")
+            return TypeRef("named", name=named.name)
         existing = self.types.get(named.name)
         if existing is not None and existing.pointer != named.pointer:
             self.problems.add(named.pointer, f"type name {named.name!r} is also used by {existing.pointer}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from bitnet_generators.build import build_api
 from bitnet_generators.generate import render_files
 from bitnet_generators.ir import Api
