@@ -17,11 +17,16 @@ Protocol (JSON text frames; schemas ``WsClientMessage`` / ``WsServerMessage``):
   ``token`` messages follow as tokens are sampled, then ``done``. Up to
   :data:`MAX_GENERATIONS` run at once per connection.
 * ``cancel`` stops one: it ends with ``done`` and ``finish_reason: cancelled``.
+* ``subscribe`` to a job the credential may see (its owner's, or any for an
+  administrator; ``quantize`` jobs need the ``quantize`` scope): a ``progress``
+  message with the job now, then one per change until it is final (changes
+  made by this process arrive at once, those of ``bitnet worker`` processes
+  within :data:`JOB_POLL_S`). ``unsubscribe`` stops that.
 * Problems with one message or generation are ``error`` messages carrying a
-  problem (status 400 invalid message, 404/409/422 as over HTTP, 429 rate
-  limit or too many generations, 501 job subscriptions). Closing codes:
+  problem (status 400 invalid message, 403 scope, 404/409/422 as over HTTP,
+  429 rate limit or too many generations or subscriptions). Closing codes:
   1008 (not JSON, unknown type), 4401 (credentials), 4403 (scope).
-  Closing the connection cancels its generations.
+  Closing the connection cancels its generations and subscriptions.
 """
 
 from __future__ import annotations
@@ -46,7 +51,15 @@ from bitnet_sdk.server.context import AppContext, activated
 from bitnet_sdk.server.spec import load_spec
 from bitnet_sdk.service.inference_plan import Caller, InferenceError
 
-__all__ = ["AUTH_TIMEOUT_S", "MAX_GENERATIONS", "WS_PATH", "InferenceSocket", "routes"]
+__all__ = [
+    "AUTH_TIMEOUT_S",
+    "JOB_POLL_S",
+    "MAX_GENERATIONS",
+    "MAX_SUBSCRIPTIONS",
+    "WS_PATH",
+    "InferenceSocket",
+    "routes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +68,10 @@ WS_PATH = "/v1/inference/ws"
 AUTH_TIMEOUT_S = 10.0
 #: Generations one connection may run at once.
 MAX_GENERATIONS = 4
+#: Jobs one connection may follow at once.
+MAX_SUBSCRIPTIONS = 32
+#: Seconds between database reads for job changes made by other processes.
+JOB_POLL_S = 1.0
 _MESSAGE_SCHEMAS = {
     "auth": "WsAuthMessage",
     "generate": "WsGenerateMessage",
@@ -115,6 +132,7 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
         self._token: str | None = None
         self._info: dict[str, Any] | None = None
         self._generations: dict[str, _Generation] = {}
+        self._subscriptions: dict[str, asyncio.Task[None]] = {}
         self._auth_timer: object | None = None
 
     def check_origin(self, origin: str) -> bool:
@@ -140,6 +158,8 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
             generation.cancel.set()
             if generation.task is not None:
                 generation.task.cancel()
+        for task in list(self._subscriptions.values()):
+            task.cancel()
 
     async def on_message(self, message: str | bytes) -> None:
         try:
@@ -278,11 +298,67 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
             return
         generation.cancel.set()
 
-    async def _on_subscribe(self, msg: dict[str, Any]) -> None:
-        self._error(None, _problem(501, "Not Implemented", "Job progress subscriptions are not "
-                                   "available on this server yet.", "not-implemented"))
+    # -- job progress -----------------------------------------------------------------
 
-    _on_unsubscribe = _on_subscribe
+    async def _on_subscribe(self, msg: dict[str, Any]) -> None:
+        job_id = msg["job_id"]
+        if job_id in self._subscriptions:
+            return
+        if len(self._subscriptions) >= MAX_SUBSCRIPTIONS:
+            self._error(None, _problem(429, "Too Many Requests", f"At most {MAX_SUBSCRIPTIONS} "
+                                       "jobs can be followed per connection.", "rate-limited",
+                                       job_id=job_id))
+            return
+        assert self._info is not None
+        scopes = str(self._info.get("scope") or "").split()
+        owner = None if "admin" in scopes else str(self._info["sub"])
+        first = await asyncio.to_thread(_job_now, job_id, owner)
+        if first is None:
+            self._error(None, _problem(404, "Not Found", f"Job {job_id!r} does not exist.",
+                                       "not-found", job_id=job_id))
+            return
+        view, after_id = first
+        needed = "quantize" if view["kind"] == "quantize" else "inference"
+        if needed not in scopes:
+            self._error(None, _problem(403, "Forbidden", f"Following {view['kind']} jobs needs "
+                                       f"the {needed} scope.", "forbidden", job_id=job_id))
+            return
+        self._send({"type": "progress", "job": view})
+        if view["status"] in _FINAL:
+            return
+        task = asyncio.get_running_loop().create_task(self._follow(job_id, owner, after_id))
+        self._subscriptions[job_id] = task
+        task.add_done_callback(lambda _t: self._subscriptions.pop(job_id, None))
+
+    async def _on_unsubscribe(self, msg: dict[str, Any]) -> None:
+        task = self._subscriptions.pop(msg["job_id"], None)
+        if task is not None:
+            task.cancel()
+
+    async def _follow(self, job_id: str, owner: str | None, after_id: int) -> None:
+        """Send the job after each batch of its events, until it is final."""
+        from bitnet_sdk.service.job_events import wait_for_events
+
+        try:
+            while True:
+                events = await wait_for_events(job_id, after_id, timeout_s=60.0,
+                                               poll_s=JOB_POLL_S)
+                if not events:
+                    continue
+                after_id = events[-1]["id"]
+                now = await asyncio.to_thread(_job_now, job_id, owner)
+                if now is None:  # deleted meanwhile
+                    return
+                view, _ = now
+                self._send({"type": "progress", "job": view})
+                if view["status"] in _FINAL:
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("following job %s failed", job_id)
+            self._error(None, _problem(500, "Internal Server Error", "Following the job failed.",
+                                       "internal", job_id=job_id))
 
     # -- sending ----------------------------------------------------------------------
 
@@ -296,3 +372,23 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
             self.write_message(json.dumps(message))
         except tornado.websocket.WebSocketClosedError:
             pass
+
+
+_FINAL = ("succeeded", "failed", "cancelled")
+
+
+def _job_now(job_id: str, owner: str | None) -> tuple[dict[str, Any], int] | None:
+    """The job's API view and its latest event id, or None when the caller cannot see it."""
+    import peewee
+
+    from bitnet_sdk.service import jobs
+    from bitnet_sdk.service.job_views import job_view, latest_messages
+    from bitnet_sdk.store.models import JobEvent
+
+    # The event id first: a change landing in between is then sent again, never missed.
+    last = JobEvent.select(peewee.fn.MAX(JobEvent.id)).where(JobEvent.job == job_id).scalar()
+    try:
+        job = jobs.get_job(job_id, owner_id=owner)
+    except jobs.JobNotFound:
+        return None
+    return job_view(job, latest_messages([job_id])[job_id]), int(last or 0)

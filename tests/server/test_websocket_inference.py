@@ -200,7 +200,8 @@ def test_problems_of_one_generation_are_error_messages(
         message = receive(ws)
         while message["type"] == "token":
             message = receive(ws)
-        assert message["type"] == "error" and message["error"]["status"] == 501
+        assert message["type"] == "error" and message["error"]["status"] == 404
+        assert message["request_id"] is None
 
 
 LIMITED = {**DEFAULT_TIERS, "developer": TierLimits(2, 50, 1_000_000, 100_000)}
@@ -222,3 +223,58 @@ def test_generate_messages_count_against_the_hourly_budget(
                 assert message["type"] == "done"
     r = httpx.get(live_server.url + "/v1/auth/me", headers=customer.headers)
     assert r.status_code == 429  # the same budget as HTTP
+
+
+def _queued_job(owner_id: str, kind: str = "inference_batch") -> str:
+    from bitnet_sdk.service import jobs
+
+    (job,), _ = jobs.create_jobs(owner_id, kind, [jobs.JobSpec(params={"model_id": "mdl_0123456789abc"})],
+                                 body_fingerprint="test", operation="test")
+    return job.id
+
+
+def _cancel(job_id: str, kind: str = "inference_batch") -> None:
+    from bitnet_sdk.service import jobs
+
+    jobs.request_cancel(job_id, owner_id=None, kind=kind)
+
+
+@pytest.mark.parametrize("settings", [{"workers": 0}], indirect=True)
+def test_subscribed_jobs_send_progress_until_final(live_server: Any, customer: Account) -> None:
+    mine, other = _queued_job(customer.user_id), _queued_job(customer.user_id)
+    with open_session(live_server, customer) as ws:
+        ws.send(json.dumps({"type": "subscribe", "job_id": mine}))
+        now = receive(ws)
+        assert now["type"] == "progress" and now["job"]["id"] == mine
+        assert now["job"]["status"] == "queued"
+        _cancel(mine)
+        final = receive(ws)
+        assert (final["job"]["id"], final["job"]["status"]) == (mine, "cancelled")
+        ws.send(json.dumps({"type": "subscribe", "job_id": other}))
+        assert receive(ws)["job"]["id"] == other
+        ws.send(json.dumps({"type": "unsubscribe", "job_id": other}))
+        ws.send(json.dumps({"type": "cancel", "request_id": "probe"}))  # messages run in order:
+        assert receive(ws)["request_id"] == "probe"  # the unsubscribe has been handled
+        _cancel(other)  # no longer followed: nothing is sent about it
+        ws.send(json.dumps({"type": "subscribe", "job_id": mine}))  # final: one message
+        after = receive(ws)
+        assert (after["job"]["id"], after["job"]["status"]) == (mine, "cancelled")
+
+
+@pytest.mark.parametrize("settings", [{"workers": 0}], indirect=True)
+def test_subscriptions_follow_visibility_and_scopes(live_server: Any, customer: Account) -> None:
+    from tests.conftest import make_account
+
+    stranger = make_account(live_server.settings, "stranger@example.com")
+    theirs = _queued_job(stranger.user_id)
+    quantize_job = _queued_job(customer.user_id, "quantize")
+    inference_only = api_key(live_server, customer, ["inference"])
+    with connect(live_server.ws_url(PATH), subprotocols=["bearer", inference_only]) as ws:
+        assert receive(ws)["type"] == "ready"
+        ws.send(json.dumps({"type": "subscribe", "job_id": theirs}))
+        assert receive(ws)["error"]["status"] == 404
+        ws.send(json.dumps({"type": "subscribe", "job_id": quantize_job}))
+        assert receive(ws)["error"]["status"] == 403
+    with open_session(live_server, customer) as ws:  # a login token holds quantize
+        ws.send(json.dumps({"type": "subscribe", "job_id": quantize_job}))
+        assert receive(ws)["job"]["kind"] == "quantize"
