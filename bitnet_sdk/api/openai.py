@@ -27,7 +27,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -171,51 +171,58 @@ async def _job(body: dict[str, Any], token_info: dict[str, Any], *, chat: bool) 
 
 
 async def _answer(job: _Job, stream: bool) -> Any:
-    watch = _Disconnect(connexion.request.receive)
+    watch, books = _Disconnect(connexion.request.receive), _Books()
     try:
         if stream:
-            return await _stream(job, watch)
-        return await _complete(job, watch)
+            return await _stream(job, watch, books)
+        response = await _complete(job, watch, books)
     except _ClientGone:
+        await books.settle()
         body = oc.error_body("The client closed the connection.", "invalid_request_error",
                              code="client_closed")
         return _Unheard(json.dumps(body), status_code=400, media_type="application/json")
     except InferenceError as exc:
+        await books.settle()
         raise _problem(exc, job.model_id) from None
+    except ProblemException:
+        await books.settle()
+        raise
+    await books.settle()
+    return response
 
 
-async def _complete(job: _Job, watch: _Disconnect) -> Any:
+async def _complete(job: _Job, watch: _Disconnect, books: _Books) -> Any:
     service, results = _service(), []
     for number, generation in enumerate(job.generations):
         if number:
             await _check_quota()
         response = await watch.guard(service.run(
             job.caller, generation.request, request_id=_request_id(job, generation),
-            on_usage=_meter()))
+            on_usage=_meter(), settled=books.new()))
         results.append(oc.Result.from_response(generation, response))
     build = oc.chat_completion if job.chat else oc.text_completion
     return json_response(build(job.completion_id, job.created, job.model_id, results,
                                logprobs=job.logprobs))
 
 
-async def _stream(job: _Job, watch: _Disconnect) -> Any:
+async def _stream(job: _Job, watch: _Disconnect, books: _Books) -> Any:
     """Answer once the first event is there, so problems before it are plain error responses."""
     cancel = threading.Event()
     meter = _meter()
 
     def events_of(generation: oc.Generation) -> AsyncIterator[StreamEvent]:
+        """A generation's events; call only right before iterating (its books wait for it)."""
         return _service().stream(job.caller, generation.request, cancel=cancel, on_usage=meter,
-                                 request_id=_request_id(job, generation))
+                                 request_id=_request_id(job, generation), settled=books.new())
 
     events = events_of(job.generations[0])
     first = await watch.guard(anext(events))
     body = _chunks(job, first, events, events_of)
 
-    def closed() -> None:
+    async def closed() -> None:
         cancel.set()  # stops the generation between two tokens, even if nobody reads on
-        task = asyncio.get_running_loop().create_task(_close(body))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        await _aclose(body)
+        await books.settle()  # its usage is in the request's record
 
     return _EventStream(body, on_close=closed, media_type="text/event-stream",
                         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
@@ -223,7 +230,7 @@ async def _stream(job: _Job, watch: _Disconnect) -> Any:
 
 async def _chunks(job: _Job, first: StreamEvent, events: AsyncIterator[StreamEvent],
                   events_of: Callable[[oc.Generation], AsyncIterator[StreamEvent]],
-                  ) -> AsyncIterator[str]:
+                  ) -> AsyncGenerator[str, None]:
     builder = oc.ChunkBuilder(chat=job.chat, completion_id=job.completion_id,
                               created=job.created, model=job.model_id, logprobs=job.logprobs,
                               include_usage=job.include_usage)
@@ -249,11 +256,16 @@ async def _chunks(job: _Job, first: StreamEvent, events: AsyncIterator[StreamEve
         problem = _problem(exc, job.model_id) if isinstance(exc, InferenceError) else exc
         yield oc.sse(oc.error_from_problem(problem.status, {
             "type": problem.type, "detail": problem.detail, **(problem.ext or {})}))
+    finally:  # closed early (client gone): stop the generation now, not when collected
+        await _aclose(events)
 
 
-async def _close(body: AsyncIterator[str]) -> None:
-    with contextlib.suppress(RuntimeError):  # still running: cancellation ends it instead
-        await body.aclose()  # type: ignore[attr-defined]
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    """Close an async generator; one still running is ended by its cancellation instead."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(RuntimeError):
+            await aclose()
 
 
 # -- plumbing ------------------------------------------------------------------------------
@@ -310,10 +322,32 @@ def _problem(exc: InferenceError, model_id: str) -> Problem:
         status = 400
         if "context window" in exc.detail:
             code, param = "context_length_exceeded", "messages"
-    extra = {k: v for k, v in exc.ext.items() if k not in ("errors",)}
     return Problem(status, exc.title if status == exc.status else "Bad Request", exc.detail,
                    slug=exc.slug, headers=exc.headers or None, param=param, openai_code=code,
-                   **extra)
+                   **exc.ext)
+
+
+class _Books:
+    """The ``settled`` events of a request's generations.
+
+    The request's usage record is written when its response ends; waiting for
+    every generation to have stopped and reported its usage first puts a
+    cancelled or failed generation's tokens in that record too.
+    """
+
+    def __init__(self) -> None:
+        self._events: list[threading.Event] = []
+
+    def new(self) -> threading.Event:
+        event = threading.Event()
+        self._events.append(event)
+        return event
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait (off the loop, at most ``timeout`` each) for the generations started so far."""
+        for event in self._events:
+            if not event.is_set():
+                await asyncio.to_thread(event.wait, timeout)
 
 
 class _Disconnect:
@@ -354,9 +388,9 @@ class _Disconnect:
 
 
 class _EventStream(StreamingResponse):
-    """A streaming response that calls ``on_close`` however it ends (done, error, disconnect)."""
+    """A streaming response that awaits ``on_close`` however it ends (done, error, disconnect)."""
 
-    def __init__(self, content: AsyncIterator[str], *, on_close: Callable[[], None],
+    def __init__(self, content: AsyncIterator[str], *, on_close: Callable[[], Awaitable[None]],
                  **kwargs: Any) -> None:
         super().__init__(content, **kwargs)
         self._on_close = on_close
@@ -367,7 +401,7 @@ class _EventStream(StreamingResponse):
         except OSError:  # the client went away mid-stream: nothing left to tell it
             pass
         finally:
-            self._on_close()
+            await self._on_close()
 
 
 class _Unheard(Response):
