@@ -65,6 +65,7 @@ class ModelFiles:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
         self._built: dict[tuple[tuple[str, Any], ...], Path] = {}
 
     def get(self, **kwargs: Any) -> Path:
