@@ -357,6 +357,23 @@ def test_a_missing_or_invalid_key_is_an_authentication_error(oai):
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
 
 
+def test_every_operation_needs_a_valid_credential(server):
+    from bitnet_sdk.server.spec import iter_operations, load_spec
+
+    operations = list(iter_operations(load_spec("openai.yaml")))
+    assert {op["operationId"] for _, _, op in operations} == {
+        "openaiListModels", "openaiRetrieveModel", "openaiCreateCompletion",
+        "openaiCreateChatCompletion"}
+    with httpx.Client(base_url=server.url + "/openai/v1") as client:
+        for path, method, _ in operations:
+            for headers in ({}, {"Authorization": "Bearer bn_aaaaaaaaaaaaaaaa_forged-secret"},
+                            {"Authorization": "Basic dXNlcjpwYXNz"}):
+                r = client.request(method, path.replace("{model}", "tiny"), headers=headers,
+                                   json={"model": "tiny", "prompt": "x",
+                                         "messages": MESSAGES})
+                assert _error(r, 401)["type"] == "authentication_error", (path, headers)
+
+
 def test_a_key_without_the_inference_scope_is_refused(server, oai):
     reader = api_key(server.settings, oai.user_id, ["models:read"])
     with client_for(oai.url, reader) as client, \
