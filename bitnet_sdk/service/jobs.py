@@ -47,6 +47,7 @@ import peewee
 
 from bitnet_sdk.service import webhooks
 from bitnet_sdk.service.job_events import event_dict, hub
+from bitnet_sdk.service.job_views import utc_iso
 from bitnet_sdk.service.pagination import DEFAULT_LIMIT, Page, paginate
 from bitnet_sdk.store import Job, JobEvent, is_postgres, write_transaction
 from bitnet_sdk.store.fields import utcnow
@@ -260,10 +261,12 @@ def _create(owner_id: str, kind: str, specs: Sequence[JobSpec], body_fingerprint
             if replay is not None:
                 return replay.jobs, False
             keys = list(_key_digests(operation, idempotency_key, len(specs)))
-            # An expired request's key is released so this one can take it.
+            # An expired request's key is released so this one can take it (only an expired
+            # one: a concurrent request's fresh key must make this insert fail instead).
             Job.update(idempotency_key=None).where(
                 Job.owner == owner_id, Job.kind == kind,
-                Job.idempotency_key.in_([k for k in keys if k])).execute()
+                Job.idempotency_key.in_([k for k in keys if k]),
+                Job.created_at < at - timedelta(seconds=IDEMPOTENCY_WINDOW_S)).execute()
         jobs = []
         for spec, key in zip(specs, keys, strict=True):
             params = {**spec.params, "request_sha256": body_fingerprint}
@@ -322,8 +325,6 @@ def queue_stats() -> dict[str, Any]:
     oldest = Job.select(peewee.fn.MIN(Job.created_at)).where(Job.status == "queued").scalar()
     if isinstance(oldest, str):  # SQLite returns aggregate timestamps as stored text
         oldest = Job.created_at.python_value(oldest)
-    from bitnet_sdk.service.job_views import utc_iso
-
     return {"depth": depth, "running": running, "oldest_queued_at": utc_iso(oldest)}
 
 
