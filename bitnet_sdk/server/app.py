@@ -26,6 +26,7 @@ from bitnet_sdk.server.multipart import VALIDATOR_MAP, BodyLimitMiddleware
 from bitnet_sdk.server.problems import ProblemRenderer, install_error_handlers
 from bitnet_sdk.server.ratelimit_middleware import RateLimitMiddleware
 from bitnet_sdk.server.resolver import ControllerResolver
+from bitnet_sdk.server.server_error import middlewares
 from bitnet_sdk.server.spec import load_spec, operation_scopes, spec_dir, spec_path
 from bitnet_sdk.service.openai_compat import error_from_problem
 from bitnet_sdk.service.uploads import multipart_limit
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
         pythonic_params=True,
         validate_responses=True,
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs"),
+        middlewares=middlewares(),
     )
     resolver = ControllerResolver()
     app.add_api(spec_path().name, resolver=resolver, base_path=API_BASE_PATH,
