@@ -41,6 +41,13 @@ def scenario_env(live_server, tmp_path: Path) -> dict[str, str]:
 
 
 def check(output: str, model_file: Path) -> None:
+    try:
+        check_steps(output, model_file)
+    except (AssertionError, KeyError) as exc:
+        raise AssertionError(f"{exc!r}\n--- scenario output ---\n{output}") from None
+
+
+def check_steps(output: str, model_file: Path) -> None:
     steps = {}
     for line in output.splitlines():
         if line.startswith("{"):
