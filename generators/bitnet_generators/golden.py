@@ -17,7 +17,7 @@ from pathlib import Path
 from bitnet_generators import LANGUAGES
 from bitnet_generators.build import build_api
 from bitnet_generators.generate import render_files
-from bitnet_generators.render import MANIFEST, write_tree
+from bitnet_generators.render import GENERATED_MARK, MANIFEST, write_tree
 from bitnet_generators.spec import DEFAULT_SPEC, load_spec
 
 __all__ = ["GOLDEN_ROOT", "diff", "main"]
@@ -27,18 +27,31 @@ GOLDEN_ROOT = Path(__file__).resolve().parents[2] / "tests" / "generators" / "go
 
 
 def diff(language: str, root: Path = GOLDEN_ROOT, spec: Path = DEFAULT_SPEC) -> str:
-    """A unified diff from the golden of ``language`` to a fresh generation ('' when equal)."""
+    """A unified diff from the golden of ``language`` to a fresh generation ('' when equal).
+
+    Files whose only change is the provenance header (the spec's digest) are listed after the
+    real changes, one line each, so the diff shows what changed in the code first.
+    """
     fresh = render_files(language, build_api(load_spec(spec)))
     folder = root / language
     old = {str(p.relative_to(folder)): p.read_text(encoding="utf-8")
            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST} if folder.exists() else {}
-    chunks = []
+    chunks, header_only = [], []
     for rel in sorted(set(old) | set(fresh)):
         a, b = old.get(rel, ""), fresh.get(rel, "")
-        if a != b:
-            chunks.extend(difflib.unified_diff(a.splitlines(True), b.splitlines(True),
-                                               f"golden/{language}/{rel}", f"generated/{language}/{rel}"))
-    return "".join(chunks)
+        if a == b:
+            continue
+        if a and b and _body(a) == _body(b):
+            header_only.append(f"header only: golden/{language}/{rel}\n")
+            continue
+        chunks.extend(difflib.unified_diff(a.splitlines(True), b.splitlines(True),
+                                           f"golden/{language}/{rel}", f"generated/{language}/{rel}"))
+    return "".join(chunks + header_only)
+
+
+def _body(text: str) -> str:
+    """The text without its provenance line."""
+    return "\n".join(line for line in text.splitlines() if GENERATED_MARK not in line)
 
 
 def main(argv: list[str] | None = None) -> int:
