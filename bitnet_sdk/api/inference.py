@@ -235,3 +235,12 @@ def _problem(exc: InferenceError, rid: str) -> Problem:
     return Problem(exc.status, exc.title, exc.detail, slug=exc.slug,
                    headers=exc.headers or None, request_id=rid, **exc.ext)
 
+
+# The batch operations belong to the jobs system; re-exported here for the spec's controller.
+from bitnet_sdk.api.inference_jobs import (  # noqa: E402
+    cancel_inference_job,
+    create_inference_batch,
+    get_inference_job,
+)
+
+__all__ += ["cancel_inference_job", "create_inference_batch", "get_inference_job"]

@@ -20,6 +20,7 @@ from bitnet_sdk.api.inference import json_body_limit
 from bitnet_sdk.config import Settings
 from bitnet_sdk.server.context import AppContext, ContextMiddleware
 from bitnet_sdk.server.lifecycle import shutdown, startup
+from bitnet_sdk.server.method_guard import UndeclaredMethodGuard
 from bitnet_sdk.server.methods import install_method_not_allowed
 from bitnet_sdk.server.metrics import Metrics, MetricsMiddleware, RouteRecorder
 from bitnet_sdk.server.multipart import VALIDATOR_MAP, BodyLimitMiddleware
@@ -97,5 +98,8 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     app.add_middleware(RateLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION)
     install_error_handlers(app)
     install_method_not_allowed(app, load_spec(), API_BASE_PATH)
+    # GET /quantize/batch is a 405, not GET /quantize/{job_id} with a job id "batch".
+    app.add_middleware(UndeclaredMethodGuard, position=MiddlewarePosition.BEFORE_ROUTING,
+                       spec=load_spec(), base_path=API_BASE_PATH)
     app.bitnet = ctx  # type: ignore[attr-defined]
     return app

@@ -47,6 +47,11 @@ async def startup(ctx: AppContext) -> None:
     cache = ModelCache.from_settings(settings)
     ctx.services["model_cache"] = cache
     ctx.services["inference"] = InferenceService(settings, cache)
+    from bitnet_sdk.service.workers import start_job_services
+
+    # Job worker threads (Settings.workers, may be 0), lease heartbeats, webhook deliveries.
+    ctx.services["jobs"] = await asyncio.to_thread(
+        start_job_services, settings, inference=ctx.services["inference"])
     log.info("server started (data dir %s)", settings.data_dir)
 
 
