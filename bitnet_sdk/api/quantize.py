@@ -50,7 +50,7 @@ async def quantize_model(body: dict[str, Any], token_info: dict[str, Any]) -> An
     job, created = await asyncio.to_thread(_accept_one, actor, body, key, run_by,
                                            pool.options.lease_s)
     if created and job.status == "running":  # ours to compute, here and now
-        done = await asyncio.to_thread(pool.execute, job, run_by)
+        done = await asyncio.wrap_future(pool.submit(job, run_by))
         job = done or await asyncio.to_thread(Job.get_by_id, job.id)
     elif created:
         pool.wake()

@@ -13,7 +13,9 @@ through the database (:mod:`bitnet_sdk.service.jobs`), so jobs run wherever a th
   heartbeating; after ``lease_s`` another worker takes the job over (``attempts`` + 1).
 * Progress is written at most every ``progress_interval_s`` (and always on the last step).
 * :meth:`WorkerPool.execute` runs a job in the calling thread with the same lease, heartbeat
-  and bookkeeping: the synchronous quantization path uses it inside the request.
+  and bookkeeping; :meth:`WorkerPool.submit` runs it on the pool's own small executor
+  (``sync_slots`` threads), which is what the synchronous quantization path awaits inside the
+  request, so long computations never occupy the event loop's default executor.
 * :meth:`WorkerPool.stop` asks running jobs to stop at their next checkpoint and gives them
   back to the queue (an interrupted attempt is not held against the job's ``max_attempts``).
 
@@ -33,6 +35,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -67,6 +70,8 @@ class WorkerOptions:
     retry_base_s: float = 5.0
     progress_interval_s: float = 0.25
     step_delay_s: float = 0.0
+    #: Jobs computed at once for requests that wait for them (synchronous quantization).
+    sync_slots: int = 2
     kinds: tuple[str, ...] = tuple(RUNNERS)
 
     @classmethod
@@ -115,6 +120,8 @@ class WorkerPool:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._unsubscribe: Callable[[], None] | None = None
+        self._sync = ThreadPoolExecutor(max_workers=max(1, self.options.sync_slots),
+                                        thread_name_prefix="bitnet-sync-job")
 
     # -- life ----------------------------------------------------------------------------
 
@@ -144,6 +151,7 @@ class WorkerPool:
         for thread in self._threads:
             thread.join(max(0.1, deadline - time.monotonic()))
         self._threads.clear()
+        self._sync.shutdown(wait=True)
         if self._unsubscribe is not None:
             self._unsubscribe()
         self.webhooks.stop()
@@ -218,6 +226,16 @@ class WorkerPool:
 
     # -- running one job -------------------------------------------------------------------
 
+    def submit(self, job: Job, worker_id: str) -> Future[Job | None]:
+        """:meth:`execute` on the pool's executor for requests that wait for a job."""
+        return self._sync.submit(self._execute_closing, job, worker_id)
+
+    def _execute_closing(self, job: Job, worker_id: str) -> Job | None:
+        try:
+            return self.execute(job, worker_id)
+        finally:
+            resolve().close()  # the executor thread's database connection
+
     def execute(self, job: Job, worker_id: str) -> Job | None:
         """Run the job leased to ``worker_id`` in this thread and record how it ended.
 
@@ -227,6 +245,9 @@ class WorkerPool:
         item = _Running(job, worker_id)
         with self._lock:
             self._running[job.id] = item
+            if self._stopping.is_set():  # too late to start: back to the queue at once
+                item.interrupted.set()
+                item.stop.set()
         ctx = JobContext(job_id=job.id, owner_id=job.owner_id, params=dict(job.params or {}),
                          attempt=job.attempts, settings=self.settings,
                          report=lambda f, m: self._report(item, f, m),
