@@ -222,12 +222,11 @@ def _range(header: str | None, if_range: str | None, etag: str, size: int) -> tu
             raise _unsatisfiable(size)
         return max(0, size - suffix), size - 1
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    if last and int(last) < start:
         return None
     if start >= size:
         raise _unsatisfiable(size)
-    return start, min(end, size - 1)
+    return start, min(int(last) if last else size - 1, size - 1)
 
 
 def _unsatisfiable(size: int) -> Problem:
