@@ -1,4 +1,4 @@
-"""Quantization benchmark: throughput and peak memory of ``bitnet_sdk.quantize`` on a synthetic
+"""Quantization benchmark: throughput and peak memory of ``bitnet_sdk.quantization`` on a synthetic
 BitNet checkpoint, against plain reads of the same bytes measured in the same run.
 
 A random BitNet b1.58 checkpoint (``BitNetForCausalLM`` names, BF16 weights, a small byte-level
@@ -8,7 +8,7 @@ runs in a fresh process:
 * ``copy`` — ``shutil.copyfile`` of the safetensors files to the same folder (the I/O floor);
 * ``read f32`` — every tensor memory-mapped and widened to float32, tensor by tensor (the least
   any quantizer must do);
-* ``quantize <type>`` — ``bitnet_sdk.quantize.quantize(checkpoint, out.gguf, type)``: read,
+* ``quantize <type>`` — ``bitnet_sdk.quantization.quantize(checkpoint, out.gguf, type)``: read,
   absmean-quantize, pack, write, re-validate, and measure every layer (the report).
 
 Reported per run: wall seconds, MB/s of source weights (BF16 bytes), the ratio of that throughput
@@ -88,7 +88,7 @@ def _write_bf16_safetensors(path: Path, shapes: list[tuple[str, tuple[int, ...]]
 def _tokenizer(folder: Path) -> None:
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    from bitnet_sdk.quantize.sources.hf_tokenizer import LLAMA3_HF_REGEX
+    from bitnet_sdk.quantization.sources.hf_tokenizer import LLAMA3_HF_REGEX
 
     tok = Tokenizer(models.BPE(ignore_merges=True))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -164,8 +164,8 @@ def _child(kind: str, folder: Path, out: Path) -> dict[str, Any]:
 
     logging.disable(logging.INFO)
     from bitnet_sdk.backends import get
-    from bitnet_sdk.quantize.pipeline import quantize
-    from bitnet_sdk.quantize.sources.safetensors_io import ShardedSafetensors
+    from bitnet_sdk.quantization.pipeline import quantize
+    from bitnet_sdk.quantization.sources.safetensors_io import ShardedSafetensors
 
     backend = get("numpy")  # imports and plugin discovery stay out of the timed region
     base_anon = _AnonPeak._read("RssAnon")

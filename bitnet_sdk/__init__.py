@@ -27,7 +27,7 @@ __all__ = ["__version__", "backends", "load", "quantize", "validate"]
 _LAZY = {
     "load": ("bitnet_sdk.model.loader", "load"),
     "validate": ("bitnet_sdk.model.validate", "validate"),
-    "quantize": ("bitnet_sdk.quantize.pipeline", "quantize"),
+    "quantize": ("bitnet_sdk.quantization.pipeline", "quantize"),
     "backends": ("bitnet_sdk.backends", None),
 }
 

@@ -114,8 +114,8 @@ class _Bar:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bitnet_sdk.quantize.errors import QuantizationError
-    from bitnet_sdk.quantize.pipeline import quantize
+    from bitnet_sdk.quantization.errors import QuantizationError
+    from bitnet_sdk.quantization.pipeline import quantize
 
     dst = Path(args.dst)
     if dst.exists() and not args.force:

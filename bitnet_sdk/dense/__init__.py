@@ -2,7 +2,7 @@
 
 ``bitnet_sdk.dense.load(path).predict(inputs)`` (also reached through ``bitnet_sdk.load`` for
 files whose architecture is ``bitnet-dense``). Files are written by
-``bitnet_sdk.quantize.quantize("model.onnx", "model.gguf")``.
+``bitnet_sdk.quantization.quantize("model.onnx", "model.gguf")``.
 """
 
 from __future__ import annotations

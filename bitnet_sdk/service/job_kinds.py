@@ -97,7 +97,7 @@ class JobContext:
 
 def run_quantize(ctx: JobContext) -> dict[str, Any]:
     """Quantize ``params.request.model_id`` and register the output as the owner's model."""
-    from bitnet_sdk.quantize.errors import QuantizationCancelled, QuantizationError
+    from bitnet_sdk.quantization.errors import QuantizationCancelled, QuantizationError
 
     request = ctx.params["request"]
     source = ModelRecord.get_or_none(ModelRecord.id == request["model_id"])
@@ -131,7 +131,7 @@ def run_quantize(ctx: JobContext) -> dict[str, Any]:
 
 def _quantize(ctx: JobContext, source: ModelRecord, dst: Any, request: dict[str, Any],
               options: dict[str, Any], calibration: dict[str, Any]) -> Any:
-    from bitnet_sdk.quantize.pipeline import quantize
+    from bitnet_sdk.quantization.pipeline import quantize
 
     def on_progress(done: int, total: int, stage: str) -> bool:
         return ctx.progress(0.95 * done / total if total else 0.0, f"quantizing: {stage}")

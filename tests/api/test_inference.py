@@ -171,8 +171,8 @@ def test_requests_a_language_model_cannot_take_are_422(
 
 def test_dense_model_predicts_like_the_runtime(live_server: Any, customer: Account,
                                                tmp_path: Path) -> None:
-    from bitnet_sdk.quantize.pipeline import quantize
-    from tests.quantize._support import build_onnx_mlp
+    from bitnet_sdk.quantization.pipeline import quantize
+    from tests.quantization._support import build_onnx_mlp
 
     onnx_path = tmp_path / "mlp.onnx"
     build_onnx_mlp(onnx_path, sizes=(8, 32, 4), seed=5)

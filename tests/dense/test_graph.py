@@ -11,8 +11,8 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from bitnet_sdk.dense.graph import Graph, Node, run
-from bitnet_sdk.quantize.errors import UnsupportedOpsError
-from bitnet_sdk.quantize.sources.onnx import OnnxSource
+from bitnet_sdk.quantization.errors import UnsupportedOpsError
+from bitnet_sdk.quantization.sources.onnx import OnnxSource
 
 RNG = np.random.default_rng(0)
 

@@ -16,11 +16,11 @@ import bitnet_sdk
 from bitnet_sdk.dense import DenseModel, dense_problems
 from bitnet_sdk.dense.format import GRAPH_KEY
 from bitnet_sdk.model.gguf_file import read_model
-from bitnet_sdk.quantize.errors import UnsupportedSourceError
-from bitnet_sdk.quantize.pipeline import quantize
+from bitnet_sdk.quantization.errors import UnsupportedSourceError
+from bitnet_sdk.quantization.pipeline import quantize
 from bitnet_sdk.ternary import ternary_linear
 from bitnet_sdk.testing.synthetic import corrupt
-from tests.quantize._support import build_onnx_mlp
+from tests.quantization._support import build_onnx_mlp
 
 QTYPES = ("tq2_0", "tq1_0", "i2_s")
 BLOCK = {"tq2_0": 256, "tq1_0": 256, "i2_s": 128}

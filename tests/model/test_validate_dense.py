@@ -7,7 +7,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from bitnet_sdk.model.validate import validate
-from bitnet_sdk.quantize import quantize
+from bitnet_sdk.quantization import quantize
 
 
 def _mlp(path) -> None:

@@ -3,8 +3,8 @@
 The caller's callback is called as ``callback(done, total, stage)``: ``done`` and ``total`` count
 steps (one per tensor written, plus the validation and measurement steps), ``stage`` names what
 was just finished (a tensor name, ``"validate"``, ``"measure"``...). Returning ``False`` or raising
-:class:`~bitnet_sdk.quantize.errors.Cancelled` stops the run: the pipeline removes its temporary
-output and raises :class:`~bitnet_sdk.quantize.errors.QuantizationCancelled`. Any other exception
+:class:`~bitnet_sdk.quantization.errors.Cancelled` stops the run: the pipeline removes its temporary
+output and raises :class:`~bitnet_sdk.quantization.errors.QuantizationCancelled`. Any other exception
 from the callback propagates unchanged, after the same clean-up.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bitnet_sdk.quantize.errors import Cancelled, QuantizationCancelled
+from bitnet_sdk.quantization.errors import Cancelled, QuantizationCancelled
 
 __all__ = ["Progress", "ProgressCallback"]
 

@@ -117,7 +117,7 @@ def layer_report(
 
 @dataclass
 class QuantizationReport:
-    """The outcome of :func:`bitnet_sdk.quantize.pipeline.quantize`.
+    """The outcome of :func:`bitnet_sdk.quantization.pipeline.quantize`.
 
     Sizes are bytes: ``original_bytes`` of the source files, ``quantized_bytes`` of the output
     file (``quantized_weight_bytes``: its tensor data); ``compression_ratio = original /

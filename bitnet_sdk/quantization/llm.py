@@ -29,14 +29,14 @@ from bitnet_sdk.formats.constants import (
 )
 from bitnet_sdk.model.gguf_file import NotTernaryError, ternarize_rows, type_name
 from bitnet_sdk.model.validate import validate
-from bitnet_sdk.quantize.calibration import Calibration
-from bitnet_sdk.quantize.errors import OutputInvalidError, QuantizationError
-from bitnet_sdk.quantize.measure import llm_perplexity
-from bitnet_sdk.quantize.progress import Progress
-from bitnet_sdk.quantize.recipe import Recipe, encode_float, float_nbytes
-from bitnet_sdk.quantize.report import QuantizationReport, layer_report
-from bitnet_sdk.quantize.sources.base import LLMSource, LLMTensor
-from bitnet_sdk.quantize.writer import (
+from bitnet_sdk.quantization.calibration import Calibration
+from bitnet_sdk.quantization.errors import OutputInvalidError, QuantizationError
+from bitnet_sdk.quantization.measure import llm_perplexity
+from bitnet_sdk.quantization.progress import Progress
+from bitnet_sdk.quantization.recipe import Recipe, encode_float, float_nbytes
+from bitnet_sdk.quantization.report import QuantizationReport, layer_report
+from bitnet_sdk.quantization.sources.base import LLMSource, LLMTensor
+from bitnet_sdk.quantization.writer import (
     AtomicGGUFWriter,
     common_scale,
     encode_projection,

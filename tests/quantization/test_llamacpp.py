@@ -18,9 +18,9 @@ llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not imp
 from bitnet_sdk.model.gguf_file import read_model  # noqa: E402
 from bitnet_sdk.model.reference import compare_logits, reference_forward  # noqa: E402
 from bitnet_sdk.model.tokenizer import Tokenizer  # noqa: E402
-from bitnet_sdk.quantize.pipeline import quantize  # noqa: E402
+from bitnet_sdk.quantization.pipeline import quantize  # noqa: E402
 from bitnet_sdk.testing.parity import build_conditioned_model  # noqa: E402
-from tests.quantize._support import build_hf_checkpoint  # noqa: E402
+from tests.quantization._support import build_hf_checkpoint  # noqa: E402
 
 TEXT = "The quick brown fox jumps over the lazy dog. Numbers: 12345!"
 GGML_TYPE_F32 = 0

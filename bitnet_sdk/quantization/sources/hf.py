@@ -41,11 +41,11 @@ from gguf import MODEL_TENSOR, GGUFWriter, RopeScalingType
 
 from bitnet_sdk.model.config import HIDDEN_ACT_KEY
 from bitnet_sdk.model.weights import global_tensor_name, layer_tensor_name
-from bitnet_sdk.quantize.errors import UnsupportedSourceError
-from bitnet_sdk.quantize.sources.base import LLMSource, LLMTensor, normalize_act
-from bitnet_sdk.quantize.sources.hf_tokenizer import HFVocab, read_vocab, write_vocab
-from bitnet_sdk.quantize.sources.safetensors_io import ShardedSafetensors
-from bitnet_sdk.quantize.sources.torch import TORCH_SUFFIXES, TorchStateDict
+from bitnet_sdk.quantization.errors import UnsupportedSourceError
+from bitnet_sdk.quantization.sources.base import LLMSource, LLMTensor, normalize_act
+from bitnet_sdk.quantization.sources.hf_tokenizer import HFVocab, read_vocab, write_vocab
+from bitnet_sdk.quantization.sources.safetensors_io import ShardedSafetensors
+from bitnet_sdk.quantization.sources.torch import TORCH_SUFFIXES, TorchStateDict
 from bitnet_sdk.ternary import TernaryTensor
 
 __all__ = ["HFSource"]

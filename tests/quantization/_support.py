@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import save_file
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from bitnet_sdk.quantize.sources.hf_tokenizer import LLAMA3_HF_REGEX
+from bitnet_sdk.quantization.sources.hf_tokenizer import LLAMA3_HF_REGEX
 
 CORPUS = [
     "BitNet b1.58 stores every weight as -1, 0 or +1 with one scale per matrix.",

@@ -21,7 +21,7 @@ import onnx
 from onnx import numpy_helper
 
 from bitnet_sdk.dense.graph import Graph, Linear, Node, ValueInfo
-from bitnet_sdk.quantize.errors import UnsupportedOpsError, UnsupportedSourceError
+from bitnet_sdk.quantization.errors import UnsupportedOpsError, UnsupportedSourceError
 
 __all__ = ["SUPPORTED_ONNX_OPS", "OnnxSource"]
 

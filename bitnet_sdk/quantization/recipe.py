@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from gguf import GGMLQuantizationType, quants
 
-from bitnet_sdk.quantize.errors import QuantizationError
+from bitnet_sdk.quantization.errors import QuantizationError
 
 __all__ = ["HIGH_PRECISION_TYPES", "Recipe", "encode_float", "float_nbytes", "float_type_id"]
 

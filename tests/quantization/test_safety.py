@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bitnet_sdk.quantize.errors import Cancelled, OutputInvalidError, QuantizationCancelled
-from bitnet_sdk.quantize.pipeline import quantize
+from bitnet_sdk.quantization.errors import Cancelled, OutputInvalidError, QuantizationCancelled
+from bitnet_sdk.quantization.pipeline import quantize
 from bitnet_sdk.testing.synthetic import build_model
-from tests.quantize._support import build_hf_checkpoint, build_onnx_mlp
+from tests.quantization._support import build_hf_checkpoint, build_onnx_mlp
 
 
 def _leftovers(folder: Path) -> list[str]:

@@ -9,7 +9,7 @@ import pytest
 
 from bitnet_sdk.cli.main import main
 from bitnet_sdk.model.gguf_file import read_model
-from tests.quantize._support import build_onnx_mlp
+from tests.quantization._support import build_onnx_mlp
 
 
 def test_quantize_prints_a_report(tmp_path: Path, hf_checkpoint: tuple[Path, dict], capsys: pytest.CaptureFixture[str]) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 from gguf import GGUFWriter, SpecialVocab, TokenType
 
 from bitnet_sdk.model.tokenizer import GPT2_REGEX, LLAMA3_REGEX
-from bitnet_sdk.quantize.errors import UnsupportedSourceError
+from bitnet_sdk.quantization.errors import UnsupportedSourceError
 
 __all__ = ["LLAMA3_HF_REGEX", "HFVocab", "read_vocab", "write_vocab"]
 

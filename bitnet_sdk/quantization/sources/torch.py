@@ -1,10 +1,10 @@
 """PyTorch state-dict checkpoints (``pytorch_model.bin``, sharded ``*.bin`` with an index, ``.pt``).
 
 Only available when ``torch`` is installed (the optional extra ``bitnet-sdk[torch]``); otherwise
-opening one raises :class:`~bitnet_sdk.quantize.errors.MissingDependencyError` saying how to enable
+opening one raises :class:`~bitnet_sdk.quantization.errors.MissingDependencyError` saying how to enable
 it. Files are loaded with ``weights_only=True`` (no code from the file runs) and memory-mapped
 (``mmap=True``) when their format allows, so tensors are materialised one at a time. The store
-offers the same methods as :class:`~bitnet_sdk.quantize.sources.safetensors_io.ShardedSafetensors`,
+offers the same methods as :class:`~bitnet_sdk.quantization.sources.safetensors_io.ShardedSafetensors`,
 so the Hugging Face source reads either.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from bitnet_sdk.quantize.errors import MissingDependencyError, UnsupportedSourceError
-from bitnet_sdk.quantize.sources.safetensors_io import TensorMeta
+from bitnet_sdk.quantization.errors import MissingDependencyError, UnsupportedSourceError
+from bitnet_sdk.quantization.sources.safetensors_io import TensorMeta
 
 __all__ = ["TORCH_SUFFIXES", "TorchStateDict", "import_torch"]
 

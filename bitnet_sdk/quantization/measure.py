@@ -24,8 +24,8 @@ import numpy as np
 from bitnet_sdk.backends.base import Backend
 from bitnet_sdk.dense.graph import Node, run
 from bitnet_sdk.dense.model import DenseModel
-from bitnet_sdk.quantize.report import cosine_rows
-from bitnet_sdk.quantize.sources.base import LLMSource
+from bitnet_sdk.quantization.report import cosine_rows
+from bitnet_sdk.quantization.sources.base import LLMSource
 from bitnet_sdk.ternary import TernaryTensor, dequantize
 
 __all__ = ["dense_agreement", "llm_perplexity"]

@@ -11,8 +11,8 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from bitnet_sdk.quantize.errors import UnsupportedSourceError
-from bitnet_sdk.quantize.sources.safetensors_io import SafetensorsFile, ShardedSafetensors
+from bitnet_sdk.quantization.errors import UnsupportedSourceError
+from bitnet_sdk.quantization.sources.safetensors_io import SafetensorsFile, ShardedSafetensors
 
 
 def _write_raw(path: Path, tensors: dict[str, tuple[str, list[int], bytes]]) -> None:

@@ -25,8 +25,8 @@ from gguf import GGUFValueType, GGUFWriter, Keys
 from bitnet_sdk.formats.constants import ARCH_BITNET_DENSE, BITNET_ARCHITECTURES
 from bitnet_sdk.model.config import HIDDEN_ACT_KEY, ConfigError
 from bitnet_sdk.model.gguf_file import GGUFFormatError, ModelFile, read_model
-from bitnet_sdk.quantize.errors import UnsupportedSourceError
-from bitnet_sdk.quantize.sources.base import LLMSource, LLMTensor
+from bitnet_sdk.quantization.errors import UnsupportedSourceError
+from bitnet_sdk.quantization.sources.base import LLMSource, LLMTensor
 from bitnet_sdk.ternary import TernaryTensor
 
 __all__ = ["GGUFSource", "open_gguf"]

@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from bitnet_sdk.dense.graph import ValueInfo
-from bitnet_sdk.quantize.errors import QuantizationError
+from bitnet_sdk.quantization.errors import QuantizationError
 
 __all__ = ["DEFAULT_SAMPLES", "Calibration", "CalibrationSpec"]
 

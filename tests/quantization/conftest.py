@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.quantize._support import build_hf_checkpoint
+from tests.quantization._support import build_hf_checkpoint
 
 
 @pytest.fixture(scope="session")

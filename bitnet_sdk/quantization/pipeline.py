@@ -17,8 +17,8 @@ Targets: ``tq2_0``, ``tq1_0`` (llama.cpp) and ``i2_s`` (bitnet.cpp). Only ``form
 Safety: the output is written to a temporary file in ``dst``'s folder, re-validated, measured and
 only then renamed to ``dst``; on any failure, exception or cancellation nothing is left behind.
 ``progress(done, total, stage)`` is called after every tensor and stage; returning ``False`` or
-raising :class:`~bitnet_sdk.quantize.errors.Cancelled` raises
-:class:`~bitnet_sdk.quantize.errors.QuantizationCancelled` after clean-up.
+raising :class:`~bitnet_sdk.quantization.errors.Cancelled` raises
+:class:`~bitnet_sdk.quantization.errors.QuantizationCancelled` after clean-up.
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ from pathlib import Path
 from bitnet_sdk.backends import get as get_backend
 from bitnet_sdk.backends.base import Backend
 from bitnet_sdk.formats import qtype_name
-from bitnet_sdk.quantize.calibration import Calibration, CalibrationSpec
-from bitnet_sdk.quantize.dense import DenseOptions, quantize_dense
-from bitnet_sdk.quantize.errors import QuantizationError, UnsupportedSourceError
-from bitnet_sdk.quantize.llm import LLMOptions, quantize_llm
-from bitnet_sdk.quantize.progress import Progress, ProgressCallback
-from bitnet_sdk.quantize.recipe import Recipe
-from bitnet_sdk.quantize.report import QuantizationReport
-from bitnet_sdk.quantize.sources.base import LLMSource
+from bitnet_sdk.quantization.calibration import Calibration, CalibrationSpec
+from bitnet_sdk.quantization.dense import DenseOptions, quantize_dense
+from bitnet_sdk.quantization.errors import QuantizationError, UnsupportedSourceError
+from bitnet_sdk.quantization.llm import LLMOptions, quantize_llm
+from bitnet_sdk.quantization.progress import Progress, ProgressCallback
+from bitnet_sdk.quantization.recipe import Recipe
+from bitnet_sdk.quantization.report import QuantizationReport
+from bitnet_sdk.quantization.sources.base import LLMSource
 
 __all__ = ["FORMATS", "SOURCE_KINDS", "detect_source", "quantize"]
 
@@ -81,10 +81,10 @@ def detect_source(path: Path) -> str:
 
 def _open_llm(kind: str, path: Path) -> LLMSource:
     if kind == "gguf":
-        from bitnet_sdk.quantize.sources.gguf import GGUFSource
+        from bitnet_sdk.quantization.sources.gguf import GGUFSource
 
         return GGUFSource(path)
-    from bitnet_sdk.quantize.sources.hf import HFSource
+    from bitnet_sdk.quantization.sources.hf import HFSource
 
     return HFSource(path)
 
@@ -121,15 +121,15 @@ def quantize(
             (dense models; a language model's projections must be ternary).
         high_precision_type: ``f32`` | ``f16`` | ``bf16`` | ``q8_0`` for kept matrices
             (default: ``f16`` for language models, ``f32`` for dense models).
-        calibration: inputs the accuracy is measured on (see ``bitnet_sdk.quantize.calibration``).
+        calibration: inputs the accuracy is measured on (see ``bitnet_sdk.quantization.calibration``).
         text: text(s) to measure perplexity on (language models), each cut to ``max_tokens``.
         arch: output architecture name of a language model (default: by ``qtype``).
         backend: backend running the measurements (name, ``"auto"`` or an instance).
         seed: seed of the random calibration inputs.
 
-    Returns a :class:`~bitnet_sdk.quantize.report.QuantizationReport`. Raises
+    Returns a :class:`~bitnet_sdk.quantization.report.QuantizationReport`. Raises
     ``FileNotFoundError`` (missing source or destination folder),
-    :class:`~bitnet_sdk.quantize.errors.QuantizationError` subclasses (unsupported source,
+    :class:`~bitnet_sdk.quantization.errors.QuantizationError` subclasses (unsupported source,
     missing optional dependency, invalid output, cancellation) and ``ValueError`` for bad
     arguments; in every case ``dst`` is untouched.
     """
@@ -154,7 +154,7 @@ def quantize(
     report = QuantizationReport(str(src_path), str(dst_path), kind, "llm", qtype, format, "")
     prog = Progress(progress)
     if kind == "onnx":
-        from bitnet_sdk.quantize.sources.onnx import OnnxSource
+        from bitnet_sdk.quantization.sources.onnx import OnnxSource
 
         report.model_kind = "dense"
         source = OnnxSource(src_path)

@@ -30,7 +30,7 @@ from gguf import GGMLQuantizationType, GGUFWriter
 
 from bitnet_sdk import formats
 from bitnet_sdk.formats._common import signed_codes
-from bitnet_sdk.quantize.errors import QuantizationError
+from bitnet_sdk.quantization.errors import QuantizationError
 from bitnet_sdk.ternary import TernaryTensor
 
 __all__ = [

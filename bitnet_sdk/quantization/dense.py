@@ -24,15 +24,15 @@ from bitnet_sdk.dense.format import ARCH, GRAPH_KEY, dense_problems
 from bitnet_sdk.dense.graph import Graph, Node
 from bitnet_sdk.dense.model import load as load_dense
 from bitnet_sdk.model.gguf_file import type_name
-from bitnet_sdk.quantize.calibration import Calibration
-from bitnet_sdk.quantize.errors import OutputInvalidError, UnsupportedSourceError
-from bitnet_sdk.quantize.llm import FILE_TYPES
-from bitnet_sdk.quantize.measure import dense_agreement
-from bitnet_sdk.quantize.progress import Progress
-from bitnet_sdk.quantize.recipe import Recipe, encode_float, float_nbytes
-from bitnet_sdk.quantize.report import QuantizationReport, layer_report
-from bitnet_sdk.quantize.sources.onnx import OnnxSource
-from bitnet_sdk.quantize.writer import (
+from bitnet_sdk.quantization.calibration import Calibration
+from bitnet_sdk.quantization.errors import OutputInvalidError, UnsupportedSourceError
+from bitnet_sdk.quantization.llm import FILE_TYPES
+from bitnet_sdk.quantization.measure import dense_agreement
+from bitnet_sdk.quantization.progress import Progress
+from bitnet_sdk.quantization.recipe import Recipe, encode_float, float_nbytes
+from bitnet_sdk.quantization.report import QuantizationReport, layer_report
+from bitnet_sdk.quantization.sources.onnx import OnnxSource
+from bitnet_sdk.quantization.writer import (
     BLOCK_SIZES,
     AtomicGGUFWriter,
     encode_projection,

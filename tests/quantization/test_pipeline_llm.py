@@ -12,8 +12,8 @@ from gguf import GGMLQuantizationType
 import bitnet_sdk
 from bitnet_sdk.model.gguf_file import read_model
 from bitnet_sdk.model.reference import reference_forward
-from bitnet_sdk.quantize.errors import QuantizationError
-from bitnet_sdk.quantize.pipeline import quantize
+from bitnet_sdk.quantization.errors import QuantizationError
+from bitnet_sdk.quantization.pipeline import quantize
 from bitnet_sdk.ternary import TernaryTensor, dequantize, ternary_linear
 from bitnet_sdk.testing.synthetic import build_model
 
@@ -213,8 +213,8 @@ def test_bad_arguments(tmp_path: Path, hf_checkpoint: tuple[Path, dict]) -> None
     assert not list(tmp_path.iterdir())
 
 
-def test_package_is_callable(tmp_path: Path, hf_checkpoint: tuple[Path, dict]) -> None:
-    import bitnet_sdk.quantize as package
+def test_public_quantize_function(tmp_path: Path, hf_checkpoint: tuple[Path, dict]) -> None:
+    import bitnet_sdk.quantization as package  # importing the package must not shadow the function
 
     report = bitnet_sdk.quantize(hf_checkpoint[0], tmp_path / "m.gguf", "tq1_0", backend="numpy")
     assert isinstance(report, package.QuantizationReport)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bitnet_sdk.quantize.errors import UnsupportedSourceError
+from bitnet_sdk.quantization.errors import UnsupportedSourceError
 
 __all__ = ["SafetensorsFile", "ShardedSafetensors", "TensorMeta"]
 

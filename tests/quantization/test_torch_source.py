@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from bitnet_sdk.model.gguf_file import read_model
-from bitnet_sdk.quantize.errors import MissingDependencyError
-from bitnet_sdk.quantize.pipeline import detect_source, quantize
-from tests.quantize._support import build_hf_checkpoint
+from bitnet_sdk.quantization.errors import MissingDependencyError
+from bitnet_sdk.quantization.pipeline import detect_source, quantize
+from tests.quantization._support import build_hf_checkpoint
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 

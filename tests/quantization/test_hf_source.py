@@ -13,11 +13,17 @@ from tokenizers import decoders, models, normalizers, pre_tokenizers
 
 from bitnet_sdk.model.gguf_file import read_model
 from bitnet_sdk.model.tokenizer import Tokenizer
-from bitnet_sdk.quantize.errors import UnsupportedSourceError
-from bitnet_sdk.quantize.pipeline import quantize
-from bitnet_sdk.quantize.sources.hf import HFSource
+from bitnet_sdk.quantization.errors import UnsupportedSourceError
+from bitnet_sdk.quantization.pipeline import quantize
+from bitnet_sdk.quantization.sources.hf import HFSource
 from bitnet_sdk.ternary import TernaryTensor
-from tests.quantize._support import SPECIALS, build_hf_checkpoint, hf_config, hf_tensors, pack_hf
+from tests.quantization._support import (
+    SPECIALS,
+    build_hf_checkpoint,
+    hf_config,
+    hf_tensors,
+    pack_hf,
+)
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
