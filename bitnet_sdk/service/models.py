@@ -36,11 +36,11 @@ import peewee
 
 from bitnet_sdk.config import Settings
 from bitnet_sdk.service import uploads
+from bitnet_sdk.service.model_files import MODEL_QTYPES, FileReport, inspect_file
 from bitnet_sdk.service.pagination import DEFAULT_LIMIT, Page, paginate
 from bitnet_sdk.store import Job, ModelRecord, User, advisory_lock, write_transaction
 from bitnet_sdk.store.fields import utcnow
 from bitnet_sdk.store.ids import new_id
-from bitnet_sdk.store.models import MODEL_KINDS
 
 __all__ = [
     "ACTIVE_JOB_STATUSES",
@@ -71,8 +71,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Storage types a model's ``qtype`` may name (the spec's ``ModelQType``).
-MODEL_QTYPES = ("f32", "f16", "bf16", "q8_0", "tq2_0", "tq1_0", "i2_s")
 #: Statuses in which a file may be (re-)uploaded.
 UPLOADABLE_STATUSES = ("pending_upload", "invalid")
 #: Job statuses that keep the models they name from being deleted.
@@ -118,20 +116,6 @@ class Actor:
     def from_token_info(cls, token_info: dict[str, Any]) -> Actor:
         scopes = str(token_info.get("scope") or "").split()
         return cls(str(token_info["sub"]), "admin" in scopes)
-
-
-@dataclass(frozen=True)
-class FileReport:
-    """What :func:`inspect_file` found: the validation report and, when valid, the metadata."""
-
-    validation: dict[str, Any]
-    metadata: dict[str, Any] | None
-    kind: str | None
-    qtype: str | None
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.validation["ok"])
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -224,8 +208,15 @@ def _writable(actor: Actor, model_id: str) -> ModelRecord:
     return record
 
 
-def _check_name_free(owner_id: str | None, name: str, exclude: str | None = None) -> None:
-    advisory_lock(f"model-names:{owner_id}")
+def _check_name_free(owner_id: str | None, name: str, exclude: str | None = None, *,
+                     lock: bool = True) -> None:
+    """ModelConflict when the owner has another model called ``name``.
+
+    With ``lock`` (inside a write transaction) the answer holds until the
+    transaction ends; without, it is a cheap early refusal.
+    """
+    if lock:
+        advisory_lock(f"model-names:{owner_id}")
     owner = ModelRecord.owner.is_null() if owner_id is None else ModelRecord.owner == owner_id
     query = ModelRecord.select(ModelRecord.id).where(owner, ModelRecord.name == name)
     if exclude is not None:
@@ -301,90 +292,6 @@ def _standard_path(settings: Settings, model_id: str) -> Path:
 
 
 # -- files -----------------------------------------------------------------------------
-
-
-def inspect_file(path: Path) -> FileReport:
-    """Validate a model file and, when valid, read its metadata (reads the whole file).
-
-    Language models are checked by :func:`bitnet_sdk.model.validate.validate`,
-    dense models (architecture ``bitnet-dense``) by the dense format's own checks.
-    """
-    from bitnet_sdk.model.metadata import model_metadata
-    from bitnet_sdk.model.validate import validate
-
-    dense = _dense_format(path)
-    if dense is None:
-        result = validate(path)
-        problems, arch, n_tensors = result.problems, result.arch, result.n_tensors
-    else:
-        problems, arch, n_tensors = dense.dense_problems(path), dense.ARCH, None
-    validation = {
-        "ok": not problems,
-        "checked_at": utcnow().isoformat().replace("+00:00", "Z"),
-        "arch": arch,
-        "tensors": n_tensors,
-        "problems": [{**p.to_dict(), "severity": "error"} for p in problems],
-    }
-    if problems:
-        return FileReport(validation, None, None, None)
-    metadata = model_metadata(path)
-    metadata.pop("path", None)  # where the upload happened to be, not where the model lives
-    if dense is not None:
-        metadata.update(_dense_metadata(dense, path))
-    return FileReport(validation, metadata, _kind(metadata), _qtype(metadata))
-
-
-def _dense_format(path: Path) -> Any:
-    """The dense format module when ``path`` holds a dense model, else None."""
-    from bitnet_sdk.model.gguf_file import GGUFFormatError, read_model
-
-    try:
-        arch = read_model(path, strict=False).arch
-    except (OSError, GGUFFormatError):
-        return None  # validate() names what is wrong
-    try:
-        from bitnet_sdk.dense import format as dense
-    except ModuleNotFoundError as exc:  # pragma: no cover - a build without dense models
-        if exc.name and exc.name.startswith("bitnet_sdk.dense"):
-            return None
-        raise
-    return dense if arch == dense.ARCH else None
-
-
-def _dense_metadata(dense: Any, path: Path) -> dict[str, Any]:
-    """``kind`` and the shapes of one input and one output sample (batch dimension dropped)."""
-    from bitnet_sdk.model.gguf_file import read_model
-
-    graph = dense.read_graph(read_model(path, strict=False))
-
-    def sample_shape(values: Any) -> list[int] | None:
-        if len(values) != 1:
-            return None
-        shape = list(values[0].shape)
-        if shape and shape[0] is None:
-            shape = shape[1:]
-        return shape if all(isinstance(d, int) for d in shape) else None
-
-    return {"kind": "dense", "input_shape": sample_shape(graph.inputs),
-            "output_shape": sample_shape(graph.outputs)}
-
-
-def _kind(metadata: dict[str, Any]) -> str:
-    declared = metadata.get("kind")
-    return str(declared) if declared in MODEL_KINDS else "llm"
-
-
-def _qtype(metadata: dict[str, Any]) -> str | None:
-    quant = metadata.get("quantization") or {}
-    ternary = quant.get("ternary_types") or []
-    if ternary:
-        name = str(ternary[0]).lower()
-    else:  # a float model: the type holding most parameters
-        types = quant.get("tensor_types") or {}
-        if not types:
-            return None
-        name = max(types, key=lambda t: types[t].get("parameters", 0)).lower()
-    return name if name in MODEL_QTYPES else None
 
 
 def check_upload(actor: Actor, model_id: str) -> ModelRecord:
@@ -480,6 +387,7 @@ def register_file(
     already has one. Raises :class:`InvalidModelFile` (the file is left where it
     was) or :class:`ModelConflict` for a taken name.
     """
+    _check_name_free(owner_id, name, lock=False)  # before reading a large file for nothing
     if isinstance(source, Path):
         source = _StagedPath(source, source.stat().st_size, uploads.sha256_file(source))
     report = report or inspect_file(source.path)

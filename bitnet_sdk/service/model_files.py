@@ -1,0 +1,117 @@
+"""What a model file is: validated or not, and if so its metadata, kind and storage type.
+
+:func:`inspect_file` is the one check every file passes before the registry
+lets a row point at it (uploads, the demo model, a quantizer's output).
+Language models are checked by :func:`bitnet_sdk.model.validate.validate`,
+dense models (GGUF architecture ``bitnet-dense``) by the dense format's own
+checks; the metadata is :func:`bitnet_sdk.model.metadata.model_metadata`'s,
+plus input and output shapes for dense models. Blocking: reads the whole file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bitnet_sdk.store.fields import utcnow
+from bitnet_sdk.store.models import MODEL_KINDS
+
+__all__ = ["MODEL_QTYPES", "FileReport", "inspect_file"]
+
+#: Storage types a model's ``qtype`` may name (the spec's ``ModelQType``).
+MODEL_QTYPES = ("f32", "f16", "bf16", "q8_0", "tq2_0", "tq1_0", "i2_s")
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """What :func:`inspect_file` found: the validation report and, when valid, the metadata."""
+
+    validation: dict[str, Any]
+    metadata: dict[str, Any] | None
+    kind: str | None
+    qtype: str | None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.validation["ok"])
+
+
+def inspect_file(path: Path) -> FileReport:
+    """Validate a model file and, when valid, read its metadata (reads the whole file)."""
+    from bitnet_sdk.model.metadata import model_metadata
+    from bitnet_sdk.model.validate import validate
+
+    dense = _dense_format(path)
+    if dense is None:
+        result = validate(path)
+        problems, arch, n_tensors = result.problems, result.arch, result.n_tensors
+    else:
+        problems, arch, n_tensors = dense.dense_problems(path), dense.ARCH, None
+    validation = {
+        "ok": not problems,
+        "checked_at": utcnow().isoformat().replace("+00:00", "Z"),
+        "arch": arch,
+        "tensors": n_tensors,
+        "problems": [{**p.to_dict(), "severity": "error"} for p in problems],
+    }
+    if problems:
+        return FileReport(validation, None, None, None)
+    metadata = model_metadata(path)
+    metadata.pop("path", None)  # where the upload happened to be, not where the model lives
+    if dense is not None:
+        metadata.update(_dense_metadata(dense, path))
+    return FileReport(validation, metadata, _kind(metadata), _qtype(metadata))
+
+
+def _dense_format(path: Path) -> Any:
+    """The dense format module when ``path`` holds a dense model, else None."""
+    from bitnet_sdk.model.gguf_file import GGUFFormatError, read_model
+
+    try:
+        arch = read_model(path, strict=False).arch
+    except (OSError, GGUFFormatError):
+        return None  # validate() names what is wrong
+    try:
+        from bitnet_sdk.dense import format as dense
+    except ModuleNotFoundError as exc:  # pragma: no cover - a build without dense models
+        if exc.name and exc.name.startswith("bitnet_sdk.dense"):
+            return None
+        raise
+    return dense if arch == dense.ARCH else None
+
+
+def _dense_metadata(dense: Any, path: Path) -> dict[str, Any]:
+    """``kind`` and the shapes of one input and one output sample (batch dimension dropped)."""
+    from bitnet_sdk.model.gguf_file import read_model
+
+    graph = dense.read_graph(read_model(path, strict=False))
+
+    def sample_shape(values: Any) -> list[int] | None:
+        if len(values) != 1:
+            return None
+        shape = list(values[0].shape)
+        if shape and shape[0] is None:
+            shape = shape[1:]
+        return shape if all(isinstance(d, int) for d in shape) else None
+
+    return {"kind": "dense", "input_shape": sample_shape(graph.inputs),
+            "output_shape": sample_shape(graph.outputs)}
+
+
+def _kind(metadata: dict[str, Any]) -> str:
+    declared = metadata.get("kind")
+    return str(declared) if declared in MODEL_KINDS else "llm"
+
+
+def _qtype(metadata: dict[str, Any]) -> str | None:
+    quant = metadata.get("quantization") or {}
+    ternary = quant.get("ternary_types") or []
+    if ternary:
+        name = str(ternary[0]).lower()
+    else:  # a float model: the type holding most parameters
+        types = quant.get("tensor_types") or {}
+        if not types:
+            return None
+        name = max(types, key=lambda t: types[t].get("parameters", 0)).lower()
+    return name if name in MODEL_QTYPES else None
