@@ -2,10 +2,10 @@
 
 :func:`inspect_file` is the one check every file passes before the registry
 lets a row point at it (uploads, the demo model, a quantizer's output).
-Language models are checked by :func:`bitnet_sdk.model.validate.validate`,
-dense models (GGUF architecture ``bitnet-dense``) by the dense format's own
-checks; the metadata is :func:`bitnet_sdk.model.metadata.model_metadata`'s,
-plus input and output shapes for dense models. Blocking: reads the whole file.
+Files are checked by :func:`bitnet_sdk.model.validate.validate` (which holds
+dense models, GGUF architecture ``bitnet-dense``, to their own rules); the
+metadata is :func:`bitnet_sdk.model.metadata.model_metadata`'s, plus ``kind``
+and input/output shapes for dense models. Blocking: reads the whole file.
 """
 
 from __future__ import annotations
@@ -39,53 +39,33 @@ class FileReport:
 
 def inspect_file(path: Path) -> FileReport:
     """Validate a model file and, when valid, read its metadata (reads the whole file)."""
+    from bitnet_sdk.formats.constants import ARCH_BITNET_DENSE
     from bitnet_sdk.model.metadata import model_metadata
     from bitnet_sdk.model.validate import validate
 
-    dense = _dense_format(path)
-    if dense is None:
-        result = validate(path)
-        problems, arch, n_tensors = result.problems, result.arch, result.n_tensors
-    else:
-        problems, arch, n_tensors = dense.dense_problems(path), dense.ARCH, None
+    result = validate(path)
     validation = {
-        "ok": not problems,
+        "ok": result.ok,
         "checked_at": utcnow().isoformat().replace("+00:00", "Z"),
-        "arch": arch,
-        "tensors": n_tensors,
-        "problems": [{**p.to_dict(), "severity": "error"} for p in problems],
+        "arch": result.arch,
+        "tensors": result.n_tensors,
+        "problems": [{**p.to_dict(), "severity": "error"} for p in result.problems],
     }
-    if problems:
+    if not result.ok:
         return FileReport(validation, None, None, None)
     metadata = model_metadata(path)
     metadata.pop("path", None)  # where the upload happened to be, not where the model lives
-    if dense is not None:
-        metadata.update(_dense_metadata(dense, path))
+    if result.arch == ARCH_BITNET_DENSE:
+        metadata.update(_dense_metadata(path))
     return FileReport(validation, metadata, _kind(metadata), _qtype(metadata))
 
 
-def _dense_format(path: Path) -> Any:
-    """The dense format module when ``path`` holds a dense model, else None."""
-    from bitnet_sdk.model.gguf_file import GGUFFormatError, read_model
-
-    try:
-        arch = read_model(path, strict=False).arch
-    except (OSError, GGUFFormatError):
-        return None  # validate() names what is wrong
-    try:
-        from bitnet_sdk.dense import format as dense
-    except ModuleNotFoundError as exc:  # pragma: no cover - a build without dense models
-        if exc.name and exc.name.startswith("bitnet_sdk.dense"):
-            return None
-        raise
-    return dense if arch == dense.ARCH else None
-
-
-def _dense_metadata(dense: Any, path: Path) -> dict[str, Any]:
+def _dense_metadata(path: Path) -> dict[str, Any]:
     """``kind`` and the shapes of one input and one output sample (batch dimension dropped)."""
+    from bitnet_sdk.dense.format import read_graph
     from bitnet_sdk.model.gguf_file import read_model
 
-    graph = dense.read_graph(read_model(path, strict=False))
+    graph = read_graph(read_model(path, strict=False))
 
     def sample_shape(values: Any) -> list[int] | None:
         if len(values) != 1:

@@ -9,6 +9,7 @@ from pathlib import Path
 import peewee
 import pytest
 
+from bitnet_sdk.api.model_views import metadata_view
 from bitnet_sdk.config import Settings
 from bitnet_sdk.service import models as registry
 from bitnet_sdk.service.demo import DEMO_MODEL_NAME, ensure_demo_model
@@ -245,3 +246,41 @@ def test_demo_model_is_public_and_owned_by_the_server(
     with pytest.raises(PermissionDenied):
         registry.update_model(bob, model_id, {"public": False})
     assert list(settings.uploads_dir.iterdir()) == []
+
+
+def _dense_model(tmp_path: Path) -> Path:
+    """A two-layer MLP imported from ONNX and quantized (the dense models' only source)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from bitnet_sdk.quantization import quantize
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((8, 16)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((16, 3)).astype(np.float32), "w2")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("MatMul", ["r", "w2"], ["y"])],
+        "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])], [w1, w2])
+    src, dst = tmp_path / "mlp.onnx", tmp_path / "mlp.gguf"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), src)
+    quantize(src, dst, "tq2_0")
+    return dst
+
+
+def test_dense_models_are_registered_as_dense(alice: Actor, settings: Settings,
+                                              tmp_path: Path) -> None:
+    report = registry.inspect_file(_dense_model(tmp_path))
+    assert report.ok, report.validation
+    assert (report.kind, report.qtype) == ("dense", "tq2_0")
+    assert (report.metadata["input_shape"], report.metadata["output_shape"]) == ([8], [3])
+    record = registry.register_file(settings, tmp_path / "mlp.gguf", owner_id=alice.user_id,
+                                    name="mlp", report=report)
+    assert (record.kind, record.status) == ("dense", "ready")
+    assert registry.list_models(alice, kind="dense").items[0].id == record.id
+    view = metadata_view(record)  # what GET /models/{id}/metadata answers
+    assert (view["kind"], view["architecture"], view["tokenizer"]) == ("dense", "bitnet-dense", None)
+    assert (view["input_shape"], view["output_shape"], view["heads"]) == ([8], [3], None)
+    assert view["memory"]["kv_cache_bytes_per_token"] == 0 and view["parameters"] > 0
