@@ -271,7 +271,11 @@ def test_client_disconnect_cancels_the_generation(live_server: Any, customer: Ac
     assert 0 < produced < 8000
 
 
-def test_bodies_over_a_megabyte_are_413(live_server: Any, customer: Account) -> None:
-    r = infer(live_server, customer, model="mdl_0123456789abc", inputs=[[0.0] * 60000] * 6)
+def test_bodies_over_the_limit_are_413_before_validation(live_server: Any,
+                                                         customer: Account) -> None:
+    from bitnet_sdk.api.inference import INFERENCE_JSON_LIMIT
+
+    rows = INFERENCE_JSON_LIMIT // (4 * 60000) + 1  # "0.0," per number
+    r = infer(live_server, customer, model="mdl_0123456789abc", inputs=[[0.0] * 60000] * rows)
     assert r.status_code == 413, r.text
     assert r.headers["content-type"] == "application/problem+json"
