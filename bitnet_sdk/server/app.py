@@ -18,13 +18,13 @@ from connexion.options import SwaggerUIOptions
 
 from bitnet_sdk.api.inference import json_body_limit
 from bitnet_sdk.config import Settings
-from bitnet_sdk.server.context import AppContext, ContextMiddleware
+from bitnet_sdk.server.context import AppContext, ContextMiddleware, request_id
 from bitnet_sdk.server.lifecycle import shutdown, startup
 from bitnet_sdk.server.method_guard import UndeclaredMethodGuard
 from bitnet_sdk.server.methods import install_method_not_allowed
 from bitnet_sdk.server.metrics import Metrics, MetricsMiddleware, RouteRecorder
 from bitnet_sdk.server.multipart import VALIDATOR_MAP, BodyLimitMiddleware
-from bitnet_sdk.server.problems import ProblemRenderer, install_error_handlers
+from bitnet_sdk.server.problems import PROBLEM_MEDIA_TYPE, ProblemRenderer, install_error_handlers
 from bitnet_sdk.server.ratelimit_middleware import RateLimitMiddleware
 from bitnet_sdk.server.resolver import ControllerResolver
 from bitnet_sdk.server.server_error import middlewares
@@ -85,6 +85,10 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     # Every problem on an OpenAI path, whoever raised it, as an OpenAI error object.
     app.add_middleware(ProblemRenderer, position=MiddlewarePosition.BEFORE_EXCEPTION,
                        prefix="/openai/", render=error_from_problem)
+    # Every native problem carries the request id (clients quote it in support requests).
+    app.add_middleware(ProblemRenderer, position=MiddlewarePosition.BEFORE_EXCEPTION,
+                       prefix=API_BASE_PATH + "/", render=_with_request_id,
+                       media_type=PROBLEM_MEDIA_TYPE)
     app.add_middleware(RouteRecorder, position=MiddlewarePosition.BEFORE_SECURITY)
     # Connexion buffers multipart bodies whole before the handler: bound them before that.
     app.add_middleware(BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION,
@@ -103,3 +107,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
                        spec=load_spec(), base_path=API_BASE_PATH)
     app.bitnet = ctx  # type: ignore[attr-defined]
     return app
+
+
+def _with_request_id(_status: int, problem: dict[str, Any]) -> dict[str, Any]:
+    return {**problem, "request_id": problem.get("request_id") or request_id()}

@@ -125,3 +125,14 @@ def test_unknown_path_is_a_problem(live_server):
 def test_request_id_is_echoed(live_server):
     r = httpx.get(live_server.url + "/v1/version", headers={"X-Request-ID": "abc-123"})
     assert r.headers["x-request-id"] == "abc-123"
+
+
+def test_problems_carry_the_request_id(live_server, customer):
+    r = httpx.get(live_server.url + "/v1/models/mdl_doesnotexist0000000000000",
+                  headers={**customer.headers, "X-Request-ID": "trace-42"})
+    assert r.status_code == 404
+    assert r.headers["content-type"] == PROBLEM
+    assert r.json()["request_id"] == "trace-42" == r.headers["x-request-id"]
+    # Problems raised by Connexion itself (security) too.
+    r = httpx.get(live_server.url + "/v1/status")
+    assert r.json()["request_id"] == r.headers["x-request-id"]
