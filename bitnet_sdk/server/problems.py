@@ -208,6 +208,10 @@ class ProblemRenderer:
 
 
 def _is_problem(start: Message) -> bool:
+    # Connexion labels bodiless successes (204) with the operation's error media type
+    # (connexion #1956): only error statuses carry problems.
+    if int(start["status"]) < 400:
+        return False
     for name, value in start.get("headers", []):
         if name.lower() == b"content-type":
             return value.split(b";")[0].strip().lower() == PROBLEM_MEDIA_TYPE.encode()
