@@ -55,6 +55,8 @@ class Settings:
     open_signup: bool = False
     #: Largest model upload accepted, in bytes.
     max_upload_bytes: int = 20 * 1024**3
+    #: Largest multipart upload (Connexion holds it in memory: larger files go by raw PUT).
+    max_multipart_bytes: int = 64 * 1024**2
     #: In-server job worker threads (0: jobs only run in ``bitnet worker`` processes).
     workers: int = 1
     #: Memory budget of the loaded-model cache, in bytes.

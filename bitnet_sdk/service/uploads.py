@@ -25,6 +25,8 @@ from collections.abc import AsyncIterable
 from pathlib import Path
 from typing import BinaryIO
 
+from bitnet_sdk.config import Settings
+
 try:  # POSIX; elsewhere stale partials are recognised by age alone
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX
@@ -32,7 +34,6 @@ except ImportError:  # pragma: no cover - not POSIX
 
 __all__ = [
     "BLOCK_SIZE",
-    "DEFAULT_MULTIPART_LIMIT",
     "PARTIAL_SUFFIX",
     "DigestMismatch",
     "IncompleteUpload",
@@ -51,8 +52,6 @@ log = logging.getLogger(__name__)
 
 #: Bytes gathered before one write (and hash update) in a worker thread.
 BLOCK_SIZE = 1 << 20
-#: Multipart bodies are held in memory by Connexion, so they get a small limit of their own.
-DEFAULT_MULTIPART_LIMIT = 64 * 1024**2
 PARTIAL_SUFFIX = ".partial"
 #: Without ``flock``, partials untouched this long are taken to be abandoned.
 _STALE_AGE_S = 24 * 3600.0
@@ -79,11 +78,10 @@ class DigestMismatch(UploadError):
         self.actual = actual
 
 
-def multipart_limit(settings: object) -> int:
-    """Largest multipart body accepted: ``max_multipart_bytes`` (default 64 MiB),
-    never more than ``max_upload_bytes``."""
-    limit = int(getattr(settings, "max_multipart_bytes", DEFAULT_MULTIPART_LIMIT))
-    return min(limit, int(getattr(settings, "max_upload_bytes", limit)))
+def multipart_limit(settings: Settings) -> int:
+    """Largest multipart body accepted: ``max_multipart_bytes``, never more than
+    ``max_upload_bytes``."""
+    return min(settings.max_multipart_bytes, settings.max_upload_bytes)
 
 
 class PartialFile:

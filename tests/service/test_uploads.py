@@ -166,8 +166,9 @@ def test_partial_created_after_a_cleaner_removed_it_is_recreated(tmp_path: Path,
 
 
 def test_multipart_limit_never_exceeds_the_upload_limit(tmp_path: Path) -> None:
-    assert multipart_limit(Settings(data_dir=tmp_path)) == uploads.DEFAULT_MULTIPART_LIMIT
+    assert multipart_limit(Settings(data_dir=tmp_path)) == 64 * 1024**2
     assert multipart_limit(Settings(data_dir=tmp_path, max_upload_bytes=1000)) == 1000
+    assert multipart_limit(Settings(data_dir=tmp_path, max_multipart_bytes=5000)) == 5000
 
 
 def test_memory_stays_bounded_whatever_the_upload_size(tmp_path: Path) -> None:
