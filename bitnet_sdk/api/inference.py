@@ -51,12 +51,13 @@ __all__ = [
     "stream_inference",
 ]
 
-#: Largest JSON body of ``POST /inference`` and ``/inference/stream`` (413 above): far
-#: more prompt than any context window holds, while Connexion validates tensor numbers at
-#: about 4 ms per KiB here (a loaded 2-core machine), so a full body costs about a second.
-INFERENCE_JSON_LIMIT = 256 << 10
-#: Largest JSON body of every other operation (batches of requests).
-DEFAULT_JSON_LIMIT = 16 << 20
+#: Largest JSON body of ``POST /inference`` and ``/inference/stream`` (413 above). Connexion
+#: validates bodies on the event loop, tensor numbers at about 4 ms per KiB on a loaded
+#: 2-core machine: every other request waits meanwhile. 128 KiB is still more prompt than
+#: any context window holds, or some 30,000 numbers of dense input.
+INFERENCE_JSON_LIMIT = 128 << 10
+#: Largest JSON body of every other operation (batches of requests: about 2 s of validation).
+DEFAULT_JSON_LIMIT = 512 << 10
 _SINGLE_REQUEST_PATHS = frozenset({"/v1/inference", "/v1/inference/stream"})
 
 T = TypeVar("T")
