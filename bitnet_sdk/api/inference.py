@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import json
 import re
 import threading
@@ -38,6 +37,7 @@ from starlette.types import Receive, Scope, Send
 
 from bitnet_sdk.api._http import json_response
 from bitnet_sdk.server.context import current, request_id
+from bitnet_sdk.server.metering import usage_hook
 from bitnet_sdk.server.problems import PROBLEM_MEDIA_TYPE, Problem
 from bitnet_sdk.service.inference import InferenceService, StreamEvent
 from bitnet_sdk.service.inference_plan import Caller, InferenceError
@@ -72,7 +72,7 @@ async def run_inference(body: dict[str, Any], token_info: dict[str, Any]) -> Any
     service = _service()
     settled = threading.Event()
     work = service.run(Caller.from_token_info(token_info), body, request_id=rid,
-                       on_usage=_meter(), settled=settled)
+                       on_usage=usage_hook(), settled=settled)
     try:
         result = await _until_disconnect(work)
     except InferenceError as exc:
@@ -88,7 +88,7 @@ async def stream_inference(body: dict[str, Any], token_info: dict[str, Any]) -> 
     rid = _inference_id()
     cancel, settled = threading.Event(), threading.Event()
     events = _service().stream(Caller.from_token_info(token_info), body, request_id=rid,
-                               cancel=cancel, on_usage=_meter(), settled=settled)
+                               cancel=cancel, on_usage=usage_hook(), settled=settled)
     try:
         first = await _until_disconnect(anext(events))
     except InferenceError as exc:
@@ -215,21 +215,6 @@ def _inference_id() -> str:
     """The request id when it fits the API's ``RequestId`` pattern, else a fresh one."""
     rid = request_id()
     return rid if _REQUEST_ID.match(rid) else f"req_{uuid.uuid4().hex[:24]}"
-
-
-def _meter() -> Callable[[int, int, float], None] | None:
-    """Add usage to this request's meter from any thread (None outside a metered request)."""
-    from bitnet_sdk.server import metering
-
-    if metering.current_usage() is None:
-        return None
-    context = contextvars.copy_context()
-
-    def add(tokens_in: int, tokens_out: int, compute_units: float) -> None:
-        context.run(metering.add_usage, tokens_in=tokens_in, tokens_out=tokens_out,
-                    compute_units=compute_units)
-
-    return add
 
 
 def _problem(exc: InferenceError, rid: str) -> Problem:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import json
 import threading
 import time
@@ -38,6 +37,7 @@ from starlette.types import Receive, Scope, Send
 
 from bitnet_sdk.api._http import json_response
 from bitnet_sdk.server.context import current
+from bitnet_sdk.server.metering import usage_hook
 from bitnet_sdk.server.problems import Problem
 from bitnet_sdk.service import openai_compat as oc
 from bitnet_sdk.service.inference import InferenceService, StreamEvent
@@ -198,7 +198,7 @@ async def _complete(job: _Job, watch: _Disconnect, books: _Books) -> Any:
             await _check_quota()
         response = await watch.guard(service.run(
             job.caller, generation.request, request_id=_request_id(job, generation),
-            on_usage=_meter(), settled=books.new()))
+            on_usage=usage_hook(), settled=books.new()))
         results.append(oc.Result.from_response(generation, response))
     build = oc.chat_completion if job.chat else oc.text_completion
     return json_response(build(job.completion_id, job.created, job.model_id, results,
@@ -208,7 +208,7 @@ async def _complete(job: _Job, watch: _Disconnect, books: _Books) -> Any:
 async def _stream(job: _Job, watch: _Disconnect, books: _Books) -> Any:
     """Answer once the first event is there, so problems before it are plain error responses."""
     cancel = threading.Event()
-    meter = _meter()
+    meter = usage_hook()
 
     def events_of(generation: oc.Generation) -> AsyncIterator[StreamEvent]:
         """A generation's events; call only right before iterating (its books wait for it)."""
@@ -294,21 +294,6 @@ async def _check_quota() -> None:
 
     if metering.current_usage() is not None:
         await metering.acheck_quota("inference_tokens", 1)
-
-
-def _meter() -> Callable[[int, int, float], None] | None:
-    """Add usage to this request's meter from the compute thread (None outside one)."""
-    from bitnet_sdk.server import metering
-
-    if metering.current_usage() is None:
-        return None
-    context = contextvars.copy_context()
-
-    def add(tokens_in: int, tokens_out: int, compute_units: float) -> None:
-        context.run(metering.add_usage, tokens_in=tokens_in, tokens_out=tokens_out,
-                    compute_units=compute_units)
-
-    return add
 
 
 def _problem(exc: InferenceError, model_id: str) -> Problem:

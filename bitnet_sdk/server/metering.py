@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
@@ -59,6 +60,7 @@ __all__ = [
     "metered",
     "quota_problem",
     "unbind",
+    "usage_hook",
     "write_record",
 ]
 
@@ -119,6 +121,23 @@ def add_usage(*, tokens_in: int = 0, tokens_out: int = 0, compute_units: float =
     request_usage.tokens_out += int(tokens_out)
     request_usage.compute_units += float(compute_units)
     return True
+
+
+def usage_hook() -> Callable[[int, int, float], None] | None:
+    """``add_usage`` bound to this request's meter, callable from any thread.
+
+    Compute threads do not inherit the request's context, so the hook carries a
+    copy of it. None outside a metered request.
+    """
+    if current_usage() is None:
+        return None
+    context = contextvars.copy_context()
+
+    def add(tokens_in: int, tokens_out: int, compute_units: float) -> None:
+        context.run(add_usage, tokens_in=tokens_in, tokens_out=tokens_out,
+                    compute_units=compute_units)
+
+    return add
 
 
 def add_quantize_jobs(count: int = 1) -> bool:
