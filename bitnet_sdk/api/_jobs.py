@@ -17,6 +17,7 @@ from typing import Any
 
 from connexion import request
 
+from bitnet_sdk.api._http import json_response
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem, bad_request, conflict, not_found, unprocessable
 from bitnet_sdk.service import jobs, webhooks
@@ -25,7 +26,7 @@ from bitnet_sdk.service.job_views import job_view, latest_messages
 from bitnet_sdk.service.pagination import InvalidCursor
 from bitnet_sdk.store import Job
 
-__all__ = ["IDEMPOTENCY_HEADER", "idempotency_key", "job_body", "job_problems", "jobs_service",
+__all__ = ["IDEMPOTENCY_HEADER", "cancel_job_response", "get_job_response", "idempotency_key", "job_body", "job_problems", "jobs_service",
            "owner_scope", "webhook_spec", "with_messages"]
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -109,3 +110,17 @@ def with_messages(rows: list[Job], *, creating: bool = False) -> list[dict[str, 
     """Several jobs rendered with their latest messages (one query). Blocking."""
     messages = latest_messages(j.id for j in rows)
     return [job_body(j, messages.get(j.id), creating=creating) for j in rows]
+
+
+def get_job_response(job_id: str, token_info: dict[str, Any], kind: str) -> Any:
+    """``GET …/{job_id}``: the caller's job of ``kind`` (404 for anyone else's)."""
+    with job_problems():
+        job = jobs.get_job(job_id, owner_id=owner_scope(token_info), kind=kind)
+    return json_response(with_messages([job])[0])
+
+
+def cancel_job_response(job_id: str, token_info: dict[str, Any], kind: str) -> Any:
+    """``POST …/{job_id}/cancel``: request cancellation, answer the job as it is now."""
+    with job_problems():
+        job = jobs.request_cancel(job_id, owner_id=owner_scope(token_info), kind=kind)
+    return json_response(with_messages([job])[0])

@@ -21,6 +21,8 @@ from typing import Any
 
 from bitnet_sdk.api._http import json_response
 from bitnet_sdk.api._jobs import (
+    cancel_job_response,
+    get_job_response,
     idempotency_key,
     job_problems,
     jobs_service,
@@ -149,13 +151,9 @@ def list_quantize_jobs(token_info: dict[str, Any], cursor: str | None = None, li
 
 
 def get_quantize_job(job_id: str, token_info: dict[str, Any]) -> Any:
-    with job_problems():
-        job = jobs.get_job(job_id, owner_id=owner_scope(token_info), kind=_KIND)
-    return json_response(with_messages([job])[0])
+    return get_job_response(job_id, token_info, _KIND)
 
 
 def cancel_quantize_job(job_id: str, token_info: dict[str, Any]) -> Any:
-    with job_problems():
-        job = jobs.request_cancel(job_id, owner_id=owner_scope(token_info), kind=_KIND)
-    return json_response(with_messages([job])[0])
+    return cancel_job_response(job_id, token_info, _KIND)
 
