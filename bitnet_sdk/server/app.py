@@ -28,7 +28,13 @@ from bitnet_sdk.server.problems import PROBLEM_MEDIA_TYPE, ProblemRenderer, inst
 from bitnet_sdk.server.ratelimit_middleware import RateLimitMiddleware
 from bitnet_sdk.server.resolver import ControllerResolver
 from bitnet_sdk.server.server_error import middlewares
-from bitnet_sdk.server.spec import load_spec, operation_scopes, spec_dir, spec_path
+from bitnet_sdk.server.spec import (
+    load_spec,
+    operation_scopes,
+    request_media_types,
+    spec_dir,
+    spec_path,
+)
 from bitnet_sdk.service.openai_compat import error_from_problem
 from bitnet_sdk.service.uploads import multipart_limit
 
@@ -79,6 +85,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     app.add_api(spec_path(OPENAI_SPEC).name, resolver=ControllerResolver(),
                 base_path=OPENAI_BASE_PATH, validator_map=VALIDATOR_MAP)
     ctx.operation_scopes = operation_scopes(load_spec())
+    accepts = {**request_media_types(load_spec()), **request_media_types(load_spec(OPENAI_SPEC))}
     app.add_middleware(MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
                        metrics=ctx.metrics)
     app.add_middleware(ContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, ctx=ctx)
@@ -93,11 +100,11 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     # Connexion buffers multipart bodies whole before the handler: bound them before that.
     app.add_middleware(BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION,
                        media_types=("multipart/form-data",),
-                       limit=lambda _scope: multipart_limit(ctx.settings),
+                       limit=lambda _scope: multipart_limit(ctx.settings), accepts=accepts,
                        hint="Send large model files with PUT /v1/models/{model_id}/file.")
     # Connexion validates JSON bodies value by value (~20 µs per number): bound them first.
     app.add_middleware(BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION,
-                       media_types=("application/json",), limit=json_body_limit)
+                       media_types=("application/json",), limit=json_body_limit, accepts=accepts)
     # After security (needs the verified credential), before validation (invalid requests count).
     app.add_middleware(RateLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION)
     install_error_handlers(app)

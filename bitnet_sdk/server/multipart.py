@@ -18,7 +18,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from connexion.datastructures import MediaTypeDict
@@ -36,7 +36,12 @@ __all__ = ["VALIDATOR_MAP", "BodyLimitMiddleware", "ClosingMultiPartValidator"]
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies of the given media types above ``limit(scope)`` bytes with 413."""
+    """Refuse bodies of the given media types above ``limit(scope)`` bytes with 413.
+
+    Only where the routed operation accepts that media type (``accepts``:
+    operationId → media types): a body the operation cannot take at all gets
+    Connexion's 415, which says more than a 413 would.
+    """
 
     def __init__(
         self,
@@ -45,8 +50,10 @@ class BodyLimitMiddleware:
         media_types: tuple[str, ...],
         limit: Callable[[Scope], int],
         hint: str = "",
+        accepts: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self.app = app
+        self.accepts = accepts or {}
         self.media_types = tuple(m.lower() for m in media_types)
         self.limit = limit
         self.hint = hint
@@ -74,7 +81,11 @@ class BodyLimitMiddleware:
 
     def _applies(self, scope: Scope) -> bool:
         content_type = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
-        return content_type in self.media_types
+        if content_type not in self.media_types:
+            return False
+        routing = (scope.get("extensions") or {}).get("connexion_routing") or {}
+        accepted = self.accepts.get(routing.get("operation_id", ""))
+        return accepted is None or content_type in accepted
 
     def _too_large(self, limit: int) -> Problem:
         detail = f"Request bodies of this type are limited to {limit} bytes."

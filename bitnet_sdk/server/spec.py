@@ -16,7 +16,14 @@ from typing import Any
 
 import yaml
 
-__all__ = ["iter_operations", "load_spec", "operation_scopes", "spec_dir", "spec_path"]
+__all__ = [
+    "iter_operations",
+    "load_spec",
+    "operation_scopes",
+    "request_media_types",
+    "spec_dir",
+    "spec_path",
+]
 
 MAIN_SPEC = "bitnet.yaml"
 
@@ -69,4 +76,16 @@ def operation_scopes(spec: dict[str, Any]) -> dict[str, list[str]]:
         for requirement in op.get("security", default):
             scopes.extend(requirement.get("bearer", []))
         result[op["operationId"]] = scopes
+    return result
+
+
+def request_media_types(spec: dict[str, Any]) -> dict[str, frozenset[str]]:
+    """operationId → the media types its request body accepts (empty: no body)."""
+    result: dict[str, frozenset[str]] = {}
+    for _, _, op in iter_operations(spec):
+        body = op.get("requestBody") or {}
+        if "$ref" in body:
+            name = body["$ref"].rsplit("/", 1)[-1]
+            body = spec.get("components", {}).get("requestBodies", {}).get(name, {})
+        result[op["operationId"]] = frozenset(m.lower() for m in body.get("content", {}))
     return result
