@@ -149,6 +149,7 @@ def describe_host(host: BackendHost, device: str) -> dict[str, Any]:
     ``auto_reason``, ``auto_error``, ``device`` (the one ``auto`` was resolved
     for), ``devices`` (``Device`` objects usable by some backend), ``backends``
     (``BackendInfo.to_dict()`` with ``devices`` as ``Device`` objects),
+    ``auto_variant`` (what the picked backend runs, e.g. the ISA a JIT chose),
     ``disabled`` (plugin names) and ``errors`` (``PluginError.to_dict()``).
 
     Resolving ``auto`` builds that backend (cached by the host), so a factory
@@ -158,9 +159,10 @@ def describe_host(host: BackendHost, device: str) -> dict[str, Any]:
     auto: str | None = None
     auto_reason: str | None = None
     auto_error: str | None = None
+    auto_variant: str | None = None
     try:
-        _, info, auto_reason = select(host, "auto", device, None)
-        auto = info.name
+        backend, info, auto_reason = select(host, "auto", device, None)
+        auto, auto_variant = info.name, backend.variant or None
     except BackendError as exc:
         auto_error = str(exc)
     infos = host.available()
@@ -170,6 +172,7 @@ def describe_host(host: BackendHost, device: str) -> dict[str, Any]:
         "auto": auto,
         "auto_reason": auto_reason,
         "auto_error": auto_error,
+        "auto_variant": auto_variant,
         "devices": [device_record(d) for d in here],
         "backends": [
             {**i.to_dict(), "devices": [device_record(d) for d in i.devices]} for i in infos

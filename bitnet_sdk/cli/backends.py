@@ -61,7 +61,8 @@ def format_text(doc: dict[str, Any]) -> str:
     if doc["disabled"]:
         lines.append(f"disabled by BITNET_DISABLE_PLUGINS: {', '.join(doc['disabled'])}")
     if doc["auto"]:
-        lines.append(f"auto ({doc['device']}) -> {doc['auto']} [{doc['auto_reason']}]")
+        variant = f" ({doc['auto_variant']})" if doc.get("auto_variant") else ""
+        lines.append(f"auto ({doc['device']}) -> {doc['auto']}{variant} [{doc['auto_reason']}]")
     else:
         lines.append(f"auto ({doc['device']}) -> none: {doc['auto_error']}")
     return "\n".join(line.rstrip() for line in lines)

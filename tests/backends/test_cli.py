@@ -49,3 +49,15 @@ def test_nothing_usable_exits_1_and_says_why(
     out = capsys.readouterr().out
     assert "disabled by BITNET_DISABLE_PLUGINS: " in out and "numpy" in out
     assert "auto (cpu) -> none: no backend can run on device 'cpu'" in out
+
+
+def test_table_shows_the_variant_the_auto_pick_runs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The llvm JIT names the ISA it picked (issue #4); backends without variants show none."""
+    from bitnet_kernels.isa import select_isa
+
+    monkeypatch.setenv("BITNET_BACKEND", "llvm")
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out.rstrip()
+    assert out.endswith(f"auto (cpu) -> llvm ({select_isa().name}) [env]")
