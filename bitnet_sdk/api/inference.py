@@ -28,17 +28,18 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import connexion
-from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import Receive, Scope
 
 from bitnet_sdk.api._http import json_response
 from bitnet_sdk.server.context import current, request_id
 from bitnet_sdk.server.metering import usage_hook
 from bitnet_sdk.server.problems import PROBLEM_MEDIA_TYPE, Problem
+from bitnet_sdk.server.streaming import EventStream, Unheard
 from bitnet_sdk.service.inference import InferenceService, StreamEvent
 from bitnet_sdk.service.inference_plan import Caller, InferenceError
 
@@ -103,7 +104,7 @@ async def stream_inference(body: dict[str, Any], token_info: dict[str, Any]) -> 
         await events.aclose()
         await _settle(settled)  # its usage is in the request's record
 
-    return _EventStream(_sse(first, events, rid), on_close=closed, media_type="text/event-stream",
+    return EventStream(_sse(first, events, rid), on_close=closed, media_type="text/event-stream",
                         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
@@ -133,42 +134,13 @@ async def _sse(first: StreamEvent, events: AsyncIterator[StreamEvent],
         yield format_sse("error", exc.problem(rid))
 
 
-class _EventStream(StreamingResponse):
-    """A streaming response that calls ``on_close`` however it ends (done, error, disconnect).
 
-    Starlette does not close the body iterator when the client goes away; the
-    generation must stop anyway.
-    """
-
-    def __init__(self, content: AsyncIterator[str], *,
-                 on_close: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
-        super().__init__(content, **kwargs)
-        self._on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except OSError:  # the client went away mid-stream: nothing left to tell it
-            pass
-        finally:
-            aclose = getattr(self.body_iterator, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            await self._on_close()
-
-
-class _Unheard(Response):
-    """The answer to a client that has gone: sending it must not raise."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        with contextlib.suppress(OSError):
-            await super().__call__(scope, receive, send)
 
 
 def _client_gone() -> Response:
     body = {"type": "urn:bitnet:problem:client-closed", "title": "Client Closed Request",
             "status": 400, "detail": "The client closed the connection."}
-    return _Unheard(json.dumps(body), status_code=400, media_type=PROBLEM_MEDIA_TYPE)
+    return Unheard(json.dumps(body), status_code=400, media_type=PROBLEM_MEDIA_TYPE)
 
 
 async def _until_disconnect(work: Awaitable[T]) -> T | object:

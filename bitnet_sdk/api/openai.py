@@ -32,13 +32,13 @@ from typing import Any, TypeVar
 
 import connexion
 from connexion.exceptions import ProblemException
-from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Receive
 
 from bitnet_sdk.api._http import json_response
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.metering import usage_hook
 from bitnet_sdk.server.problems import Problem
+from bitnet_sdk.server.streaming import EventStream, Unheard
 from bitnet_sdk.service import openai_compat as oc
 from bitnet_sdk.service.inference import InferenceService, StreamEvent
 from bitnet_sdk.service.inference_plan import Caller, InferenceError
@@ -180,7 +180,7 @@ async def _answer(job: _Job, stream: bool) -> Any:
         await books.settle()
         body = oc.error_body("The client closed the connection.", "invalid_request_error",
                              code="client_closed")
-        return _Unheard(json.dumps(body), status_code=400, media_type="application/json")
+        return Unheard(json.dumps(body), status_code=400, media_type="application/json")
     except InferenceError as exc:
         await books.settle()
         raise _problem(exc, job.model_id) from None
@@ -224,7 +224,7 @@ async def _stream(job: _Job, watch: _Disconnect, books: _Books) -> Any:
         await _aclose(body)
         await books.settle()  # its usage is in the request's record
 
-    return _EventStream(body, on_close=closed, media_type="text/event-stream",
+    return EventStream(body, on_close=closed, media_type="text/event-stream",
                         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
@@ -372,26 +372,4 @@ class _Disconnect:
                 pass
 
 
-class _EventStream(StreamingResponse):
-    """A streaming response that awaits ``on_close`` however it ends (done, error, disconnect)."""
 
-    def __init__(self, content: AsyncIterator[str], *, on_close: Callable[[], Awaitable[None]],
-                 **kwargs: Any) -> None:
-        super().__init__(content, **kwargs)
-        self._on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except OSError:  # the client went away mid-stream: nothing left to tell it
-            pass
-        finally:
-            await self._on_close()
-
-
-class _Unheard(Response):
-    """The answer to a client that has gone: sending it must not raise."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        with contextlib.suppress(OSError):
-            await super().__call__(scope, receive, send)
