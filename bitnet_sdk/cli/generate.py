@@ -43,6 +43,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"bitnet generate: cannot load {args.model}: {exc}", file=sys.stderr)
         return 1
     load_s = time.perf_counter() - t0
+    if not hasattr(model, "generate"):  # a dense (ONNX-derived) network predicts, it has no text
+        print(f"bitnet generate: {args.model} is a dense model (architecture bitnet-dense), not a "
+              "language model: it classifies or regresses arrays and has no text to generate. "
+              "Run it with bitnet_sdk.load(path).predict(inputs) or POST /v1/inference with "
+              "\"inputs\".", file=sys.stderr)
+        return 1
     print(f"loaded {args.model} on {model.backend.name} in {load_s:.2f} s", file=sys.stderr)
 
     out = sys.stdout

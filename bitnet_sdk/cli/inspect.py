@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "(weights + float32 KV cache at full context)."
         ),
     )
-    p.add_argument("file", help="path to a .gguf file")
+    p.add_argument("file", help="path to a .gguf file (a language model or a dense network)")
     p.add_argument("--json", action="store_true", help="print the description as JSON")
     p.set_defaults(func=run)
 
@@ -63,7 +63,16 @@ def format_text(doc: dict[str, Any]) -> str:
             f"rope          {m['rope_style']}, theta {m['rope_theta']:g}",
             f"embeddings    {'tied' if m['tie_embeddings'] else 'separate output head'}",
         ]
-    if "error" in tok:
+    dense = doc.get("dense")
+    if dense:
+        shapes = ", ".join(f"{v['name']} {v['shape']}" for v in dense["inputs"])
+        outs = ", ".join(f"{v['name']} {v['shape']}" for v in dense["outputs"])
+        lines += [
+            f"dense network {dense['linear_layers']} linear layers, {dense['nodes']} nodes",
+            f"inputs        {shapes or '-'}",
+            f"outputs       {outs or '-'}",
+        ]
+    elif "error" in tok:
         lines.append(f"tokenizer     unusable: {tok['error']}")
     else:
         lines.append(
@@ -71,11 +80,14 @@ def format_text(doc: dict[str, Any]) -> str:
             + f", {tok['tokens']:,} tokens, bos {tok['bos_id']}, eos {tok['eos_id']}"
             + (", chat template" if tok["chat_template"] else "")
         )
-    lines += [
-        f"memory        weights {_size(mem['weights_bytes'])} + KV cache {_size(mem['kv_cache_bytes'])}"
-        f" = {_size(mem['total_bytes'])}",
-        f"              ({mem['formula']})",
-    ]
+    if "dense" in doc:
+        lines.append(f"memory        weights {_size(mem['weights_bytes'])} (no KV cache)")
+    else:
+        lines += [
+            f"memory        weights {_size(mem['weights_bytes'])} + KV cache {_size(mem['kv_cache_bytes'])}"
+            f" = {_size(mem['total_bytes'])}",
+            f"              ({mem['formula']})",
+        ]
     lines += [f"error         {e}" for e in doc["errors"]]
     return "\n".join(lines)
 

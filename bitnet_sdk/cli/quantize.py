@@ -3,14 +3,14 @@
 Shows a progress bar (tqdm, on stderr) while tensors are written and prints the report: sizes,
 compression, time, and the accuracy measured on the written file (``--json`` prints the whole
 report as JSON on stdout instead). Exit status: 0 on success, 1 when the source cannot be
-quantized, 130 when interrupted; in every failing case the destination is left untouched.
+quantized, 2 for a destination that is not a ``.gguf`` file, 130 when interrupted; in every
+failing case the destination is left untouched.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,7 +92,7 @@ def format_report(d: dict[str, Any]) -> str:
 
 
 class _Bar:
-    """A tqdm bar driven by the pipeline's progress callback."""
+    """A progress bar (tqdm, only on a terminal) driven by the pipeline's progress callback."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
@@ -102,9 +102,9 @@ class _Bar:
         if not self.enabled:
             return
         if self.bar is None:
-            from tqdm import tqdm
+            from bitnet_sdk.cli.output import progress_bar
 
-            self.bar = tqdm(total=total, unit="tensor", file=sys.stderr, dynamic_ncols=True, leave=False)
+            self.bar = progress_bar(total=total, unit="tensor", leave=False)
         self.bar.set_postfix_str(stage[-48:], refresh=False)
         self.bar.update(done - self.bar.n)
 
@@ -118,12 +118,14 @@ def run(args: argparse.Namespace) -> int:
     from bitnet_sdk.quantization.pipeline import quantize
 
     dst = Path(args.dst)
+    if dst.suffix.lower() != f".{args.format}":
+        print(f"error: the output must be a .{args.format} file ({dst.name} was given; "
+              f"--format {args.format} writes GGUF)", file=sys.stderr)
+        return 2
     if dst.exists() and not args.force:
         print(f"error: {dst} exists (use --force to replace it)", file=sys.stderr)
         return 1
     texts = list(args.text) + [p.read_text(encoding="utf-8") for p in args.text_file]
-    if not getattr(args, "verbose", False):
-        logging.getLogger("gguf").setLevel(logging.WARNING)  # its writer logs every file at INFO
     bar = _Bar(not args.no_progress and not args.json)
     try:
         report = quantize(

@@ -1,15 +1,22 @@
-"""``bitnet serve``: run the API server (HTTP, SSE and WebSocket on one port)."""
+"""``bitnet serve``: run the API server (HTTP, SSE and WebSocket on one port).
+
+The port is bound first: a busy port is reported (exit status 1) before anything is
+created, so a mistyped or taken port never leaves a data directory or prints the
+one-time administrator password for nothing.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
+from bitnet_sdk.cli.output import add_log_format
 from bitnet_sdk.config import Settings
 
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("serve", help="run the API server",
                        description="Serve the BitNet API (defaults from BITNET_* variables).")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
@@ -21,16 +28,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", help="compute backend (default auto)")
     p.add_argument("--no-demo", dest="demo_model", action="store_const", const=False,
                    help="do not create the demo model on first start")
+    add_log_format(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from bitnet_sdk.server.run import run_server
+    from bitnet_sdk.server.tornado_app import listen
 
     settings = Settings.from_env(
         host=args.host, port=args.port, database_url=args.database_url,
         data_dir=args.data_dir, workers=args.workers, backend=args.backend,
         demo_model=args.demo_model,
     )
-    run_server(settings)
+    try:
+        sockets = listen(settings.host, settings.port)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(f"bitnet serve: cannot listen on {settings.host}:{settings.port}: {reason}. "
+              "Is another server running there? Choose another --port (or BITNET_PORT).",
+              file=sys.stderr)
+        return 1
+    run_server(settings, sockets=sockets)
     return 0

@@ -1,8 +1,10 @@
 """``bitnet user``: manage accounts and tier upgrade requests from the operator's shell.
 
 Works on the same database as the server (``--db`` / ``--data-dir`` or the
-``BITNET_*`` variables) and migrates it first, so it also works before the
-server ever ran.
+``BITNET_*`` variables) and migrates it first. Only ``create`` may make a new
+SQLite database (so it works before the server ever ran, and says so); every other
+action refuses a database that does not exist, which is nearly always a wrong
+``--data-dir`` or a shell in the wrong folder.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 __all__ = ["register"]
@@ -41,19 +44,51 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                           default="pending", help="which requests (default pending)")
     upgrades.set_defaults(func=_upgrades)
 
+    reset = actions.add_parser(
+        "reset-password", parents=[common], help="set a new password and end the user's sessions",
+        description="Give an account a new password (generated and printed once unless "
+                    "--password is given) and revoke its refresh tokens (log out everywhere).")
+    reset.add_argument("--email", required=True)
+    reset.add_argument("--password", help="the new password (default: generate one and print it once)")
+    reset.set_defaults(func=_reset_password)
+
     for name, verb in (("approve-upgrade", "approve"), ("reject-upgrade", "reject")):
         decide = actions.add_parser(name, parents=[common], help=f"{verb} an upgrade request")
         decide.add_argument("request_id", metavar="REQUEST_ID")
         decide.set_defaults(func=_decide, verb=verb)
 
 
-def _open(args: argparse.Namespace) -> Any:
+class _NoDatabase(Exception):
+    """The SQLite file named (or implied) does not exist."""
+
+
+def _open(args: argparse.Namespace, *, create: bool = False) -> Any:
+    """Settings for ``args``, with the store connected and migrated.
+
+    Raises :class:`_NoDatabase` for a missing SQLite file unless ``create``.
+    """
     from bitnet_sdk.config import Settings
     from bitnet_sdk.store import connect, migrate
 
     settings = Settings.from_env(database_url=args.database_url, data_dir=args.data_dir)
+    path = _sqlite_path(settings.db_url)
+    if path is not None and not path.exists():
+        if not create:
+            raise _NoDatabase(
+                f"no database at {path}. Pass the server's --data-dir DIR (or --db URL, "
+                "or set BITNET_DATA_DIR); `bitnet serve` or `bitnet user create` makes one.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"bitnet user: created a new database at {path}", file=sys.stderr)
     migrate(connect(settings.db_url))
     return settings
+
+
+def _sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///path`` URL (None for other databases and in-memory ones)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    raw = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return None if raw in ("", ":memory:") else Path(raw)
 
 
 def _fail(message: str) -> int:
@@ -61,11 +96,22 @@ def _fail(message: str) -> int:
     return 1
 
 
+def _opened(func: Any) -> Any:
+    """Report a missing database as one line and exit status 1."""
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return int(func(args))
+        except _NoDatabase as exc:
+            return _fail(str(exc))
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
 def _create(args: argparse.Namespace) -> int:
     from bitnet_sdk.auth import AuthError, create_user
     from bitnet_sdk.auth.passwords import generate_password
 
-    settings = _open(args)
+    settings = _open(args, create=True)
     password = args.password or generate_password()
     try:
         user = create_user(args.email, password, tier=args.tier, is_admin=args.admin,
@@ -79,6 +125,30 @@ def _create(args: argparse.Namespace) -> int:
     return 0
 
 
+@_opened
+def _reset_password(args: argparse.Namespace) -> int:
+    from bitnet_sdk.auth import AuthError, get_user_by_email, revoke_user_sessions
+    from bitnet_sdk.auth.passwords import generate_password
+    from bitnet_sdk.auth.users import set_password
+
+    settings = _open(args)
+    user = get_user_by_email(args.email)
+    if user is None:
+        return _fail(f"no account with email {args.email!r}")
+    password = args.password or generate_password()
+    try:
+        set_password(user, password)
+    except AuthError as exc:
+        return _fail(str(exc))
+    ended = revoke_user_sessions(user.id, settings)
+    print(f"new password set for {user.id} {user.email}; {ended} session(s) ended")
+    if not args.password:
+        print(f"password: {password}")
+        print("(shown once; it is stored only as a hash)")
+    return 0
+
+
+@_opened
 def _list(args: argparse.Namespace) -> int:
     from bitnet_sdk.auth import list_users
 
@@ -97,6 +167,7 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+@_opened
 def _upgrades(args: argparse.Namespace) -> int:
     from bitnet_sdk.auth import list_upgrade_requests
     from bitnet_sdk.store import User
@@ -110,6 +181,7 @@ def _upgrades(args: argparse.Namespace) -> int:
     return 0
 
 
+@_opened
 def _decide(args: argparse.Namespace) -> int:
     from bitnet_sdk.auth import AuthError, approve_upgrade, reject_upgrade
 

@@ -15,6 +15,7 @@ import signal
 import threading
 from typing import Any
 
+from bitnet_sdk.cli.output import add_log_format
 from bitnet_sdk.config import Settings
 
 __all__ = ["register", "run"]
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--poll-s", type=float,
                    help="seconds between looks at the queue when idle (default 1, BITNET_JOB_POLL_S)")
     p.add_argument("--backend", help="compute backend (default auto)")
+    add_log_format(p)
     p.set_defaults(func=run)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from gguf import Keys, LlamaFileType
 
-from bitnet_sdk.formats.constants import FTYPE_MOSTLY_I2_S
+from bitnet_sdk.formats.constants import ARCH_BITNET_DENSE, FTYPE_MOSTLY_I2_S
 from bitnet_sdk.model.config import ConfigError, ModelConfig
 from bitnet_sdk.model.gguf_file import ModelFile, read_model
 from bitnet_sdk.model.tokenizer import TokenizerError
@@ -130,6 +130,8 @@ def model_metadata(source: str | os.PathLike[str] | ModelFile) -> dict[str, Any]
         "tokenizer": _tokenizer(mf),
         "errors": [],
     }
+    if mf.arch == ARCH_BITNET_DENSE:  # an ONNX-derived network: no LLM hyper-parameters
+        return _dense(mf, out, weights)
     try:
         cfg = mf.config
     except ConfigError as exc:
@@ -140,4 +142,22 @@ def model_metadata(source: str | os.PathLike[str] | ModelFile) -> dict[str, Any]
     kv = cfg.kv_cache_bytes()
     out["model"] = _architecture(cfg)
     out["memory"] = {"weights_bytes": weights, "kv_cache_bytes": kv, "total_bytes": weights + kv, "formula": MEMORY_FORMULA}
+    return out
+
+
+def _dense(mf: ModelFile, out: dict[str, Any], weights: int) -> dict[str, Any]:
+    """A dense model's description: ``model`` is ``None``, ``dense`` its graph summary.
+
+    It needs no KV cache: its memory is the weights alone.
+    """
+    from bitnet_sdk.dense.format import graph_summary, read_graph
+
+    out["model"] = None
+    try:
+        out["dense"] = graph_summary(read_graph(mf))
+    except ValueError as exc:
+        out["dense"] = None
+        out["errors"] = [str(exc)]
+    out["memory"] = {"weights_bytes": weights, "kv_cache_bytes": 0, "total_bytes": weights,
+                     "formula": MEMORY_FORMULA}
     return out

@@ -38,6 +38,7 @@ __all__ = [
     "AtomicGGUFWriter",
     "EncodedProjection",
     "common_scale",
+    "current_umask",
     "encode_projection",
     "fits_block",
     "projection_nbytes",
@@ -127,6 +128,20 @@ def projection_nbytes(qtype: str, shape: tuple[int, int]) -> tuple[int, int]:
     return _F16, 2 * shape[0] * shape[1]
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux ``/proc``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (process-wide for an instant)
+    os.umask(mask)
+    return mask
+
+
 class AtomicGGUFWriter:
     """Stream a GGUF file to a temporary name next to ``dst``; publish it atomically.
 
@@ -194,7 +209,12 @@ class AtomicGGUFWriter:
         return self.path
 
     def publish(self) -> Path:
-        """Move the finished file to ``dst`` (atomic rename in the same folder)."""
+        """Move the finished file to ``dst`` (atomic rename in the same folder).
+
+        The file gets the mode a plain ``open()`` would have given it (``0o666`` less the
+        umask), not the temporary file's private ``0o600``.
+        """
+        os.chmod(self.path, 0o666 & ~current_umask())
         os.replace(self.path, self.dst)
         self._published = True
         try:

@@ -53,16 +53,28 @@ def websocket_routes(app: Any) -> list[tuple[str, Any, dict[str, Any]]]:
     return routes(app.bitnet)
 
 
-def run_server(settings: Settings, say: Callable[[str], None] = print) -> None:
-    """Prepare, then serve until SIGINT/SIGTERM; returns after a graceful stop."""
+def run_server(settings: Settings, say: Callable[[str], None] = print,
+               sockets: list[Any] | None = None) -> None:
+    """Prepare, then serve until SIGINT/SIGTERM; returns after a graceful stop.
+
+    ``sockets``: listening sockets bound beforehand (``tornado_app.listen``), so that a
+    busy port is found before the data directory, the administrator or the demo model
+    are created; without them the port is bound after preparation.
+    """
     from bitnet_sdk.server.app import create_app
     from bitnet_sdk.server.tornado_app import serve
 
-    prepare(settings, say)
-    app = create_app(settings)
+    try:
+        prepare(settings, say)
+        app = create_app(settings)
+    except BaseException:
+        for sock in sockets or ():
+            sock.close()
+        raise
 
     def started(server: Any) -> None:
         say(f"BitNet SDK serving on {server.url}  (docs: {server.url}/v1/docs)")
 
     serve(app, settings.host, settings.port, websocket_routes=websocket_routes(app),
-          on_started=started, max_body_size=settings.max_upload_bytes + (1 << 20))
+          on_started=started, max_body_size=settings.max_upload_bytes + (1 << 20),
+          sockets=sockets)

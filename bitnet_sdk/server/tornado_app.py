@@ -36,7 +36,7 @@ from bitnet_sdk.server.bridge import (
 )
 from bitnet_sdk.server.lifespan import Lifespan, LifespanMode
 
-__all__ = ["BridgeApplication", "BridgeServer", "make_app", "serve", "serve_async"]
+__all__ = ["BridgeApplication", "BridgeServer", "listen", "make_app", "serve", "serve_async"]
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("bitnet_sdk.server.access")
@@ -129,6 +129,8 @@ class BridgeServer:
     """One listening Tornado server for an ASGI application, on the running asyncio loop.
 
     ``port=0`` picks a free port (read :attr:`port` / :attr:`url` after :meth:`start`).
+    ``sockets``: already bound listening sockets (:func:`listen`) to serve on instead of
+    binding ``host:port`` at start (so a caller can find a busy port before doing anything).
     ``lifespan`` is ``"auto"``, ``"on"`` or ``"off"`` (see :mod:`bitnet_sdk.server.lifespan`);
     a start-up failure raises :class:`~bitnet_sdk.server.lifespan.LifespanStartupError`.
     """
@@ -145,6 +147,7 @@ class BridgeServer:
         shutdown_timeout: float = 30.0,
         root_path: str = "",
         xheaders: bool = False,
+        sockets: Sequence[socket.socket] | None = None,
         **settings: Any,
     ) -> None:
         self.host = host
@@ -162,6 +165,7 @@ class BridgeServer:
         self._xheaders = xheaders
         self._max_body_size = max_body_size
         self._http: HTTPServer | None = None
+        self._sockets = list(sockets) if sockets else None
 
     @property
     def url(self) -> str:
@@ -172,12 +176,14 @@ class BridgeServer:
     async def start(self) -> None:
         """Run lifespan start-up, then listen. Raises on start-up failure or a busy port."""
         await self.lifespan.startup()
-        try:
-            sockets = bind_sockets(self.port, self.host)
-        except BaseException as error:
-            _close_abandoned_sockets(error)
-            await self.lifespan.shutdown(self.shutdown_timeout)
-            raise
+        sockets, self._sockets = self._sockets, None
+        if sockets is None:
+            try:
+                sockets = bind_sockets(self.port, self.host)
+            except BaseException as error:
+                _close_abandoned_sockets(error)
+                await self.lifespan.shutdown(self.shutdown_timeout)
+                raise
         self.port = sockets[0].getsockname()[1]
         self._http = HTTPServer(
             self.application, xheaders=self._xheaders, max_body_size=self._max_body_size
@@ -218,6 +224,15 @@ class BridgeServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Bind listening sockets for ``host:port`` now (``OSError`` when the port is busy)."""
+    try:
+        return bind_sockets(port, host)
+    except BaseException as error:
+        _close_abandoned_sockets(error)
+        raise
 
 
 def _close_abandoned_sockets(error: BaseException) -> None:
