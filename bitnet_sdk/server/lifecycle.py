@@ -46,12 +46,13 @@ async def startup(ctx: AppContext) -> None:
     # Loaded models shared by REST, SSE and WebSocket requests (stopped at shutdown).
     cache = ModelCache.from_settings(settings)
     ctx.services["model_cache"] = cache
-    ctx.services["inference"] = InferenceService(settings, cache)
+    ctx.metrics.watch_cache(cache)
+    ctx.services["inference"] = InferenceService(settings, cache, telemetry=ctx.metrics)
     from bitnet_sdk.service.workers import start_job_services
 
     # Job worker threads (Settings.workers, may be 0), lease heartbeats, webhook deliveries.
     ctx.services["jobs"] = await asyncio.to_thread(
-        start_job_services, settings, inference=ctx.services["inference"])
+        start_job_services, settings, inference=ctx.services["inference"], telemetry=ctx.metrics)
     log.info("server started (data dir %s)", settings.data_dir)
 
 

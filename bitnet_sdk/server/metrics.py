@@ -1,13 +1,27 @@
 """Prometheus metrics of one app instance (its own registry, so tests can run many).
 
 Request counts and latencies are labelled by the *operation* (the spec's path
-template), never the raw path, so cardinality stays bounded.
+template), never the raw path, so cardinality stays bounded. Model labels are model
+ids (bounded by the registry).
+
+Where each family moves:
+
+* HTTP families: :class:`MetricsMiddleware`, per request.
+* ``bitnet_generated_tokens_total``, ``bitnet_time_to_first_token_seconds`` and
+  ``bitnet_generation_tokens_per_second``: when a generation ends (the inference service
+  reports it through :class:`~bitnet_sdk.service.telemetry.Telemetry`, which
+  :class:`Metrics` implements).
+* ``bitnet_jobs_total``: when a job's outcome is recorded by this server's workers
+  (``bitnet worker`` processes have no metrics endpoint).
+* Model cache families (``bitnet_loaded_models``, ``bitnet_model_cache_*``,
+  ``bitnet_model_queue_depth``): read from the cache's own counters at each scrape.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,6 +31,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -28,11 +44,22 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "MetricsMiddleware", "RouteRecorder
 _SLOT = "bitnet.metrics"
 
 
+#: Buckets of the time to first token (seconds): sub-second on a warm model, load time on a cold one.
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+#: Buckets of decode speed (tokens per second of one generation).
+TPS_BUCKETS = (1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
+
+
 class Metrics:
-    """The collectors the server updates; ``render()`` gives the text exposition."""
+    """The collectors the server updates; ``render()`` gives the text exposition.
+
+    Also the services' :class:`~bitnet_sdk.service.telemetry.Telemetry` (their events
+    land here) and, once :meth:`watch_cache` is called, the model cache's exporter.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._cache_collector: _CacheCollector | None = None
         self.requests = Counter(
             "bitnet_http_requests_total", "HTTP requests answered",
             ["method", "route", "status"], registry=self.registry,
@@ -50,12 +77,66 @@ class Metrics:
         self.jobs = Counter(
             "bitnet_jobs_total", "Jobs finished", ["kind", "status"], registry=self.registry,
         )
-        self.loaded_models = Gauge(
-            "bitnet_loaded_models", "Models held in the model cache", registry=self.registry,
+        self.ttft = Histogram(
+            "bitnet_time_to_first_token_seconds",
+            "From a generation request's arrival to its first token (queue, load, prompt)",
+            ["model"], buckets=TTFT_BUCKETS, registry=self.registry,
+        )
+        self.tokens_per_second = Histogram(
+            "bitnet_generation_tokens_per_second", "Decode speed of each finished generation",
+            ["model"], buckets=TPS_BUCKETS, registry=self.registry,
         )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def watch_cache(self, cache: Any) -> None:
+        """Export ``cache``'s state (a ``ModelCache``) at every scrape (replaces a previous one)."""
+        previous, self._cache_collector = self._cache_collector, _CacheCollector(cache)
+        if previous is not None:
+            self.registry.unregister(previous)
+        self.registry.register(self._cache_collector)
+
+    # -- Telemetry (called by the services, in their threads) ----------------------------
+
+    def generation_finished(self, model: str, prompt_tokens: int, completion_tokens: int,
+                            ttft_s: float | None, tokens_per_s: float | None) -> None:
+        if completion_tokens:
+            self.tokens.labels(model).inc(completion_tokens)
+        if ttft_s is not None:
+            self.ttft.labels(model).observe(ttft_s)
+        if tokens_per_s is not None:
+            self.tokens_per_second.labels(model).observe(tokens_per_s)
+
+    def job_finished(self, kind: str, status: str) -> None:
+        self.jobs.labels(kind, status).inc()
+
+
+class _CacheCollector(Collector):
+    """The model cache's gauges and counters, read under its lock at scrape time."""
+
+    def __init__(self, cache: Any) -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.cache.stats()
+        yield GaugeMetricFamily("bitnet_loaded_models", "Models held in the model cache",
+                                value=stats["models"])
+        yield GaugeMetricFamily("bitnet_model_cache_bytes",
+                                "Bytes the model cache holds (loaded and loading models)",
+                                value=stats["used_bytes"])
+        yield GaugeMetricFamily("bitnet_model_cache_budget_bytes",
+                                "Memory budget of the model cache", value=stats["budget_bytes"])
+        for name, doc in (("hits", "Requests that found their model loaded or loading"),
+                          ("misses", "Requests that had to start a model load"),
+                          ("loads", "Models loaded successfully"),
+                          ("evictions", "Loaded models dropped from the cache")):
+            yield CounterMetricFamily(f"bitnet_model_cache_{name}", doc, value=stats[name])
+        depth = GaugeMetricFamily("bitnet_model_queue_depth",
+                                  "Requests waiting for a slot on a model", labels=["model"])
+        for model, waiting in sorted(self.cache.queue_depths().items()):
+            depth.add_metric([model], waiting)
+        yield depth
 
 
 class MetricsMiddleware:

@@ -58,6 +58,7 @@ from bitnet_sdk.service.model_cache import (
     WaitCancelled,
     WaitTimeout,
 )
+from bitnet_sdk.service.telemetry import NO_TELEMETRY, Telemetry, report
 
 __all__ = ["Caller", "InferenceError", "InferenceService", "StreamEvent"]
 
@@ -148,9 +149,11 @@ def token_event(step: Any, return_probabilities: bool) -> dict[str, Any]:
 class InferenceService:
     """Runs requests against models held by ``cache``; see the module docstring."""
 
-    def __init__(self, settings: Settings, cache: ModelCache) -> None:
+    def __init__(self, settings: Settings, cache: ModelCache,
+                 telemetry: Telemetry = NO_TELEMETRY) -> None:
         self.settings = settings
         self.cache = cache
+        self.telemetry = telemetry
 
     # -- public API ----------------------------------------------------------------
 
@@ -317,6 +320,7 @@ class InferenceService:
             run.finish, run.timings = _FINISH.get(last.finish_reason, "stop"), last.timings
         status = 500 if failure else 200 if run.finish != "cancelled" else run.stop_status
         if run.prompt_tokens:
+            self._observe(run)
             usage = run.usage()
             self._meter(run, usage["prompt_tokens"], usage["completion_tokens"],
                         usage["compute_units"], status)
@@ -374,7 +378,15 @@ class InferenceService:
         return {"id": run.request_id, "model": plan.model.id, "kind": "dense",
                 "created_at": plan.created_at, **body, "usage": usage, "timing": timing}
 
-    # -- usage ------------------------------------------------------------------------
+    # -- usage and telemetry -------------------------------------------------------------
+
+    def _observe(self, run: _Run) -> None:
+        """Report a finished generation: tokens, time to first token, decode speed."""
+        t = run.timing()
+        ttft = ((t["queue_ms"] + t["load_ms"] + t["prompt_ms"]) / 1000
+                if run.completion_tokens else None)
+        report(self.telemetry, "generation_finished", run.plan.model.id, run.prompt_tokens,
+               run.completion_tokens, ttft, t["tokens_per_second"])
 
     def _meter(self, run: _Run, tokens_in: int, tokens_out: int, units: float,
                status: int) -> None:

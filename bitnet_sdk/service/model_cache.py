@@ -291,6 +291,9 @@ class ModelCache:
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._leases: set[Lease] = set()
         self._stopped = False
+        #: Since start: grants that found the model loaded or loading, grants that had to
+        #: start a load, loads that succeeded, models evicted (read with :meth:`stats`).
+        self._counts = {"hits": 0, "misses": 0, "loads": 0, "evictions": 0}
         self._compute = concurrent.futures.ThreadPoolExecutor(
             compute_threads, thread_name_prefix="bitnet-infer")
         self._loads = concurrent.futures.ThreadPoolExecutor(
@@ -413,8 +416,12 @@ class ModelCache:
         """None when loaded; else the (possibly new) load everyone waits for."""
         with self._lock:
             if entry.model is not None:
+                self._counts["hits"] += 1
                 return None
-            if entry.loading is None:
+            if entry.loading is not None:
+                self._counts["hits"] += 1
+            else:
+                self._counts["misses"] += 1
                 need = entry.spec.size_bytes
                 if need > self.budget_bytes:
                     raise ModelTooLarge(
@@ -440,6 +447,7 @@ class ModelCache:
                 entry.memory = reported
             entry.model, entry.loading = model, None
             entry.loaded_at = entry.last_used = time.time()
+            self._counts["loads"] += 1
         log.info("model loaded", extra={"model_id": entry.spec.model_id,
                                         "backend": entry.spec.backend,
                                         "seconds": round(time.monotonic() - t0, 3)})
@@ -463,6 +471,8 @@ class ModelCache:
     def _evict(self, entry: _Entry) -> None:
         if self._entries.get(entry.spec.key) is entry:  # a stale copy may have a successor
             del self._entries[entry.spec.key]
+        if entry.model is not None:
+            self._counts["evictions"] += 1
         log.info("model evicted", extra={"model_id": entry.spec.model_id,
                                          "backend": entry.spec.backend,
                                          "memory_bytes": entry.memory})
@@ -529,10 +539,12 @@ class ModelCache:
             } for e in rows]
 
     def stats(self) -> dict[str, int]:
-        """Totals: budget, bytes used (loaded and loading), models, running, queued, loading."""
+        """Totals: budget, bytes used (loaded and loading), models, running, queued, loading,
+        and the counters since start (``hits``, ``misses``, ``loads``, ``evictions``)."""
         with self._lock:
             entries = list(self._entries.values())
             return {
+                **self._counts,
                 "budget_bytes": self.budget_bytes,
                 "used_bytes": sum(e.memory for e in entries),
                 "models": sum(e.model is not None for e in entries),
@@ -540,6 +552,14 @@ class ModelCache:
                 "running": sum(e.running for e in entries),
                 "queued": sum(e.waiting for e in entries),
             }
+
+    def queue_depths(self) -> dict[str, int]:
+        """Requests waiting per model id, for every model the cache holds or is loading."""
+        with self._lock:
+            depths: dict[str, int] = {}
+            for entry in self._entries.values():
+                depths[entry.spec.model_id] = depths.get(entry.spec.model_id, 0) + entry.waiting
+            return depths
 
     def stop(self) -> None:
         """Refuse new requests, fail the waiting ones, cancel running work, drop the models."""

@@ -43,6 +43,7 @@ from bitnet_sdk.config import Settings
 from bitnet_sdk.service import jobs
 from bitnet_sdk.service.job_events import hub
 from bitnet_sdk.service.job_kinds import RUNNERS, JobCancelled, JobContext, JobFailed, problem
+from bitnet_sdk.service.telemetry import NO_TELEMETRY, Telemetry, report
 from bitnet_sdk.service.webhooks import WebhookDispatcher
 from bitnet_sdk.store import Job, resolve
 
@@ -106,8 +107,10 @@ class WorkerPool:
     """Worker threads, a heartbeat thread and a webhook dispatcher; see the module docstring."""
 
     def __init__(self, settings: Settings, options: WorkerOptions | None = None, *,
-                 inference: Any = None, webhooks: WebhookDispatcher | None = None) -> None:
+                 inference: Any = None, webhooks: WebhookDispatcher | None = None,
+                 telemetry: Telemetry = NO_TELEMETRY) -> None:
         self.settings = settings
+        self.telemetry = telemetry
         self.options = options or WorkerOptions.from_env(concurrency=settings.workers)
         self.name = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.webhooks = webhooks or WebhookDispatcher(allow_private=settings.webhook_allow_private)
@@ -284,12 +287,11 @@ class WorkerPool:
         try:
             if item.interrupted.is_set() and status in ("cancelled", "retry"):
                 return jobs.release(job.id, item.worker_id)
-            if status == "succeeded":
-                return jobs.finish(job.id, item.worker_id, "succeeded", result=data)
-            if status == "cancelled":
-                return jobs.finish(job.id, item.worker_id, "cancelled", result=data)
-            if status == "failed":
-                return jobs.finish(job.id, item.worker_id, "failed", error=data)
+            if status in ("succeeded", "cancelled", "failed"):
+                row = (jobs.finish(job.id, item.worker_id, status, error=data) if status == "failed"
+                       else jobs.finish(job.id, item.worker_id, status, result=data))
+                report(self.telemetry, "job_finished", job.kind, status)
+                return row
             delay = min(_MAX_BACKOFF_S, self.options.retry_base_s * 2 ** max(0, job.attempts - 1))
             assert data is not None
             return jobs.retry_later(job.id, item.worker_id, data, delay)
@@ -325,7 +327,8 @@ class WorkerPool:
 
 
 def start_job_services(settings: Settings, *, inference: Any = None,
-                       options: WorkerOptions | None = None) -> WorkerPool:
+                       options: WorkerOptions | None = None,
+                       telemetry: Telemetry = NO_TELEMETRY) -> WorkerPool:
     """A started pool for a server (``Settings.workers`` threads) or a worker process."""
     opts = options or WorkerOptions.from_env(concurrency=settings.workers)
-    return WorkerPool(settings, opts, inference=inference).start()
+    return WorkerPool(settings, opts, inference=inference, telemetry=telemetry).start()

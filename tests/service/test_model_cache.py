@@ -86,7 +86,8 @@ def test_concurrent_requests_share_one_load(loads: Loads) -> None:
     assert loads.count == Counter({"a": 1})
     assert all(m is models[0] for m in models)
     assert cache.stats() == {"budget_bytes": 1000, "used_bytes": 100, "models": 1, "loading": 0,
-                             "running": 0, "queued": 0}
+                             "running": 0, "queued": 0,
+                             "hits": 9, "misses": 1, "loads": 1, "evictions": 0}
     cache.stop()
 
 
@@ -149,6 +150,8 @@ def test_least_recently_used_idle_model_is_evicted(loads: Loads) -> None:
     assert cache.stats()["used_bytes"] == 200
     run(lambda: use("b"))  # evicts a, reloaded b
     assert loads.count == Counter({"a": 1, "b": 2, "c": 1})
+    counts = {k: cache.stats()[k] for k in ("hits", "misses", "loads", "evictions")}
+    assert counts == {"hits": 1, "misses": 4, "loads": 4, "evictions": 2}
     cache.stop()
 
 
@@ -222,7 +225,8 @@ def test_a_failed_load_fails_its_waiters_and_the_next_request_retries() -> None:
     assert all(isinstance(r, ValueError) for r in results)
     assert loads.count["bad"] == 1
     assert cache.stats() == {"budget_bytes": 1000, "used_bytes": 0, "models": 0, "loading": 0,
-                             "running": 0, "queued": 0}
+                             "running": 0, "queued": 0,
+                             "hits": 2, "misses": 1, "loads": 0, "evictions": 0}
     with pytest.raises(ValueError):
         run(lambda: cache.acquire(spec("bad")))
     assert loads.count["bad"] == 2
