@@ -32,6 +32,7 @@ LOG_FORMATS = ("text", "json")
 
 #: Chatty third-party loggers held at WARNING unless ``-v`` (the gguf writer logs each file).
 _QUIET_LOGGERS = ("gguf", "gguf.gguf_writer")
+_ACCESS_LOGGER = "bitnet_sdk.server.access"
 
 _quiet = False
 
@@ -74,10 +75,12 @@ def configure_logging(level: int, log_format: str | None = None) -> None:
     root = logging.getLogger()
     if any(not getattr(h, _OURS, False) for h in root.handlers):
         return  # embedded (a host program or pytest configured logging): as basicConfig, hands off
+    from bitnet_sdk.service.log_context import ContextFilter
+
     handler = logging.StreamHandler(sys.stderr)
     setattr(handler, _OURS, True)
-    handler.setFormatter(_json_formatter() if fmt == "json" else logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(_json_formatter() if fmt == "json" else _TextFormatter())
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
@@ -85,6 +88,26 @@ def configure_logging(level: int, log_format: str | None = None) -> None:
                   else logging.WARNING if level == -1 else logging.ERROR)
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if level > 0 else logging.WARNING)
+
+
+class _TextFormatter(logging.Formatter):
+    """One readable line; the request, user and job a line is about in brackets at the end."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        from bitnet_sdk.service.log_context import FIELDS
+
+        line = super().format(record)
+        if record.name == _ACCESS_LOGGER:  # the access line names them itself
+            return line
+        tags = " ".join(f"{name}={getattr(record, name)}" for name in FIELDS
+                        if getattr(record, name, None))
+        if not tags:
+            return line
+        first, newline, rest = line.partition("\n")  # before a traceback, if any
+        return f"{first} [{tags}]{newline}{rest}"
 
 
 def _json_formatter() -> logging.Formatter:

@@ -18,6 +18,7 @@ from connexion.options import SwaggerUIOptions
 
 from bitnet_sdk.api.inference import json_body_limit
 from bitnet_sdk.config import Settings
+from bitnet_sdk.server.access_log import AccessNoter
 from bitnet_sdk.server.context import AppContext, ContextMiddleware, request_id
 from bitnet_sdk.server.lifecycle import shutdown, startup
 from bitnet_sdk.server.method_guard import UndeclaredMethodGuard
@@ -105,6 +106,8 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     # Connexion validates JSON bodies value by value (~20 µs per number): bound them first.
     app.add_middleware(BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION,
                        media_types=("application/json",), limit=json_body_limit, accepts=accepts)
+    # After security: the verified user's id on the access line and every log line.
+    app.add_middleware(AccessNoter, position=MiddlewarePosition.BEFORE_VALIDATION)
     # After security (needs the verified credential), before validation (invalid requests count).
     app.add_middleware(RateLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION)
     install_error_handlers(app)

@@ -39,6 +39,7 @@ from tornado import httputil
 from tornado.iostream import StreamClosedError
 
 __all__ = [
+    "ACCESS_LOG_KEY",
     "DEFAULT_BODY_BUFFER",
     "DEFAULT_MAX_BODY_SIZE",
     "ASGIApp",
@@ -61,6 +62,9 @@ ASGIApp = Callable[
 DEFAULT_MAX_BODY_SIZE = 20 * 1024**3
 #: Bytes of request body buffered between Tornado and the application before reading pauses.
 DEFAULT_BODY_BUFFER = 1024 * 1024
+#: Scope key of a dict the application may fill with fields for the request's access log
+#: line (a server extension: the same dict object however the scope is copied downstream).
+ACCESS_LOG_KEY = "bitnet.access_log"
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 
@@ -235,6 +239,9 @@ class ASGIHandler(tornado.web.RequestHandler):
         self._context = context
         #: The request's HTTP method as the application sees it (also for access logs).
         self.verb = ""
+        #: Fields the application notes for this request's access log line (request id,
+        #: user, route): shared with it through the scope under :data:`ACCESS_LOG_KEY`.
+        self.access: dict[str, Any] = {}
         self._body = _RequestBody(context.body_buffer)
         self._has_body = True
         self._body_done = False
@@ -331,6 +338,7 @@ class ASGIHandler(tornado.web.RequestHandler):
         }
         if self._context.lifespan_state is not None:
             scope["state"] = dict(self._context.lifespan_state)
+        scope[ACCESS_LOG_KEY] = self.access
         return scope
 
     # -- the application's side ------------------------------------------------------------

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bitnet_sdk.config import Settings
+from bitnet_sdk.server.access_log import note
+from bitnet_sdk.service import log_context
 
 if TYPE_CHECKING:
     import peewee
@@ -59,7 +61,8 @@ class ContextMiddleware:
     """Pure ASGI middleware: attach the ``AppContext`` and a request id to the scope.
 
     The request id comes from a client's ``X-Request-ID`` when it is sane, else
-    is generated; it is echoed in the response and put into problem bodies.
+    is generated; it is echoed in the response, put into problem bodies, noted for the
+    access line and bound to every log line of the request (``service.log_context``).
     """
 
     def __init__(self, app: ASGIApp, ctx: AppContext) -> None:
@@ -75,6 +78,8 @@ class ContextMiddleware:
         scope[REQUEST_ID_KEY] = rid
         ctx_token = _ctx.set(self.ctx)
         rid_token = _request_id.set(rid)
+        log_token = log_context.bind(request_id=rid)
+        note(scope, request_id=rid)
 
         async def send_with_id(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -86,6 +91,7 @@ class ContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            log_context.unbind(log_token)
             _ctx.reset(ctx_token)
             _request_id.reset(rid_token)
 

@@ -34,6 +34,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bitnet_sdk.server.access_log import note
+
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -174,7 +176,8 @@ class MetricsMiddleware:
 
 
 class RouteRecorder:
-    """Placed after Connexion's routing: note the matched operationId for the metrics."""
+    """Placed after Connexion's routing: note the matched operationId for the metrics
+    and the access log."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -184,4 +187,5 @@ class RouteRecorder:
         if slot is not None:
             routing = (scope.get("extensions") or {}).get("connexion_routing") or {}
             slot["route"] = routing.get("operation_id") or "unmatched"
+            note(scope, route=slot["route"])
         await self.app(scope, receive, send)

@@ -112,17 +112,26 @@ def _tracked_route(
 
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
+    """One access line per request: method, path (never the query: it may hold secrets),
+    status, latency, and what the application noted (request id, user id, route)."""
     if not access_logger.isEnabledFor(logging.INFO):
         return
     request = handler.request
+    method = getattr(handler, "verb", "") or request.method
+    status = handler.get_status()
+    latency_ms = round(1000.0 * request.request_time(), 1)
+    noted = {k: v for k, v in (getattr(handler, "access", None) or {}).items()
+             if k in _ACCESS_FIELDS}
+    tail = " ".join(str(noted[k]) for k in _ACCESS_FIELDS if k in noted)
     access_logger.info(
-        "%s %s %d %.1fms",
-        getattr(handler, "verb", "") or request.method,
-        request.uri,
-        handler.get_status(),
-        1000.0 * request.request_time(),
-        extra={"status": handler.get_status(), "client": request.remote_ip},
+        "%s %s %d %.1fms%s", method, request.path, status, latency_ms, f" {tail}" if tail else "",
+        extra={"method": method, "path": request.path, "status": status,
+               "latency_ms": latency_ms, "client": request.remote_ip, **noted},
     )
+
+
+#: Noted fields an access line carries, in the order the text line shows them.
+_ACCESS_FIELDS = ("request_id", "user_id", "route")
 
 
 class BridgeServer:

@@ -45,7 +45,7 @@ from typing import Any
 
 import peewee
 
-from bitnet_sdk.service import webhooks
+from bitnet_sdk.service import log_context, webhooks
 from bitnet_sdk.service.job_events import event_dict, hub
 from bitnet_sdk.service.job_views import utc_iso
 from bitnet_sdk.service.pagination import DEFAULT_LIMIT, Page, paginate
@@ -270,6 +270,9 @@ def _create(owner_id: str, kind: str, specs: Sequence[JobSpec], body_fingerprint
         jobs = []
         for spec, key in zip(specs, keys, strict=True):
             params = {**spec.params, "request_sha256": body_fingerprint}
+            request_id = log_context.current().get("request_id")
+            if request_id:  # the creating request's id, for the job's and webhook's log lines
+                params["request_id"] = request_id
             if spec.webhook_secret:
                 params["webhook_secret"] = spec.webhook_secret
             job = Job(id=new_id("job"), owner=owner_id, kind=kind, params=params,

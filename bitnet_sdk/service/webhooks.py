@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from bitnet_sdk.service import log_context
 from bitnet_sdk.service.job_views import job_view, utc_iso
 from bitnet_sdk.store import WebhookDelivery, is_postgres, resolve, write_transaction
 from bitnet_sdk.store.fields import utcnow
@@ -310,7 +311,11 @@ class WebhookDispatcher:
 
     def _attempt(self, delivery: WebhookDelivery) -> None:
         job = Job.get_or_none(Job.id == delivery.job_id)
-        secret = (job.params or {}).get("webhook_secret") if job is not None else None
+        params = (job.params or {}) if job is not None else {}
+        with log_context.bound(request_id=params.get("request_id"), job_id=delivery.job_id):
+            self._deliver(delivery, params.get("webhook_secret"))
+
+    def _deliver(self, delivery: WebhookDelivery, secret: str | None) -> None:
         body = json.dumps(delivery.payload, separators=(",", ":")).encode()
         code: int | None = None
         error: str | None = None

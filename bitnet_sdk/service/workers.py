@@ -40,7 +40,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from bitnet_sdk.config import Settings
-from bitnet_sdk.service import jobs
+from bitnet_sdk.service import jobs, log_context
 from bitnet_sdk.service.job_events import hub
 from bitnet_sdk.service.job_kinds import RUNNERS, JobCancelled, JobContext, JobFailed, problem
 from bitnet_sdk.service.telemetry import NO_TELEMETRY, Telemetry, report
@@ -256,12 +256,13 @@ class WorkerPool:
                          report=lambda f, m: self._report(item, f, m),
                          inference=self._inference_service, stop=item.stop,
                          step_delay_s=self.options.step_delay_s)
-        try:
-            outcome = self._run(job, ctx)
-        finally:
-            with self._lock:
-                self._running.pop(job.id, None)
-        return self._record(item, job, outcome)
+        with log_context.bound(request_id=(job.params or {}).get("request_id"), job_id=job.id):
+            try:
+                outcome = self._run(job, ctx)
+            finally:
+                with self._lock:
+                    self._running.pop(job.id, None)
+            return self._record(item, job, outcome)
 
     def _run(self, job: Job, ctx: JobContext) -> tuple[str, dict[str, Any] | None]:
         runner = RUNNERS.get(job.kind)
