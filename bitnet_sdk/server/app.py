@@ -25,9 +25,15 @@ from bitnet_sdk.server.method_guard import UndeclaredMethodGuard
 from bitnet_sdk.server.methods import install_method_not_allowed
 from bitnet_sdk.server.metrics import Metrics, MetricsMiddleware, RouteRecorder
 from bitnet_sdk.server.multipart import VALIDATOR_MAP, BodyLimitMiddleware
-from bitnet_sdk.server.problems import PROBLEM_MEDIA_TYPE, ProblemRenderer, install_error_handlers
+from bitnet_sdk.server.problems import (
+    PROBLEM_MEDIA_TYPE,
+    ProblemRenderer,
+    install_error_handlers,
+    with_field_errors,
+)
 from bitnet_sdk.server.ratelimit_middleware import RateLimitMiddleware
 from bitnet_sdk.server.resolver import ControllerResolver
+from bitnet_sdk.server.root import RootRedirect
 from bitnet_sdk.server.server_error import middlewares
 from bitnet_sdk.server.spec import (
     load_spec,
@@ -36,6 +42,7 @@ from bitnet_sdk.server.spec import (
     spec_dir,
     spec_path,
 )
+from bitnet_sdk.server.validation import VALIDATOR_MAP as FIELD_VALIDATORS
 from bitnet_sdk.service.openai_compat import error_from_problem
 from bitnet_sdk.service.uploads import multipart_limit
 
@@ -80,7 +87,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     )
     resolver = ControllerResolver()
     app.add_api(spec_path().name, resolver=resolver, base_path=API_BASE_PATH,
-                validator_map=VALIDATOR_MAP)
+                validator_map=FIELD_VALIDATORS)
     ctx.not_implemented = resolver.not_implemented
     # Its own resolver: the 501 list is the native spec's.
     app.add_api(spec_path(OPENAI_SPEC).name, resolver=ControllerResolver(),
@@ -112,6 +119,8 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     app.add_middleware(RateLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION)
     install_error_handlers(app)
     install_method_not_allowed(app, load_spec(), API_BASE_PATH)
+    # A browser opening the server's address gets the API docs.
+    app.add_middleware(RootRedirect, position=MiddlewarePosition.BEFORE_ROUTING)
     # GET /quantize/batch is a 405, not GET /quantize/{job_id} with a job id "batch".
     app.add_middleware(UndeclaredMethodGuard, position=MiddlewarePosition.BEFORE_ROUTING,
                        spec=load_spec(), base_path=API_BASE_PATH)
@@ -119,5 +128,6 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     return app
 
 
-def _with_request_id(_status: int, problem: dict[str, Any]) -> dict[str, Any]:
+def _with_request_id(status: int, problem: dict[str, Any]) -> dict[str, Any]:
+    problem = with_field_errors(status, problem)
     return {**problem, "request_id": problem.get("request_id") or request_id()}

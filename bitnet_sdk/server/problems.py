@@ -37,6 +37,7 @@ __all__ = [
     "problem_response",
     "too_many_requests",
     "unprocessable",
+    "with_field_errors",
 ]
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,9 @@ def problem_response(
 async def _decode_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     # Invalid UTF-8 or JSON in a body that Connexion decodes before validation.
     return problem_response(400, "Bad Request", f"Request body could not be decoded: {exc}",
-                            slug="bad-request")
+                            slug="validation", errors=[{
+                                "field": "body", "location": "body", "rule": "json",
+                                "message": f"is not valid UTF-8 JSON ({exc})"}])
 
 
 async def _server_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -205,6 +208,20 @@ class ProblemRenderer:
                     (b"content-length", str(len(body)).encode())]
         await send({**start, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def with_field_errors(status: int, problem: dict[str, Any]) -> dict[str, Any]:
+    """``problem`` with ``errors[]``: every 400 names what was invalid.
+
+    The server's validators (``server.validation``) and handlers list their fields; a 400
+    Connexion still raises itself without them (an empty required body) gets one entry
+    for the request body, in the detail's words.
+    """
+    if status != 400 or problem.get("errors") or problem.get("type", "about:blank") != "about:blank":
+        return problem
+    message = str(problem.get("detail") or problem.get("title") or "is invalid")
+    return {**problem, "errors": [{"field": "body", "location": "body", "rule": "invalid",
+                                   "message": message}]}
 
 
 def _is_problem(start: Message) -> bool:

@@ -230,7 +230,8 @@ def test_problem_schema_and_reusable_error_responses() -> None:
         problem["properties"]
     )
     field_error = resolve(SPEC, problem["properties"]["errors"]["items"])
-    assert set(field_error["properties"]) == {"field", "message"}
+    assert set(field_error["properties"]) == {"field", "location", "rule", "message"}
+    assert field_error["required"] == ["field", "message"]
     responses = SPEC["components"]["responses"]
     expected = {
         "BadRequest",
