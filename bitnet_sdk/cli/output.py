@@ -122,9 +122,16 @@ def _json_formatter() -> logging.Formatter:
 
 @contextlib.contextmanager
 def routed_logging() -> Iterator[None]:
-    """Log lines written with ``tqdm.write`` while this lasts, so they never break a bar."""
+    """Log lines written with ``tqdm.write`` while this lasts, so they never break a bar.
+
+    Only when :func:`configure_logging` installed the console handler (an embedding program
+    keeps its own handlers untouched).
+    """
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    if not any(getattr(h, _OURS, False) for h in logging.getLogger().handlers):
+        yield
+        return
     with logging_redirect_tqdm():
         yield
 
