@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
+    from bitnet_sdk.server.asgi.tornado_app import listen
     from bitnet_sdk.server.run import run_server
-    from bitnet_sdk.server.tornado_app import listen
 
     settings = Settings.from_env(
         host=args.host, port=args.port, database_url=args.database_url,

@@ -1,7 +1,7 @@
 """What a request's access log line says beyond method, path, status and latency.
 
 The Tornado bridge gives each request a dict (scope key
-:data:`~bitnet_sdk.server.bridge.ACCESS_LOG_KEY`) and writes the access line from it when
+:data:`~bitnet_sdk.server.asgi.bridge.ACCESS_LOG_KEY`) and writes the access line from it when
 the response ends (``tornado_app``). The middlewares note what they learn as the request
 passes: the request id (``ContextMiddleware``), the operation (``RouteRecorder``) and, after
 security, the user id (:class:`AccessNoter`, which also binds the user id to every log line
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bitnet_sdk.server.bridge import ACCESS_LOG_KEY
+from bitnet_sdk.server.asgi.bridge import ACCESS_LOG_KEY
 from bitnet_sdk.service import log_context
 
 if TYPE_CHECKING:
