@@ -40,6 +40,7 @@ from typing import Any, Protocol
 from bitnet_sdk.model.chat_sandbox import (
     ChatTemplateError,
     ChatTemplateLimitError,
+    ChatTemplateRefused,
     RenderLimits,
     default_renderer,
     render_in_process,
@@ -49,9 +50,11 @@ __all__ = [
     "DEFAULT_TEMPLATE",
     "ChatTemplateError",
     "ChatTemplateLimitError",
+    "ChatTemplateRefused",
     "chat_prompt_ids",
     "render_chat",
     "render_limits",
+    "template_problem",
 ]
 
 #: ChatML, used when the model file has no template (as llama.cpp does).
@@ -136,3 +139,20 @@ def chat_prompt_ids(tokenizer: _ChatTokenizer, messages: Sequence[Mapping[str, s
     if adds_bos and bos and text.startswith(bos):
         text = text[len(bos):]
     return list(tokenizer.encode(text, add_bos=True, parse_special=True))
+
+
+#: The conversation a template must render at validation (any chat has a user turn).
+PROBE_MESSAGES = ({"role": "user", "content": "Hello!"},)
+
+
+def template_problem(template: str, *, bos_token: str = "", eos_token: str = "") -> str | None:
+    """Why ``template`` cannot serve a chat, or None: it does not compile, fails on a plain
+    user message, or goes past its limits. A template refusing the message itself
+    (``raise_exception``) is its right and not reported."""
+    try:
+        render_chat(PROBE_MESSAGES, template, bos_token=bos_token, eos_token=eos_token)
+    except ChatTemplateRefused:
+        return None
+    except ChatTemplateError as exc:
+        return str(exc)
+    return None

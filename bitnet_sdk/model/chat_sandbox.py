@@ -53,6 +53,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 __all__ = [
     "ChatTemplateError",
     "ChatTemplateLimitError",
+    "ChatTemplateRefused",
     "RenderLimits",
     "TemplateRenderer",
     "default_renderer",
@@ -66,6 +67,11 @@ _MAX_MESSAGE = 64 * 1024**2
 
 class ChatTemplateError(ValueError):
     """The template could not be compiled or rendered for these messages."""
+
+
+class ChatTemplateRefused(ChatTemplateError):
+    """The template itself refused the messages (``raise_exception``): roles it does not
+    support, turns out of order."""
 
 
 class ChatTemplateLimitError(ChatTemplateError):
@@ -103,7 +109,7 @@ class RenderLimits:
 
 
 def _raise_exception(message: str) -> None:
-    raise ChatTemplateError(f"the chat template refused the messages: {message}")
+    raise ChatTemplateRefused(f"the chat template refused the messages: {message}")
 
 
 def _tojson(value: Any, indent: int | None = None, separators: Any = None,
@@ -267,6 +273,11 @@ def render_in_process(source: str, context: Mapping[str, Any], limits: RenderLim
 
 # -- ring 2: the worker process ---------------------------------------------------------
 
+_ERROR_CLASSES: dict[str, type[ChatTemplateError]] = {
+    "limit": ChatTemplateLimitError, "refused": ChatTemplateRefused, "error": ChatTemplateError,
+}
+_ERROR_KINDS = {cls: kind for kind, cls in _ERROR_CLASSES.items()}
+
 
 def _read_message(stream: IO[bytes]) -> Any:
     head = stream.read(_LEN.size)
@@ -298,7 +309,7 @@ def serve(stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> No
     """The worker's loop: one request in, one answer out, until stdin closes.
 
     A request is ``{"template", "context", "limits"}``; the answer ``{"ok": true,
-    "text"}`` or ``{"ok": false, "limit": bool, "message"}``. A render past its time
+    "text"}`` or ``{"ok": false, "kind": "limit" | "refused" | "error", "message"}``. A render past its time
     is ended by SIGALRM's default action (the process dies); after running out of
     memory the worker answers and exits, so no worker is reused in a damaged state.
     """
@@ -319,7 +330,7 @@ def serve(stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> No
             text = render_in_process(request["template"], request["context"], limits)
             answer: dict[str, Any] = {"ok": True, "text": text}
         except ChatTemplateError as exc:
-            answer = {"ok": False, "limit": isinstance(exc, ChatTemplateLimitError), "message": str(exc)}
+            answer = {"ok": False, "kind": _ERROR_KINDS.get(type(exc), "error"), "message": str(exc)}
             exhausted = isinstance(exc, ChatTemplateLimitError) and exc.out_of_memory
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -428,7 +439,7 @@ class TemplateRenderer:
         self._checkin(worker)
         if answer.get("ok"):
             return str(answer["text"])
-        cls = ChatTemplateLimitError if answer.get("limit") else ChatTemplateError
+        cls = _ERROR_CLASSES.get(str(answer.get("kind")), ChatTemplateError)
         raise cls(str(answer.get("message")))
 
     def _checkout(self, deadline: float, cancel: Callable[[], bool] | None, limits: RenderLimits) -> _Worker:
