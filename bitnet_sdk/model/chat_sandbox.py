@@ -477,10 +477,10 @@ class TemplateRenderer:
                     self._idle.append(worker)
             self._cond.notify()
 
-    def worker_pids(self) -> list[int]:
-        """Process ids of the idle workers (for operators and tests)."""
+    def stats(self) -> dict[str, int]:
+        """Workers rendering now (``busy``) and waiting for work (``idle``)."""
         with self._cond:
-            return [w.proc.pid for w in self._idle if w.alive]
+            return {"busy": self._busy, "idle": sum(1 for w in self._idle if w.alive)}
 
     def close(self) -> None:
         """Stop every idle worker; busy ones are stopped when their render returns."""

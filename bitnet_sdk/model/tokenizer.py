@@ -429,7 +429,9 @@ class Tokenizer:
                 out.append(frag)
                 prev_special = True
             elif self._bpe is not None:
-                out.extend(self._bpe.encode(frag, add_special_tokens=False).ids)
+                # encode_batch, not encode: only the batch call releases the interpreter lock, and
+                # a long prompt takes seconds that other requests must not wait for
+                out.extend(self._bpe.encode_batch([frag], add_special_tokens=False)[0].ids)
             else:
                 assert self._spm is not None
                 piece = (" " if self.spec.add_space_prefix and prev_special else "") + frag
