@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import select
 import signal
@@ -59,6 +60,8 @@ __all__ = [
     "default_renderer",
     "render_in_process",
 ]
+
+log = logging.getLogger(__name__)
 
 _LEN = struct.Struct("<I")
 #: A JSON message larger than this is refused (requests and answers are prompt-sized).
@@ -294,15 +297,25 @@ def _write_message(stream: IO[bytes], message: Any) -> None:
 
 
 def _limit_memory(extra: int) -> None:
-    """Cap the address space at what the idle worker maps plus ``extra`` bytes (Linux)."""
+    """Cap the address space at what the idle worker maps plus ``extra`` bytes (Linux).
+
+    Only the soft limit is set, so a later request may set another (a template cannot
+    reach ``resource``)."""
     import resource
 
+    global _idle_size
     try:
-        with open("/proc/self/statm") as f:
-            current = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        if _idle_size is None:
+            with open("/proc/self/statm") as f:
+                _idle_size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
         return  # no /proc: the parent's wall-clock kill still bounds the render
-    resource.setrlimit(resource.RLIMIT_AS, (current + extra, current + extra))
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    soft = _idle_size + extra
+    resource.setrlimit(resource.RLIMIT_AS, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
+
+
+_idle_size: int | None = None
 
 
 def serve(stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> None:
@@ -315,15 +328,15 @@ def serve(stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> No
     """
     stdin = stdin or sys.stdin.buffer
     stdout = stdout or sys.stdout.buffer
-    memory_set = False
+    memory_limit = None
     while True:
         request = _read_message(stdin)
         if request is None:
             return
         limits = RenderLimits(**request["limits"])
-        if not memory_set:
+        if limits.memory_bytes != memory_limit:
             _limit_memory(limits.memory_bytes)
-            memory_set = True
+            memory_limit = limits.memory_bytes
         signal.setitimer(signal.ITIMER_REAL, limits.timeout_s + 1.0)
         exhausted = False
         try:
@@ -346,15 +359,21 @@ class _Killed(Exception):
     """The worker was killed (time limit or cancellation) or died."""
 
 
+#: What a worker inherits from the server's environment (nothing secret: the import path is
+#: set from ``sys.path``, and a Python built with a shared library may need its library path).
+_PASSED_ENV = frozenset({"PATH", "LD_LIBRARY_PATH", "PYTHONDONTWRITEBYTECODE", "LANG", "LC_ALL"})
+
+
 class _Worker:
     """One worker process and its pipes."""
 
     def __init__(self) -> None:
-        path = os.pathsep.join(p for p in sys.path if p)
+        env = {k: v for k, v in os.environ.items() if k in _PASSED_ENV}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         self.proc = subprocess.Popen(
             [sys.executable, "-s", "-c", "from bitnet_sdk.model.chat_sandbox import serve; serve()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env={"PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"}, close_fds=True,
+            env=env, close_fds=True,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
@@ -434,6 +453,8 @@ class TemplateRenderer:
         except _Killed as exc:
             worker.kill()
             self._checkin(None)
+            log.info("chat template worker stopped", extra={"reason": str(exc),
+                                                             "returncode": worker.proc.returncode})
             reason = "was cancelled" if str(exc) == "cancelled" else f"went past its limits ({limits.describe()})"
             raise ChatTemplateLimitError(f"rendering the chat template {reason}") from None
         self._checkin(worker)
