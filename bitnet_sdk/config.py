@@ -64,6 +64,9 @@ class Settings:
     #: Concurrent requests waiting per model before 503.
     model_queue_size: int = 16
     request_timeout_s: float = 300.0
+    #: Networks of reverse proxies whose ``X-Forwarded-For`` is believed (comma-separated
+    #: addresses or CIDRs, e.g. ``10.0.0.0/8,::1``); empty: the TCP peer is the client.
+    trusted_proxies: str = ""
     #: Allow webhooks to loopback/private addresses (tests, trusted networks).
     webhook_allow_private: bool = False
     backend: str = "auto"

@@ -8,7 +8,12 @@ Rules, in one place for every caller (HTTP handlers, the quantizer, the demo):
 * **Writes.** Only the owner or an admin may update, delete or upload; others
   who can see a model (it is public) get :class:`PermissionDenied`. Models
   owned by the server (``owner`` NULL, the demo model) are admin-only.
-* **Names** are unique per owner (:class:`ModelConflict`).
+* **Names** are unique per owner (:class:`ModelConflict`), and a name never
+  reaches across accounts (:func:`resolve_model`, the one resolver of every
+  API that takes a model id or name): the caller's own model, then the
+  operator's (owned by the server or an administrator, public), and another
+  customer's public model only by its id; ambiguity is
+  :class:`AmbiguousModelName`, never a silent pick.
 * **Files first.** A file is written to a partial, validated, renamed into
   ``models_dir`` and only then does the row say ``ready``: the row follows the
   file, never the reverse. An upload that fails validation leaves no file and
@@ -47,6 +52,7 @@ __all__ = [
     "MODEL_QTYPES",
     "UPLOADABLE_STATUSES",
     "Actor",
+    "AmbiguousModelName",
     "FileReport",
     "InvalidModelFile",
     "ModelConflict",
@@ -66,6 +72,8 @@ __all__ = [
     "record_invalid",
     "recover",
     "register_file",
+    "resolve_model",
+    "runnable_models",
     "update_model",
 ]
 
@@ -94,6 +102,31 @@ class PermissionDenied(RegistryError):
 
 class ModelConflict(RegistryError):
     pass
+
+
+class AmbiguousModelName(RegistryError):
+    """A name several operator models share; ``candidates`` are their ids (answered 409)."""
+
+    def __init__(self, name: str, candidates: list[str]) -> None:
+        super().__init__(f"The name {name!r} matches several models ({', '.join(candidates)}); "
+                         "give one of their ids.")
+        self.name = name
+        self.candidates = candidates
+
+
+class UnknownModelName(ModelNotFound):
+    """No model of the caller's or the operator's has this name (404).
+
+    ``public_ids``: other accounts' public models of that name, usable by id only.
+    """
+
+    def __init__(self, name: str, public_ids: list[str]) -> None:
+        super().__init__(name)
+        if public_ids:
+            self.args = (f"Model {name!r} does not exist among your models or the operator's; "
+                         f"public models of other accounts are used by id: "
+                         f"{', '.join(public_ids)}.",)
+        self.public_ids = public_ids
 
 
 class InvalidModelFile(RegistryError):
@@ -133,6 +166,71 @@ def get_model(actor: Actor, model_id: str) -> ModelRecord:
     if record is None:
         raise ModelNotFound(model_id)
     return record
+
+
+#: Most candidate ids an ambiguity or not-found message lists.
+_MAX_CANDIDATES = 10
+
+
+def _operator_owned() -> Any:
+    """Models of the operator: owned by the server (NULL) or by an administrator."""
+    admins = User.select(User.id).where(User.is_admin == True)  # noqa: E712
+    return ModelRecord.owner.is_null() | ModelRecord.owner.in_(admins)
+
+
+def resolve_model(actor: Actor, ident: str) -> ModelRecord:
+    """The model ``ident`` names for ``actor``: the one rule for names (module docstring).
+
+    1. an id of a model ``actor`` may see is that model;
+    2. a name is ``actor``'s own model of that name (names are unique per owner);
+    3. else the public operator model of that name (:func:`_operator_owned`);
+       several are :class:`AmbiguousModelName`;
+    4. else :class:`UnknownModelName` (listing other accounts' public models of
+       that name by id: they are public, and used by id only).
+
+    Any kind and status: callers check that the model can do what they ask.
+    """
+    if ident.startswith("mdl_"):
+        record = ModelRecord.get_or_none((ModelRecord.id == ident) & _visible(actor))
+        if record is not None:
+            return record
+    if actor.user_id is not None:
+        own = ModelRecord.get_or_none((ModelRecord.owner == actor.user_id)
+                                      & (ModelRecord.name == ident))
+        if own is not None:
+            return own
+    named = ModelRecord.select().where(ModelRecord.name == ident,
+                                       ModelRecord.public == True)  # noqa: E712
+    operator = list(named.where(_operator_owned()).order_by(ModelRecord.created_at.desc(),
+                                                            ModelRecord.id)
+                    .limit(_MAX_CANDIDATES))
+    if len(operator) == 1:
+        return operator[0]
+    if operator:
+        raise AmbiguousModelName(ident, [r.id for r in operator])
+    public = named.order_by(ModelRecord.created_at.desc()).limit(_MAX_CANDIDATES)
+    raise UnknownModelName(ident, [r.id for r in public])
+
+
+def runnable_models(actor: Actor, *, kind: str = "llm") -> list[ModelRecord]:
+    """Ready models of ``kind`` ``actor`` may run, in the resolver's order of precedence.
+
+    The caller's own first, then the operator's, then other accounts' public
+    ones (each newest first), so a client that takes the first match of a name
+    in this list takes what :func:`resolve_model` would.
+    """
+    query = (ModelRecord.select().where(_visible(actor), ModelRecord.kind == kind,
+                                        ModelRecord.status == "ready")
+             .order_by(ModelRecord.created_at.desc(), ModelRecord.id.desc()))
+    records = list(query)
+    operator_ids = {r.id for r in query.where(_operator_owned())}
+
+    def rank(record: ModelRecord) -> int:
+        if actor.user_id is not None and record.owner_id == actor.user_id:
+            return 0
+        return 1 if record.id in operator_ids else 2
+
+    return sorted(records, key=rank)  # stable: newest first within each rank
 
 
 def list_models(
