@@ -19,6 +19,10 @@ Rules, in one place for every caller (HTTP handlers, the quantizer, the demo):
   file, never the reverse. An upload that fails validation leaves no file and
   sets the row ``invalid`` with the report, so the client can see why and
   upload again.
+* **Storage quota.** Storing a file (an upload, a quantizer's output) is
+  refused with :class:`~bitnet_sdk.service.storage_quota.StorageQuotaExceeded`
+  when it would take the owner past their tier's storage limit; the check is in
+  the transaction that stores the row (:mod:`bitnet_sdk.service.storage_quota`).
 * **Deletion** is refused while a queued or running job names the model in its
   ``params``. The row goes ``deleting`` first, then the file, then the row;
   :func:`recover` finishes deletions a crash interrupted.
@@ -40,7 +44,7 @@ from typing import Any
 import peewee
 
 from bitnet_sdk.config import Settings
-from bitnet_sdk.service import uploads
+from bitnet_sdk.service import storage_quota, uploads
 from bitnet_sdk.service.model_files import MODEL_QTYPES, FileReport, inspect_file
 from bitnet_sdk.service.pagination import DEFAULT_LIMIT, Page, paginate
 from bitnet_sdk.store import Job, ModelRecord, User, advisory_lock, write_transaction
@@ -415,6 +419,7 @@ def attach_file(
     with write_transaction():
         lock_model(model_id)
         record = check_upload(actor, model_id)  # again, under the lock: another upload may have won
+        storage_quota.reserve(record.owner_id, partial.size, settings)
         target = _standard_path(settings, model_id)
         partial.publish(target)
         _set_file(record, settings, target, partial, report)
@@ -483,11 +488,14 @@ def register_file(
     or the path of a file on the data directory's file system (it is renamed,
     not copied). ``report`` skips a second :func:`inspect_file` when the caller
     already has one. Raises :class:`InvalidModelFile` (the file is left where it
-    was) or :class:`ModelConflict` for a taken name.
+    was), :class:`ModelConflict` for a taken name or
+    :class:`~bitnet_sdk.service.storage_quota.StorageQuotaExceeded`.
     """
     _check_name_free(owner_id, name, lock=False)  # before reading a large file for nothing
+    size = source.stat().st_size if isinstance(source, Path) else source.size
+    storage_quota.check(owner_id, size, settings)  # early, unlocked: reserve() below decides
     if isinstance(source, Path):
-        source = _StagedPath(source, source.stat().st_size, uploads.sha256_file(source))
+        source = _StagedPath(source, size, uploads.sha256_file(source))
     report = report or inspect_file(source.path)
     if not report.ok:
         raise InvalidModelFile(report.validation)
@@ -498,6 +506,7 @@ def register_file(
     try:
         with write_transaction():
             _check_name_free(owner_id, name)
+            storage_quota.reserve(owner_id, source.size, settings)
             source.publish(target)
             record = ModelRecord(id=model_id, owner=owner_id, name=name,
                                  description=description or "", tags=list(tags),
