@@ -63,6 +63,7 @@ __all__ = [
     "ModelNotFound",
     "PermissionDenied",
     "RegistryError",
+    "UnknownModelName",
     "attach_file",
     "check_upload",
     "create_model",
