@@ -2,7 +2,7 @@
 
 Thin over :mod:`bitnet_sdk.auth`. Password hashing and every database call run
 in worker threads (``asyncio.to_thread``), never on the event loop. Failed
-logins are throttled (:class:`~bitnet_sdk.service.login_throttle.LoginThrottle`:
+logins are throttled (:class:`~bitnet_sdk.service.accounting.login_throttle.LoginThrottle`:
 back-off per account and address, larger budgets per address and per account
 that spare addresses the account logged in from; ``429`` with ``Retry-After``);
 sign-up attempts are limited per client address (:data:`SIGNUP_PER_HOUR`). The
@@ -30,8 +30,8 @@ from bitnet_sdk.config import Settings
 from bitnet_sdk.server.client_address import client_address
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem, bad_request, conflict, too_many_requests
-from bitnet_sdk.service.login_throttle import LoginDecision, LoginThrottle
-from bitnet_sdk.service.ratelimit import HOUR, check_and_consume
+from bitnet_sdk.service.accounting.login_throttle import LoginDecision, LoginThrottle
+from bitnet_sdk.service.accounting.ratelimit import HOUR, check_and_consume
 from bitnet_sdk.store.models import User
 
 __all__ = [

@@ -16,7 +16,7 @@ write usage records for their own request; they call these functions::
         metering.add_usage(tokens_in=len(prompt_ids), tokens_out=n, compute_units=cu)
 
     # Quantization jobs are not metered here: their quota is reserved with the
-    # jobs themselves (bitnet_sdk.service.usage.reserve_quantize_jobs).
+    # jobs themselves (bitnet_sdk.service.accounting.usage.reserve_quantize_jobs).
 
 * :func:`add_usage` may be called many times (for example per streamed token);
   amounts add up. Outside a metered request it does nothing and returns False.
@@ -24,9 +24,9 @@ write usage records for their own request; they call these functions::
   ``compute_units``; limits per tier and month come from ``Settings.tiers``.
   A check counts what this request already added; for tokens and compute
   units it is a check, not a reservation (the amounts are known only after
-  the work; see :mod:`bitnet_sdk.service.usage`).
+  the work; see :mod:`bitnet_sdk.service.accounting.usage`).
 * Work outside a request (job workers, WebSocket sessions) records usage with
-  :func:`bitnet_sdk.service.usage.record_usage`, or wraps each unit of work in
+  :func:`bitnet_sdk.service.accounting.usage.record_usage`, or wraps each unit of work in
   :func:`metered`.
 """
 
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from bitnet_sdk.config import Settings
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem
-from bitnet_sdk.service import usage
+from bitnet_sdk.service.accounting import usage
 from bitnet_sdk.store.fields import utcnow
 from bitnet_sdk.store.models import User
 

@@ -35,8 +35,8 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
     from bitnet_sdk.server.app import create_app
-    from bitnet_sdk.server.testing import ServerThread
-    from bitnet_sdk.service.demo import ensure_demo_model
+    from bitnet_sdk.server.asgi.testing import ServerThread
+    from bitnet_sdk.service.registry.demo import ensure_demo_model
 
     files = ModelFiles(tmp_path_factory.mktemp("resolution-models"))
     settings = inference_settings(tmp_path_factory.mktemp("resolution-server"))

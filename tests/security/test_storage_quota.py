@@ -20,7 +20,7 @@ import pytest
 
 from bitnet_sdk.config import DEFAULT_TIERS, Settings, TierLimits
 from bitnet_sdk.server.app import create_app
-from bitnet_sdk.server.testing import ServerThread
+from bitnet_sdk.server.asgi.testing import ServerThread
 from bitnet_sdk.store.testing import (
     DATABASE_KINDS,
     POSTGRES_ENV,

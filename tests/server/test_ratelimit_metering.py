@@ -12,7 +12,7 @@ from bitnet_sdk import auth
 from bitnet_sdk.config import Settings, TierLimits
 from bitnet_sdk.server import metering
 from bitnet_sdk.server.problems import Problem
-from bitnet_sdk.service.usage import (
+from bitnet_sdk.service.accounting.usage import (
     OP_INFERENCE,
     OP_QUANTIZE,
     month_usage,
@@ -81,7 +81,7 @@ def test_quota_allows_up_to_the_limit_counting_this_request(user_id, request_usa
 
 
 def test_spent_quantize_quota_stops_the_next_job(user_id, request_usage):
-    from bitnet_sdk.service.usage import record_quantize_jobs, reserve_quantize_jobs
+    from bitnet_sdk.service.accounting.usage import record_quantize_jobs, reserve_quantize_jobs
     from bitnet_sdk.store import write_transaction
 
     for n in range(2):
