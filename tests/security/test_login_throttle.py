@@ -9,7 +9,9 @@ counts only when it comes from a trusted proxy (here ``127.0.0.1``).
 
 from __future__ import annotations
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -115,3 +117,20 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy(live_server):
     with _from(PROXY) as proxy:  # so 198.51.100.7 was not slowed by those
         r = _login(live_server, proxy, victim.email, victim.password, forwarded="198.51.100.7")
         assert r.status_code == 200, r.text
+
+
+def test_concurrent_guesses_get_no_extra_tries(live_server):
+    """Twelve guesses at once from one address: the free five, not twelve, reach the password
+    check (a sixth or seventh may, if the burst outlasts the first back-off of 2 s, then 4 s)."""
+    victim = _user(live_server, "burst")
+    start = threading.Barrier(12)
+
+    def guess(i: int) -> int:
+        with _from("127.0.0.9") as attacker:
+            start.wait()
+            return _login(live_server, attacker, victim.email, f"guess {i}").status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        statuses = list(pool.map(guess, range(12)))
+    assert set(statuses) == {401, 429}
+    assert 5 <= statuses.count(401) <= 7, statuses

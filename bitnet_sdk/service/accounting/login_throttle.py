@@ -11,6 +11,8 @@ process sees the same counts):
   account must wait ``base_delay_s * 2**(n - free_failures)`` seconds after
   the last failure (``n`` failures in :attr:`pair_window_s`), at most
   :attr:`max_delay_s`. This is what slows a guesser; it touches no one else.
+  Attempts are counted when allowed, atomically with the check, and a right
+  password takes its attempt back: concurrent guesses get no extra tries.
 * **Per address, a much larger budget** (:attr:`address_budget` failures per
   :attr:`window_s`) against one address spraying many accounts.
 * **Per account, across addresses** (:attr:`account_budget` per
@@ -35,6 +37,7 @@ import time
 from dataclasses import dataclass
 
 from bitnet_sdk.service.accounting.ratelimit import check_and_consume, hits_in_window, peek, reset
+from bitnet_sdk.store import advisory_lock, write_transaction
 
 __all__ = ["LoginDecision", "LoginThrottle"]
 
@@ -74,9 +77,23 @@ class LoginThrottle:
                 f"login-account:{account}", f"login-known:{account}|{where}")
 
     def check(self, email: str, address: str | None, now: float | None = None) -> LoginDecision:
-        """Whether an attempt for ``email`` from ``address`` may check its password now."""
+        """Whether an attempt for ``email`` from ``address`` may check its password now.
+
+        An allowed attempt is counted against its pair at once, atomically with
+        the check (serialised per pair), so concurrent guesses cannot all slip
+        in before the first failure is recorded; :meth:`succeeded` takes it back.
+        """
         at = time.time() if now is None else now
         pair, by_address, by_account, known = self._keys(email, address)
+        with write_transaction():
+            advisory_lock(pair)
+            decision = self._decide(pair, by_address, by_account, known, at)
+            if decision.allowed:
+                check_and_consume(pair, _RECORD_ONLY, self.pair_window_s, at)
+        return decision
+
+    def _decide(self, pair: str, by_address: str, by_account: str, known: str,
+                at: float) -> LoginDecision:
         wait = self._backoff(pair, at)
         if wait > 0:
             return LoginDecision(False, wait, "too many failed logins for this account "
@@ -101,10 +118,10 @@ class LoginThrottle:
         return max(1, math.ceil(remaining)) if remaining > 0 else 0
 
     def record_failure(self, email: str, address: str | None, now: float | None = None) -> None:
-        """Count one wrong password against the pair, the address and the account."""
+        """Count one wrong password against the address and the account (the pair counted
+        the attempt in :meth:`check`)."""
         at = time.time() if now is None else now
-        pair, by_address, by_account, _ = self._keys(email, address)
-        check_and_consume(pair, _RECORD_ONLY, self.pair_window_s, at)
+        _, by_address, by_account, _ = self._keys(email, address)
         check_and_consume(by_address, _RECORD_ONLY, self.window_s, at)
         check_and_consume(by_account, _RECORD_ONLY, self.window_s, at)
 
