@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 import connexion
 from starlette.responses import Response
-from starlette.types import Receive, Scope
+from starlette.types import Receive
 
 from bitnet_sdk.api._http import json_response
 from bitnet_sdk.server.context import current, request_id
@@ -44,22 +44,10 @@ from bitnet_sdk.service.inference.plan import Caller, InferenceError
 from bitnet_sdk.service.inference.service import InferenceService, StreamEvent
 
 __all__ = [
-    "DEFAULT_JSON_LIMIT",
-    "INFERENCE_JSON_LIMIT",
     "format_sse",
-    "json_body_limit",
     "run_inference",
     "stream_inference",
 ]
-
-#: Largest JSON body of ``POST /inference`` and ``/inference/stream`` (413 above). Connexion
-#: validates bodies on the event loop, tensor numbers at about 4 ms per KiB on a loaded
-#: 2-core machine: every other request waits meanwhile. 128 KiB is still more prompt than
-#: any context window holds, or some 30,000 numbers of dense input.
-INFERENCE_JSON_LIMIT = 128 << 10
-#: Largest JSON body of every other operation (batches of requests: about 2 s of validation).
-DEFAULT_JSON_LIMIT = 512 << 10
-_SINGLE_REQUEST_PATHS = frozenset({"/v1/inference", "/v1/inference/stream"})
 
 T = TypeVar("T")
 
@@ -106,12 +94,6 @@ async def stream_inference(body: dict[str, Any], token_info: dict[str, Any]) -> 
 
     return EventStream(_sse(first, events, rid), on_close=closed, media_type="text/event-stream",
                         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-
-
-def json_body_limit(scope: Scope) -> int:
-    """Body limit for ``BodyLimitMiddleware`` on ``application/json`` requests."""
-    path = str(scope.get("path", "")).rstrip("/")
-    return INFERENCE_JSON_LIMIT if path in _SINGLE_REQUEST_PATHS else DEFAULT_JSON_LIMIT
 
 
 def format_sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from bitnet_sdk.model import ops
+from bitnet_sdk.backends import ops
 from bitnet_sdk.ternary import TernaryTensor, quantize_activations
 
 __all__ = ["OPTIONAL_OPS", "REQUIRED_OPS", "Backend"]
@@ -92,7 +92,7 @@ class Backend(abc.ABC):
         """Per-token absmax int8 (see ``bitnet_sdk.ternary``). Fallback: numpy."""
         return quantize_activations(x)
 
-    # -- float layer ops (fallback: bitnet_sdk.model.ops) ------------------------
+    # -- float layer ops (fallback: bitnet_sdk.backends.ops) ------------------------
 
     def rms_norm(self, x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
         return ops.rms_norm(x, weight, eps)

@@ -2,8 +2,9 @@
 
 ``read_model(path)`` maps the file into memory (``gguf.GGUFReader``; weights are
 never read until asked for) and returns a :class:`ModelFile`: raw metadata, the
-tensor directory, the :class:`~bitnet_sdk.model.config.ModelConfig`, the
-tokenizer description and tensors on demand.
+tensor directory and tensors on demand. Hyper-parameters and the vocabulary are
+read from it by ``ModelConfig.from_model_file`` (``config.py``) and
+``TokenizerSpec.from_metadata`` (``tokenizer.py``), which build on this module.
 
 Files we read
 -------------
@@ -40,9 +41,8 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGUF_MAGIC, GGMLQuantizationType, GGUFReader, GGUFValueType
@@ -60,10 +60,6 @@ from bitnet_sdk.formats.constants import (
 )
 from bitnet_sdk.ternary import TernaryTensor
 from bitnet_sdk.ternary import dequantize as dequantize_ternary
-
-if TYPE_CHECKING:
-    from bitnet_sdk.model.config import ModelConfig
-    from bitnet_sdk.model.tokenizer import TokenizerSpec
 
 __all__ = [
     "ARCH_BITNET",
@@ -369,20 +365,6 @@ class ModelFile:
     def arch_key(self, template: str) -> Any:
         """Value of an architecture key such as ``gguf.Keys.LLM.CONTEXT_LENGTH``, or None."""
         return self.metadata.get(template.format(arch=self.arch))
-
-    @cached_property
-    def config(self) -> ModelConfig:
-        """Hyper-parameters; raises ``ConfigError`` if the metadata is incomplete."""
-        from bitnet_sdk.model.config import ModelConfig
-
-        return ModelConfig.from_model_file(self)
-
-    @cached_property
-    def tokenizer_spec(self) -> TokenizerSpec:
-        """The vocabulary description; raises ``TokenizerError`` if absent or broken."""
-        from bitnet_sdk.model.tokenizer import TokenizerSpec
-
-        return TokenizerSpec.from_metadata(self.metadata)
 
     # -- tensors -------------------------------------------------------------
 

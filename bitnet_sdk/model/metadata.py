@@ -22,7 +22,7 @@ from gguf import Keys, LlamaFileType
 from bitnet_sdk.formats.constants import FTYPE_MOSTLY_I2_S
 from bitnet_sdk.model.config import ConfigError, ModelConfig
 from bitnet_sdk.model.gguf_file import ModelFile, read_model
-from bitnet_sdk.model.tokenizer import TokenizerError
+from bitnet_sdk.model.tokenizer import TokenizerError, TokenizerSpec
 
 __all__ = ["MEMORY_FORMULA", "model_metadata"]
 
@@ -72,7 +72,7 @@ def _quantization(mf: ModelFile) -> dict[str, Any]:
 
 def _tokenizer(mf: ModelFile) -> dict[str, Any]:
     try:
-        spec = mf.tokenizer_spec
+        spec = TokenizerSpec.from_metadata(mf.metadata)
     except TokenizerError as exc:
         return {"error": str(exc)}
     return {
@@ -131,7 +131,7 @@ def model_metadata(source: str | os.PathLike[str] | ModelFile) -> dict[str, Any]
         "errors": [],
     }
     try:
-        cfg = mf.config
+        cfg = ModelConfig.from_model_file(mf)
     except ConfigError as exc:
         out["model"] = None
         out["errors"] = [p.message for p in exc.problems]

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from gguf import GGMLQuantizationType, Keys
 
-from bitnet_sdk.formats.constants import ARCH_BITNET_DENSE
 from bitnet_sdk.model.config import ModelConfig, config_problems
 from bitnet_sdk.model.gguf_file import (
     TERNARY_PROJECTIONS,
@@ -81,16 +80,23 @@ class ValidationReport:
         }
 
 
-def validate(path: str | os.PathLike[str], *, check_data: bool = True) -> ValidationReport:
+#: The problems of a file of another architecture: ``rules(path, check_data=...)``.
+ArchRules = Callable[..., Iterable[Problem]]
+
+
+def validate(path: str | os.PathLike[str], *, check_data: bool = True,
+             other_archs: Mapping[str, ArchRules] | None = None) -> ValidationReport:
     """Check a model file and list every problem found.
 
     ``check_data`` also decodes every ternary projection and scans float
     tensors for NaN/inf (reads the whole file once; off, only the header and
-    the directory are checked).
+    the directory are checked). A file whose architecture is a key of
+    ``other_archs`` is held to those rules instead (``bitnet_sdk.loading.validate``
+    passes the dense models' rules: the model package does not know them).
     """
     report = ValidationReport(str(path))
     try:
-        report.problems = list(_problems(path, report, check_data))
+        report.problems = list(_problems(path, report, check_data, other_archs or {}))
     except MemoryError:
         report.problems.append(Problem("internal_error", "ran out of memory while checking the file"))
     except Exception as exc:  # validate must report, never raise, whatever the file holds
@@ -99,7 +105,8 @@ def validate(path: str | os.PathLike[str], *, check_data: bool = True) -> Valida
     return report
 
 
-def _problems(path: str | os.PathLike[str], report: ValidationReport, check_data: bool) -> Iterator[Problem]:
+def _problems(path: str | os.PathLike[str], report: ValidationReport, check_data: bool,
+              other_archs: Mapping[str, ArchRules]) -> Iterator[Problem]:
     try:
         mf = read_model(path, strict=False)
     except FileNotFoundError:
@@ -113,10 +120,9 @@ def _problems(path: str | os.PathLike[str], report: ValidationReport, check_data
         return
     report.arch = mf.arch or None
     report.n_tensors = len(mf.tensors)
-    if mf.arch == ARCH_BITNET_DENSE:  # ternary dense models imported from ONNX have their own rules
-        from bitnet_sdk.dense.format import dense_problems
-
-        yield from dense_problems(path, check_data=check_data)
+    rules = other_archs.get(mf.arch)
+    if rules is not None:  # e.g. ternary dense models imported from ONNX have their own rules
+        yield from rules(path, check_data=check_data)
         return
     layout = layout_problems(mf)
     yield from layout
@@ -173,7 +179,7 @@ def _is_optional(name: str, cfg: ModelConfig) -> bool:
 def _tensor_problems(
     mf: ModelFile, expected: dict[str, tuple[tuple[int, ...], frozenset[int] | None]]
 ) -> Iterator[Problem]:
-    cfg = mf.config
+    cfg = ModelConfig.from_model_file(mf)
     for name, (shape, types) in expected.items():
         info = mf.tensors.get(name)
         if info is None:

@@ -16,10 +16,10 @@ import connexion
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 
-from bitnet_sdk.api.inference import json_body_limit
 from bitnet_sdk.config import Settings
 from bitnet_sdk.server.context import AppContext, ContextMiddleware, request_id
 from bitnet_sdk.server.lifecycle import shutdown, startup
+from bitnet_sdk.server.limits import json_body_limit
 from bitnet_sdk.server.method_guard import UndeclaredMethodGuard
 from bitnet_sdk.server.methods import install_method_not_allowed
 from bitnet_sdk.server.metrics import Metrics, MetricsMiddleware, RouteRecorder

@@ -46,7 +46,7 @@ from connexion.json_schema import Draft4RequestValidator
 from jsonschema import Draft4Validator
 from tornado.ioloop import IOLoop
 
-from bitnet_sdk.api.security import resolve_credentials
+from bitnet_sdk.auth.credentials import resolve_credentials
 from bitnet_sdk.server.context import AppContext, activated
 from bitnet_sdk.server.spec import load_spec
 from bitnet_sdk.service.inference.plan import Caller, InferenceError
@@ -209,7 +209,7 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
     async def _credentials(self, token: str) -> dict[str, Any] | None:
         def resolve() -> dict[str, Any] | None:
             with activated(self.ctx):
-                return resolve_credentials(token)
+                return resolve_credentials(token, self.ctx.settings)
 
         return await asyncio.to_thread(resolve)
 

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 import mlx.core as mx
 import numpy as np
 
-from bitnet_mlx import CAPABILITIES
 from bitnet_mlx import layers as L
+from bitnet_mlx.capabilities import CAPABILITIES
 from bitnet_mlx.kernels import LinearKernels
 from bitnet_mlx.packing import PackedTernary, pack_ternary
 from bitnet_sdk.backends import Backend, BackendUnavailableError

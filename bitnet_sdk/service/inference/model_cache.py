@@ -559,7 +559,7 @@ class ModelCache:
 
 
 def _default_loader(spec: ModelSpec) -> Any:
-    from bitnet_sdk.model.loader import load
+    from bitnet_sdk.loading import load
 
     return load(spec.path, backend=spec.backend)
 

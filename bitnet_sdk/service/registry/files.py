@@ -2,7 +2,7 @@
 
 :func:`inspect_file` is the one check every file passes before the registry
 lets a row point at it (uploads, the demo model, a quantizer's output).
-Files are checked by :func:`bitnet_sdk.model.validate.validate` (which holds
+Files are checked by :func:`bitnet_sdk.loading.validate` (which holds
 dense models, GGUF architecture ``bitnet-dense``, to their own rules); the
 metadata is :func:`bitnet_sdk.model.metadata.model_metadata`'s, plus ``kind``
 and input/output shapes for dense models. Blocking: reads the whole file.
@@ -40,8 +40,8 @@ class FileReport:
 def inspect_file(path: Path) -> FileReport:
     """Validate a model file and, when valid, read its metadata (reads the whole file)."""
     from bitnet_sdk.formats.constants import ARCH_BITNET_DENSE
+    from bitnet_sdk.loading import validate
     from bitnet_sdk.model.metadata import model_metadata
-    from bitnet_sdk.model.validate import validate
 
     result = validate(path)
     validation = {
