@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import re
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import connexion
 from starlette.responses import Response
@@ -53,7 +54,12 @@ T = TypeVar("T")
 
 _REQUEST_ID = re.compile(r"^req_[0-9a-z]{10,40}$")
 _background: set[asyncio.Task[Any]] = set()
-_GONE = object()
+class _Gone(enum.Enum):
+    GONE = "gone"
+
+
+#: What :func:`_until_disconnect` returns when the client went away first.
+_GONE: Final = _Gone.GONE
 
 
 async def run_inference(body: dict[str, Any], token_info: dict[str, Any]) -> Any:
@@ -125,7 +131,7 @@ def _client_gone() -> Response:
     return Unheard(json.dumps(body), status_code=400, media_type=PROBLEM_MEDIA_TYPE)
 
 
-async def _until_disconnect(work: Awaitable[T]) -> T | object:
+async def _until_disconnect(work: Awaitable[T]) -> T | Literal[_Gone.GONE]:
     """Await ``work`` unless the client disconnects first: then cancel it, return ``_GONE``."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_disconnected(connexion.request.receive))

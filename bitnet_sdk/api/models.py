@@ -92,7 +92,7 @@ def list_models(token_info: dict[str, Any], cursor: str | None = None, limit: in
 async def create_model(body: dict[str, Any], token_info: dict[str, Any], file: Any = None) -> Any:
     """JSON: an empty ``pending_upload`` record. Multipart: the record and its (small) file."""
     actor = _actor(token_info)
-    fields = {k: body[k] for k in ("name", "description", "tags", "public") if k in body}
+    fields: dict[str, Any] = {k: body[k] for k in ("name", "description", "tags", "public") if k in body}
     with _problems():
         if file is None:
             record = await asyncio.to_thread(registry.create_model, actor, **fields)

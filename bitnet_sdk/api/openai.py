@@ -90,7 +90,8 @@ def resolve_model(ident: str, token_info: dict[str, Any]) -> Any:
     if ident.startswith("mdl_"):
         with contextlib.suppress(models.ModelNotFound):
             return models.get_model(actor, ident)
-    named, cursor = [], None
+    named: list[Any] = []
+    cursor: str | None = None
     while True:
         page = models.list_models(actor, cursor=cursor, limit=_PAGE, kind="llm",
                                   name_prefix=ident)

@@ -34,9 +34,9 @@ def resolve_credentials(token: str, settings: Settings) -> dict[str, Any] | None
         return None
     # The account as it is now: a disabled account's tokens stop at once, and a
     # tier change or a withdrawn scope applies without waiting for a refresh.
-    user = get_user(claims["sub"])
-    if user is None or user.disabled:
+    account = get_user(claims["sub"])
+    if account is None or account.disabled:
         return None
-    held = set(user.scopes)
+    held = set(account.scopes)
     scope = " ".join(s for s in claims_scopes(claims) if s in held)
-    return {**claims, "scope": scope, "tier": user.tier, "auth": "jwt"}
+    return {**claims, "scope": scope, "tier": account.tier, "auth": "jwt"}

@@ -31,6 +31,7 @@ from bitnet_sdk.backends.errors import (
     BackendError,
     BackendNotFoundError,
     BackendUnavailableError,
+    PluginError,
 )
 from bitnet_sdk.backends.facade import BackendHooks
 from bitnet_sdk.backends.info import BackendInfo
@@ -51,6 +52,8 @@ class HostView(Protocol):
     def registry(self) -> BackendRegistry: ...
     @property
     def disabled(self) -> list[str]: ...
+    @property
+    def errors(self) -> list[PluginError]: ...
     @property
     def hooks(self) -> BackendHooks: ...
     def available(self) -> list[BackendInfo]: ...

@@ -18,7 +18,7 @@ from typing import Any
 __all__ = ["format_report", "register", "run"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "quantize",
         help="quantize a model to ternary weights (GGUF)",

@@ -238,7 +238,7 @@ class _CheckedReader(GGUFReader):
 
     def _string_array(self, offset: int, length: int) -> list[memoryview]:
         """``length`` strings from ``offset`` as memoryviews (ReaderField.contents() decodes them)."""
-        buf = memoryview(self.data)
+        buf = memoryview(self.data)  # type: ignore[arg-type]  # numpy's stubs lack memmap's buffer protocol
         end = len(buf)
         out: list[memoryview] = []
         for _ in range(length):
@@ -424,7 +424,7 @@ class ModelFile:
         raw = self.raw(name)
         if info.is_ternary_type:
             try:
-                t = formats.unpack(info.ggml_type, raw, info.shape)  # type: ignore[arg-type]
+                t = formats.unpack(info.ggml_type, raw, info.shape)
             except ValueError as exc:
                 raise NotTernaryError(name, str(exc)) from exc
         else:

@@ -162,7 +162,7 @@ def load(
     mf = read_model(path)
     other = (other_archs or {}).get(mf.arch)
     if other is not None:  # e.g. ternary dense models converted from ONNX
-        return other(path, backend)  # type: ignore[no-any-return]
+        return other(path, backend)
     config = ModelConfig.from_model_file(mf)
     if isinstance(backend, str):
         backend = get_backend(backend, device=device)

@@ -127,9 +127,9 @@ def quantize_dense(
         progress.start(len(order) + 2, "plan")
         t0 = time.perf_counter()
         out.begin()
-        for name, node in order:
-            if node is not None:
-                _write_weight(node, src, opts, out, ternary, report)
+        for name, weight_of in order:
+            if weight_of is not None:
+                _write_weight(weight_of, src, opts, out, ternary, report)
             else:
                 value = src.tensors[name]
                 out.write(name, encode_float(_F32, value.reshape(value.shape or (1,))))

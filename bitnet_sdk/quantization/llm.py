@@ -89,6 +89,14 @@ class _Planned:
         return self.tensor.name.removesuffix(".weight") + ".scale"
 
 
+def _stored_nbytes(p: _Planned, qtype: str) -> int:
+    """Bytes a planned tensor takes in the file (with a projection's one-element scale)."""
+    if p.tensor.projection:
+        rows, cols = p.tensor.shape
+        return projection_nbytes(qtype, (rows, cols))[1] + 4 * int(p.scale_tensor)
+    return float_nbytes(p.type_id, p.tensor.shape)
+
+
 def _plan(source: LLMSource, opts: LLMOptions, out: AtomicGGUFWriter) -> list[_Planned]:
     planned: list[_Planned] = []
     for t in source.tensors:
@@ -168,10 +176,7 @@ def quantize_llm(
             progress.step(p.tensor.name)
         out.finish()
         report.quantized_bytes = out.path.stat().st_size
-        report.quantized_weight_bytes = sum(
-            (projection_nbytes(opts.qtype, p.tensor.shape)[1] + 4 * p.scale_tensor) if p.tensor.projection
-            else float_nbytes(p.type_id, p.tensor.shape) for p in planned
-        )
+        report.quantized_weight_bytes = sum(_stored_nbytes(p, opts.qtype) for p in planned)
         stages["quantize"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         checked = validate(out.path)

@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     # GET /quantize/batch is a 405, not GET /quantize/{job_id} with a job id "batch".
     app.add_middleware(UndeclaredMethodGuard, position=MiddlewarePosition.BEFORE_ROUTING,
                        spec=load_spec(), base_path=API_BASE_PATH)
-    app.bitnet = ctx  # type: ignore[attr-defined]
+    app.bitnet = ctx
     return app
 
 

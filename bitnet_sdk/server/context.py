@@ -19,7 +19,7 @@ from bitnet_sdk.config import Settings
 
 if TYPE_CHECKING:
     import peewee
-    from starlette.types import ASGIApp, Receive, Scope, Send
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from bitnet_sdk.server.metrics import Metrics
 
@@ -76,7 +76,7 @@ class ContextMiddleware:
         ctx_token = _ctx.set(self.ctx)
         rid_token = _request_id.set(rid)
 
-        async def send_with_id(message: dict) -> None:
+        async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", rid.encode()))

@@ -307,7 +307,7 @@ class ChunkBuilder:
         self._results: list[Result] = []
 
     def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
-        chunk = {**self._head, "choices": choices}
+        chunk: dict[str, Any] = {**self._head, "choices": choices}
         if self.include_usage:
             chunk["usage"] = None
         return chunk

@@ -20,7 +20,6 @@ of a unit so that no request that ran is free.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -235,9 +234,6 @@ def plan_request(caller: Caller, request: dict[str, Any], settings: Settings, *,
                                     for n in (given or list(_INPUTS))])
     params = _params(request)
     _check_kind(model, given[0], streaming)
-    if model.kind == "dense" and importlib.util.find_spec("bitnet_sdk.dense") is None:
-        raise unprocessable(f"Model {model.id} is a dense model; this server cannot run "
-                            "dense models yet.")
     backend = _backend_name(str(request.get("backend") or "auto"), settings)
     _check_quota(caller, settings, model)
     messages = request.get("messages")

@@ -37,7 +37,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from bitnet_sdk.config import Settings
@@ -156,7 +156,7 @@ class InferenceService:
 
     async def stream(self, caller: Caller, request: dict[str, Any], *, request_id: str,
                      cancel: threading.Event | None = None, on_usage: UsageHook | None = None,
-                     settled: threading.Event | None = None) -> AsyncIterator[StreamEvent]:
+                     settled: threading.Event | None = None) -> AsyncGenerator[StreamEvent, None]:
         """Generate with a language model, yielding tokens as they come, then ``done``.
 
         ``on_usage(tokens_in, tokens_out, compute_units)`` receives the usage instead

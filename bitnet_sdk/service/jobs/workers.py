@@ -128,8 +128,9 @@ class WorkerPool:
     def start(self) -> WorkerPool:
         """Start the worker threads (``options.concurrency``, may be 0), heartbeat, webhooks."""
         self._unsubscribe = hub.subscribe(self._on_event)
-        targets = [(f"bitnet-job-worker-{i}", self._work, (f"{self.name}/{i}",))
-                   for i in range(self.options.concurrency)]
+        targets: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = [
+            (f"bitnet-job-worker-{i}", self._work, (f"{self.name}/{i}",))
+            for i in range(self.options.concurrency)]
         targets.append(("bitnet-job-heartbeat", self._heartbeats, ()))
         for name, target, args in targets:
             thread = threading.Thread(target=target, args=args, name=name, daemon=True)

@@ -388,9 +388,9 @@ def register_file(
     was) or :class:`ModelConflict` for a taken name.
     """
     _check_name_free(owner_id, name, lock=False)  # before reading a large file for nothing
-    if isinstance(source, Path):
-        source = _StagedPath(source, source.stat().st_size, uploads.sha256_file(source))
-    report = report or inspect_file(source.path)
+    staged = (_StagedPath(source, source.stat().st_size, uploads.sha256_file(source))
+              if isinstance(source, Path) else source)
+    report = report or inspect_file(staged.path)
     if not report.ok:
         raise InvalidModelFile(report.validation)
     model_id = new_id("mdl")
@@ -400,15 +400,15 @@ def register_file(
     try:
         with write_transaction():
             _check_name_free(owner_id, name)
-            source.publish(target)
+            staged.publish(target)
             record = ModelRecord(id=model_id, owner=owner_id, name=name,
                                  description=description or "", tags=list(tags),
                                  public=bool(public), source_model=source_model_id,
                                  quantization_report=quantization_report)
-            _set_file(record, settings, target, source, report)
+            _set_file(record, settings, target, staged, report)
             record.save(force_insert=True)
     except BaseException:
-        if source.path == target:  # published, but the row did not follow: take the file back
+        if staged.path == target:  # published, but the row did not follow: take the file back
             target.unlink(missing_ok=True)
         raise
     log.info("registered model %s (%s)", model_id, name, extra={"model_id": model_id})
