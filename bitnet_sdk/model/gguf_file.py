@@ -54,8 +54,6 @@ from bitnet_sdk.formats.constants import (
     ARCH_BITNET_25,
     ARCH_BITNET_B158,
     BITNET_ARCHITECTURES,
-    I2_S_BLOCK_SIZE,
-    I2_S_TRAILER_BYTES,
     I2_S_TYPE_ID,
 )
 from bitnet_sdk.ternary import TernaryTensor
@@ -86,7 +84,7 @@ GGML_TYPE_I2_S = I2_S_TYPE_ID
 
 #: (block size in weights, bytes per block) for every type we can size.
 TYPE_SIZES: dict[int, tuple[int, int]] = {int(t): s for t, s in GGML_QUANT_SIZES.items()}
-TERNARY_TYPES = frozenset({int(GGMLQuantizationType.TQ1_0), int(GGMLQuantizationType.TQ2_0), GGML_TYPE_I2_S})
+TERNARY_TYPES = frozenset(formats.QTYPE_IDS.values())
 _FLOAT_TYPES = {
     int(GGMLQuantizationType.F32): np.float32,
     int(GGMLQuantizationType.F16): np.float16,
@@ -103,8 +101,9 @@ _SUPPORTED_VERSIONS = (2, 3)
 
 def type_name(ggml_type: int) -> str:
     """Human name of a ggml type id (``TQ2_0``, ``I2_S``, ``type_99`` if unknown)."""
-    if ggml_type == GGML_TYPE_I2_S:
-        return "I2_S"
+    fmt = formats.by_type_id(ggml_type)
+    if fmt is not None:
+        return fmt.label
     try:
         return GGMLQuantizationType(ggml_type).name
     except ValueError:
@@ -171,8 +170,9 @@ class TensorInfo:
 def tensor_nbytes(ggml_type: int, shape: tuple[int, ...]) -> int | None:
     """Bytes a tensor of this type and shape occupies, ``None`` if not computable."""
     n = math.prod(shape)
-    if ggml_type == GGML_TYPE_I2_S:
-        return n // 4 + I2_S_TRAILER_BYTES if len(shape) == 2 and shape[-1] % I2_S_BLOCK_SIZE == 0 else None
+    fmt = formats.by_type_id(ggml_type)
+    if fmt is not None and fmt.per_tensor_scale:  # one scale per matrix: I2_S is 2-D only
+        return fmt.tensor_nbytes(shape) if len(shape) == 2 else None
     sizes = TYPE_SIZES.get(ggml_type)
     if sizes is None or not shape:
         return None

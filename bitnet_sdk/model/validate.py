@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from gguf import GGMLQuantizationType, Keys
 
+from bitnet_sdk import formats
 from bitnet_sdk.model.config import ModelConfig, config_problems
 from bitnet_sdk.model.gguf_file import (
     TERNARY_PROJECTIONS,
@@ -55,6 +56,7 @@ logger = logging.getLogger(__name__)
 _F32, _F16, _BF16 = (int(GGMLQuantizationType.F32), int(GGMLQuantizationType.F16), int(GGMLQuantizationType.BF16))
 _FLOAT_TYPES = frozenset({_F32, _F16, _BF16})
 _PROJECTION_TYPES = TERNARY_TYPES | _FLOAT_TYPES
+_TERNARY_LABELS = "/".join(sorted(f.label for f in formats.FORMATS.values()))
 
 
 @dataclass
@@ -188,7 +190,7 @@ def _tensor_problems(
         if info.shape != shape:
             yield Problem("tensor_shape", f"shape {list(info.shape)}, expected {list(shape)}", name)
         if types is not None and info.ggml_type not in types:
-            allowed = "ternary TQ1_0/TQ2_0/I2_S or F32/F16/BF16" if types is _PROJECTION_TYPES else "F32/F16/BF16"
+            allowed = f"ternary {_TERNARY_LABELS} or F32/F16/BF16" if types is _PROJECTION_TYPES else "F32/F16/BF16"
             yield Problem("tensor_type", f"type {info.type_name} is not usable here ({allowed})", name)
     for name, info in mf.tensors.items():
         if name in expected:

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from gguf import GGMLQuantizationType, LlamaFileType
+from gguf import GGMLQuantizationType
 
+from bitnet_sdk import formats
 from bitnet_sdk.backends.base import Backend
 from bitnet_sdk.formats.constants import (
     ARCH_BITNET,
     ARCH_BITNET_25,
     ARCH_BITNET_B158,
     BITNET_ARCHITECTURES,
-    FTYPE_MOSTLY_I2_S,
 )
 from bitnet_sdk.model.gguf_file import NotTernaryError, ternarize_rows, type_name
 from bitnet_sdk.model.validate import validate
@@ -44,13 +44,8 @@ from bitnet_sdk.quantization.writer import (
 )
 from bitnet_sdk.ternary import TernaryTensor, dequantize, quantize_weights
 
-__all__ = ["FILE_TYPES", "LLMOptions", "default_arch", "quantize_llm"]
+__all__ = ["LLMOptions", "default_arch", "quantize_llm"]
 
-FILE_TYPES = {
-    "tq2_0": int(LlamaFileType.MOSTLY_TQ2_0),
-    "tq1_0": int(LlamaFileType.MOSTLY_TQ1_0),
-    "i2_s": FTYPE_MOSTLY_I2_S,
-}
 _F32 = int(GGMLQuantizationType.F32)
 _F16 = int(GGMLQuantizationType.F16)
 _TQ = ("tq2_0", "tq1_0")
@@ -165,7 +160,7 @@ def quantize_llm(
     stages = report.stages
     with AtomicGGUFWriter(dst, arch) as out:
         source.write_metadata(out.gguf)
-        out.gguf.add_file_type(FILE_TYPES[opts.qtype])
+        out.gguf.add_file_type(formats.FORMATS[opts.qtype].file_type)
         out.gguf.add_quantization_version(2)
         planned = _plan(source, opts, out)
         progress.start(len(planned) + 2, "plan")

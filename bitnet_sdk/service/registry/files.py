@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bitnet_sdk import formats
 from bitnet_sdk.store.fields import utcnow
 from bitnet_sdk.store.models import MODEL_KINDS
 
 __all__ = ["MODEL_QTYPES", "FileReport", "inspect_file"]
 
 #: Storage types a model's ``qtype`` may name (the spec's ``ModelQType``).
-MODEL_QTYPES = ("f32", "f16", "bf16", "q8_0", "tq2_0", "tq1_0", "i2_s")
+MODEL_QTYPES = ("f32", "f16", "bf16", "q8_0", *formats.QTYPES)
 
 
 @dataclass(frozen=True)
