@@ -1,7 +1,7 @@
 """Inference operations: one request (``runInference``) and Server-Sent Events (``streamInference``).
 
 Thin: the work is :class:`bitnet_sdk.service.inference.service.InferenceService`'s
-(registered as ``ctx.services["inference"]`` at start-up); this module turns
+(``ctx.inference``, attached at start-up); this module turns
 its results and :class:`~bitnet_sdk.service.inference.plan.InferenceError`
 into HTTP.
 
@@ -23,24 +23,21 @@ The batch operations (``createInferenceBatch``, ``getInferenceJob``,
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import enum
 import json
 import re
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, Final, Literal, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import connexion
 from starlette.responses import Response
-from starlette.types import Receive
 
 from bitnet_sdk.api._http import json_response
 from bitnet_sdk.server.context import current, request_id
 from bitnet_sdk.server.metering import usage_hook
 from bitnet_sdk.server.problems import PROBLEM_MEDIA_TYPE, Problem
-from bitnet_sdk.server.streaming import EventStream, Unheard
+from bitnet_sdk.server.streaming import ClientGone, Disconnect, EventStream, Unheard
 from bitnet_sdk.service.inference.plan import Caller, InferenceError
 from bitnet_sdk.service.inference.service import InferenceService, StreamEvent
 
@@ -50,16 +47,8 @@ __all__ = [
     "stream_inference",
 ]
 
-T = TypeVar("T")
 
 _REQUEST_ID = re.compile(r"^req_[0-9a-z]{10,40}$")
-_background: set[asyncio.Task[Any]] = set()
-class _Gone(enum.Enum):
-    GONE = "gone"
-
-
-#: What :func:`_until_disconnect` returns when the client went away first.
-_GONE: Final = _Gone.GONE
 
 
 async def run_inference(body: dict[str, Any], token_info: dict[str, Any]) -> Any:
@@ -69,13 +58,14 @@ async def run_inference(body: dict[str, Any], token_info: dict[str, Any]) -> Any
     work = service.run(Caller.from_token_info(token_info), body, request_id=rid,
                        on_usage=usage_hook(), settled=settled)
     try:
-        result = await _until_disconnect(work)
+        result = await Disconnect(connexion.request.receive).guard(work)
     except InferenceError as exc:
         await _settle(settled)
         raise _problem(exc, rid) from None
-    await _settle(settled)
-    if result is _GONE:
+    except ClientGone:
+        await _settle(settled)
         return _client_gone()
+    await _settle(settled)
     return json_response(result)
 
 
@@ -85,11 +75,11 @@ async def stream_inference(body: dict[str, Any], token_info: dict[str, Any]) -> 
     events = _service().stream(Caller.from_token_info(token_info), body, request_id=rid,
                                cancel=cancel, on_usage=usage_hook(), settled=settled)
     try:
-        first = await _until_disconnect(anext(events))
+        first = await Disconnect(connexion.request.receive).guard(anext(events))
     except InferenceError as exc:
         await _settle(settled)
         raise _problem(exc, rid) from None
-    if first is _GONE:
+    except ClientGone:
         await _settle(settled)
         return _client_gone()
 
@@ -131,40 +121,14 @@ def _client_gone() -> Response:
     return Unheard(json.dumps(body), status_code=400, media_type=PROBLEM_MEDIA_TYPE)
 
 
-async def _until_disconnect(work: Awaitable[T]) -> T | Literal[_Gone.GONE]:
-    """Await ``work`` unless the client disconnects first: then cancel it, return ``_GONE``."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(connexion.request.receive))
-    _background.add(watcher)
-    watcher.add_done_callback(_background.discard)
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, InferenceError):
-            await task
-        return _GONE
-    return task.result()
-
-
 async def _settle(settled: threading.Event, timeout: float = 10.0) -> None:
     """Wait (off the loop) until the request's computation has stopped and reported usage."""
     if not settled.is_set():
         await asyncio.to_thread(settled.wait, timeout)
 
 
-async def _disconnected(receive: Receive) -> None:
-    """Return once the client has gone (or the response is complete: then nobody waits)."""
-    with contextlib.suppress(Exception):
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-
 def _service() -> InferenceService:
-    service = current().services.get("inference")
+    service = current().inference
     if service is None:
         raise Problem(503, "Service Unavailable", "Inference is not running on this server.",
                       slug="unavailable", headers={"Retry-After": "5"})

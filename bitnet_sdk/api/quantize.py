@@ -2,7 +2,7 @@
 
 Thin: checks and queueing are :mod:`bitnet_sdk.service.jobs.quantize`', the queue is
 :mod:`bitnet_sdk.service.jobs.queue`', execution the server's
-:class:`~bitnet_sdk.service.jobs.workers.WorkerPool` (``ctx.services["jobs"]``). Database and
+:class:`~bitnet_sdk.service.jobs.workers.WorkerPool` (``ctx.jobs``). Database and
 compute work runs in worker threads, never on the event loop.
 
 * ``quantizeModel`` answers ``200`` with the finished job when it ran within the request (a
@@ -53,7 +53,7 @@ async def quantize_model(body: dict[str, Any], token_info: dict[str, Any]) -> An
                                            pool.options.lease_s)
     if created and job.status == "running":  # ours to compute, here and now
         done = await asyncio.wrap_future(pool.submit(job, run_by))
-        job = done or await asyncio.to_thread(Job.get_by_id, job.id)
+        job = done if done is not None else await asyncio.to_thread(Job.get_by_id, job.id)
     elif created:
         pool.wake()
     return await asyncio.to_thread(_answer, job)

@@ -280,7 +280,10 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
         rid = generation.request_id
         inference_id = f"req_{uuid.uuid4().hex[:24]}"
         try:
-            service = self.ctx.services["inference"]
+            service = self.ctx.inference
+            if service is None:
+                raise InferenceError(503, "Service Unavailable",
+                                     "Inference is not running on this server.", slug="unavailable")
             async for kind, data in service.stream(caller, request, request_id=inference_id,
                                                    cancel=generation.cancel):
                 self._send({"type": kind, "request_id": rid, **data})

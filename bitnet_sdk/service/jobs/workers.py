@@ -1,7 +1,7 @@
 """Job workers: threads that claim jobs from the database queue and run them.
 
 One :class:`WorkerPool` runs inside every server (``Settings.workers`` threads, registered as
-``ctx.services["jobs"]``) and inside every ``bitnet worker`` process; they all share the queue
+``ctx.jobs``) and inside every ``bitnet worker`` process; they all share the queue
 through the database (:mod:`bitnet_sdk.service.jobs.queue`), so jobs run wherever a thread is free.
 
 * Each worker thread loops: claim the oldest runnable job with a lease, run it
