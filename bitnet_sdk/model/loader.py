@@ -114,9 +114,9 @@ class Model:
     def generate(self, prompt: str | Sequence[int], **kwargs: Any) -> Iterator[_gen.GenerationStep]:
         """Stream ``GenerationStep`` records; keywords as ``bitnet_sdk.model.generate.generate``.
 
-        ``max_tokens``, ``temperature``, ``top_k``, ``top_p``, ``seed``,
-        ``stop``, ``logprobs`` (number of alternatives), ``cancel`` (a
-        ``threading.Event`` or a callable returning True to stop).
+        ``max_tokens``, ``stop``, ``logprobs`` (number of alternatives), ``cancel`` (a
+        ``threading.Event`` or a callable returning True to stop), ``sampling`` (a
+        ``SamplingParams``) or its fields (``temperature``, ``top_k``, ``top_p``, ``seed`` …).
         """
         return _gen.generate(self, prompt, **kwargs)
 

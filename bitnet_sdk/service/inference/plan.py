@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bitnet_sdk.config import Settings
+from bitnet_sdk.model.sampler import SamplingParams
 
 __all__ = [
     "DEFAULTS",
@@ -40,7 +41,8 @@ __all__ = [
     "plan_request",
 ]
 
-#: The spec's defaults for ``InferenceRequest`` (Connexion does not fill them in).
+#: The spec's defaults for ``InferenceRequest`` (Connexion does not fill them in); a sampler
+#: option whose spec default is the runtime's (``SamplingParams``) needs no entry.
 DEFAULTS: dict[str, Any] = {
     "max_tokens": 256,
     "temperature": 0.8,
@@ -116,10 +118,7 @@ class GenerationParams:
     """Sampling and output settings of a language-model request, defaults applied."""
 
     max_tokens: int
-    temperature: float
-    top_k: int
-    top_p: float
-    seed: int | None
+    sampling: SamplingParams
     stop: tuple[str, ...]
     return_probabilities: bool
     top_logprobs: int
@@ -248,11 +247,12 @@ def _params(request: dict[str, Any]) -> GenerationParams:
         raise unprocessable("top_logprobs needs return_probabilities.",
                             errors=[{"field": "top_logprobs",
                                      "message": "set return_probabilities to true"}])
-    seed = request.get("seed")
+    try:
+        sampling = SamplingParams.from_mapping(values)
+    except (TypeError, ValueError) as exc:
+        raise unprocessable(str(exc)) from None
     return GenerationParams(
-        max_tokens=int(values["max_tokens"]), temperature=float(values["temperature"]),
-        top_k=int(values["top_k"]), top_p=float(values["top_p"]),
-        seed=None if seed is None else int(seed), stop=tuple(values["stop"]),
+        max_tokens=int(values["max_tokens"]), sampling=sampling, stop=tuple(values["stop"]),
         return_probabilities=bool(values["return_probabilities"]),
         top_logprobs=int(values["top_logprobs"]),
     )

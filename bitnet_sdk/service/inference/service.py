@@ -293,8 +293,7 @@ class InferenceService:
         try:
             ids = _prompt_ids(model, run.plan)
             steps = model.generate(
-                ids, max_tokens=params.max_tokens, temperature=params.temperature,
-                top_k=params.top_k, top_p=params.top_p, seed=params.seed, stop=params.stop,
+                ids, max_tokens=params.max_tokens, sampling=params.sampling, stop=params.stop,
                 logprobs=params.logprobs, cancel=run.cancelled)
         except ValueError as exc:  # prompt too long, empty, bad chat template, ...
             emit(("error", unprocessable(str(exc))))
