@@ -18,6 +18,7 @@ from typing import Any
 from connexion import request
 
 from bitnet_sdk.api._http import json_response
+from bitnet_sdk.auth.principal import token_scopes
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem, bad_request, conflict, not_found, unprocessable
 from bitnet_sdk.service.jobs import queue as jobs
@@ -61,7 +62,7 @@ def idempotency_key() -> str | None:
 
 def owner_scope(token_info: dict[str, Any]) -> str | None:
     """Whose jobs the caller sees: their own, or everyone's (None) for an admin."""
-    scopes = str(token_info.get("scope") or "").split()
+    scopes = token_scopes(token_info)
     return None if "admin" in scopes else str(token_info["sub"])
 
 

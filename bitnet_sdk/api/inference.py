@@ -34,11 +34,12 @@ import connexion
 from starlette.responses import Response
 
 from bitnet_sdk.api._http import json_response
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.server.context import current, request_id
 from bitnet_sdk.server.metering import usage_hook
 from bitnet_sdk.server.problems import PROBLEM_MEDIA_TYPE, Problem
 from bitnet_sdk.server.streaming import ClientGone, Disconnect, EventStream, Unheard
-from bitnet_sdk.service.inference.plan import Caller, InferenceError
+from bitnet_sdk.service.inference.plan import InferenceError
 from bitnet_sdk.service.inference.service import InferenceService, StreamEvent
 
 __all__ = [
@@ -55,7 +56,7 @@ async def run_inference(body: dict[str, Any], token_info: dict[str, Any]) -> Any
     rid = _inference_id()
     service = _service()
     settled = threading.Event()
-    work = service.run(Caller.from_token_info(token_info), body, request_id=rid,
+    work = service.run(Principal.from_token_info(token_info), body, request_id=rid,
                        on_usage=usage_hook(), settled=settled)
     try:
         result = await Disconnect(connexion.request.receive).guard(work)
@@ -72,7 +73,7 @@ async def run_inference(body: dict[str, Any], token_info: dict[str, Any]) -> Any
 async def stream_inference(body: dict[str, Any], token_info: dict[str, Any]) -> Any:
     rid = _inference_id()
     cancel, settled = threading.Event(), threading.Event()
-    events = _service().stream(Caller.from_token_info(token_info), body, request_id=rid,
+    events = _service().stream(Principal.from_token_info(token_info), body, request_id=rid,
                                cancel=cancel, on_usage=usage_hook(), settled=settled)
     try:
         first = await Disconnect(connexion.request.receive).guard(anext(events))

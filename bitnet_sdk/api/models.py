@@ -24,6 +24,7 @@ from starlette.responses import StreamingResponse
 
 from bitnet_sdk.api._http import json_response, no_content
 from bitnet_sdk.api.model_views import metadata_view, model_view, validation_view
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem, bad_request, conflict, forbidden, not_found
 from bitnet_sdk.service.pagination import InvalidCursor
@@ -75,8 +76,8 @@ def _problems() -> Iterator[None]:
         raise bad_request(str(exc), errors=[{"field": "Content-Length", "message": str(exc)}]) from exc
 
 
-def _actor(token_info: dict[str, Any]) -> registry.Actor:
-    return registry.Actor.from_token_info(token_info)
+def _actor(token_info: dict[str, Any]) -> Principal:
+    return Principal.from_token_info(token_info)
 
 
 def list_models(token_info: dict[str, Any], cursor: str | None = None, limit: int = 20,
@@ -104,7 +105,7 @@ async def create_model(body: dict[str, Any], token_info: dict[str, Any], file: A
     return json_response(model_view(record), 201, {"Location": model_view(record)["links"]["self"]})
 
 
-def _register_upload(actor: registry.Actor, file: Any, fields: dict[str, Any]) -> Any:
+def _register_upload(actor: Principal, file: Any, fields: dict[str, Any]) -> Any:
     settings = current().settings
     with uploads.copy_to_partial(file.file, settings.uploads_dir,
                                  max_bytes=uploads.multipart_limit(settings)) as partial:

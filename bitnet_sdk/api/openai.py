@@ -34,12 +34,13 @@ import connexion
 from connexion.exceptions import ProblemException
 
 from bitnet_sdk.api._http import json_response
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.metering import usage_hook
 from bitnet_sdk.server.problems import Problem
 from bitnet_sdk.server.streaming import ClientGone, Disconnect, EventStream, Unheard
 from bitnet_sdk.service.inference import openai_compat as oc
-from bitnet_sdk.service.inference.plan import Caller, InferenceError
+from bitnet_sdk.service.inference.plan import InferenceError
 from bitnet_sdk.service.inference.service import InferenceService, StreamEvent
 
 __all__ = [
@@ -61,7 +62,7 @@ def visible_models(token_info: dict[str, Any]) -> list[Any]:
     """Ready language models the caller sees, newest first. Blocking (database)."""
     from bitnet_sdk.service.registry import models
 
-    actor, found, cursor = models.Actor.from_token_info(token_info), [], None
+    actor, found, cursor = Principal.from_token_info(token_info), [], None
     while True:
         page = models.list_models(actor, cursor=cursor, limit=_PAGE, kind="llm", status="ready")
         found.extend(page.items)
@@ -79,7 +80,7 @@ def resolve_model(ident: str, token_info: dict[str, Any]) -> Any:
     """
     from bitnet_sdk.service.registry import models
 
-    actor = models.Actor.from_token_info(token_info)
+    actor = Principal.from_token_info(token_info)
     if ident.startswith("mdl_"):
         with contextlib.suppress(models.ModelNotFound):
             return models.get_model(actor, ident)
@@ -128,7 +129,7 @@ class _Job:
     """One OpenAI request, translated: who asks, what to run, how to answer."""
 
     chat: bool
-    caller: Caller
+    caller: Principal
     model_id: str
     generations: list[oc.Generation]
     logprobs: bool
@@ -157,7 +158,7 @@ async def _job(body: dict[str, Any], token_info: dict[str, Any], *, chat: bool) 
                       openai_code=exc.code) from None
     prefix = "chatcmpl" if chat else "cmpl"
     options = body.get("stream_options") or {}
-    return _Job(chat=chat, caller=Caller.from_token_info(token_info), model_id=record.id,
+    return _Job(chat=chat, caller=Principal.from_token_info(token_info), model_id=record.id,
                 generations=generations,
                 logprobs=bool(body.get("logprobs")) if chat else body.get("logprobs") is not None,
                 include_usage=bool(options.get("include_usage")),

@@ -30,12 +30,12 @@ from bitnet_sdk.api._jobs import (
     webhook_spec,
     with_messages,
 )
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.server import metering
 from bitnet_sdk.server.context import request_id
 from bitnet_sdk.server.problems import Problem, unprocessable
 from bitnet_sdk.service.jobs import quantize as qj
 from bitnet_sdk.service.jobs import queue as jobs
-from bitnet_sdk.service.registry import models as registry
 from bitnet_sdk.store import Job
 
 __all__ = ["cancel_quantize_job", "create_quantize_batch", "get_quantize_job",
@@ -47,7 +47,7 @@ _KIND = "quantize"
 async def quantize_model(body: dict[str, Any], token_info: dict[str, Any]) -> Any:
     pool = jobs_service()
     key = idempotency_key()
-    actor = registry.Actor.from_token_info(token_info)
+    actor = Principal.from_token_info(token_info)
     run_by = f"{jobs.REQUEST_OWNER_PREFIX}{pool.name}:{request_id()}"
     job, created = await asyncio.to_thread(_accept_one, actor, body, key, run_by,
                                            pool.options.lease_s)
@@ -59,7 +59,7 @@ async def quantize_model(body: dict[str, Any], token_info: dict[str, Any]) -> An
     return await asyncio.to_thread(_answer, job)
 
 
-def _accept_one(actor: registry.Actor, body: dict[str, Any], key: str | None, run_by: str,
+def _accept_one(actor: Principal, body: dict[str, Any], key: str | None, run_by: str,
                 lease_s: float) -> tuple[Job, bool]:
     fingerprint = jobs.fingerprint(body)
     with job_problems():
@@ -78,7 +78,7 @@ def _accept_one(actor: registry.Actor, body: dict[str, Any], key: str | None, ru
     return created_jobs[0], created
 
 
-def _item(actor: registry.Actor, body: dict[str, Any], index: int | None = None) -> qj.QuantizeItem:
+def _item(actor: Principal, body: dict[str, Any], index: int | None = None) -> qj.QuantizeItem:
     prefix = "" if index is None else f"items.{index}."
     try:
         source, run_sync = qj.plan_item(actor, body, in_batch=index is not None,
@@ -116,7 +116,7 @@ def _job_problem(job: Job) -> Problem:
 async def create_quantize_batch(body: dict[str, Any], token_info: dict[str, Any]) -> Any:
     pool = jobs_service()
     key = idempotency_key()
-    actor = registry.Actor.from_token_info(token_info)
+    actor = Principal.from_token_info(token_info)
     rows, created = await asyncio.to_thread(_accept_batch, actor, body, key)
     if created:
         pool.wake()
@@ -124,7 +124,7 @@ async def create_quantize_batch(body: dict[str, Any], token_info: dict[str, Any]
     return json_response({"jobs": data}, 202)
 
 
-def _accept_batch(actor: registry.Actor, body: dict[str, Any], key: str | None) -> tuple[list[Job], bool]:
+def _accept_batch(actor: Principal, body: dict[str, Any], key: str | None) -> tuple[list[Job], bool]:
     fingerprint = jobs.fingerprint(body)
     count = len(body["items"])
     with job_problems():

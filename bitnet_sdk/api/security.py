@@ -26,6 +26,7 @@ from connexion.exceptions import OAuthScopeProblem
 
 from bitnet_sdk import auth
 from bitnet_sdk.auth import credentials
+from bitnet_sdk.auth.principal import token_scopes
 from bitnet_sdk.server.context import current
 
 __all__ = ["apikey_info", "resolve_credentials", "token_info"]
@@ -56,7 +57,7 @@ async def apikey_info(apikey: str, request: Any = None) -> dict[str, Any] | None
     if info is None:
         return None
     required = _operation_scopes(request)
-    held = set(info["scope"].split())
+    held = set(token_scopes(info))
     if not set(required) <= held:
         raise OAuthScopeProblem(required_scopes=required, token_scopes=sorted(held))
     return info

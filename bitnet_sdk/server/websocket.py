@@ -47,9 +47,10 @@ from jsonschema import Draft4Validator
 from tornado.ioloop import IOLoop
 
 from bitnet_sdk.auth.credentials import resolve_credentials
+from bitnet_sdk.auth.principal import Principal, token_scopes
 from bitnet_sdk.server.context import AppContext, activated
 from bitnet_sdk.server.spec import load_spec
-from bitnet_sdk.service.inference.plan import Caller, InferenceError
+from bitnet_sdk.service.inference.plan import InferenceError
 
 __all__ = [
     "AUTH_TIMEOUT_S",
@@ -196,7 +197,7 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
         if info is None:
             self.close(4401, "missing, invalid or expired credentials")
             return False
-        scopes = str(info.get("scope") or "").split()
+        scopes = token_scopes(info)
         if "inference" not in scopes:
             self.close(4403, "the credential lacks the inference scope")
             return False
@@ -244,13 +245,13 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
         generation = _Generation(rid)
         self._generations[rid] = generation
         generation.task = asyncio.get_running_loop().create_task(
-            self._generate(generation, Caller.from_token_info(self._info), msg["request"]))
+            self._generate(generation, Principal.from_token_info(self._info), msg["request"]))
 
     async def _authenticate_again(self) -> bool:
         """Credentials can expire or be revoked while the connection lives."""
         assert self._token is not None
         info = await self._credentials(self._token)
-        if info is None or "inference" not in str(info.get("scope") or "").split():
+        if info is None or "inference" not in token_scopes(info):
             self.close(4401 if info is None else 4403, "credentials no longer valid")
             return False
         self._info = info
@@ -275,7 +276,7 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
                                   retry_after=decision.retry_after_s))
         return False
 
-    async def _generate(self, generation: _Generation, caller: Caller,
+    async def _generate(self, generation: _Generation, caller: Principal,
                         request: dict[str, Any]) -> None:
         rid = generation.request_id
         inference_id = f"req_{uuid.uuid4().hex[:24]}"
@@ -317,7 +318,7 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
                                        job_id=job_id))
             return
         assert self._info is not None
-        scopes = str(self._info.get("scope") or "").split()
+        scopes = token_scopes(self._info)
         owner = None if "admin" in scopes else str(self._info["sub"])
         first = await asyncio.to_thread(_job_now, job_id, owner)
         if first is None:

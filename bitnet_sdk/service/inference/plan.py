@@ -26,12 +26,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.config import Settings
 from bitnet_sdk.model.sampler import SamplingParams
 
 __all__ = [
     "DEFAULTS",
-    "Caller",
     "GenerationParams",
     "InferenceError",
     "ModelRef",
@@ -82,21 +82,6 @@ class InferenceError(Exception):
 
 def unprocessable(detail: str, **ext: Any) -> InferenceError:
     return InferenceError(422, "Unprocessable Content", detail, slug="unprocessable", **ext)
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who asks: the user id (``token_info["sub"]``), their tier, whether they administer."""
-
-    user_id: str
-    tier: str = "developer"
-    is_admin: bool = False
-
-    @classmethod
-    def from_token_info(cls, token_info: dict[str, Any]) -> Caller:
-        scopes = str(token_info.get("scope") or "").split()
-        return cls(str(token_info["sub"]), str(token_info.get("tier") or "developer"),
-                   "admin" in scopes)
 
 
 @dataclass(frozen=True)
@@ -154,7 +139,7 @@ def compute_units(work_items: int, parameters: int) -> float:
 # -- the model ----------------------------------------------------------------------------
 
 
-def find_model(ident: str, caller: Caller, settings: Settings) -> ModelRef:
+def find_model(ident: str, caller: Principal, settings: Settings) -> ModelRef:
     """The model ``ident`` names for ``caller``; :class:`InferenceError` 404/409 otherwise.
 
     Visibility is the registry's (``bitnet_sdk.service.registry.models``): own models,
@@ -166,7 +151,7 @@ def find_model(ident: str, caller: Caller, settings: Settings) -> ModelRef:
     record = None
     if ident.startswith("mdl_"):
         try:
-            record = models.get_model(models.Actor(caller.user_id, caller.is_admin), ident)
+            record = models.get_model(caller, ident)
         except models.ModelNotFound:
             record = None
     else:
@@ -222,7 +207,7 @@ def _file_parameters(path: str, _size: int, _mtime_ns: int) -> int:
 # -- the request --------------------------------------------------------------------------
 
 
-def plan_request(caller: Caller, request: dict[str, Any], settings: Settings, *,
+def plan_request(caller: Principal, request: dict[str, Any], settings: Settings, *,
                  streaming: bool = False) -> Plan:
     """Check ``request`` (already schema-valid) for ``caller``; blocking. See the module docstring."""
     model = find_model(str(request["model"]), caller, settings)
@@ -282,7 +267,7 @@ def _backend_name(requested: str, settings: Settings) -> str:
                             errors=[{"field": "backend", "message": str(exc)}]) from None
 
 
-def _check_quota(caller: Caller, settings: Settings, model: ModelRef) -> None:
+def _check_quota(caller: Principal, settings: Settings, model: ModelRef) -> None:
     """Refuse when the month's token or compute-unit quota is already spent (a check, not a
     reservation: see ``bitnet_sdk.service.accounting.usage``)."""
     from bitnet_sdk.service.accounting import usage

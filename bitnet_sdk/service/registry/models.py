@@ -34,6 +34,7 @@ from typing import Any
 
 import peewee
 
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.config import Settings
 from bitnet_sdk.service.pagination import DEFAULT_LIMIT, Page, paginate
 from bitnet_sdk.service.registry import uploads
@@ -46,7 +47,6 @@ __all__ = [
     "ACTIVE_JOB_STATUSES",
     "MODEL_QTYPES",
     "UPLOADABLE_STATUSES",
-    "Actor",
     "FileReport",
     "InvalidModelFile",
     "ModelConflict",
@@ -105,29 +105,16 @@ class InvalidModelFile(RegistryError):
         self.report = report
 
 
-@dataclass(frozen=True)
-class Actor:
-    """Who is asking: a user id (None for the server itself) and whether they administer."""
-
-    user_id: str | None
-    is_admin: bool = False
-
-    @classmethod
-    def from_token_info(cls, token_info: dict[str, Any]) -> Actor:
-        scopes = str(token_info.get("scope") or "").split()
-        return cls(str(token_info["sub"]), "admin" in scopes)
-
-
 # -- reading ---------------------------------------------------------------------------
 
 
-def _visible(actor: Actor) -> Any:
+def _visible(actor: Principal) -> Any:
     if actor.is_admin:
         return peewee.SQL("1 = 1")
     return (ModelRecord.public == True) | (ModelRecord.owner == actor.user_id)  # noqa: E712
 
 
-def get_model(actor: Actor, model_id: str) -> ModelRecord:
+def get_model(actor: Principal, model_id: str) -> ModelRecord:
     """The model if ``actor`` may see it, else :class:`ModelNotFound`."""
     record = ModelRecord.get_or_none((ModelRecord.id == model_id) & _visible(actor))
     if record is None:
@@ -136,7 +123,7 @@ def get_model(actor: Actor, model_id: str) -> ModelRecord:
 
 
 def list_models(
-    actor: Actor,
+    actor: Principal,
     *,
     cursor: str | None = None,
     limit: int = DEFAULT_LIMIT,
@@ -201,7 +188,7 @@ def lock_model(model_id: str) -> None:
     advisory_lock(f"model:{model_id}")
 
 
-def _writable(actor: Actor, model_id: str) -> ModelRecord:
+def _writable(actor: Principal, model_id: str) -> ModelRecord:
     record = get_model(actor, model_id)
     if not (actor.is_admin or (record.owner_id is not None and record.owner_id == actor.user_id)):
         raise PermissionDenied(f"Only the owner of model {model_id!r} may change it.")
@@ -226,7 +213,7 @@ def _check_name_free(owner_id: str | None, name: str, exclude: str | None = None
 
 
 def create_model(
-    actor: Actor,
+    actor: Principal,
     *,
     name: str,
     description: str | None = "",
@@ -240,7 +227,7 @@ def create_model(
                                   tags=list(tags), public=bool(public), status="pending_upload")
 
 
-def update_model(actor: Actor, model_id: str, changes: dict[str, Any]) -> ModelRecord:
+def update_model(actor: Principal, model_id: str, changes: dict[str, Any]) -> ModelRecord:
     """Change ``name``, ``description``, ``tags`` or ``public``; other keys are a ValueError."""
     unknown = set(changes) - _UPDATABLE
     if unknown:
@@ -264,7 +251,7 @@ def update_model(actor: Actor, model_id: str, changes: dict[str, Any]) -> ModelR
         return record
 
 
-def delete_model(actor: Actor, model_id: str, settings: Settings) -> None:
+def delete_model(actor: Principal, model_id: str, settings: Settings) -> None:
     """Delete the model's file and record; :class:`ModelConflict` while jobs use it."""
     with write_transaction():
         lock_model(model_id)
@@ -294,7 +281,7 @@ def _standard_path(settings: Settings, model_id: str) -> Path:
 # -- files -----------------------------------------------------------------------------
 
 
-def check_upload(actor: Actor, model_id: str) -> ModelRecord:
+def check_upload(actor: Principal, model_id: str) -> ModelRecord:
     """The model if ``actor`` may upload its file now (404 / 403 / 409 errors otherwise)."""
     record = _writable(actor, model_id)
     if record.status not in UPLOADABLE_STATUSES:
@@ -305,7 +292,7 @@ def check_upload(actor: Actor, model_id: str) -> ModelRecord:
 
 
 def attach_file(
-    actor: Actor,
+    actor: Principal,
     model_id: str,
     partial: uploads.PartialFile,
     report: FileReport,
@@ -325,7 +312,7 @@ def attach_file(
     return record
 
 
-def record_invalid(actor: Actor, model_id: str, report: FileReport) -> ModelRecord:
+def record_invalid(actor: Principal, model_id: str, report: FileReport) -> ModelRecord:
     """Note a failed upload: the row becomes ``invalid`` with the report (no file is kept)."""
     with write_transaction():
         lock_model(model_id)
