@@ -46,7 +46,7 @@ LAYERS: list[list[str]] = [
     ["bitnet_sdk.service"],  # stateful services: registry, jobs, inference, accounting
     ["bitnet_sdk.server"],  # the web: app factory, middleware, context, problems, WebSocket
     ["bitnet_sdk.api"],  # REST handlers (one module per spec group)
-    ["bitnet_sdk.cli", "bitnet_sdk.__main__"],  # the `bitnet` command
+    ["bitnet_sdk.cli"],  # the `bitnet` command
 ]
 
 #: Top-level packages scanned, and the folder each lives in.

@@ -29,6 +29,7 @@ from typing import Any
 from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.config import Settings
 from bitnet_sdk.model.sampler import SamplingParams
+from bitnet_sdk.service.inference.model_cache import ModelRef
 
 __all__ = [
     "DEFAULTS",
@@ -82,20 +83,6 @@ class InferenceError(Exception):
 
 def unprocessable(detail: str, **ext: Any) -> InferenceError:
     return InferenceError(422, "Unprocessable Content", detail, slug="unprocessable", **ext)
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A model the caller may run, as the runtime needs it."""
-
-    id: str
-    name: str
-    kind: str
-    path: Path
-    size_bytes: int
-    parameters: int
-    #: Changes when the file does (its sha256): a cached copy of another version is stale.
-    version: str = ""
 
 
 @dataclass(frozen=True)

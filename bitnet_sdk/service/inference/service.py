@@ -392,8 +392,7 @@ class InferenceService:
 
 
 def _spec(plan: Plan) -> ModelSpec:
-    m = plan.model
-    return ModelSpec(m.id, m.name, str(m.path), m.size_bytes, plan.backend, m.version)
+    return ModelSpec(plan.model, plan.backend)
 
 
 def _prompt_ids(model: Any, plan: Plan) -> list[int]:
