@@ -38,6 +38,7 @@ OPTIONAL_OPS = (
     "softmax",
     "silu",
     "relu2",
+    "head",
 )
 
 
@@ -91,6 +92,28 @@ class Backend(abc.ABC):
     def quantize_activations(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-token absmax int8 (see ``bitnet_sdk.ternary``). Fallback: numpy."""
         return quantize_activations(x)
+
+    # -- the output head -----------------------------------------------------------
+
+    def prepare_head(self, w: np.ndarray) -> Any:
+        """Prepare the output head ``w [vocab, d_model]`` once at load.
+
+        ``w`` arrives in the file's float type (float16, or float32), usually
+        as a read-only view of the memory-mapped file; the result is opaque and
+        only passed back to ``head``. Fallback: a float32 copy (for float16
+        files that doubles the bytes every decode step reads, so backends
+        should keep the file's type when they can).
+        """
+        return np.asarray(w, dtype=np.float32)
+
+    def head(self, w: Any, x: np.ndarray) -> np.ndarray:
+        """Logits: float32 ``x [n, d_model]`` times the prepared head → ``[n, vocab]`` float32.
+
+        Fallback: a float32 matrix product. Native versions must agree within
+        float32 rounding for a head kept in the file's type; an approximate
+        head (e.g. int8) must be opt-in and documented with its measured error.
+        """
+        return np.asarray(x @ np.asarray(w, dtype=np.float32).T, dtype=np.float32)
 
     # -- float layer ops (fallback: bitnet_sdk.model.ops) ------------------------
 

@@ -49,7 +49,7 @@ class ForwardConfig(Protocol):
 
 
 def embed(weights: ModelWeights[Any], token_ids: np.ndarray) -> np.ndarray:
-    """Rows of the token embedding: ``[n]`` ids → ``[n, d_model]`` float32."""
+    """Rows of the token embedding (kept in the file's float type): ``[n]`` ids → ``[n, d_model]`` float32."""
     return np.ascontiguousarray(weights.token_embd[token_ids], dtype=np.float32)
 
 
@@ -108,9 +108,13 @@ def ffn_block(
 def output_head(
     x: np.ndarray, weights: ModelWeights[Any], cfg: ForwardConfig, backend: Backend
 ) -> np.ndarray:
-    """Final norm and (tied) output projection: ``[n, d_model]`` → logits ``[n, vocab]``."""
+    """Final norm and (tied) output projection: ``[n, d_model]`` → logits ``[n, vocab]``.
+
+    ``weights.output`` is what ``backend.prepare_head`` made of the file's
+    matrix (or the matrix itself when the weights were loaded without it).
+    """
     h = backend.rms_norm(x, weights.output_norm, cfg.rms_eps)
-    return np.asarray(h @ weights.output.T, dtype=np.float32)
+    return backend.head(weights.output, h)
 
 
 def forward(
@@ -135,7 +139,7 @@ def forward(
     n = token_ids.shape[0]
     if n == 0:
         raise ValueError("forward needs at least one token")
-    vocab = weights.token_embd.shape[0]
+    vocab = int(weights.token_embd.shape[0])
     if token_ids.min() < 0 or token_ids.max() >= vocab:
         raise ValueError(f"token ids must be in [0, {vocab}), got {token_ids.min()}..{token_ids.max()}")
     positions = np.arange(start_pos, start_pos + n, dtype=np.int64)

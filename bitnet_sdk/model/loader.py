@@ -163,7 +163,7 @@ def load(
     if isinstance(backend, str):
         backend = get_backend(backend, device=device)
     tokenizer = _tokenizer_for(mf)
-    weights = load_weights(mf, config, backend.prepare_weights)
+    weights = load_weights(mf, config, backend.prepare_weights, backend.prepare_head)
     logger.info(
         "loaded model",
         extra={

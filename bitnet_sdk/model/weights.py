@@ -73,12 +73,18 @@ class LayerWeights(Generic[W]):
 
 @dataclass(frozen=True)
 class ModelWeights(Generic[W]):
-    """The whole model. ``output`` is ``token_embd`` itself unless the file has its own."""
+    """The whole model.
+
+    ``token_embd`` stays in the file's float type (float16 or float32, a view
+    of the map). ``output`` is the head as ``convert_head`` prepared it (the
+    backend's ``prepare_head``), or the matrix itself (``token_embd`` when
+    tied) when ``load_weights`` got no ``convert_head``.
+    """
 
     token_embd: np.ndarray  # [vocab, d_model]
     layers: tuple[LayerWeights[W], ...]
     output_norm: np.ndarray  # [d_model]
-    output: np.ndarray  # [vocab, d_model]
+    output: Any  # [vocab, d_model]
 
 
 def layer_tensor_name(kind: MODEL_TENSOR, layer: int, suffix: str = "weight") -> str:
@@ -114,6 +120,20 @@ def _float(src: TensorSource, name: str, shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
+def _float_as_stored(src: TensorSource, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A float tensor in its stored type when that is float16 (a view of the map), else float32.
+
+    Sources without raw access (test fakes) give float32 as ``_float`` does.
+    """
+    raw = getattr(src, "raw", None)
+    info = getattr(src, "tensor_info", None)
+    if raw is not None and info is not None and info(name).type_name == "F16":
+        arr = raw(name).view(np.float16)
+        if arr.size == int(np.prod(shape)):
+            return arr.reshape(shape)
+    return _float(src, name, shape)
+
+
 def _ternary(src: TensorSource, kind: MODEL_TENSOR, layer: int, shape: tuple[int, int]) -> TernaryTensor:
     name = layer_tensor_name(kind, layer)
     t = src.tensor(name, cache=False)  # converted once, here; the reader keeps no copy
@@ -125,7 +145,10 @@ def _ternary(src: TensorSource, kind: MODEL_TENSOR, layer: int, shape: tuple[int
 
 
 def load_weights(
-    src: TensorSource, cfg: ModelConfig, convert: Callable[[TernaryTensor], W]
+    src: TensorSource,
+    cfg: ModelConfig,
+    convert: Callable[[TernaryTensor], W],
+    convert_head: Callable[[np.ndarray], Any] | None = None,
 ) -> ModelWeights[W]:
     """Read every tensor of a ``bitnet`` model, converting ternary ones with ``convert``.
 
@@ -133,7 +156,8 @@ def load_weights(
     the converted model plus one layer of unpacked int8 weights. Raises
     ``ValueError`` naming the tensor when a shape or kind does not match the
     configuration (a truncated or foreign file), and ``KeyError`` when a
-    required tensor is missing.
+    required tensor is missing. ``convert_head`` prepares the output head
+    (``Backend.prepare_head``); it receives the matrix in its stored type.
     """
     d_model, d_ff = cfg.d_model, cfg.d_ff
     d_q, d_kv = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
@@ -164,11 +188,12 @@ def load_weights(
                 w_down=convert(_ternary(src, MODEL_TENSOR.FFN_DOWN, i, (d_model, d_ff))),
             )
         )
-    token_embd = _float(src, global_tensor_name(MODEL_TENSOR.TOKEN_EMBD), (cfg.vocab_size, d_model))
+    shape = (cfg.vocab_size, d_model)
+    token_embd = _float_as_stored(src, global_tensor_name(MODEL_TENSOR.TOKEN_EMBD), shape)
     output_name = global_tensor_name(MODEL_TENSOR.OUTPUT)
-    output = (
-        _float(src, output_name, (cfg.vocab_size, d_model)) if output_name in src else token_embd
-    )
+    output = _float_as_stored(src, output_name, shape) if output_name in src else token_embd
+    if convert_head is not None:
+        output = convert_head(output)
     return ModelWeights(
         token_embd=token_embd,
         layers=tuple(layers),

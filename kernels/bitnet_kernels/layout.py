@@ -29,7 +29,9 @@ import numpy as np
 __all__ = [
     "BLOCK",
     "BLOCK_BYTES",
+    "HEAD_KINDS",
     "ROW_GROUP",
+    "HeadMatrix",
     "PackedTernary",
     "aligned_empty",
     "aligned_zeros",
@@ -116,6 +118,47 @@ class PackedTernary:
     def nbytes(self) -> int:
         """Bytes of packed weights a full matmul reads."""
         return int(self.data.nbytes)
+
+
+#: Element types an output head may be kept in, by numpy dtype (BF16 arrives as float32).
+HEAD_KINDS = {np.dtype(np.float16): "f16", np.dtype(np.float32): "f32", np.dtype(np.int8): "i8"}
+
+
+@dataclass(frozen=True)
+class HeadMatrix:
+    """The output head ``[rows, cols]`` as the head kernels read it.
+
+    ``data`` is contiguous float16/float32 (the file's bytes, usually a view
+    of the memory map: never copied) or int8 with ``scale`` float32 ``[rows]``
+    (quantized per row, ``w ≈ data * scale``). ``kind`` names the kernel.
+    """
+
+    data: np.ndarray = field(repr=False)
+    scale: np.ndarray | None = field(repr=False)
+    kind: str
+    pointers: tuple[int, int | None] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.data.ndim != 2 or not self.data.flags.c_contiguous:
+            raise ValueError("head data must be a contiguous 2-D array")
+        if HEAD_KINDS.get(self.data.dtype) != self.kind:
+            raise ValueError(f"head data of dtype {self.data.dtype} does not hold kind {self.kind!r}")
+        if (self.kind == "i8") != (self.scale is not None):
+            raise ValueError("an int8 head needs per-row scales, and only an int8 head has them")
+        if self.scale is not None and (self.scale.dtype != np.float32 or self.scale.shape != self.data.shape[:1]):
+            raise ValueError(f"scale must be float32 of {self.data.shape[0]} entries")
+        ptrs = (self.data.__array_interface__["data"][0],
+                None if self.scale is None else self.scale.__array_interface__["data"][0])  # fmt: skip
+        object.__setattr__(self, "pointers", ptrs)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.data.shape[0]), int(self.data.shape[1]))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes one pass over the head reads."""
+        return int(self.data.nbytes) + (0 if self.scale is None else int(self.scale.nbytes))
 
 
 def pack_ternary(q: np.ndarray, scale: np.ndarray) -> PackedTernary:

@@ -15,27 +15,40 @@ the element-wise ops agree within float32 rounding.
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import numpy as np
-from bitnet_kernels import KernelLibrary, PackedTernary
+from bitnet_kernels import HeadMatrix, KernelLibrary, PackedTernary
 
 from bitnet_sdk.backends.base import REQUIRED_OPS, Backend
 from bitnet_sdk.backends.errors import BackendUnavailableError
 from bitnet_sdk.ternary import TernaryTensor
 
-__all__ = ["LlvmBackend"]
+__all__ = ["HEAD_ENV", "HEAD_KINDS", "LlvmBackend"]
+
+#: Environment variable choosing the output head's storage when ``head`` is not passed.
+HEAD_ENV = "BITNET_LLVM_HEAD"
+#: ``native``: the file's float type (F16/F32), exact to float32 rounding; ``int8``: rows
+#: quantized to int8 with a scale each (a quarter of float32's bytes; see docs/benchmarks.md).
+HEAD_KINDS = ("native", "int8")
 
 
 class LlvmBackend(Backend):
     """llvmlite-JIT ternary kernels (AVX2, AVX-512/VNNI, NEON/sdot) on all CPU cores."""
 
     name = "llvm"
-    capabilities = frozenset(
-        (*REQUIRED_OPS, "matmul_int", "quantize_activations", "rms_norm", "softmax", "silu", "relu2")
-    )
+    capabilities = frozenset((*REQUIRED_OPS, "matmul_int", "quantize_activations", "rms_norm",
+                              "softmax", "silu", "relu2", "head"))  # fmt: skip
 
-    def __init__(self, device: str = "cpu", *, isa: str | None = None, num_threads: int | None = None) -> None:
+    def __init__(self, device: str = "cpu", *, isa: str | None = None, num_threads: int | None = None,
+                 head: str | None = None) -> None:  # fmt: skip
         if device != "cpu":
             raise BackendUnavailableError(f"the llvm backend runs on 'cpu' only, not {device!r}")
+        head = (head or os.environ.get(HEAD_ENV, "") or "native").strip().lower()
+        if head not in HEAD_KINDS:
+            raise BackendUnavailableError(f"{HEAD_ENV} / head must be one of {HEAD_KINDS}, not {head!r}")
+        self.head_kind = head
         self.kernels = KernelLibrary.shared(isa, num_threads)
         super().__init__(device, self.kernels.isa.name)
 
@@ -52,6 +65,16 @@ class LlvmBackend(Backend):
     def matmul(self, w: PackedTernary, x: np.ndarray) -> np.ndarray:
         """BitNet linear: float ``x [n, cols]`` → float32 ``[n, rows]``."""
         return self.kernels.matmul(w, x)
+
+    def prepare_head(self, w: np.ndarray) -> HeadMatrix:
+        """Keep the head in the file's type (no copy), or int8 rows when ``head="int8"``."""
+        return self.kernels.prepare_head(w, self.head_kind)
+
+    def head(self, w: Any, x: np.ndarray) -> np.ndarray:
+        """Native head kernel (F16C/AVX-512 conversion + FMA, or int8 rows × float)."""
+        if not isinstance(w, HeadMatrix):  # weights loaded without prepare_head
+            return super().head(w, x)
+        return self.kernels.head(w, x)
 
     def matmul_int(self, w: PackedTernary, xq: np.ndarray) -> np.ndarray:
         """Exact int32 ``[n, rows]`` for int8 ``xq [n, cols]``."""
