@@ -52,6 +52,10 @@ class Backend(abc.ABC):
 
     name: ClassVar[str] = "abstract"
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: Version of what ``prepare_weights``/``prepare_head`` produce, for the weight cache
+    #: (``bitnet_sdk.model.weight_cache``); ``None``: prepared weights are never cached.
+    #: Change it whenever the prepared layout (or an option shaping it) changes.
+    layout_version: str | None = None
 
     def __init__(self, device: str = "cpu", variant: str = "") -> None:
         self.device = device
@@ -92,6 +96,21 @@ class Backend(abc.ABC):
     def quantize_activations(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-token absmax int8 (see ``bitnet_sdk.ternary``). Fallback: numpy."""
         return quantize_activations(x)
+
+    # -- the weight cache (optional: only with a ``layout_version``) --------------
+
+    def prepared_arrays(self, w: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """Export a prepared weight as ``(json-able metadata, named arrays)`` for the cache.
+
+        ``None`` means "do not cache this one" (e.g. a head that is already a
+        view of the model file). Fallback: ``None``.
+        """
+        return None
+
+    def prepared_from_arrays(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+        """Rebuild a prepared weight from ``prepared_arrays``' output, whose arrays are now
+        read-only views of the memory-mapped cache file (never write to them)."""
+        raise NotImplementedError(f"backend {self.name!r} does not read a weight cache")
 
     # -- the output head -----------------------------------------------------------
 

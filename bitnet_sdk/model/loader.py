@@ -4,7 +4,9 @@ Loading maps the file (``gguf_file.read_model``), reads the configuration and
 tokenizer from its metadata, and hands every ternary projection to the chosen
 backend's ``prepare_weights`` exactly once, one tensor at a time, so the only
 lasting copy of the weights is the backend's own layout. Float tensors stored
-as F32 stay read-only views of the memory map.
+as F32 (and the F16 embedding / head) stay read-only views of the memory map.
+A backend with a ``layout_version`` gets its prepared weights written to a
+cache file once and memory-mapped on later loads (``weight_cache``).
 
 A ``Model`` is immutable after loading and holds no per-request state: every
 generation gets its own ``KVCache``, so several threads may generate from one
@@ -29,6 +31,7 @@ from bitnet_sdk.model.config import ModelConfig
 from bitnet_sdk.model.gguf_file import ModelFile, read_model
 from bitnet_sdk.model.kv_cache import KVCache
 from bitnet_sdk.model.llm import forward
+from bitnet_sdk.model.weight_cache import WeightCache
 from bitnet_sdk.model.weights import ModelWeights, load_weights
 
 __all__ = ["Model", "load"]
@@ -163,7 +166,10 @@ def load(
     if isinstance(backend, str):
         backend = get_backend(backend, device=device)
     tokenizer = _tokenizer_for(mf)
-    weights = load_weights(mf, config, backend.prepare_weights, backend.prepare_head)
+    store = WeightCache(path, backend) if WeightCache.enabled(backend) else None
+    weights = load_weights(mf, config, backend.prepare_weights, backend.prepare_head, store=store)
+    if store is not None and not store.hit:
+        store.commit()
     logger.info(
         "loaded model",
         extra={
@@ -171,6 +177,7 @@ def load(
             "arch": config.arch,
             "backend": backend.name,
             "layers": config.n_layers,
+            "weight_cache": None if store is None else ("hit" if store.hit else "miss"),
             "seconds": round(time.perf_counter() - t0, 3),
         },
     )

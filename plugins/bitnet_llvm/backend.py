@@ -49,6 +49,7 @@ class LlvmBackend(Backend):
         if head not in HEAD_KINDS:
             raise BackendUnavailableError(f"{HEAD_ENV} / head must be one of {HEAD_KINDS}, not {head!r}")
         self.head_kind = head
+        self.layout_version = f"packed2-rowgroup4-block256-v1;head={head}"
         self.kernels = KernelLibrary.shared(isa, num_threads)
         super().__init__(device, self.kernels.isa.name)
 
@@ -65,6 +66,22 @@ class LlvmBackend(Backend):
     def matmul(self, w: PackedTernary, x: np.ndarray) -> np.ndarray:
         """BitNet linear: float ``x [n, cols]`` → float32 ``[n, rows]``."""
         return self.kernels.matmul(w, x)
+
+    def prepared_arrays(self, w: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """Packed ternary weights and an int8 head; a float head is a view of the file already."""
+        if isinstance(w, PackedTernary):
+            return {"kind": "ternary", "shape": list(w.shape)}, {"data": w.data, "scale": w.scale}
+        if isinstance(w, HeadMatrix) and w.scale is not None:
+            return {"kind": "head", "head": w.kind}, {"data": w.data, "scale": w.scale}
+        return None
+
+    def prepared_from_arrays(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+        if meta.get("kind") == "ternary":
+            rows, cols = meta["shape"]
+            return PackedTernary(arrays["data"], arrays["scale"], (int(rows), int(cols)))
+        if meta.get("kind") == "head":
+            return HeadMatrix(arrays["data"], arrays["scale"], str(meta["head"]))
+        raise ValueError(f"unknown prepared weight kind in the cache: {meta.get('kind')!r}")
 
     def prepare_head(self, w: np.ndarray) -> HeadMatrix:
         """Keep the head in the file's type (no copy), or int8 rows when ``head="int8"``."""
