@@ -38,6 +38,9 @@ __all__ = ["Model", "load"]
 
 logger = logging.getLogger(__name__)
 
+#: ``f16`` makes ``Model.new_cache`` keep keys and values in float16 by default.
+KV_TYPE_ENV = "BITNET_KV_CACHE_TYPE"
+
 
 class Model:
     """A loaded BitNet b1.58 model.
@@ -87,10 +90,16 @@ class Model:
             return frozenset(int(i) for i in ids)
         return frozenset() if self.config.eos_id is None else frozenset({self.config.eos_id})
 
-    def new_cache(self, max_positions: int | None = None) -> KVCache:
-        """An empty KV cache for one sequence (grows on demand)."""
+    def new_cache(self, max_positions: int | None = None, *, dtype: type | np.dtype | None = None) -> KVCache:
+        """An empty KV cache for one sequence (grows on demand).
+
+        ``dtype``: float32 (default) or float16 (half the memory; llama.cpp's
+        default); ``None`` reads ``BITNET_KV_CACHE_TYPE`` (``f32``/``f16``).
+        """
         c = self.config
-        return KVCache(c.n_layers, c.n_kv_heads, c.head_dim, max_positions or c.context_length)
+        if dtype is None:
+            dtype = np.float16 if os.environ.get(KV_TYPE_ENV, "").strip().lower() == "f16" else np.float32
+        return KVCache(c.n_layers, c.n_kv_heads, c.head_dim, max_positions or c.context_length, dtype)
 
     # -- running -------------------------------------------------------------
 

@@ -61,18 +61,32 @@ def attention(
     ``q [n, h, d]`` are queries at absolute ``q_positions [n]``; ``k, v [t, hkv, d]``
     hold the keys and values of positions ``0 .. t-1`` (the KV cache, including
     the current tokens). A query at position ``p`` sees keys ``0 .. p``. Query
-    head ``j`` reads key/value head ``j // (h // hkv)``. Returns ``[n, h, d]``.
+    head ``j`` reads key/value head ``j // (h // hkv)``. Returns ``[n, h, d]``
+    float32 (keys and values may be float16: an F16 KV cache).
+
+    Each key/value head is read once for its whole query group, as two matrix
+    products (``[group·n, d] @ [d, t]`` and ``[group·n, t] @ [t, d]``) on
+    strided views of the cache: nothing is repeated or copied per query head,
+    so the cost grows linearly with the cached positions.
     """
-    _, h, d = q.shape
+    n, h, d = q.shape
     t, hkv, _ = k.shape
     group = h // hkv
-    kk = np.repeat(k, group, axis=1)  # [t, h, d]
-    vv = np.repeat(v, group, axis=1)
-    scores = np.einsum("nhd,thd->hnt", q, kk) / np.float32(np.sqrt(d))  # [h, n, t]
-    mask = np.arange(t)[None, :] > np.asarray(q_positions)[:, None]  # [n, t]
-    scores = np.where(mask[None, :, :], np.float32(-np.inf), scores)
-    probs = softmax(scores, axis=-1)
-    return np.einsum("hnt,thd->nhd", probs, vv).astype(np.float32)
+    qg = np.asarray(q, dtype=np.float32).reshape(n, hkv, group, d)
+    masked = bool(np.min(q_positions) < t - 1)  # a decode step sees every key
+    mask = np.arange(t)[None, None, :] > np.asarray(q_positions)[:, None, None]  # [n, 1, t]
+    out = np.empty((n, hkv, group, d), dtype=np.float32)
+    root_d = np.float32(np.sqrt(d))
+    for j in range(hkv):
+        kj, vj = k[:, j, :], v[:, j, :]  # [t, d] views
+        if kj.dtype != np.float32:
+            kj, vj = kj.astype(np.float32), vj.astype(np.float32)
+        scores = (qg[:, j].reshape(n * group, d) @ kj.T).reshape(n, group, t) / root_d
+        if masked:
+            scores = np.where(mask, np.float32(-np.inf), scores)
+        probs = softmax(scores, axis=-1)
+        out[:, j] = (probs.reshape(n * group, t) @ vj).reshape(n, group, d)
+    return out.reshape(n, h, d)
 
 
 def silu(x: np.ndarray) -> np.ndarray:
