@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -173,8 +174,14 @@ def load(
         return load_dense(path, backend)  # type: ignore[return-value]
     config = mf.config
     if isinstance(backend, str):
-        backend = get_backend(backend, device=device)
-    tokenizer = _tokenizer_for(mf)
+        # Starting a backend (plugins, linking its compiled kernels) mostly runs outside
+        # the GIL, so it overlaps the tokenizer's construction (pure Python).
+        with ThreadPoolExecutor(1, thread_name_prefix="bitnet-load") as pool:
+            started = pool.submit(get_backend, backend, device=device)
+            tokenizer = _tokenizer_for(mf)
+            backend = started.result()
+    else:
+        tokenizer = _tokenizer_for(mf)
     store = WeightCache(path, backend) if WeightCache.enabled(backend) else None
     weights = load_weights(mf, config, backend.prepare_weights, backend.prepare_head, store=store)
     if store is not None and not store.hit:
