@@ -82,11 +82,10 @@ def attention_block(
     d_q, d_kv = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
     h = backend.rms_norm(x, layer.attn_norm, cfg.rms_eps)  # [n, d_model]
     qkv = backend.matmul(layer.wqkv, h)  # [n, d_q + 2 * d_kv]
-    q = qkv[:, :d_q].reshape(n, cfg.n_heads, cfg.head_dim)
-    k = qkv[:, d_q : d_q + d_kv].reshape(n, cfg.n_kv_heads, cfg.head_dim)
+    # queries and keys rotate in one call (RoPE acts on each head alone)
+    qk = _rope(backend, qkv[:, : d_q + d_kv].reshape(n, cfg.n_heads + cfg.n_kv_heads, cfg.head_dim), positions, cfg)
+    q, k = qk[:, : cfg.n_heads], qk[:, cfg.n_heads :]
     v = qkv[:, d_q + d_kv :].reshape(n, cfg.n_kv_heads, cfg.head_dim)
-    q = _rope(backend, q, positions, cfg)
-    k = _rope(backend, k, positions, cfg)
     k_all, v_all = cache.update(layer_idx, int(positions[0]), k, v)  # [t, n_kv_heads, head_dim]
     att = backend.attention(q, k_all, v_all, positions)  # [n, n_heads, head_dim]
     att = backend.rms_norm(att.reshape(n, d_q), layer.attn_sub_norm, cfg.rms_eps)

@@ -64,29 +64,25 @@ def attention(
     head ``j`` reads key/value head ``j // (h // hkv)``. Returns ``[n, h, d]``
     float32 (keys and values may be float16: an F16 KV cache).
 
-    Each key/value head is read once for its whole query group, as two matrix
-    products (``[group·n, d] @ [d, t]`` and ``[group·n, t] @ [t, d]``) on
-    strided views of the cache: nothing is repeated or copied per query head,
-    so the cost grows linearly with the cached positions.
+    Each key/value head is read once for its whole query group: two batched
+    matrix products over the K/V heads (``[hkv, group·n, d] @ [hkv, d, t]`` and
+    ``[hkv, group·n, t] @ [hkv, t, d]``) on strided views of the cache. Nothing
+    is repeated or copied per query head, and the cost grows linearly with the
+    cached positions.
     """
     n, h, d = q.shape
     t, hkv, _ = k.shape
     group = h // hkv
-    qg = np.asarray(q, dtype=np.float32).reshape(n, hkv, group, d)
-    masked = bool(np.min(q_positions) < t - 1)  # a decode step sees every key
-    mask = np.arange(t)[None, None, :] > np.asarray(q_positions)[:, None, None]  # [n, 1, t]
-    out = np.empty((n, hkv, group, d), dtype=np.float32)
-    root_d = np.float32(np.sqrt(d))
-    for j in range(hkv):
-        kj, vj = k[:, j, :], v[:, j, :]  # [t, d] views
-        if kj.dtype != np.float32:
-            kj, vj = kj.astype(np.float32), vj.astype(np.float32)
-        scores = (qg[:, j].reshape(n * group, d) @ kj.T).reshape(n, group, t) / root_d
-        if masked:
-            scores = np.where(mask, np.float32(-np.inf), scores)
-        probs = softmax(scores, axis=-1)
-        out[:, j] = (probs.reshape(n * group, t) @ vj).reshape(n, group, d)
-    return out.reshape(n, h, d)
+    # [n, hkv, group, d] -> [hkv, group * n, d]: rows of one K/V head's query group
+    qg = np.asarray(q, dtype=np.float32).reshape(n, hkv, group, d).transpose(1, 2, 0, 3).reshape(hkv, group * n, d)
+    if k.dtype != np.float32:  # an F16 cache
+        k, v = k.astype(np.float32), v.astype(np.float32)
+    scores = np.matmul(qg, k.transpose(1, 2, 0)) / np.float32(np.sqrt(d))  # [hkv, group * n, t]
+    if np.min(q_positions) < t - 1:  # a decode step sees every key: no mask
+        mask = np.arange(t)[None, :] > np.asarray(q_positions)[:, None]  # [n, t]
+        scores = np.where(np.tile(mask, (group, 1))[None], np.float32(-np.inf), scores)
+    out = np.matmul(softmax(scores, axis=-1), v.transpose(1, 0, 2))  # [hkv, group * n, d]
+    return np.ascontiguousarray(out.reshape(hkv, group, n, d).transpose(2, 0, 1, 3)).reshape(n, h, d)
 
 
 def silu(x: np.ndarray) -> np.ndarray:
