@@ -19,14 +19,14 @@ within float32 rounding of the final rescale.
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from bitnet_sdk.model import ops
 from bitnet_sdk.ternary import TernaryTensor, quantize_activations
 
-__all__ = ["OPTIONAL_OPS", "REQUIRED_OPS", "Backend"]
+__all__ = ["FUSED_OPS", "OPTIONAL_OPS", "REQUIRED_OPS", "Backend", "ForwardStep"]
 
 REQUIRED_OPS = ("prepare_weights", "matmul")
 OPTIONAL_OPS = (
@@ -40,6 +40,17 @@ OPTIONAL_OPS = (
     "relu2",
     "head",
 )
+
+#: Optional fused capabilities: no per-op fallback, the runtime uses them only when offered.
+FUSED_OPS = ("compile_forward",)
+
+
+class ForwardStep(Protocol):
+    """A whole forward pass for one loaded model (see ``Backend.compile_forward``)."""
+
+    def __call__(self, token_ids: np.ndarray, start_pos: int, cache: Any, last_only: bool) -> np.ndarray:
+        """Logits for int64 ``token_ids [n]`` (already checked) at ``start_pos ..``, exactly as
+        ``bitnet_sdk.model.llm.forward`` defines them, writing ``cache`` the same way."""
 
 
 class Backend(abc.ABC):
@@ -111,6 +122,22 @@ class Backend(abc.ABC):
         """Rebuild a prepared weight from ``prepared_arrays``' output, whose arrays are now
         read-only views of the memory-mapped cache file (never write to them)."""
         raise NotImplementedError(f"backend {self.name!r} does not read a weight cache")
+
+    # -- fused capability (optional) ----------------------------------------------
+
+    def compile_forward(self, cfg: Any, weights: Any) -> ForwardStep | None:
+        """A fused forward pass for one model's shapes and prepared weights, or ``None``.
+
+        Called once per loaded model (``cfg`` is its ``ModelConfig``, ``weights``
+        its ``ModelWeights`` in this backend's layout). A backend that can run a
+        whole step in fewer, larger calls (a compiled module, a graph) returns
+        a ``ForwardStep``; the runtime then calls it instead of the per-op
+        ``bitnet_sdk.model.llm.forward``, which stays the readable reference the
+        step must agree with (within float32 rounding). List
+        ``"compile_forward"`` in ``capabilities`` when offering it. Fallback:
+        ``None``, every op is called one by one.
+        """
+        return None
 
     # -- the output head -----------------------------------------------------------
 

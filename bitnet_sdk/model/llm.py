@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bitnet_sdk.backends.base import Backend
+from bitnet_sdk.backends.base import Backend, ForwardStep
 from bitnet_sdk.model.kv_cache import KVCache
 from bitnet_sdk.model.weights import LayerWeights, ModelWeights
 
@@ -125,6 +125,7 @@ def forward(
     cache: KVCache,
     *,
     last_only: bool = False,
+    step: ForwardStep | None = None,
 ) -> np.ndarray:
     """Run ``token_ids [n]`` at positions ``start_pos ..`` and return float32 logits.
 
@@ -132,7 +133,9 @@ def forward(
     for the last position only with ``last_only`` (what generation needs; it
     skips ``n - 1`` rows of the largest matmul). The cache must hold exactly
     the first ``start_pos`` positions of the sequence (or more, which are then
-    overwritten).
+    overwritten). ``step`` is the backend's fused forward pass
+    (``Backend.compile_forward``): after the checks here it runs instead of
+    the per-op code below, which defines what it must compute.
     """
     token_ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
     n = token_ids.shape[0]
@@ -141,6 +144,8 @@ def forward(
     vocab = int(weights.token_embd.shape[0])
     if token_ids.min() < 0 or token_ids.max() >= vocab:
         raise ValueError(f"token ids must be in [0, {vocab}), got {token_ids.min()}..{token_ids.max()}")
+    if step is not None:
+        return step(token_ids, start_pos, cache, last_only)
     positions = np.arange(start_pos, start_pos + n, dtype=np.int64)
     x = embed(weights, token_ids)  # [n, d_model]
     for i, layer in enumerate(weights.layers):

@@ -39,6 +39,8 @@ __all__ = ["Model", "load"]
 
 logger = logging.getLogger(__name__)
 
+#: ``off`` makes models run per op even when their backend offers a fused forward pass.
+FUSED_ENV = "BITNET_FUSED_FORWARD"
 #: ``f16`` makes ``Model.new_cache`` keep keys and values in float16 by default.
 KV_TYPE_ENV = "BITNET_KV_CACHE_TYPE"
 
@@ -68,6 +70,9 @@ class Model:
         self.metadata = metadata or {}
         self.path = path
         self._file = file  # keeps the memory map alive as long as the views are used
+        fused = os.environ.get(FUSED_ENV, "").strip().lower() not in ("0", "off", "false", "no")
+        #: The backend's fused forward pass, or None (per-op ``llm.forward``).
+        self.step = backend.compile_forward(config, weights) if fused else None
 
     def __repr__(self) -> str:
         c = self.config
@@ -123,7 +128,8 @@ class Model:
                 raise ValueError("start_pos > 0 needs the cache holding the earlier positions")
             cache = self.new_cache(max(len(token_ids), 1))
         ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
-        return forward(self.weights, self.config, self.backend, ids, start_pos, cache, last_only=last_only)
+        return forward(self.weights, self.config, self.backend, ids, start_pos, cache,
+                       last_only=last_only, step=self.step)  # fmt: skip
 
     def generate(self, prompt: str | Sequence[int], **kwargs: Any) -> Iterator[_gen.GenerationStep]:
         """Stream ``GenerationStep`` records; keywords as ``bitnet_sdk.model.generate.generate``.

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from bitnet_kernels import HeadMatrix, KernelLibrary, PackedTernary
 
+from bitnet_llvm.forward import LlvmForwardStep
 from bitnet_sdk.backends.base import REQUIRED_OPS, Backend
 from bitnet_sdk.backends.errors import BackendUnavailableError
 from bitnet_sdk.ternary import TernaryTensor
@@ -39,7 +40,7 @@ class LlvmBackend(Backend):
 
     name = "llvm"
     capabilities = frozenset((*REQUIRED_OPS, "matmul_int", "quantize_activations", "rms_norm",
-                              "softmax", "silu", "relu2", "head"))  # fmt: skip
+                              "softmax", "silu", "relu2", "head", "compile_forward"))  # fmt: skip
 
     def __init__(self, device: str = "cpu", *, isa: str | None = None, num_threads: int | None = None,
                  head: str | None = None) -> None:  # fmt: skip
@@ -82,6 +83,12 @@ class LlvmBackend(Backend):
         if meta.get("kind") == "head":
             return HeadMatrix(arrays["data"], arrays["scale"], str(meta["head"]))
         raise ValueError(f"unknown prepared weight kind in the cache: {meta.get('kind')!r}")
+
+    def compile_forward(self, cfg: Any, weights: Any) -> LlvmForwardStep | None:
+        """The model's forward pass bound once to its weights and kernels (``forward.py``)."""
+        if not weights.layers or not isinstance(weights.layers[0].wqkv, PackedTernary):
+            return None  # weights prepared elsewhere: run per op
+        return LlvmForwardStep(self, cfg, weights)
 
     def prepare_head(self, w: np.ndarray) -> HeadMatrix:
         """Keep the head in the file's type (no copy), or int8 rows when ``head="int8"``."""
