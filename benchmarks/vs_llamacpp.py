@@ -11,7 +11,7 @@ for several rounds, and prints medians and ratios of:
 * **load s**: opening the file until the first forward pass can run, in a
   process whose page cache already holds the file (both engines alike);
   our first load of a file (which writes the backend's weight cache) is
-  printed separately as "cold load";
+  printed separately as "first load";
 * **peak RSS**: the peak resident set of that process (mapped file pages it touched count).
 
 Every process runs the same prompt token ids; the KV cache holds
@@ -25,7 +25,10 @@ bounds decode tok/s for both engines.
     python benchmarks/vs_llamacpp.py --quick        # 100m only, 2 rounds, fewer tokens
     python benchmarks/vs_llamacpp.py --sizes 2b --threads 2 --rounds 5 --dir /tmp/bench
 
-Ratios are ours / llama.cpp: above 1 is better for tok/s, below 1 is better
+Ours runs twice: ``bitnet`` (llvm backend, output head in the file's F16, the
+default) and ``bitnet-int8`` (``BITNET_LLVM_HEAD=int8``: the head as int8 rows,
+half the bytes; see docs/benchmarks.md for its measured quality cost). Targets
+are checked for the default. Ratios are ours / llama.cpp: above 1 is better for tok/s, below 1 is better
 for load time and RSS. The machine is shared and noisy: compare the ratios of
 one run, not absolute figures across runs.
 """
@@ -47,7 +50,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generate import SIZES, machine, param_count  # (sibling benchmark script)
 
-ENGINES = ("llama.cpp", "bitnet")
+ENGINES = ("llama.cpp", "bitnet", "bitnet-int8")
+#: Our engines: the llvm backend with the head in the file's type (default) and the opt-in int8 head.
+OURS = {"bitnet": "native", "bitnet-int8": "int8"}
 #: Issue targets, ours / llama.cpp (tok/s: at least; load s and RSS: absolute, see TARGET_ABS).
 TARGETS = {("2b", "decode"): 1.2, ("100m", "decode"): 1.0, ("2b", "prompt"): 2.0, ("100m", "prompt"): 1.0}
 TARGET_ABS = {("2b", "load_s"): 2.0, ("2b", "rss_mb"): 1400.0}
@@ -94,7 +99,7 @@ def _run_bitnet(path: str, threads: int, prompt: int, gen: int, ctx: int) -> dic
 
     from bitnet_sdk.model.loader import load
 
-    os.environ["BITNET_NUM_THREADS"] = str(threads)
+    os.environ["BITNET_NUM_THREADS"] = str(threads)  # the head kind comes from BITNET_LLVM_HEAD
     t0 = time.perf_counter()
     model = load(path, backend="llvm")
     load_s = time.perf_counter() - t0
@@ -136,7 +141,7 @@ def measure(engine: str, path: Path, threads: int, args: argparse.Namespace) -> 
     cmd = [sys.executable, __file__, "--worker", engine, str(path), str(threads),
            str(args.prompt_tokens), str(args.gen_tokens), str(args.ctx)]  # fmt: skip
     env = {**os.environ, "BITNET_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
-           "OPENBLAS_NUM_THREADS": str(threads)}  # fmt: skip
+           "OPENBLAS_NUM_THREADS": str(threads), "BITNET_LLVM_HEAD": OURS.get(engine, "native")}  # fmt: skip
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=args.timeout, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -197,23 +202,30 @@ def _median(rows: list[dict[str, float]], key: str) -> float:
     return statistics.median(float(r[key]) for r in rows)
 
 
+def _target(size: str, key: str, ours: float, theirs: float) -> str:
+    if (size, key) in TARGETS:
+        goal = TARGETS[(size, key)]
+        return f"≥ {goal}× {'met' if ours / theirs >= goal else 'MISSED'}"
+    if (size, key) in TARGET_ABS:
+        goal = TARGET_ABS[(size, key)]
+        return f"< {goal:g} {'met' if ours < goal else 'MISSED'}"
+    return ""
+
+
 def report(size: str, threads: int, runs: dict[str, list[dict[str, float]]], bw: float, bpt: int) -> None:
-    ours, theirs = runs["bitnet"], runs["llama.cpp"]
-    print(f"  threads {threads}: {len(ours)} rounds, medians"
+    theirs = runs["llama.cpp"]
+    print(f"  threads {threads}: {len(theirs)} rounds, medians"
           f" (memory bandwidth {bw:.1f} GB/s → decode bound {bw * 1e9 / bpt:.1f} tok/s at"
-          f" {bpt / 1e6:.0f} MB per token)")  # fmt: skip
-    print(f"    {'':<14}{'llama.cpp':>11}{'bitnet':>11}{'ratio':>8}   target")
+          f" {bpt / 1e6:.0f} MB per token with an F16 head)")  # fmt: skip
+    print(f"    {'':<14}{'llama.cpp':>11}" + "".join(f"{e:>13}{'ratio':>8}" for e in OURS) + "   target (bitnet)")
     for key, label, fmt in (("decode", "decode tok/s", ".1f"), ("prompt", "prompt tok/s", ".1f"),
                             ("load_s", "load s", ".2f"), ("rss_mb", "peak RSS MB", ".0f")):  # fmt: skip
-        a, b = _median(theirs, key), _median(ours, key)
-        target = ""
-        if (size, key) in TARGETS:
-            goal = TARGETS[(size, key)]
-            target = f"≥ {goal}× {'met' if b / a >= goal else 'MISSED'}"
-        elif (size, key) in TARGET_ABS:
-            goal = TARGET_ABS[(size, key)]
-            target = f"< {goal:g} {'met' if b < goal else 'MISSED'}"
-        print(f"    {label:<14}{a:>11{fmt}}{b:>11{fmt}}{b / a:>7.2f}×   {target}")
+        a = _median(theirs, key)
+        cells = ""
+        for engine in OURS:
+            b = _median(runs[engine], key)
+            cells += f"{b:>13{fmt}}{b / a:>7.2f}×"
+        print(f"    {label:<14}{a:>11{fmt}}{cells}   {_target(size, key, _median(runs['bitnet'], key), a)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,14 +266,15 @@ def main(argv: list[str] | None = None) -> int:
             bpt = bytes_per_token(path)
             print(f"  file {path.stat().st_size / 1e6:.0f} MB")
             for threads in thread_counts:
-                cold = measure("bitnet", path, threads, args)  # first load writes our caches
-                measure("llama.cpp", path, threads, args)  # and both find the file in the page cache
-                print(f"  threads {threads}: bitnet ({cold.get('variant')}) cold load {cold['load_s']:.2f} s")
+                for engine in ENGINES:  # our first loads write our caches; all find the file in the page cache
+                    first = measure(engine, path, threads, args)
+                    if engine in OURS:
+                        print(f"  threads {threads}: {engine} ({first.get('variant')}) first load {first['load_s']:.2f} s")
                 runs: dict[str, list[dict[str, float]]] = {e: [] for e in ENGINES}
                 bws = []
                 for r in range(args.rounds):
                     bws.append(memory_bandwidth(threads))
-                    for engine in ENGINES if r % 2 == 0 else ENGINES[::-1]:
+                    for engine in ENGINES[r % len(ENGINES) :] + ENGINES[: r % len(ENGINES)]:
                         runs[engine].append(measure(engine, path, threads, args))
                 report(size, threads, runs, statistics.median(bws), bpt)
     return 0

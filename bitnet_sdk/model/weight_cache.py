@@ -17,7 +17,7 @@ one is written. A damaged or foreign cache file is ignored and rewritten.
 Location: ``$BITNET_CACHE_DIR/weights``, else ``$XDG_CACHE_HOME/bitnet_sdk/weights``,
 else ``~/.cache/bitnet_sdk/weights``. ``BITNET_WEIGHT_CACHE=off`` disables it;
 models whose prepared weights are smaller than ``BITNET_WEIGHT_CACHE_MIN_MB``
-(default 32) are not cached (loading them is quick anyway, and tests do not
+(default 8) are not cached (loading them is quick anyway, and tests do not
 fill the cache with temporary files).
 
 File layout: ``MAGIC``, a little-endian ``u64`` header length, the JSON
@@ -147,7 +147,7 @@ class WeightCache:
         if self._map is not None or not self._pending:
             return False
         total = sum(a.nbytes for _, arrays in self._pending.values() for a in arrays.values())
-        if total < float(os.environ.get(MIN_MB_ENV, "32")) * 2**20:
+        if total < float(os.environ.get(MIN_MB_ENV, "8")) * 2**20:
             return False
         try:
             self._write()
