@@ -31,20 +31,25 @@ _ROPE_CHUNK = 256
 
 class _RopeTable:
     """cos/sin of ``position * theta^(-2i/d)`` per position, computed as ``ops.rope`` does
-    (float64 angles, rounded to float32 once), grown on demand."""
+    (float64 angles, rounded to float32 once), grown on demand.
+
+    Several generations may share one model: the pair is replaced as one tuple, so a
+    reader never sees a new ``cos`` with an old ``sin``.
+    """
 
     def __init__(self, theta: float, dim: int) -> None:
         self.inv_freq = theta ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)
-        self.cos = np.empty((0, dim // 2), np.float32)
-        self.sin = np.empty((0, dim // 2), np.float32)
+        self.table = (np.empty((0, dim // 2), np.float32), np.empty((0, dim // 2), np.float32))
 
     def rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cos, sin = self.table
         need = int(positions.max()) + 1
-        if need > self.cos.shape[0]:
-            size = max(_ROPE_CHUNK, self.cos.shape[0] * 2, need)
+        if need > cos.shape[0]:
+            size = max(_ROPE_CHUNK, cos.shape[0] * 2, need)
             ang = np.arange(size, dtype=np.float64)[:, None] * self.inv_freq[None, :]
-            self.cos, self.sin = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
-        return self.cos[positions][:, None, :], self.sin[positions][:, None, :]
+            cos, sin = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+            self.table = (cos, sin)
+        return cos[positions][:, None, :], sin[positions][:, None, :]
 
 
 class LlvmForwardStep:
