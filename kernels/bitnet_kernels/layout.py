@@ -84,9 +84,12 @@ class PackedTernary:
     shape: tuple[int, int]
     #: ``(data, scale)`` addresses, looked up once (numpy's lookup costs microseconds per call).
     pointers: tuple[int, int] = field(init=False, repr=False, compare=False)
+    #: ``(rows_padded, cols_padded)``, computed once: every matmul call reads them.
+    _padded: tuple[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         rp, kp = padded(self.shape[0], ROW_GROUP), padded(self.shape[1], BLOCK)
+        object.__setattr__(self, "_padded", (rp, kp))
         if self.data.dtype != np.uint8 or self.data.shape != (rp * kp // 4,) or not self.data.flags.c_contiguous:
             raise ValueError(f"data must be contiguous uint8 of {rp * kp // 4} bytes for shape {self.shape}")
         if self.scale.dtype != np.float32 or self.scale.shape != (rp,) or not self.scale.flags.c_contiguous:
@@ -104,15 +107,15 @@ class PackedTernary:
 
     @property
     def rows_padded(self) -> int:
-        return padded(self.rows, ROW_GROUP)
+        return self._padded[0]
 
     @property
     def cols_padded(self) -> int:
-        return padded(self.cols, BLOCK)
+        return self._padded[1]
 
     @property
     def nblocks(self) -> int:
-        return self.cols_padded // BLOCK
+        return self._padded[1] // BLOCK
 
     @property
     def nbytes(self) -> int:
