@@ -42,17 +42,18 @@ CACHE_BYTES = 16 * 1024**2
 SMALL = {"n_layers": 1, "d_model": 256, "d_ff": 256, "n_heads": 4, "n_kv_heads": 2}
 #: Values that break code trusting a length or count.
 HUGE = (0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**48, 2**63, 2**64 - 1)
-#: Chat templates an attacker would ship; the ones conditional on "boom" pass validation.
+#: Chat templates an attacker would ship; those conditional on "boom" pass validation and go
+#: off at inference, the others are refused at upload.
 BOMBS = {
     "power": "{{ (7 ** (9 ** 7)) % 7 }}",
-    "power-on-boom": "{% if messages[0].content == 'boom' %}{{ 9 ** 9 ** 9 }}{% endif %}ok",
+    "power-on-boom": "{% if messages[0].content == 'boom' %}{{ 9 ** (9 ** 9) }}{% endif %}ok",
     "loops-on-boom": ("{% if messages[0].content == 'boom' %}{% for i in range(100000) %}"
                       "{% for j in range(100000) %}{% endfor %}{% endfor %}{% endif %}ok"),
-    "string-loops-on-boom": ("{% set s = messages[0].content * 6000 %}{% for a in s %}{% for b in s %}"
+    "string-loops": ("{% set s = messages[0].content * 6000 %}{% for a in s %}{% for b in s %}"
                              "{% endfor %}{% endfor %}ok"),
-    "doubling-on-boom": ("{% set ns = namespace(s=messages[0].content) %}{% for i in range(40) %}"
+    "doubling": ("{% set ns = namespace(s=messages[0].content) %}{% for i in range(40) %}"
                          "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}"),
-    "repeat-on-boom": "{{ messages[0].content * 10 ** 9 }}",
+    "repeat": "{{ messages[0].content * 10 ** 9 }}",
     "recursion": "{% macro f(n) %}{{ f(n) }}{% endmacro %}{% if messages[0].content == 'boom' %}{{ f(1) }}{% endif %}ok",
     "internals": "{{ messages.__class__.__mro__[1].__subclasses__() }}",
     "syntax": "{% for m in messages %}",
