@@ -328,12 +328,15 @@ def serve(stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> No
 
     A request is ``{"template", "context", "limits"}``; the answer ``{"ok": true,
     "text"}`` or ``{"ok": false, "kind": "limit" | "refused" | "error", "message"}``, with
-    ``"retire": true`` when the worker exits after answering. A render past its time
-    is ended by SIGALRM's default action (the process dies); after running out of
-    memory the worker answers and exits, so no worker is reused in a damaged state.
+    ``"retire": true`` when the worker exits after answering. Before the first request
+    it sends ``{"ready": true}`` (its start-up, seconds on a busy machine, is not a
+    render's time). A render past its time is ended by SIGALRM's default action (the
+    process dies); after running out of memory the worker answers and exits, so no
+    worker is reused in a damaged state.
     """
     stdin = stdin or sys.stdin.buffer
     stdout = stdout or sys.stdout.buffer
+    _write_message(stdout, {"ready": True})
     memory_limit = None
     while True:
         request = _read_message(stdin)
@@ -384,6 +387,13 @@ class _Worker:
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+        self.ready = False
+
+    def wait_ready(self, deadline: float, cancel: Callable[[], bool] | None) -> None:
+        """Wait for the worker's ``ready`` message (:class:`_Killed` past ``deadline``)."""
+        if not self.ready:
+            self._answer(deadline, cancel)
+            self.ready = True
 
     @property
     def alive(self) -> bool:
@@ -405,6 +415,9 @@ class _Worker:
             _write_message(self.stdin, request)
         except (BrokenPipeError, OSError) as exc:
             raise _Killed("the template worker is gone") from exc
+        return self._answer(deadline, cancel)
+
+    def _answer(self, deadline: float, cancel: Callable[[], bool] | None) -> Any:
         head = self._read(_LEN.size, deadline, cancel)
         (n,) = _LEN.unpack(head)
         if n > _MAX_MESSAGE:
@@ -457,7 +470,16 @@ class TemplateRenderer:
                cancel: Callable[[], bool] | None = None, limits: RenderLimits | None = None) -> str:
         limits = limits or self.limits
         request = {"template": source, "context": dict(context), "limits": asdict(limits)}
-        worker = self._checkout(time.monotonic() + self.queue_timeout_s, cancel)
+        queue_deadline = time.monotonic() + self.queue_timeout_s
+        worker = self._checkout(queue_deadline, cancel)
+        try:
+            worker.wait_ready(queue_deadline, cancel)
+        except _Killed as exc:
+            worker.kill()
+            self._checkin(None)
+            if str(exc) == "cancelled":
+                raise ChatTemplateLimitError("rendering the chat template was cancelled") from None
+            raise ChatTemplateBusy(f"no chat template worker started within {self.queue_timeout_s:g} s") from None
         deadline = time.monotonic() + limits.timeout_s  # the render's own time starts now
         try:
             answer = worker.call(request, deadline, cancel)
