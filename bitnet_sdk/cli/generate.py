@@ -36,6 +36,12 @@ def run(args: argparse.Namespace) -> int:
     from bitnet_sdk.backends import BackendError
     from bitnet_sdk.model.loader import load
 
+    if _is_dense(args.model):  # a dense (ONNX-derived) network predicts, it has no text
+        print(f"bitnet generate: {args.model} is a dense model (architecture bitnet-dense), not a "
+              "language model: it classifies or regresses arrays and has no text to generate. "
+              "Run it with bitnet_sdk.load(path).predict(inputs) or POST /v1/inference with "
+              "\"inputs\".", file=sys.stderr)
+        return 1
     t0 = time.perf_counter()
     try:
         model = load(args.model, backend=args.backend)
@@ -43,12 +49,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"bitnet generate: cannot load {args.model}: {exc}", file=sys.stderr)
         return 1
     load_s = time.perf_counter() - t0
-    if not hasattr(model, "generate"):  # a dense (ONNX-derived) network predicts, it has no text
-        print(f"bitnet generate: {args.model} is a dense model (architecture bitnet-dense), not a "
-              "language model: it classifies or regresses arrays and has no text to generate. "
-              "Run it with bitnet_sdk.load(path).predict(inputs) or POST /v1/inference with "
-              "\"inputs\".", file=sys.stderr)
-        return 1
     print(f"loaded {args.model} on {model.backend.name} in {load_s:.2f} s", file=sys.stderr)
 
     out = sys.stdout
@@ -85,3 +85,14 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _is_dense(path: str) -> bool:
+    """Whether ``path`` is a ternary dense model (False when it cannot be read: load says why)."""
+    from bitnet_sdk.formats.constants import ARCH_BITNET_DENSE
+    from bitnet_sdk.model.gguf_file import read_model
+
+    try:
+        return read_model(path, strict=False).arch == ARCH_BITNET_DENSE
+    except (OSError, ValueError):
+        return False

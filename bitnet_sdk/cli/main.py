@@ -2,8 +2,8 @@
 
 Each sub-command module exposes ``register(subparsers)``, which adds its parser
 and sets ``func`` (called with the parsed namespace, returns an exit code).
-Modules are imported lazily by name so ``bitnet --help`` stays fast and a
-broken optional part cannot take the whole CLI down.
+Modules are listed by name in :data:`COMMANDS` (help order); each imports its
+heavy dependencies inside ``func``, so ``bitnet --help`` stays fast.
 
 An operator's mistake never ends in a traceback: sub-commands report the errors
 they expect, and :func:`main` turns what is left of the operator's doing (a
@@ -32,7 +32,6 @@ COMMANDS = (
     "models",
     "user",
     "sdk",
-    "demo",
 )
 
 #: Exit status after the reader of stdout went away (128 + SIGPIPE, as a killed process).
@@ -50,13 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_verbosity(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"bitnet_sdk.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"bitnet_sdk.cli.{name}":
-                continue  # not written yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"bitnet_sdk.cli.{name}").register(sub)
     for command in sub.choices.values():
         _add_verbosity_to_leaves(command)
     return parser

@@ -37,7 +37,7 @@ from prometheus_client.registry import Collector
 from bitnet_sdk.server.access_log import note
 
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp, Receive, Scope, Send
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "MetricsMiddleware", "RouteRecorder"]
 
@@ -158,7 +158,7 @@ class MetricsMiddleware:
         scope[_SLOT] = slot
         self.metrics.in_flight.inc()
 
-        async def observe(message: dict) -> None:
+        async def observe(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
