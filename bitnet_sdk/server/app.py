@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     # Its own resolver: the 501 list is the native spec's.
     app.add_api(spec_path(OPENAI_SPEC).name, resolver=ControllerResolver(),
                 base_path=OPENAI_BASE_PATH, validator_map=VALIDATOR_MAP)
-    ctx.operation_scopes = operation_scopes(load_spec())
+    ctx.operation_scopes = {**operation_scopes(load_spec()), **operation_scopes(load_spec(OPENAI_SPEC))}
     accepts = {**request_media_types(load_spec()), **request_media_types(load_spec(OPENAI_SPEC))}
     app.add_middleware(MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
                        metrics=ctx.metrics)

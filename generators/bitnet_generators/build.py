@@ -91,14 +91,17 @@ def _auth(tree: dict[str, Any], schemes: dict[str, str], operations: list[Operat
     token_path = refresh_path = None
     raw = (tree.get("components") or {}).get("securitySchemes") or {}
     for name in sorted(raw):
-        flows = (raw[name] or {}).get("flows") or {}
-        password = flows.get("password") or {}
+        scheme = raw[name] or {}
+        password = (scheme.get("flows") or {}).get("password") or {}
         at = pointer("components", "securitySchemes", name, "flows", "password")
         if password.get("tokenUrl"):
             token_path = _operation_path(password["tokenUrl"], operations, base_path, f"{at}/tokenUrl", problems)
         if password.get("refreshUrl"):
             refresh_path = _operation_path(password["refreshUrl"], operations, base_path,
                                            f"{at}/refreshUrl", problems)
+        if scheme.get("x-refreshUrl"):  # an HTTP bearer scheme names its refresh endpoint so
+            refresh_path = _operation_path(scheme["x-refreshUrl"], operations, base_path,
+                                           pointer("components", "securitySchemes", name, "x-refreshUrl"), problems)
     return Auth(bearer="bearer" in schemes.values(), api_key_header=api_keys[0] if api_keys else None,
                 token_path=token_path, refresh_path=refresh_path)
 

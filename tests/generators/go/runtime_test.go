@@ -112,9 +112,10 @@ func TestUnauthorizedRefreshesOnceForConcurrentCalls(t *testing.T) {
 		switch r.URL.Path {
 		case "/v1/auth/refresh":
 			refreshes.Add(1)
-			if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "refresh_token" ||
-				r.PostForm.Get("refresh_token") != "r0" {
-				t.Errorf("bad refresh form %v", r.PostForm)
+			var body map[string]string
+			if err := json.NewDecoder(r.Body).Decode(&body); err != nil || len(body) != 1 || body["refresh_token"] != "r0" ||
+				r.Header.Get("Content-Type") != "application/json" {
+				t.Errorf("bad refresh body %v (%v)", body, err)
 			}
 			time.Sleep(20 * time.Millisecond) // let the other calls queue behind this refresh
 			fmt.Fprint(w, `{"access_token":"t1","refresh_token":"r1","token_type":"Bearer","expires_in":900,"refresh_expires_in":9,"scope":""}`)

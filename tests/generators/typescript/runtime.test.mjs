@@ -91,9 +91,8 @@ test("a 401 refreshes once for concurrent calls, then retries", async () => {
   const server = await serve(async (req, res) => {
     if (req.url === "/v1/auth/refresh") {
       refreshes++;
-      const form = new URLSearchParams(req.body.toString());
-      assert.equal(form.get("grant_type"), "refresh_token");
-      assert.equal(form.get("refresh_token"), "r0");
+      assert.equal(req.headers["content-type"], "application/json");
+      assert.deepEqual(JSON.parse(req.body.toString()), { refresh_token: "r0" });
       await new Promise((resolve) => setTimeout(resolve, 20));
       json(res, 200, { access_token: "t1", refresh_token: "r1", token_type: "Bearer", expires_in: 900,
                        refresh_expires_in: 9, scope: "" });

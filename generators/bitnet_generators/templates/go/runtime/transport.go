@@ -4,6 +4,7 @@ package bitnet
 // mapping. Hand-written runtime.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -205,14 +205,17 @@ func (c *Client) refresh(ctx context.Context, usedToken string) bool {
 	if current != usedToken {
 		return true // another call refreshed meanwhile
 	}
-	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}
-	a := newAttempt(ctx, c.timeout)
-	defer a.release()
-	req, err := http.NewRequestWithContext(a.ctx, "POST", c.root+apiRefreshPath, strings.NewReader(form.Encode()))
+	body, err := json.Marshal(map[string]string{"refresh_token": refreshToken})
 	if err != nil {
 		return false
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	a := newAttempt(ctx, c.timeout)
+	defer a.release()
+	req, err := http.NewRequestWithContext(a.ctx, "POST", c.root+apiRefreshPath, bytes.NewReader(body))
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.httpClient.Do(req)
 	if err != nil {

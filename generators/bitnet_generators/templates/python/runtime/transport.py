@@ -85,8 +85,7 @@ def _store_tokens(client: BaseClient, response: httpx.Response) -> bool:
 
 
 def _refresh_form(client: BaseClient) -> dict[str, Any]:
-    return {"data": {"grant_type": "refresh_token", "refresh_token": client.refresh_token or ""},
-            "headers": {"Accept": "application/json"}}
+    return {"json": {"refresh_token": client.refresh_token or ""}, "headers": {"Accept": "application/json"}}
 
 
 def _refresh(client: BaseClient, used: str | None) -> bool:

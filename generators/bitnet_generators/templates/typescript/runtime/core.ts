@@ -267,8 +267,8 @@ export class HttpCore {
     try {
       const response = await this.fetchImpl(this.root + (this.info.refreshPath ?? ""), {
         method: "POST",
-        headers: { Accept: "application/json", "Content-Type": "application/x-www-form-urlencoded" },
-        body: new URLSearchParams({ grant_type: "refresh_token", refresh_token: this.refreshToken ?? "" }).toString(),
+        headers: { Accept: "application/json", "Content-Type": "application/json" },
+        body: JSON.stringify({ refresh_token: this.refreshToken ?? "" }),
         signal: guard.signal,
       });
       if (!response.ok) {
