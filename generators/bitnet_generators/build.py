@@ -49,7 +49,8 @@ def build_api(spec: Spec) -> Api:
         description=str(info.get("description") or "").strip(), base_path=base_path,
         spec_name=spec.name, spec_sha256=spec.sha256,
         types=tuple(converter.types[k] for k in sorted(converter.types)),
-        operations=tuple(operations), auth=auth, problem_type=problem_type, extras={"tree": tree},
+        operations=tuple(operations), auth=auth, problem_type=problem_type,
+        license=str((info.get("license") or {}).get("name") or "") or None, extras={"tree": tree},
     )
 
 

@@ -46,6 +46,7 @@ _COMMENT = {".py": "# {}", ".toml": "# {}", ".md": "<!-- {} -->", ".gitignore": 
 class PyOptions:
     package_name: str = "bitnet_client"
     client_name: str = "BitNetClient"
+    repository: str | None = None  # project.urls.Repository (omitted when None)
 
 
 def render(api: Api, options: PyOptions | None = None) -> dict[str, str]:
@@ -112,7 +113,9 @@ def _view(api: Api, options: PyOptions, data: Any, prefix: str) -> dict[str, Any
     extra = {e.type.name for op in api.operations for e in op.result.events if not e.error and e.type.name}
     extra |= {op.pagination.item.name for op in api.operations if op.pagination and op.pagination.item.name}
     imported = {line.rsplit(" import ", 1)[-1] for line in imports}
-    return {"extra_models": sorted(extra - imported), "title": api.title, "version": api.version, "base_path": api.base_path, "api_key_header": api.auth.api_key_header,
+    return {"extra_models": sorted(extra - imported), "title": api.title, "version": api.version,
+            "license": api.license, "repository": options.repository,
+            "base_path": api.base_path, "api_key_header": api.auth.api_key_header,
             "refresh_path": api.auth.refresh_path, "client_name": options.client_name, "ops": ops,
             "model_imports": sorted(imports)}
 

@@ -31,10 +31,12 @@ _CORE_CALL = {"json": "json", "none": "empty", "text": "text", "binary": "raw"}
 
 @dataclass(frozen=True)
 class TsOptions:
-    """``package_name``: the npm name; ``client_name``: the exported client class."""
+    """``package_name``: the npm name; ``client_name``: the exported client class;
+    ``repository``: the source repository URL for ``package.json`` (omitted when None)."""
 
     package_name: str = "bitnet-client"
     client_name: str = "BitNetClient"
+    repository: str | None = None
 
 
 def ts_type(ref: TypeRef) -> str:
