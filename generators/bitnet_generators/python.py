@@ -114,7 +114,7 @@ def _view(api: Api, options: PyOptions, data: Any, prefix: str) -> dict[str, Any
     extra |= {op.pagination.item.name for op in api.operations if op.pagination and op.pagination.item.name}
     imported = {line.rsplit(" import ", 1)[-1] for line in imports}
     return {"extra_models": sorted(extra - imported), "title": api.title, "version": api.version,
-            "license": api.license, "repository": options.repository,
+            "license": api.license, "repository": options.repository, "package": options.package_name,
             "base_path": api.base_path, "api_key_header": api.auth.api_key_header,
             "refresh_path": api.auth.refresh_path, "client_name": options.client_name, "ops": ops,
             "model_imports": sorted(imports)}

@@ -21,7 +21,7 @@ from tests.conftest import make_account
 from ._toolchain import EXAMPLES, go, go_env, node_modules, run, tsc
 
 STEPS = ("login", "api_key", "upload_multipart", "upload_raw", "list", "quantize", "inference", "stream",
-         "usage", "not_found", "rate_limited", "refresh")
+         "usage", "not_found", "rate_limited", "connection_error", "refresh")
 
 
 @pytest.fixture
@@ -69,8 +69,12 @@ def check_steps(output: str, model_file: Path) -> None:
     assert stream["joined"] == stream["done_text"] == steps["inference"]["text"]  # greedy: same text
     assert steps["usage"]["requests"] > 0 and "runInference" in steps["usage"]["operations"]
     assert steps["not_found"]["status"] == 404 and steps["not_found"]["request_id"]
+    assert steps["not_found"]["kind"] == "NotFoundError"  # the typed subclass (Go: errors.Is)
+    assert steps["api_key"].get("raw_status", 200) == 200  # TypeScript and Go: the raw response
     limited = steps["rate_limited"]
     assert limited["status"] == 429 and limited["calls"] == 4 and limited["retry_after"] > 0
+    assert limited["kind"] == "RateLimitError"
+    assert steps["connection_error"]["kind"] == "ConnectionError" and steps["connection_error"]["cause"]
     assert steps["refresh"] == {"email": "root@example.com", "refreshed": 1}
 
 

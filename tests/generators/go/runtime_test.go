@@ -293,3 +293,72 @@ func TestTimeoutIsReportedAsErrTimeout(t *testing.T) {
 		t.Fatalf("want ErrTimeout, got %v", err)
 	}
 }
+
+func TestErrorAnswersMatchTheirStatusSentinel(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var status int
+		fmt.Sscanf(strings.TrimPrefix(r.URL.Path, "/v1/models/mdl_"), "%d", &status)
+		problem(w, status, "3600")
+	}))
+	defer srv.Close()
+	want := map[int]error{400: ErrBadRequest, 401: ErrAuthentication, 403: ErrPermissionDenied, 404: ErrNotFound,
+		409: ErrConflict, 422: ErrUnprocessableEntity, 429: ErrRateLimit, 500: ErrInternalServer, 503: ErrInternalServer}
+	c := NewClient(srv.URL, WithToken("t"), WithRetry(NoRetry))
+	for status, sentinel := range want {
+		_, err := c.GetModel(context.Background(), fmt.Sprintf("mdl_%d", status))
+		var apiErr *APIError
+		if !errors.As(err, &apiErr) || apiErr.StatusCode != status || !errors.Is(err, sentinel) {
+			t.Fatalf("%d: got %v", status, err)
+		}
+		for _, other := range want {
+			if other != sentinel && errors.Is(err, other) {
+				t.Fatalf("%d also matches %v", status, other)
+			}
+		}
+	}
+}
+
+func TestRefusedConnectionIsAConnectionError(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close() // nothing listens there now
+	_, err := NewClient(url, WithRetry(NoRetry)).GetVersion(context.Background())
+	var connErr *ConnectionError
+	if !errors.As(err, &connErr) || connErr.Unwrap() == nil || errors.Is(err, ErrTimeout) {
+		t.Fatalf("want a ConnectionError, got %T %v", err, err)
+	}
+}
+
+func TestEnvironmentUserAgentPerCallOptionsAndRawResponse(t *testing.T) {
+	var seen []*http.Request
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = append(seen, r)
+		if r.Header.Get("X-Slow") != "" {
+			<-r.Context().Done()
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Request-ID", "req_raw")
+		fmt.Fprint(w, `{"version":"1","api_version":"1","python":"3","backends":[]}`)
+	}))
+	defer srv.Close()
+	t.Setenv("BITNET_BASE_URL", srv.URL)
+	t.Setenv("BITNET_API_KEY", "bn_env")
+	c := NewClient("", WithTimeout(time.Minute), WithRetry(NoRetry))
+	var raw *http.Response
+	if _, err := c.GetAccount(context.Background(), WithRequestHeader("X-Trace", "1"), WithResponseInto(&raw)); err != nil {
+		t.Fatal(err)
+	}
+	r := seen[0]
+	if r.URL.Path != "/v1/account" || r.Header.Get("X-API-Key") != "bn_env" || r.Header.Get("X-Trace") != "1" ||
+		!strings.HasPrefix(r.Header.Get("User-Agent"), "bitnet-client-go/") {
+		t.Fatalf("request %s %v", r.URL.Path, r.Header)
+	}
+	if raw == nil || raw.StatusCode != 200 || raw.Header.Get("X-Request-ID") != "req_raw" {
+		t.Fatalf("raw response %v", raw)
+	}
+	_, err := c.GetVersion(context.Background(), WithRequestTimeout(50*time.Millisecond), WithRequestHeader("X-Slow", "1"))
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("the per-call timeout did not apply: %v", err)
+	}
+}

@@ -15,6 +15,7 @@ const (
 	apiBasePath    = "/v1"
 	apiKeyHeader   = "X-API-Key"
 	apiRefreshPath = "/auth/refresh"
+	apiUserAgent   = "bitnet-client-go/1.0.0"
 )
 
 // CreateInferenceBatchParams are the query and header parameters of CreateInferenceBatch.
@@ -112,8 +113,8 @@ type StreamInferenceEvent struct {
 //
 // Same rules as cancelling a quantization job; requests already answered keep their
 // results.
-func (c *Client) CancelInferenceJob(ctx context.Context, jobID string) (*Job, error) {
-	cl := &call{method: "POST", path: "/inference/" + pathSegment(jobID) + "/cancel", secured: true}
+func (c *Client) CancelInferenceJob(ctx context.Context, jobID string, opts ...RequestOption) (*Job, error) {
+	cl := &call{method: "POST", path: "/inference/" + pathSegment(jobID) + "/cancel", secured: true, options: callOptionsOf(opts)}
 	var out Job
 	if err := c.doJSON(ctx, cl, &out); err != nil {
 		return nil, err
@@ -126,8 +127,8 @@ func (c *Client) CancelInferenceJob(ctx context.Context, jobID string) (*Job, er
 // A queued job is cancelled at once; a running one stops at its next checkpoint
 // (`cancel_requested` is true until then). Cancelling a cancelled job is a no-op;
 // a job that already succeeded or failed gets `409`.
-func (c *Client) CancelQuantizeJob(ctx context.Context, jobID string) (*Job, error) {
-	cl := &call{method: "POST", path: "/quantize/" + pathSegment(jobID) + "/cancel", secured: true}
+func (c *Client) CancelQuantizeJob(ctx context.Context, jobID string, opts ...RequestOption) (*Job, error) {
+	cl := &call{method: "POST", path: "/quantize/" + pathSegment(jobID) + "/cancel", secured: true, options: callOptionsOf(opts)}
 	var out Job
 	if err := c.doJSON(ctx, cl, &out); err != nil {
 		return nil, err
@@ -139,8 +140,8 @@ func (c *Client) CancelQuantizeJob(ctx context.Context, jobID string) (*Job, err
 //
 // The answer holds the full key in `key`. It is shown this once; store it now. A key
 // cannot hold scopes its creator lacks (`403`).
-func (c *Client) CreateAPIKey(ctx context.Context, body APIKeyCreate) (*APIKeyCreated, error) {
-	cl := &call{method: "POST", path: "/api-keys", secured: true}
+func (c *Client) CreateAPIKey(ctx context.Context, body APIKeyCreate, opts ...RequestOption) (*APIKeyCreated, error) {
+	cl := &call{method: "POST", path: "/api-keys", secured: true, options: callOptionsOf(opts)}
 	src, err := jsonBody(body)
 	if err != nil {
 		return nil, err
@@ -158,8 +159,8 @@ func (c *Client) CreateAPIKey(ctx context.Context, body APIKeyCreate) (*APIKeyCr
 // The finished job's `result` is an `InferenceBatchResult`: one entry per request, in
 // order, each with its `response` or its `error`. One failing request does not fail the
 // job.
-func (c *Client) CreateInferenceBatch(ctx context.Context, body InferenceBatchRequest, params *CreateInferenceBatchParams) (*Job, error) {
-	cl := &call{method: "POST", path: "/inference/batch", secured: true, idempotencyHeader: "Idempotency-Key"}
+func (c *Client) CreateInferenceBatch(ctx context.Context, body InferenceBatchRequest, params *CreateInferenceBatchParams, opts ...RequestOption) (*Job, error) {
+	cl := &call{method: "POST", path: "/inference/batch", secured: true, idempotencyHeader: "Idempotency-Key", options: callOptionsOf(opts)}
 	cl.query, cl.header = values{}, header{}
 	if params != nil {
 		setHeader(cl.header, "Idempotency-Key", params.IdempotencyKey)
@@ -186,8 +187,8 @@ func (c *Client) CreateInferenceBatch(ctx context.Context, body InferenceBatchRe
 //     `pending_upload`; send the bytes with `PUT /models/{model_id}/file`.
 //
 // The body is sent as application/json.
-func (c *Client) CreateModel(ctx context.Context, body ModelCreate) (*Model, error) {
-	cl := &call{method: "POST", path: "/models", secured: true}
+func (c *Client) CreateModel(ctx context.Context, body ModelCreate, opts ...RequestOption) (*Model, error) {
+	cl := &call{method: "POST", path: "/models", secured: true, options: callOptionsOf(opts)}
 	src, err := jsonBody(body)
 	if err != nil {
 		return nil, err
@@ -210,8 +211,8 @@ func (c *Client) CreateModel(ctx context.Context, body ModelCreate) (*Model, err
 //     `pending_upload`; send the bytes with `PUT /models/{model_id}/file`.
 //
 // The body is sent as multipart/form-data.
-func (c *Client) CreateModelMultipart(ctx context.Context, body ModelUploadForm) (*Model, error) {
-	cl := &call{method: "POST", path: "/models", secured: true}
+func (c *Client) CreateModelMultipart(ctx context.Context, body ModelUploadForm, opts ...RequestOption) (*Model, error) {
+	cl := &call{method: "POST", path: "/models", secured: true, options: callOptionsOf(opts)}
 	src, err := multipartBody(body)
 	if err != nil {
 		return nil, err
@@ -228,8 +229,8 @@ func (c *Client) CreateModelMultipart(ctx context.Context, body ModelUploadForm)
 //
 // All-or-nothing: every item is checked first, then one job per item is queued. Items
 // always run asynchronously (`mode: sync` in an item gets `422`).
-func (c *Client) CreateQuantizeBatch(ctx context.Context, body QuantizeBatchRequest, params *CreateQuantizeBatchParams) (*QuantizeBatchAccepted, error) {
-	cl := &call{method: "POST", path: "/quantize/batch", secured: true, idempotencyHeader: "Idempotency-Key"}
+func (c *Client) CreateQuantizeBatch(ctx context.Context, body QuantizeBatchRequest, params *CreateQuantizeBatchParams, opts ...RequestOption) (*QuantizeBatchAccepted, error) {
+	cl := &call{method: "POST", path: "/quantize/batch", secured: true, idempotencyHeader: "Idempotency-Key", options: callOptionsOf(opts)}
 	cl.query, cl.header = values{}, header{}
 	if params != nil {
 		setHeader(cl.header, "Idempotency-Key", params.IdempotencyKey)
@@ -249,8 +250,8 @@ func (c *Client) CreateQuantizeBatch(ctx context.Context, body QuantizeBatchRequ
 // DeleteModel sends DELETE /models/{model_id}: Delete a model and its file.
 //
 // Answers `409` while a queued or running job uses the model.
-func (c *Client) DeleteModel(ctx context.Context, modelID string) error {
-	cl := &call{method: "DELETE", path: "/models/" + pathSegment(modelID), secured: true}
+func (c *Client) DeleteModel(ctx context.Context, modelID string, opts ...RequestOption) error {
+	cl := &call{method: "DELETE", path: "/models/" + pathSegment(modelID), secured: true, options: callOptionsOf(opts)}
 	return c.doNone(ctx, cl)
 }
 
@@ -258,8 +259,8 @@ func (c *Client) DeleteModel(ctx context.Context, modelID string) error {
 //
 // Supports one byte range (`Range: bytes=start-end`) for resumed downloads. `409` while
 // the model has no file.
-func (c *Client) DownloadModelFile(ctx context.Context, modelID string, params *DownloadModelFileParams) (io.ReadCloser, error) {
-	cl := &call{method: "GET", path: "/models/" + pathSegment(modelID) + "/file", secured: true}
+func (c *Client) DownloadModelFile(ctx context.Context, modelID string, params *DownloadModelFileParams, opts ...RequestOption) (io.ReadCloser, error) {
+	cl := &call{method: "GET", path: "/models/" + pathSegment(modelID) + "/file", secured: true, options: callOptionsOf(opts)}
 	cl.query, cl.header = values{}, header{}
 	if params != nil {
 		setHeader(cl.header, "Range", params.Range)
@@ -268,8 +269,8 @@ func (c *Client) DownloadModelFile(ctx context.Context, modelID string, params *
 }
 
 // GetAccount sends GET /account: Get the account.
-func (c *Client) GetAccount(ctx context.Context) (*Account, error) {
-	cl := &call{method: "GET", path: "/account", secured: true}
+func (c *Client) GetAccount(ctx context.Context, opts ...RequestOption) (*Account, error) {
+	cl := &call{method: "GET", path: "/account", secured: true, options: callOptionsOf(opts)}
 	var out Account
 	if err := c.doJSON(ctx, cl, &out); err != nil {
 		return nil, err
@@ -278,8 +279,8 @@ func (c *Client) GetAccount(ctx context.Context) (*Account, error) {
 }
 
 // GetAccountLimits sends GET /account/limits: Rate limit and monthly quotas.
-func (c *Client) GetAccountLimits(ctx context.Context) (*AccountLimits, error) {
-	cl := &call{method: "GET", path: "/account/limits", secured: true}
+func (c *Client) GetAccountLimits(ctx context.Context, opts ...RequestOption) (*AccountLimits, error) {
+	cl := &call{method: "GET", path: "/account/limits", secured: true, options: callOptionsOf(opts)}
 	var out AccountLimits
 	if err := c.doJSON(ctx, cl, &out); err != nil {
 		return nil, err
@@ -292,8 +293,8 @@ func (c *Client) GetAccountLimits(ctx context.Context) (*AccountLimits, error) {
 // Sums requests, tokens, compute units and jobs between `from` (inclusive, default 30
 // days ago) and `to` (exclusive, default now), per UTC day or per operation. A range
 // longer than 366 days, or `from` not before `to`, gets `422`.
-func (c *Client) GetAccountUsage(ctx context.Context, params *GetAccountUsageParams) (*UsageReport, error) {
-	cl := &call{method: "GET", path: "/account/usage", secured: true}
+func (c *Client) GetAccountUsage(ctx context.Context, params *GetAccountUsageParams, opts ...RequestOption) (*UsageReport, error) {
+	cl := &call{method: "GET", path: "/account/usage", secured: true, options: callOptionsOf(opts)}
 	cl.query, cl.header = values{}, header{}
 	if params != nil {
 		setQuery(cl.query, "from", params.From)
@@ -308,8 +309,8 @@ func (c *Client) GetAccountUsage(ctx context.Context, params *GetAccountUsagePar
 }
 
 // GetCurrentUser sends GET /auth/me: Who the presented credential belongs to.
-func (c *Client) GetCurrentUser(ctx context.Context) (*CurrentUser, error) {
-	cl := &call{method: "GET", path: "/auth/me", secured: true}
+func (c *Client) GetCurrentUser(ctx context.Context, opts ...RequestOption) (*CurrentUser, error) {
+	cl := &call{method: "GET", path: "/auth/me", secured: true, options: callOptionsOf(opts)}
 	var out CurrentUser
 	if err := c.doJSON(ctx, cl, &out); err != nil {
 		return nil, err
@@ -320,8 +321,8 @@ func (c *Client) GetCurrentUser(ctx context.Context) (*CurrentUser, error) {
 // GetDevices sends GET /devices: Compute backends and their devices.
 //
 // Every installed backend plugin, whether it can run here, and which one `auto` picks.
-func (c *Client) GetDevices(ctx context.Context) (*Devices, error) {
-	cl := &call{method: "GET", path: "/devices", secured: true}
+func (c *Client) GetDevices(ctx context.Context, opts ...RequestOption) (*Devices, error) {
+	cl := &call{method: "GET", path: "/devices", secured: true, options: callOptionsOf(opts)}
 	var out Devices
 	if err := c.doJSON(ctx, cl, &out); err != nil {
 		return nil, err
@@ -333,8 +334,8 @@ func (c *Client) GetDevices(ctx context.Context) (*Devices, error) {
 //
 // Checks the database and the data directory. `200` when usable (`ok` or `degraded`),
 // `503` when not (`error`); both carry the same plain JSON body, never a problem.
-func (c *Client) GetHealth(ctx context.Context) (*Health, error) {
-	cl := &call{method: "GET", path: "/health", secured: false}
+func (c *Client) GetHealth(ctx context.Context, opts ...RequestOption) (*Health, error) {
+	cl := &call{method: "GET", path: "/health", secured: false, options: callOptionsOf(opts)}
 	var out Health
 	if err := c.doJSON(ctx, cl, &out); err != nil {
 		return nil, err
@@ -343,8 +344,8 @@ func (c *Client) GetHealth(ctx context.Context) (*Health, error) {
 }
 
 // GetInferenceJob sends GET /inference/{job_id}: Get a batch inference job.
-func (c *Client) GetInferenceJob(ctx context.Context, jobID string) (*Job, error) {
-	cl := &call{method: "GET", path: "/inference/" + pathSegment(jobID), secured: true}
+func (c *Client) GetInferenceJob(ctx context.Context, jobID string, opts ...RequestOption) (*Job, error) {
+	cl := &call{method: "GET", path: "/inference/" + pathSegment(jobID), secured: true, options: callOptionsOf(opts)}
 	var out Job
 	if err := c.doJSON(ctx, cl, &out); err != nil {
 		return nil, err
@@ -372,14 +373,14 @@ func (c *Client) WaitForInferenceJob(ctx context.Context, jobID string, opts *Wa
 // GetMetrics sends GET /metrics: Prometheus metrics.
 //
 // The Prometheus text exposition format (version 0.0.4).
-func (c *Client) GetMetrics(ctx context.Context) (string, error) {
-	cl := &call{method: "GET", path: "/metrics", secured: true}
+func (c *Client) GetMetrics(ctx context.Context, opts ...RequestOption) (string, error) {
+	cl := &call{method: "GET", path: "/metrics", secured: true, options: callOptionsOf(opts)}
 	return c.doText(ctx, cl)
 }
 
 // GetModel sends GET /models/{model_id}: Get a model.
-func (c *Client) GetModel(ctx context.Context, modelID string) (*Model, error) {
-	cl := &call{method: "GET", path: "/models/" + pathSegment(modelID), secured: true}
+func (c *Client) GetModel(ctx context.Context, modelID string, opts ...RequestOption) (*Model, error) {
+	cl := &call{method: "GET", path: "/models/" + pathSegment(modelID), secured: true, options: callOptionsOf(opts)}
 	var out Model
 	if err := c.doJSON(ctx, cl, &out); err != nil {
 		return nil, err
@@ -390,8 +391,8 @@ func (c *Client) GetModel(ctx context.Context, modelID string) (*Model, error) {
 // GetModelMetadata sends GET /models/{model_id}/metadata: Architecture, sizes and memory needs of a model.
 //
 // Read from the model file's header; `409` while the model has no file.
-func (c *Client) GetModelMetadata(ctx context.Context, modelID string) (*ModelMetadata, error) {
-	cl := &call{method: "GET", path: "/models/" + pathSegment(modelID) + "/metadata", secured: true}
+func (c *Client) GetModelMetadata(ctx context.Context, modelID string, opts ...RequestOption) (*ModelMetadata, error) {
+	cl := &call{method: "GET", path: "/models/" + pathSegment(modelID) + "/metadata", secured: true, options: callOptionsOf(opts)}
 	var out ModelMetadata
 	if err := c.doJSON(ctx, cl, &out); err != nil {
 		return nil, err
@@ -403,8 +404,8 @@ func (c *Client) GetModelMetadata(ctx context.Context, modelID string) (*ModelMe
 //
 // The report made when the file was uploaded: `ok` is false when any problem has
 // severity `error`. `409` while the model has no file.
-func (c *Client) GetModelValidation(ctx context.Context, modelID string) (*ValidationReport, error) {
-	cl := &call{method: "GET", path: "/models/" + pathSegment(modelID) + "/validation", secured: true}
+func (c *Client) GetModelValidation(ctx context.Context, modelID string, opts ...RequestOption) (*ValidationReport, error) {
+	cl := &call{method: "GET", path: "/models/" + pathSegment(modelID) + "/validation", secured: true, options: callOptionsOf(opts)}
 	var out ValidationReport
 	if err := c.doJSON(ctx, cl, &out); err != nil {
 		return nil, err
@@ -413,8 +414,8 @@ func (c *Client) GetModelValidation(ctx context.Context, modelID string) (*Valid
 }
 
 // GetQuantizeJob sends GET /quantize/{job_id}: Get a quantization job.
-func (c *Client) GetQuantizeJob(ctx context.Context, jobID string) (*Job, error) {
-	cl := &call{method: "GET", path: "/quantize/" + pathSegment(jobID), secured: true}
+func (c *Client) GetQuantizeJob(ctx context.Context, jobID string, opts ...RequestOption) (*Job, error) {
+	cl := &call{method: "GET", path: "/quantize/" + pathSegment(jobID), secured: true, options: callOptionsOf(opts)}
 	var out Job
 	if err := c.doJSON(ctx, cl, &out); err != nil {
 		return nil, err
@@ -440,8 +441,8 @@ func (c *Client) WaitForQuantizeJob(ctx context.Context, jobID string, opts *Wai
 }
 
 // GetStatus sends GET /status: What this server process is doing.
-func (c *Client) GetStatus(ctx context.Context) (*ServerStatus, error) {
-	cl := &call{method: "GET", path: "/status", secured: true}
+func (c *Client) GetStatus(ctx context.Context, opts ...RequestOption) (*ServerStatus, error) {
+	cl := &call{method: "GET", path: "/status", secured: true, options: callOptionsOf(opts)}
 	var out ServerStatus
 	if err := c.doJSON(ctx, cl, &out); err != nil {
 		return nil, err
@@ -450,8 +451,8 @@ func (c *Client) GetStatus(ctx context.Context) (*ServerStatus, error) {
 }
 
 // GetVersion sends GET /version: Server and API version.
-func (c *Client) GetVersion(ctx context.Context) (*Version, error) {
-	cl := &call{method: "GET", path: "/version", secured: false}
+func (c *Client) GetVersion(ctx context.Context, opts ...RequestOption) (*Version, error) {
+	cl := &call{method: "GET", path: "/version", secured: false, options: callOptionsOf(opts)}
 	var out Version
 	if err := c.doJSON(ctx, cl, &out); err != nil {
 		return nil, err
@@ -462,8 +463,8 @@ func (c *Client) GetVersion(ctx context.Context) (*Version, error) {
 // ListAPIKeys sends GET /api-keys: List active API keys.
 //
 // Keys are listed by prefix; the secret part is never shown again.
-func (c *Client) ListAPIKeys(ctx context.Context, params *ListAPIKeysParams) (*APIKeyList, error) {
-	cl := &call{method: "GET", path: "/api-keys", secured: true}
+func (c *Client) ListAPIKeys(ctx context.Context, params *ListAPIKeysParams, opts ...RequestOption) (*APIKeyList, error) {
+	cl := &call{method: "GET", path: "/api-keys", secured: true, options: callOptionsOf(opts)}
 	cl.query, cl.header = values{}, header{}
 	if params != nil {
 		setQuery(cl.query, "cursor", params.Cursor)
@@ -496,8 +497,8 @@ func (c *Client) ListAPIKeysAll(ctx context.Context, params *ListAPIKeysParams) 
 // ListModels sends GET /models: List models.
 //
 // Your models and public ones, newest first.
-func (c *Client) ListModels(ctx context.Context, params *ListModelsParams) (*ModelList, error) {
-	cl := &call{method: "GET", path: "/models", secured: true}
+func (c *Client) ListModels(ctx context.Context, params *ListModelsParams, opts ...RequestOption) (*ModelList, error) {
+	cl := &call{method: "GET", path: "/models", secured: true, options: callOptionsOf(opts)}
 	cl.query, cl.header = values{}, header{}
 	if params != nil {
 		setQuery(cl.query, "cursor", params.Cursor)
@@ -532,8 +533,8 @@ func (c *Client) ListModelsAll(ctx context.Context, params *ListModelsParams) it
 }
 
 // ListQuantizeJobs sends GET /quantize/jobs: List quantization jobs.
-func (c *Client) ListQuantizeJobs(ctx context.Context, params *ListQuantizeJobsParams) (*JobList, error) {
-	cl := &call{method: "GET", path: "/quantize/jobs", secured: true}
+func (c *Client) ListQuantizeJobs(ctx context.Context, params *ListQuantizeJobsParams, opts ...RequestOption) (*JobList, error) {
+	cl := &call{method: "GET", path: "/quantize/jobs", secured: true, options: callOptionsOf(opts)}
 	cl.query, cl.header = values{}, header{}
 	if params != nil {
 		setQuery(cl.query, "cursor", params.Cursor)
@@ -569,8 +570,8 @@ func (c *Client) ListQuantizeJobsAll(ctx context.Context, params *ListQuantizeJo
 //
 // Exchanges credentials (JSON `email`, `password`) for a JWT access token and a refresh
 // token.
-func (c *Client) Login(ctx context.Context, body LoginRequest) (*TokenResponse, error) {
-	cl := &call{method: "POST", path: "/auth/login", secured: false}
+func (c *Client) Login(ctx context.Context, body LoginRequest, opts ...RequestOption) (*TokenResponse, error) {
+	cl := &call{method: "POST", path: "/auth/login", secured: false, options: callOptionsOf(opts)}
 	src, err := jsonBody(body)
 	if err != nil {
 		return nil, err
@@ -588,8 +589,8 @@ func (c *Client) Login(ctx context.Context, body LoginRequest) (*TokenResponse, 
 // Revokes the session of the presented access token (its refresh token stops working),
 // or every session of the user with `all_sessions`. Idempotent. With an API key this
 // does nothing; revoke keys with `DELETE /api-keys/{key_id}`.
-func (c *Client) Logout(ctx context.Context, body *LogoutRequest) error {
-	cl := &call{method: "POST", path: "/auth/logout", secured: true}
+func (c *Client) Logout(ctx context.Context, body *LogoutRequest, opts ...RequestOption) error {
+	cl := &call{method: "POST", path: "/auth/logout", secured: true, options: callOptionsOf(opts)}
 	if body != nil {
 		src, err := jsonBody(body)
 		if err != nil {
@@ -607,8 +608,8 @@ func (c *Client) Logout(ctx context.Context, body *LogoutRequest) error {
 // `Location` header). `mode: sync` insists on the former (`422` when the model is too
 // large for it), `mode: async` always queues. The result is a new model; the source is
 // left untouched.
-func (c *Client) QuantizeModel(ctx context.Context, body QuantizeRequest, params *QuantizeModelParams) (*Job, error) {
-	cl := &call{method: "POST", path: "/quantize", secured: true, idempotencyHeader: "Idempotency-Key"}
+func (c *Client) QuantizeModel(ctx context.Context, body QuantizeRequest, params *QuantizeModelParams, opts ...RequestOption) (*Job, error) {
+	cl := &call{method: "POST", path: "/quantize", secured: true, idempotencyHeader: "Idempotency-Key", options: callOptionsOf(opts)}
 	cl.query, cl.header = values{}, header{}
 	if params != nil {
 		setHeader(cl.header, "Idempotency-Key", params.IdempotencyKey)
@@ -629,8 +630,8 @@ func (c *Client) QuantizeModel(ctx context.Context, body QuantizeRequest, params
 //
 // Refresh tokens rotate: each one can be used once, and the answer carries a new one.
 // Reusing a spent refresh token revokes the whole session (`401`).
-func (c *Client) RefreshToken(ctx context.Context, body RefreshRequest) (*TokenResponse, error) {
-	cl := &call{method: "POST", path: "/auth/refresh", secured: false}
+func (c *Client) RefreshToken(ctx context.Context, body RefreshRequest, opts ...RequestOption) (*TokenResponse, error) {
+	cl := &call{method: "POST", path: "/auth/refresh", secured: false, options: callOptionsOf(opts)}
 	src, err := jsonBody(body)
 	if err != nil {
 		return nil, err
@@ -648,8 +649,8 @@ func (c *Client) RefreshToken(ctx context.Context, body RefreshRequest) (*TokenR
 // Records the request for an operator to act on (`202`). Asking for the current tier,
 // or while another request is pending, gets `409`; a tier this server does not offer
 // gets `422`.
-func (c *Client) RequestAccountUpgrade(ctx context.Context, body UpgradeRequestCreate) (*UpgradeRequest, error) {
-	cl := &call{method: "POST", path: "/account/upgrade", secured: true}
+func (c *Client) RequestAccountUpgrade(ctx context.Context, body UpgradeRequestCreate, opts ...RequestOption) (*UpgradeRequest, error) {
+	cl := &call{method: "POST", path: "/account/upgrade", secured: true, options: callOptionsOf(opts)}
 	src, err := jsonBody(body)
 	if err != nil {
 		return nil, err
@@ -665,8 +666,8 @@ func (c *Client) RequestAccountUpgrade(ctx context.Context, body UpgradeRequestC
 // RevokeAPIKey sends DELETE /api-keys/{key_id}: Revoke an API key.
 //
 // The key stops working at once. Revoking a revoked key answers `404`.
-func (c *Client) RevokeAPIKey(ctx context.Context, keyID string) error {
-	cl := &call{method: "DELETE", path: "/api-keys/" + pathSegment(keyID), secured: true}
+func (c *Client) RevokeAPIKey(ctx context.Context, keyID string, opts ...RequestOption) error {
+	cl := &call{method: "DELETE", path: "/api-keys/" + pathSegment(keyID), secured: true, options: callOptionsOf(opts)}
 	return c.doNone(ctx, cl)
 }
 
@@ -679,8 +680,8 @@ func (c *Client) RevokeAPIKey(ctx context.Context, keyID string) error {
 // bounded queue (`503` with `Retry-After` when it is full); the server's request
 // timeout covers waiting, loading and computing (`504`). Closing the connection
 // cancels the request.
-func (c *Client) RunInference(ctx context.Context, body InferenceRequest) (*InferenceResponse, error) {
-	cl := &call{method: "POST", path: "/inference", secured: true}
+func (c *Client) RunInference(ctx context.Context, body InferenceRequest, opts ...RequestOption) (*InferenceResponse, error) {
+	cl := &call{method: "POST", path: "/inference", secured: true, options: callOptionsOf(opts)}
 	src, err := jsonBody(body)
 	if err != nil {
 		return nil, err
@@ -700,8 +701,8 @@ func (c *Client) RunInference(ctx context.Context, body InferenceRequest) (*Infe
 // (`BITNET_OPEN_SIGNUP=1`): a closed server answers `403`. An email already in use gets
 // `409`; a password the policy refuses gets `400`. Each client address may sign up a few
 // times per hour; past that, `429` with `Retry-After`.
-func (c *Client) SignUp(ctx context.Context, body SignupRequest) (*User, error) {
-	cl := &call{method: "POST", path: "/auth/signup", secured: false}
+func (c *Client) SignUp(ctx context.Context, body SignupRequest, opts ...RequestOption) (*User, error) {
+	cl := &call{method: "POST", path: "/auth/signup", secured: false, options: callOptionsOf(opts)}
 	src, err := jsonBody(body)
 	if err != nil {
 		return nil, err
@@ -735,8 +736,8 @@ func (c *Client) SignUp(ctx context.Context, body SignupRequest) (*User, error) 
 // event: done
 // data: {"id": "req_01hv3n4p5q6r7s8t9v0w1x2y3z", "model": "mdl_01hv3k8q2m9x7w4c5t6y8z0a1b", "finish_reason": "stop", "text": " Paris", "usage": {...}, "timing": {...}}
 // ```
-func (c *Client) StreamInference(ctx context.Context, body InferenceRequest) (*EventStream[StreamInferenceEvent], error) {
-	cl := &call{method: "POST", path: "/inference/stream", secured: true}
+func (c *Client) StreamInference(ctx context.Context, body InferenceRequest, opts ...RequestOption) (*EventStream[StreamInferenceEvent], error) {
+	cl := &call{method: "POST", path: "/inference/stream", secured: true, options: callOptionsOf(opts)}
 	src, err := jsonBody(body)
 	if err != nil {
 		return nil, err
@@ -760,8 +761,8 @@ func (c *Client) StreamInference(ctx context.Context, body InferenceRequest) (*E
 // UpdateModel sends PUT /models/{model_id}: Update a model's name, description, tags or visibility.
 //
 // Fields left out keep their value. Only the owner may update a model.
-func (c *Client) UpdateModel(ctx context.Context, modelID string, body ModelUpdate) (*Model, error) {
-	cl := &call{method: "PUT", path: "/models/" + pathSegment(modelID), secured: true}
+func (c *Client) UpdateModel(ctx context.Context, modelID string, body ModelUpdate, opts ...RequestOption) (*Model, error) {
+	cl := &call{method: "PUT", path: "/models/" + pathSegment(modelID), secured: true, options: callOptionsOf(opts)}
 	src, err := jsonBody(body)
 	if err != nil {
 		return nil, err
@@ -784,8 +785,8 @@ func (c *Client) UpdateModel(ctx context.Context, modelID string, body ModelUpda
 // With `X-Content-SHA256` the server checks the digest (`422` on mismatch). The file is
 // then validated: the model becomes `ready` (`200`), or `invalid` with `422` (see
 // `GET .../validation`). Nothing of a failed upload is kept.
-func (c *Client) UploadModelFile(ctx context.Context, modelID string, body io.Reader, params *UploadModelFileParams) (*Model, error) {
-	cl := &call{method: "PUT", path: "/models/" + pathSegment(modelID) + "/file", secured: true}
+func (c *Client) UploadModelFile(ctx context.Context, modelID string, body io.Reader, params *UploadModelFileParams, opts ...RequestOption) (*Model, error) {
+	cl := &call{method: "PUT", path: "/models/" + pathSegment(modelID) + "/file", secured: true, options: callOptionsOf(opts)}
 	cl.query, cl.header = values{}, header{}
 	if params != nil {
 		setHeader(cl.header, "X-Content-SHA256", params.XContentSHA256)

@@ -32,6 +32,46 @@ type call struct {
 	secured           bool
 	idempotencyHeader string
 	accept            string
+	options           callOptions
+}
+
+// RequestOption adjusts one call (the last arguments of every method):
+// WithRequestTimeout, WithRequestHeader, WithResponseInto.
+type RequestOption func(*callOptions)
+
+type callOptions struct {
+	timeout  *time.Duration
+	header   http.Header
+	response **http.Response
+}
+
+// WithRequestTimeout bounds each attempt of this call instead of the client's timeout.
+func WithRequestTimeout(d time.Duration) RequestOption {
+	return func(o *callOptions) { o.timeout = &d }
+}
+
+// WithRequestHeader adds a header to this call.
+func WithRequestHeader(key, value string) RequestOption {
+	return func(o *callOptions) {
+		if o.header == nil {
+			o.header = http.Header{}
+		}
+		o.header.Add(key, value)
+	}
+}
+
+// WithResponseInto stores the raw successful *http.Response of this call in *dst (status,
+// headers; the method itself reads and closes the body).
+func WithResponseInto(dst **http.Response) RequestOption {
+	return func(o *callOptions) { o.response = dst }
+}
+
+func callOptionsOf(opts []RequestOption) callOptions {
+	var o callOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
 }
 
 // attempt is one try of a call: a context the timeout (or Close) cancels.
@@ -91,7 +131,11 @@ func (c *Client) send(ctx context.Context, cl *call) (*attempt, error) {
 	refreshed := false
 	for try := 0; ; try++ {
 		usedToken := c.Token()
-		a := newAttempt(ctx, c.timeout)
+		timeout := c.timeout
+		if cl.options.timeout != nil {
+			timeout = *cl.options.timeout
+		}
+		a := newAttempt(ctx, timeout)
 		req, err := c.request(a.ctx, cl, usedToken)
 		if err != nil {
 			a.release()
@@ -110,10 +154,13 @@ func (c *Client) send(ctx context.Context, cl *call) (*attempt, error) {
 				}
 				continue
 			}
-			return nil, err
+			return nil, &ConnectionError{Op: cl.method + " " + cl.path, Err: err}
 		}
 		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 			a.resp = resp
+			if cl.options.response != nil {
+				*cl.options.response = resp
+			}
 			return a, nil
 		}
 		apiErr := errorFromResponse(resp)
@@ -160,6 +207,7 @@ func (c *Client) request(ctx context.Context, cl *call, token string) (*http.Req
 	if err != nil {
 		return nil, err
 	}
+	req.Header.Set("User-Agent", apiUserAgent)
 	for k, v := range c.header {
 		req.Header[k] = append([]string(nil), v...)
 	}
@@ -176,6 +224,9 @@ func (c *Client) request(ctx context.Context, cl *call, token string) (*http.Req
 		}
 	}
 	for k, v := range cl.header {
+		req.Header[k] = append([]string(nil), v...)
+	}
+	for k, v := range cl.options.header {
 		req.Header[k] = append([]string(nil), v...)
 	}
 	if cl.body != nil {

@@ -7,7 +7,21 @@
 
 from ._runtime.sse import ServerEvent
 from .client import NO_RETRY, AuthenticatedClient, Client, RetryPolicy, Tokens
-from .errors import ApiError, ProblemField, WaitTimeoutError
+from .errors import (
+    ApiConnectionError,
+    ApiError,
+    ApiTimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProblemField,
+    RateLimitError,
+    UnprocessableEntityError,
+    WaitTimeoutError,
+)
 from .sdk import AsyncBitNetClient, BitNetClient
 from .types import File
 
@@ -24,4 +38,14 @@ __all__ = [
     "ServerEvent",
     "Tokens",
     "WaitTimeoutError",
+    "ApiConnectionError",
+    "ApiTimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "InternalServerError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "UnprocessableEntityError",
 ]

@@ -13,6 +13,7 @@ class Client(BaseClient):
     api_base_path = "/v1"
     api_key_header = "X-API-Key"
     refresh_path = "/auth/refresh"
+    user_agent = "bitnet-client/1.0.0 (python)"
 
 
 #: The name openapi-python-client's documentation uses; credentials are optional on :class:`Client`.

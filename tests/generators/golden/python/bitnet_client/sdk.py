@@ -106,6 +106,11 @@ class BitNetClient:
         """Use these credentials from now on (e.g. the tokens ``login`` returned)."""
         self.client.set_tokens(access_token, refresh_token)
 
+    def with_options(self, **options: Any) -> BitNetClient:
+        """This client for some calls with another ``timeout``, extra ``headers`` or ``retry``
+        policy, sharing connections and credentials: ``client.with_options(timeout=5).get_model(m)``."""
+        return BitNetClient(client=self.client.with_options(**options))  # type: ignore[arg-type]
+
     def close(self) -> None:
         self.client.close()
 
@@ -490,6 +495,11 @@ class AsyncBitNetClient:
     def set_tokens(self, access_token: str | None, refresh_token: str | None = None) -> None:
         """Use these credentials from now on (e.g. the tokens ``login`` returned)."""
         self.client.set_tokens(access_token, refresh_token)
+
+    def with_options(self, **options: Any) -> AsyncBitNetClient:
+        """This client for some calls with another ``timeout``, extra ``headers`` or ``retry``
+        policy, sharing connections and credentials: ``client.with_options(timeout=5).get_model(m)``."""
+        return AsyncBitNetClient(client=self.client.with_options(**options))  # type: ignore[arg-type]
 
     async def aclose(self) -> None:
         await self.client.aclose()

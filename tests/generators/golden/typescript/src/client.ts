@@ -148,6 +148,7 @@ const API_INFO = {
   basePath: "/v1",
   apiKeyHeader: "X-API-Key",
   refreshPath: "/auth/refresh",
+  userAgent: "bitnet-client/1.0.0 (node)",
 };
 
 /**
@@ -160,7 +161,7 @@ const API_INFO = {
 export class BitNetClient {
   readonly http: HttpCore;
 
-  constructor(options: ClientOptions) {
+  constructor(options: ClientOptions = {}) {
     this.http = new HttpCore(options, API_INFO);
   }
 

@@ -3,7 +3,20 @@
 export { BitNetClient } from "./client.js";
 export * from "./client.js";
 export * from "./models.js";
-export { ApiError, TimeoutError, WaitTimeoutError } from "./runtime/errors.js";
+export {
+  ApiError,
+  AuthenticationError,
+  BadRequestError,
+  ConflictError,
+  ConnectionError,
+  InternalServerError,
+  NotFoundError,
+  PermissionDeniedError,
+  RateLimitError,
+  TimeoutError,
+  UnprocessableEntityError,
+  WaitTimeoutError,
+} from "./runtime/errors.js";
 export type { ApiErrorInit, ProblemField } from "./runtime/errors.js";
 export type { BinaryBody, ClientOptions, RequestOptions, Tokens } from "./runtime/core.js";
 export type { RetryOptions } from "./runtime/retry.js";

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from .client import BaseClient, Tokens
-from .errors import ApiError
+from .errors import ApiError, connection_error
 from .retry import IDEMPOTENT_METHODS, retryable_status
 
 __all__ = ["asend", "send"]
@@ -52,9 +52,8 @@ class _Call:
     ) -> httpx.Request:
         for f, start in zip(self._files, self._starts, strict=True):
             f.seek(start)
-        return http.build_request(
-            **self.kwargs, headers={**self.headers, **client.auth_headers(self.secured, token)}
-        )
+        headers = {**client.headers, **self.headers, **client.auth_headers(self.secured, token)}
+        return http.build_request(**self.kwargs, headers=headers, timeout=client.timeout)
 
     def retry_delay(self, attempt: int, error: ApiError | None) -> float | None:
         """Seconds to wait before the next attempt, or None to give up."""
@@ -151,10 +150,10 @@ def send(
         used = client.token
         try:
             response = http.send(call.build(http, client, used), stream=True)
-        except httpx.TransportError:
+        except httpx.TransportError as exc:
             delay = call.retry_delay(attempt, None)
             if delay is None:
-                raise
+                raise connection_error(exc) from exc
             time.sleep(delay)
             attempt += 1
             continue
@@ -199,10 +198,10 @@ async def asend(
         used = client.token
         try:
             response = await http.send(call.build(http, client, used), stream=True)
-        except httpx.TransportError:
+        except httpx.TransportError as exc:
             delay = call.retry_delay(attempt, None)
             if delay is None:
-                raise
+                raise connection_error(exc) from exc
             await asyncio.sleep(delay)
             attempt += 1
             continue

@@ -30,6 +30,9 @@ def _get_kwargs(
         "url": "/api-keys",
     }
 
+    if isinstance(body, dict):  # a plain dict is read as the JSON body's model
+        body = ApiKeyCreate.from_dict(body)
+
     _kwargs["json"] = body.to_dict()
 
     headers["Content-Type"] = "application/json"
@@ -69,8 +72,9 @@ def sync_detailed(
         body (ApiKeyCreate):  Example: {'name': 'ci-pipeline', 'scopes': ['inference']}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[ApiKeyCreated]
@@ -96,8 +100,9 @@ def sync(
         body (ApiKeyCreate):  Example: {'name': 'ci-pipeline', 'scopes': ['inference']}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         ApiKeyCreated
@@ -125,8 +130,9 @@ async def asyncio_detailed(
         body (ApiKeyCreate):  Example: {'name': 'ci-pipeline', 'scopes': ['inference']}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[ApiKeyCreated]
@@ -152,8 +158,9 @@ async def asyncio(
         body (ApiKeyCreate):  Example: {'name': 'ci-pipeline', 'scopes': ['inference']}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         ApiKeyCreated

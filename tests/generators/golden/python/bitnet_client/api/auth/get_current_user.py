@@ -53,8 +53,9 @@ def sync_detailed(
     """Who the presented credential belongs to
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[CurrentUser]
@@ -71,8 +72,9 @@ def sync(
     """Who the presented credential belongs to
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         CurrentUser
@@ -92,8 +94,9 @@ async def asyncio_detailed(
     """Who the presented credential belongs to
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[CurrentUser]
@@ -110,8 +113,9 @@ async def asyncio(
     """Who the presented credential belongs to
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         CurrentUser

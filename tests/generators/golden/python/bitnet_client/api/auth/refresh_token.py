@@ -30,6 +30,9 @@ def _get_kwargs(
         "url": "/auth/refresh",
     }
 
+    if isinstance(body, dict):  # a plain dict is read as the JSON body's model
+        body = RefreshRequest.from_dict(body)
+
     _kwargs["json"] = body.to_dict()
 
     headers["Content-Type"] = "application/json"
@@ -70,8 +73,9 @@ def sync_detailed(
             'rt_fam2k9x7m4c5t6y8z3a2b.Jq3v8sN2wX5yZ7aB9cD1eF4gH6jK'}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[TokenResponse]
@@ -98,8 +102,9 @@ def sync(
             'rt_fam2k9x7m4c5t6y8z3a2b.Jq3v8sN2wX5yZ7aB9cD1eF4gH6jK'}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         TokenResponse
@@ -128,8 +133,9 @@ async def asyncio_detailed(
             'rt_fam2k9x7m4c5t6y8z3a2b.Jq3v8sN2wX5yZ7aB9cD1eF4gH6jK'}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[TokenResponse]
@@ -156,8 +162,9 @@ async def asyncio(
             'rt_fam2k9x7m4c5t6y8z3a2b.Jq3v8sN2wX5yZ7aB9cD1eF4gH6jK'}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         TokenResponse

@@ -33,6 +33,9 @@ def _get_kwargs(
         "url": "/inference/batch",
     }
 
+    if isinstance(body, dict):  # a plain dict is read as the JSON body's model
+        body = InferenceBatchRequest.from_dict(body)
+
     _kwargs["json"] = body.to_dict()
 
     headers["Content-Type"] = "application/json"
@@ -78,8 +81,9 @@ def sync_detailed(
             you'}]}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[Job]
@@ -112,8 +116,9 @@ def sync(
             you'}]}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Job
@@ -148,8 +153,9 @@ async def asyncio_detailed(
             you'}]}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[Job]
@@ -182,8 +188,9 @@ async def asyncio(
             you'}]}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Job

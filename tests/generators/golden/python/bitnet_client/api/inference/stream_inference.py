@@ -25,6 +25,9 @@ def _get_kwargs(
         "url": "/inference/stream",
     }
 
+    if isinstance(body, dict):  # a plain dict is read as the JSON body's model
+        body = InferenceRequest.from_dict(body)
+
     _kwargs["json"] = body.to_dict()
 
     headers["Content-Type"] = "application/json"

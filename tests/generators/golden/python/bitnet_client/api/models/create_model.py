@@ -31,6 +31,9 @@ def _get_kwargs(
         "url": "/models",
     }
 
+    if isinstance(body, dict):  # a plain dict is read as the JSON body's model
+        body = ModelCreate.from_dict(body)
+
     if isinstance(body, ModelUploadForm):
         _kwargs["files"] = body.to_multipart()
 
@@ -81,8 +84,9 @@ def sync_detailed(
             2B before quantization.', 'tags': ['bitnet']}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[Model]
@@ -115,8 +119,9 @@ def sync(
             2B before quantization.', 'tags': ['bitnet']}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Model
@@ -151,8 +156,9 @@ async def asyncio_detailed(
             2B before quantization.', 'tags': ['bitnet']}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[Model]
@@ -185,8 +191,9 @@ async def asyncio(
             2B before quantization.', 'tags': ['bitnet']}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Model

@@ -62,8 +62,9 @@ def sync_detailed(
         model_id (str):  Example: mdl_01hv3k8q2m9x7w4c5t6y8z0a1b.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[Model]
@@ -86,8 +87,9 @@ def sync(
         model_id (str):  Example: mdl_01hv3k8q2m9x7w4c5t6y8z0a1b.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Model
@@ -112,8 +114,9 @@ async def asyncio_detailed(
         model_id (str):  Example: mdl_01hv3k8q2m9x7w4c5t6y8z0a1b.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[Model]
@@ -136,8 +139,9 @@ async def asyncio(
         model_id (str):  Example: mdl_01hv3k8q2m9x7w4c5t6y8z0a1b.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Model

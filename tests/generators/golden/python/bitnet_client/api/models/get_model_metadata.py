@@ -64,8 +64,9 @@ def sync_detailed(
         model_id (str):  Example: mdl_01hv3k8q2m9x7w4c5t6y8z0a1b.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[ModelMetadata]
@@ -90,8 +91,9 @@ def sync(
         model_id (str):  Example: mdl_01hv3k8q2m9x7w4c5t6y8z0a1b.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         ModelMetadata
@@ -118,8 +120,9 @@ async def asyncio_detailed(
         model_id (str):  Example: mdl_01hv3k8q2m9x7w4c5t6y8z0a1b.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[ModelMetadata]
@@ -144,8 +147,9 @@ async def asyncio(
         model_id (str):  Example: mdl_01hv3k8q2m9x7w4c5t6y8z0a1b.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         ModelMetadata

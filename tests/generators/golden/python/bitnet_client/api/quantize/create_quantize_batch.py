@@ -33,6 +33,9 @@ def _get_kwargs(
         "url": "/quantize/batch",
     }
 
+    if isinstance(body, dict):  # a plain dict is read as the JSON body's model
+        body = QuantizeBatchRequest.from_dict(body)
+
     _kwargs["json"] = body.to_dict()
 
     headers["Content-Type"] = "application/json"
@@ -76,8 +79,9 @@ def sync_detailed(
             'mdl_01hv3k8q2m9x7w4c5t6y8z0a1b', 'qtype': 'i2_s'}]}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[QuantizeBatchAccepted]
@@ -108,8 +112,9 @@ def sync(
             'mdl_01hv3k8q2m9x7w4c5t6y8z0a1b', 'qtype': 'i2_s'}]}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         QuantizeBatchAccepted
@@ -142,8 +147,9 @@ async def asyncio_detailed(
             'mdl_01hv3k8q2m9x7w4c5t6y8z0a1b', 'qtype': 'i2_s'}]}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[QuantizeBatchAccepted]
@@ -174,8 +180,9 @@ async def asyncio(
             'mdl_01hv3k8q2m9x7w4c5t6y8z0a1b', 'qtype': 'i2_s'}]}.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         QuantizeBatchAccepted

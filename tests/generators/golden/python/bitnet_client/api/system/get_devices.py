@@ -55,8 +55,9 @@ def sync_detailed(
     Every installed backend plugin, whether it can run here, and which one `auto` picks.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[Devices]
@@ -75,8 +76,9 @@ def sync(
     Every installed backend plugin, whether it can run here, and which one `auto` picks.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Devices
@@ -98,8 +100,9 @@ async def asyncio_detailed(
     Every installed backend plugin, whether it can run here, and which one `auto` picks.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[Devices]
@@ -118,8 +121,9 @@ async def asyncio(
     Every installed backend plugin, whether it can run here, and which one `auto` picks.
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Devices

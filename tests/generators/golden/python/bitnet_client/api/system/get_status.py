@@ -53,8 +53,9 @@ def sync_detailed(
     """What this server process is doing
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[ServerStatus]
@@ -71,8 +72,9 @@ def sync(
     """What this server process is doing
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         ServerStatus
@@ -92,8 +94,9 @@ async def asyncio_detailed(
     """What this server process is doing
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         Response[ServerStatus]
@@ -110,8 +113,9 @@ async def asyncio(
     """What this server process is doing
 
     Raises:
-        ApiError: the server answered with an error (after any retries).
-        httpx.HTTPError: the request could not be sent, or timed out.
+        ApiError: the server answered with an error (after any retries); a subclass per common
+            status (``NotFoundError``, ``RateLimitError``, ...).
+        ApiConnectionError: no answer (``ApiTimeoutError`` when the timeout passed).
 
     Returns:
         ServerStatus
