@@ -272,11 +272,18 @@ def test_raw_upload_streams_the_file_and_rewinds_it_for_a_retry(sdk: ModuleType,
              "created_at": "2025-04-01T12:00:00Z", "updated_at": "2025-04-01T12:00:00Z",
              "links": {"self": "s", "file": "f", "metadata": "m", "validation": "v"}}
     peer = Peer(problem(503, headers={"Retry-After": "0"}), httpx.Response(200, json=model))
+    progress: list[tuple[int, int | None]] = []
     with path.open("rb") as f:
-        got = client_for(sdk, peer, token="t").upload_model_file("mdl_0123456789", body=sdk.File(payload=f))
+        payload = sdk.with_progress(f, lambda sent, total: progress.append((sent, total)))
+        got = client_for(sdk, peer, token="t").upload_model_file("mdl_0123456789", body=sdk.File(payload=payload))
     assert got.status == "ready"
     assert [r.content for r in peer.requests] == [data, data]
     assert peer.requests[1].headers["Content-Type"] == "application/octet-stream"
+    assert peer.requests[1].headers["Content-Length"] == str(len(data))
+    # Upload progress: to the full size, then again from the start for the retry.
+    ends = [i for i, (sent, _) in enumerate(progress) if sent == len(data)]
+    assert len(ends) == 2 and progress[-1] == (len(data), len(data)) and progress[ends[0] + 1][0] < len(data)
+    assert all(total == len(data) for _, total in progress)
 
 
 def test_async_client_shares_the_behaviour(sdk: ModuleType) -> None:

@@ -270,9 +270,27 @@ func TestRawUploadSendsTheLengthAndRewindsForARetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	model, err := NewClient(srv.URL, fastRetry()).UploadModelFile(context.Background(), "mdl_0123456789", f, nil)
+	var sent []int64
+	progress := WithUploadProgress(func(n, total int64) {
+		if total != int64(len(data)) {
+			t.Errorf("total %d", total)
+		}
+		sent = append(sent, n)
+	})
+	model, err := NewClient(srv.URL, fastRetry()).UploadModelFile(context.Background(), "mdl_0123456789", f, nil, progress)
 	if err != nil || model.Status != ModelStatusReady {
 		t.Fatalf("model %v err %v", model, err)
+	}
+	full := 0
+	for i, n := range sent {
+		if n == int64(len(data)) {
+			full++
+		} else if i > 0 && n < sent[i-1] && sent[i-1] != int64(len(data)) {
+			t.Fatalf("progress went back mid-attempt: %v", sent)
+		}
+	}
+	if full != 2 || sent[len(sent)-1] != int64(len(data)) {
+		t.Fatalf("progress %v: want the full size once per attempt", sent)
 	}
 	if len(bodies) != 2 || string(bodies[0]) != string(data) || string(bodies[1]) != string(data) ||
 		lengths[0] != int64(len(data)) || lengths[1] != int64(len(data)) {

@@ -199,6 +199,14 @@ test("a raw upload sends a Blob's bytes and resends them on a retry", async () =
       assert.equal(r.headers["content-type"], "application/octet-stream");
       assert.equal(r.headers["content-length"], String(data.length));
     }
+    // With a progress callback the Blob is streamed (a fresh stream for each attempt) and counted.
+    const progress = [];
+    const again = await client.uploadModelFile("mdl_0123456789", new Blob([data]), undefined,
+                                               { onUploadProgress: (sent, total) => progress.push([sent, total]) });
+    assert.equal(again.status, "ready");
+    assert.deepEqual(new Uint8Array(server.requests[2].body), data);
+    assert.deepEqual(progress.at(-1), [data.length, data.length]);
+    assert.ok(progress.every(([sent, total], i) => total === data.length && (i === 0 || sent > progress[i - 1][0])));
   } finally {
     await server.close();
   }

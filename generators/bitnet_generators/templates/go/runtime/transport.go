@@ -43,6 +43,30 @@ type callOptions struct {
 	timeout  *time.Duration
 	header   http.Header
 	response **http.Response
+	progress func(sent, total int64)
+}
+
+// WithUploadProgress calls fn as the request body is sent (total is -1 when unknown); a
+// retried upload starts again from 0.
+func WithUploadProgress(fn func(sent, total int64)) RequestOption {
+	return func(o *callOptions) { o.progress = fn }
+}
+
+// progressReader reports the bytes read from it.
+type progressReader struct {
+	r     io.Reader
+	sent  int64
+	total int64
+	fn    func(sent, total int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.sent += int64(n)
+		p.fn(p.sent, p.total)
+	}
+	return n, err
 }
 
 // WithRequestTimeout bounds each attempt of this call instead of the client's timeout.
@@ -200,6 +224,9 @@ func (c *Client) request(ctx context.Context, cl *call, token string) (*http.Req
 		r, err := cl.body.open()
 		if err != nil {
 			return nil, err
+		}
+		if cl.options.progress != nil {
+			r = &progressReader{r: r, total: cl.body.length, fn: cl.options.progress}
 		}
 		body, length = io.NopCloser(r), cl.body.length // NopCloser: never close the caller's file
 	}

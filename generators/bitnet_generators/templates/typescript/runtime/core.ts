@@ -44,6 +44,11 @@ export interface RequestOptions {
   headers?: Record<string, string>;
   /** Called with the raw successful response (status, headers) before its body is read. */
   onResponse?: (response: Response) => void;
+  /**
+   * Called as a raw upload's bytes are sent (`total` when the body's size is known). A Blob
+   * or bytes body is then streamed (Node), and re-read from the start on a retry.
+   */
+  onUploadProgress?: (sent: number, total: number | undefined) => void;
 }
 
 /** Raw request bodies: files (Blob, e.g. `fs.openAsBlob(path)`), bytes, or a stream (not retried). */
@@ -197,7 +202,7 @@ export class HttpCore {
       let response: Response;
       try {
         response = await this.fetchImpl(url, this.init(call, { ...headers, ...(options.headers ?? {}) }, accept,
-                                                        usedToken, guard.signal));
+                                                        usedToken, guard.signal, options.onUploadProgress));
       } catch (error) {
         guard.stopTimer();
         guard.dispose();
@@ -244,7 +249,7 @@ export class HttpCore {
   }
 
   private init(call: Call, extra: Record<string, string | undefined>, accept: string, token: string | undefined,
-               signal: AbortSignal): RequestInit {
+               signal: AbortSignal, onProgress?: RequestOptions["onUploadProgress"]): RequestInit {
     const headers = new Headers(this.options.headers ?? {});
     const isNode = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
     if (this.info.userAgent && isNode && !headers.has("User-Agent")) headers.set("User-Agent", this.info.userAgent);
@@ -264,8 +269,8 @@ export class HttpCore {
       init.body = multipartBody(call.multipart); // fetch sets the boundary
     } else if (call.binary !== undefined) {
       headers.set("Content-Type", "application/octet-stream");
-      init.body = call.binary as BodyInit;
-      if (call.binary instanceof ReadableStream) init.duplex = "half"; // streamed upload (Node)
+      init.body = onProgress ? counted(call.binary, onProgress) : (call.binary as BodyInit);
+      if (init.body instanceof ReadableStream) init.duplex = "half"; // streamed upload (Node)
     }
     return init;
   }
@@ -404,6 +409,26 @@ function multipartBody(form: object): FormData {
     }
   }
   return data;
+}
+
+/** The body as a stream that reports each chunk as fetch pulls it (a fresh one per attempt). */
+function counted(body: BinaryBody, onProgress: (sent: number, total: number | undefined) => void): ReadableStream<Uint8Array> {
+  const source = body instanceof ReadableStream ? body : body instanceof Blob ? body.stream()
+    : new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(body instanceof Uint8Array ? body : new Uint8Array(body));
+        controller.close();
+      },
+    });
+  const total = body instanceof Blob ? body.size : body instanceof ReadableStream ? undefined : body.byteLength;
+  let sent = 0;
+  return source.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      sent += chunk.byteLength;
+      onProgress(sent, total);
+      controller.enqueue(chunk);
+    },
+  }));
 }
 
 function newIdempotencyKey(): string {

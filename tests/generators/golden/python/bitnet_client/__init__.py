@@ -5,6 +5,7 @@
 ``api.<tag>.<operation>`` modules hold the same calls as functions taking ``client=``.
 """
 
+from ._runtime.progress import ProgressFile, with_progress
 from ._runtime.sse import ServerEvent
 from .client import NO_RETRY, AuthenticatedClient, Client, RetryPolicy, Tokens
 from .errors import (
@@ -48,4 +49,6 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "UnprocessableEntityError",
+    "ProgressFile",
+    "with_progress",
 ]
