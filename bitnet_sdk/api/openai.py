@@ -120,7 +120,7 @@ def listed_models(token_info: dict[str, Any]) -> list[dict[str, Any]]:
     same :func:`resolve_model` a request uses, so a listed name is one that works). Blocking.
     """
     records = visible_models(token_info)
-    named = []
+    named: list[dict[str, Any]] = []
     for name in dict.fromkeys(r.name for r in records if r.name and not r.name.startswith("mdl_")):
         with contextlib.suppress(Problem):
             target = resolve_model(name, token_info)

@@ -50,7 +50,7 @@ def build_api(spec: Spec) -> Api:
         spec_name=spec.name, spec_sha256=spec.sha256,
         types=tuple(converter.types[k] for k in sorted(converter.types)),
         operations=tuple(operations), auth=auth, problem_type=problem_type,
-        license=str((info.get("license") or {}).get("name") or "") or None, extras={"tree": tree},
+        license=_license(tree), extras={"tree": tree},
     )
 
 
@@ -64,6 +64,14 @@ def _base_path(tree: dict[str, Any], problems: ProblemCollector) -> str:
         problems.add("#/servers/0/url", "server URL variables are not supported")
         return ""
     return urlsplit(url).path.rstrip("/")
+
+
+def _license(tree: dict[str, Any]) -> str | None:
+    """``info.license.name`` (an SPDX identifier for package metadata), when given."""
+    info = tree.get("info")
+    licence = info.get("license") if isinstance(info, dict) else None
+    name = licence.get("name") if isinstance(licence, dict) else None
+    return str(name) if name else None
 
 
 def _security_schemes(tree: dict[str, Any], problems: ProblemCollector) -> dict[str, str]:

@@ -115,6 +115,7 @@ def _view(api: Api, options: PyOptions, data: Any, prefix: str) -> dict[str, Any
     imported = {line.rsplit(" import ", 1)[-1] for line in imports}
     return {"extra_models": sorted(extra - imported), "title": api.title, "version": api.version,
             "license": api.license, "repository": options.repository, "package": options.package_name,
+            "websocket_path": next(iter(_spec_for(api).get("x-websockets") or {}), None),
             "base_path": api.base_path, "api_key_header": api.auth.api_key_header,
             "refresh_path": api.auth.refresh_path, "client_name": options.client_name, "ops": ops,
             "model_imports": sorted(imports)}

@@ -118,6 +118,27 @@ func main() {
 	}
 	say("stream", map[string]any{"tokens": len(pieces), "joined": strings.Join(pieces, ""), "done_text": doneText})
 
+	socket := must(client.ConnectInferenceSocket(ctx)) // the same generation over the WebSocket
+	var joined strings.Builder
+	last := ""
+	for message, err := range socket.Generate(request, "") {
+		if err != nil {
+			log.Fatal(err)
+		}
+		if message.Type == "token" {
+			joined.WriteString(message.Text)
+		}
+		last = message.Type
+	}
+	var ready struct {
+		UserID string `json:"user_id"`
+	}
+	if err := socket.Ready.Decode(&ready); err != nil {
+		log.Fatal(err)
+	}
+	socket.Close()
+	say("websocket", map[string]any{"joined": joined.String(), "last": last, "user": ready.UserID})
+
 	usage := must(client.GetAccountUsage(ctx, &bitnet.GetAccountUsageParams{GroupBy: bitnet.GetAccountUsageGroupByOperation}))
 	operations := []string{}
 	for _, bucket := range usage.Buckets {

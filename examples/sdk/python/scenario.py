@@ -84,6 +84,11 @@ def main() -> int:
                     done = event.data
         say("stream", tokens=len(pieces), joined="".join(pieces), done_text=done.text if done else None)
 
+        with client.connect_inference_socket() as socket:  # the same generation over the WebSocket
+            messages = list(socket.generate(request))
+        say("websocket", joined="".join(m["text"] for m in messages if m["type"] == "token"),
+            last=messages[-1]["type"], user=socket.ready["user_id"])
+
         usage = client.get_account_usage(group_by="operation")
         say("usage", requests=usage.totals.requests, operations=sorted(b.key for b in usage.buckets))
 

@@ -81,6 +81,13 @@ async function main(): Promise<void> {
   }
   say("stream", { tokens: pieces.length, joined: pieces.join(""), done_text: done?.text ?? null });
 
+  const socket = await client.connectInferenceSocket(); // the same generation over the WebSocket
+  const messages = [];
+  for await (const message of socket.generate(request)) messages.push(message);
+  socket.close();
+  say("websocket", { joined: messages.filter((m) => m.type === "token").map((m) => m.text).join(""),
+                     last: messages.at(-1)?.type ?? null, user: socket.ready.user_id });
+
   const usage = await client.getAccountUsage({ groupBy: "operation" });
   say("usage", { requests: usage.totals.requests, operations: usage.buckets.map((b) => b.key).sort() });
 

@@ -18,6 +18,12 @@ const (
 	apiUserAgent   = "bitnet-client-go/1.0.0"
 )
 
+// ConnectInferenceSocket opens the WebSocket (/inference/ws): token streaming and job
+// progress over one connection, authenticated with this client's credential. Close it when done.
+func (c *Client) ConnectInferenceSocket(ctx context.Context) (*InferenceSocket, error) {
+	return c.connectSocket(ctx, "/inference/ws")
+}
+
 // CreateInferenceBatchParams are the query and header parameters of CreateInferenceBatch.
 type CreateInferenceBatchParams struct {
 	// Makes retries safe: the same key and body within 24 hours return the first response.

@@ -10,7 +10,7 @@ import datetime
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from ._runtime import sse
+from ._runtime import sse, ws
 from .api.account import get_account as _get_account
 from .api.account import get_account_limits as _get_account_limits
 from .api.account import get_account_usage as _get_account_usage
@@ -105,6 +105,11 @@ class BitNetClient:
     def set_tokens(self, access_token: str | None, refresh_token: str | None = None) -> None:
         """Use these credentials from now on (e.g. the tokens ``login`` returned)."""
         self.client.set_tokens(access_token, refresh_token)
+
+    def connect_inference_socket(self, *, open_timeout: float = 10.0) -> ws.InferenceSocket:
+        """The WebSocket (/inference/ws): token streaming and job progress over one
+        connection, authenticated with this client's credential (needs the ``ws`` extra)."""
+        return ws.connect(self.client, "/inference/ws", open_timeout=open_timeout)
 
     def with_options(self, **options: Any) -> BitNetClient:
         """This client for some calls with another ``timeout``, extra ``headers`` or ``retry``

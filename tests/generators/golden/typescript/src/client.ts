@@ -5,6 +5,7 @@
 import { HttpCore, pathSegment, type BinaryBody, type ClientOptions, type RequestOptions } from "./runtime/core.js";
 import { waitFor, type WaitOptions } from "./runtime/jobs.js";
 import { paginate } from "./runtime/pagination.js";
+import { InferenceSocket, type SocketOptions } from "./runtime/ws.js";
 import type {
   Account,
   AccountLimits,
@@ -168,6 +169,15 @@ export class BitNetClient {
   /** Use these credentials from now on (e.g. the tokens `login` returned). */
   setTokens(accessToken: string | undefined, refreshToken?: string): void {
     this.http.setTokens(accessToken, refreshToken);
+  }
+
+  /**
+   * The WebSocket (/inference/ws): token streaming and job progress over one connection,
+   * authenticated with this client's credential.
+   */
+  connectInferenceSocket(options?: SocketOptions): Promise<InferenceSocket> {
+    const url = this.http.rootUrl.replace(/^http/, "ws") + "/inference/ws";
+    return InferenceSocket.connect(url, this.http.credential ?? "", options);
   }
 
   /**

@@ -22,4 +22,6 @@ export type { BinaryBody, ClientOptions, RequestOptions, Tokens } from "./runtim
 export type { RetryOptions } from "./runtime/retry.js";
 export type { WaitOptions } from "./runtime/jobs.js";
 export { SseParser } from "./runtime/sse.js";
+export { InferenceSocket } from "./runtime/ws.js";
+export type { SocketMessage, SocketOptions, WebSocketConstructor } from "./runtime/ws.js";
 export type { SseMessage } from "./runtime/sse.js";

@@ -124,6 +124,16 @@ export class HttpCore {
     if (refreshToken !== undefined) this.refreshToken = refreshToken;
   }
 
+  /** The API's root URL (base URL and base path). */
+  get rootUrl(): string {
+    return this.root;
+  }
+
+  /** The credential a WebSocket authenticates with: the bearer token, else the API key. */
+  get credential(): string | undefined {
+    return this.accessToken ?? this.options.apiKey;
+  }
+
   get token(): string | undefined {
     return this.accessToken;
   }
