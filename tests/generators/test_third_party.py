@@ -107,8 +107,8 @@ class Live:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """One server for the module, with a user and the demo model (public, tiny)."""
     from bitnet_sdk.server.app import create_app
-    from bitnet_sdk.server.testing import ServerThread
-    from bitnet_sdk.service.demo import ensure_demo_model
+    from bitnet_sdk.server.asgi.testing import ServerThread
+    from bitnet_sdk.service.registry.demo import ensure_demo_model
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("third-party") / "data", demo_model=False)
     with ServerThread(create_app(settings)) as server:

@@ -70,7 +70,7 @@ def test_cross_origin_answers_expose_rate_limit_and_request_id(live_server) -> N
 
 def test_no_cors_by_default(tmp_path) -> None:
     from bitnet_sdk.server.app import create_app
-    from bitnet_sdk.server.testing import ServerThread
+    from bitnet_sdk.server.asgi.testing import ServerThread
 
     with ServerThread(create_app(Settings(data_dir=tmp_path / "d", demo_model=False))) as server:
         r = preflight(server.url + "/v1/models", ORIGIN, "GET", "authorization")
@@ -81,7 +81,7 @@ def test_no_cors_by_default(tmp_path) -> None:
 
 def test_wildcard_never_comes_with_credentials(tmp_path) -> None:
     from bitnet_sdk.server.app import create_app
-    from bitnet_sdk.server.testing import ServerThread
+    from bitnet_sdk.server.asgi.testing import ServerThread
 
     settings = Settings(data_dir=tmp_path / "d", demo_model=False, cors_origins=("*",))
     with ServerThread(create_app(settings)) as server:
