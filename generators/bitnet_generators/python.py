@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -80,8 +81,29 @@ def render(api: Api, options: PyOptions | None = None) -> dict[str, str]:
         runtime.mkdir()
         for name, text in static_files("python").items():
             (runtime / name).write_text(text, encoding="utf-8")
-        _format(out)
+        _format(out)  # first: it turns Union[...] into the X | Y form the widening reads
+        if _widen_dict_bodies(package):
+            _format(out)
         return {str(p.relative_to(out)): _with_header(p, header) for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+_DICT_BODY = re.compile(r"body = (\w+)\.from_dict\(body\)")
+
+
+def _widen_dict_bodies(package: Path) -> bool:
+    """Type ``body`` as ``Model | dict[str, Any]`` where the endpoint reads a dict as that model."""
+    modules = list((package / "api").rglob("*.py"))
+    models = {m for path in modules for m in _DICT_BODY.findall(path.read_text(encoding="utf-8"))}
+    if not models:
+        return False
+    names = "|".join(sorted(models))
+    annotation = re.compile(rf"\bbody: ((?:\w+ \| )*(?:{names})\b(?: \| \w+)*)")
+    for path in [*modules, package / "sdk.py"]:
+        text = path.read_text(encoding="utf-8")
+        widened = annotation.sub(lambda m: f"body: {m.group(1)} | dict[str, Any]", text)
+        if widened != text:
+            path.write_text(widened, encoding="utf-8")
+    return True
 
 
 def _spec_for(api: Api) -> dict[str, Any]:

@@ -150,7 +150,7 @@ class BitNetClient:
     def request_account_upgrade(
         self,
         *,
-        body: UpgradeRequestCreate,
+        body: UpgradeRequestCreate | dict[str, Any],
     ) -> UpgradeRequest:
         """Ask for a tier change (``POST /account/upgrade``)."""
         return _request_account_upgrade.sync(body=body, client=self.client)
@@ -176,7 +176,7 @@ class BitNetClient:
     def create_api_key(
         self,
         *,
-        body: ApiKeyCreate,
+        body: ApiKeyCreate | dict[str, Any],
     ) -> ApiKeyCreated:
         """Create an API key (``POST /api-keys``)."""
         return _create_api_key.sync(body=body, client=self.client)
@@ -191,7 +191,7 @@ class BitNetClient:
     def login(
         self,
         *,
-        body: LoginRequest,
+        body: LoginRequest | dict[str, Any],
     ) -> TokenResponse:
         """Log in with email and password (``POST /auth/login``)."""
         return _login.sync(body=body, client=self.client)
@@ -199,7 +199,7 @@ class BitNetClient:
     def refresh_token(
         self,
         *,
-        body: RefreshRequest,
+        body: RefreshRequest | dict[str, Any],
     ) -> TokenResponse:
         """Exchange a refresh token for new tokens (``POST /auth/refresh``)."""
         return _refresh_token.sync(body=body, client=self.client)
@@ -207,7 +207,7 @@ class BitNetClient:
     def sign_up(
         self,
         *,
-        body: SignupRequest,
+        body: SignupRequest | dict[str, Any],
     ) -> User:
         """Create an account (when the operator allows open sign-up) (``POST /auth/signup``)."""
         return _sign_up.sync(body=body, client=self.client)
@@ -215,7 +215,7 @@ class BitNetClient:
     def logout(
         self,
         *,
-        body: LogoutRequest | Unset = UNSET,
+        body: LogoutRequest | Unset | dict[str, Any] = UNSET,
     ) -> None:
         """End the current session (``POST /auth/logout``)."""
         return _logout.sync(body=body, client=self.client)
@@ -229,7 +229,7 @@ class BitNetClient:
     def run_inference(
         self,
         *,
-        body: InferenceRequest,
+        body: InferenceRequest | dict[str, Any],
     ) -> InferenceResponse:
         """Run a model once (``POST /inference``)."""
         return _run_inference.sync(body=body, client=self.client)
@@ -237,7 +237,7 @@ class BitNetClient:
     def create_inference_batch(
         self,
         *,
-        body: InferenceBatchRequest,
+        body: InferenceBatchRequest | dict[str, Any],
         idempotency_key: str | Unset = UNSET,
     ) -> Job:
         """Queue many inference requests as one job (``POST /inference/batch``)."""
@@ -246,7 +246,7 @@ class BitNetClient:
     def stream_inference(
         self,
         *,
-        body: InferenceRequest,
+        body: InferenceRequest | dict[str, Any],
     ) -> sse.EventStream[StreamDoneEvent | StreamTokenEvent]:
         """Generate text as Server-Sent Events (``POST /inference/stream``)."""
         return _stream_inference.sync(body=body, client=self.client)
@@ -322,7 +322,7 @@ class BitNetClient:
     def create_model(
         self,
         *,
-        body: ModelUploadForm | ModelCreate | Unset = UNSET,
+        body: ModelUploadForm | ModelCreate | Unset | dict[str, Any] = UNSET,
     ) -> Model:
         """Create a model (``POST /models``)."""
         return _create_model.sync(body=body, client=self.client)
@@ -338,7 +338,7 @@ class BitNetClient:
         self,
         model_id: str,
         *,
-        body: ModelUpdate,
+        body: ModelUpdate | dict[str, Any],
     ) -> Model:
         """Update a model's name, description, tags or visibility (``PUT /models/{model_id}``)."""
         return _update_model.sync(model_id=model_id, body=body, client=self.client)
@@ -388,7 +388,7 @@ class BitNetClient:
     def quantize_model(
         self,
         *,
-        body: QuantizeRequest,
+        body: QuantizeRequest | dict[str, Any],
         idempotency_key: str | Unset = UNSET,
     ) -> Job:
         """Quantize a model to ternary weights (``POST /quantize``)."""
@@ -397,7 +397,7 @@ class BitNetClient:
     def create_quantize_batch(
         self,
         *,
-        body: QuantizeBatchRequest,
+        body: QuantizeBatchRequest | dict[str, Any],
         idempotency_key: str | Unset = UNSET,
     ) -> QuantizeBatchAccepted:
         """Queue several quantizations at once (``POST /quantize/batch``)."""
@@ -540,7 +540,7 @@ class AsyncBitNetClient:
     async def request_account_upgrade(
         self,
         *,
-        body: UpgradeRequestCreate,
+        body: UpgradeRequestCreate | dict[str, Any],
     ) -> UpgradeRequest:
         """Ask for a tier change (``POST /account/upgrade``)."""
         return await _request_account_upgrade.asyncio(body=body, client=self.client)
@@ -566,7 +566,7 @@ class AsyncBitNetClient:
     async def create_api_key(
         self,
         *,
-        body: ApiKeyCreate,
+        body: ApiKeyCreate | dict[str, Any],
     ) -> ApiKeyCreated:
         """Create an API key (``POST /api-keys``)."""
         return await _create_api_key.asyncio(body=body, client=self.client)
@@ -581,7 +581,7 @@ class AsyncBitNetClient:
     async def login(
         self,
         *,
-        body: LoginRequest,
+        body: LoginRequest | dict[str, Any],
     ) -> TokenResponse:
         """Log in with email and password (``POST /auth/login``)."""
         return await _login.asyncio(body=body, client=self.client)
@@ -589,7 +589,7 @@ class AsyncBitNetClient:
     async def refresh_token(
         self,
         *,
-        body: RefreshRequest,
+        body: RefreshRequest | dict[str, Any],
     ) -> TokenResponse:
         """Exchange a refresh token for new tokens (``POST /auth/refresh``)."""
         return await _refresh_token.asyncio(body=body, client=self.client)
@@ -597,7 +597,7 @@ class AsyncBitNetClient:
     async def sign_up(
         self,
         *,
-        body: SignupRequest,
+        body: SignupRequest | dict[str, Any],
     ) -> User:
         """Create an account (when the operator allows open sign-up) (``POST /auth/signup``)."""
         return await _sign_up.asyncio(body=body, client=self.client)
@@ -605,7 +605,7 @@ class AsyncBitNetClient:
     async def logout(
         self,
         *,
-        body: LogoutRequest | Unset = UNSET,
+        body: LogoutRequest | Unset | dict[str, Any] = UNSET,
     ) -> None:
         """End the current session (``POST /auth/logout``)."""
         return await _logout.asyncio(body=body, client=self.client)
@@ -619,7 +619,7 @@ class AsyncBitNetClient:
     async def run_inference(
         self,
         *,
-        body: InferenceRequest,
+        body: InferenceRequest | dict[str, Any],
     ) -> InferenceResponse:
         """Run a model once (``POST /inference``)."""
         return await _run_inference.asyncio(body=body, client=self.client)
@@ -627,7 +627,7 @@ class AsyncBitNetClient:
     async def create_inference_batch(
         self,
         *,
-        body: InferenceBatchRequest,
+        body: InferenceBatchRequest | dict[str, Any],
         idempotency_key: str | Unset = UNSET,
     ) -> Job:
         """Queue many inference requests as one job (``POST /inference/batch``)."""
@@ -638,7 +638,7 @@ class AsyncBitNetClient:
     async def stream_inference(
         self,
         *,
-        body: InferenceRequest,
+        body: InferenceRequest | dict[str, Any],
     ) -> sse.AsyncEventStream[StreamDoneEvent | StreamTokenEvent]:
         """Generate text as Server-Sent Events (``POST /inference/stream``)."""
         return await _stream_inference.asyncio(body=body, client=self.client)
@@ -714,7 +714,7 @@ class AsyncBitNetClient:
     async def create_model(
         self,
         *,
-        body: ModelUploadForm | ModelCreate | Unset = UNSET,
+        body: ModelUploadForm | ModelCreate | Unset | dict[str, Any] = UNSET,
     ) -> Model:
         """Create a model (``POST /models``)."""
         return await _create_model.asyncio(body=body, client=self.client)
@@ -730,7 +730,7 @@ class AsyncBitNetClient:
         self,
         model_id: str,
         *,
-        body: ModelUpdate,
+        body: ModelUpdate | dict[str, Any],
     ) -> Model:
         """Update a model's name, description, tags or visibility (``PUT /models/{model_id}``)."""
         return await _update_model.asyncio(model_id=model_id, body=body, client=self.client)
@@ -780,7 +780,7 @@ class AsyncBitNetClient:
     async def quantize_model(
         self,
         *,
-        body: QuantizeRequest,
+        body: QuantizeRequest | dict[str, Any],
         idempotency_key: str | Unset = UNSET,
     ) -> Job:
         """Quantize a model to ternary weights (``POST /quantize``)."""
@@ -789,7 +789,7 @@ class AsyncBitNetClient:
     async def create_quantize_batch(
         self,
         *,
-        body: QuantizeBatchRequest,
+        body: QuantizeBatchRequest | dict[str, Any],
         idempotency_key: str | Unset = UNSET,
     ) -> QuantizeBatchAccepted:
         """Queue several quantizations at once (``POST /quantize/batch``)."""

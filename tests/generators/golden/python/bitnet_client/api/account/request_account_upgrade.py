@@ -21,7 +21,7 @@ IDEMPOTENCY_HEADER: str | None = None
 
 def _get_kwargs(
     *,
-    body: UpgradeRequestCreate,
+    body: UpgradeRequestCreate | dict[str, Any],
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
 
@@ -61,7 +61,7 @@ def _build_response(response: httpx.Response) -> Response[UpgradeRequest]:
 def sync_detailed(
     *,
     client: AuthenticatedClient,
-    body: UpgradeRequestCreate,
+    body: UpgradeRequestCreate | dict[str, Any],
 ) -> Response[UpgradeRequest]:
     """Ask for a tier change
 
@@ -91,7 +91,7 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient,
-    body: UpgradeRequestCreate,
+    body: UpgradeRequestCreate | dict[str, Any],
 ) -> UpgradeRequest:
     """Ask for a tier change
 
@@ -123,7 +123,7 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
-    body: UpgradeRequestCreate,
+    body: UpgradeRequestCreate | dict[str, Any],
 ) -> Response[UpgradeRequest]:
     """Ask for a tier change
 
@@ -153,7 +153,7 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient,
-    body: UpgradeRequestCreate,
+    body: UpgradeRequestCreate | dict[str, Any],
 ) -> UpgradeRequest:
     """Ask for a tier change
 

@@ -21,7 +21,7 @@ IDEMPOTENCY_HEADER: str | None = None
 
 def _get_kwargs(
     *,
-    body: ApiKeyCreate,
+    body: ApiKeyCreate | dict[str, Any],
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
 
@@ -61,7 +61,7 @@ def _build_response(response: httpx.Response) -> Response[ApiKeyCreated]:
 def sync_detailed(
     *,
     client: AuthenticatedClient,
-    body: ApiKeyCreate,
+    body: ApiKeyCreate | dict[str, Any],
 ) -> Response[ApiKeyCreated]:
     """Create an API key
 
@@ -89,7 +89,7 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient,
-    body: ApiKeyCreate,
+    body: ApiKeyCreate | dict[str, Any],
 ) -> ApiKeyCreated:
     """Create an API key
 
@@ -119,7 +119,7 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
-    body: ApiKeyCreate,
+    body: ApiKeyCreate | dict[str, Any],
 ) -> Response[ApiKeyCreated]:
     """Create an API key
 
@@ -147,7 +147,7 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient,
-    body: ApiKeyCreate,
+    body: ApiKeyCreate | dict[str, Any],
 ) -> ApiKeyCreated:
     """Create an API key
 

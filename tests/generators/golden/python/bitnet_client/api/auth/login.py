@@ -21,7 +21,7 @@ IDEMPOTENCY_HEADER: str | None = None
 
 def _get_kwargs(
     *,
-    body: LoginRequest,
+    body: LoginRequest | dict[str, Any],
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
 
@@ -61,7 +61,7 @@ def _build_response(response: httpx.Response) -> Response[TokenResponse]:
 def sync_detailed(
     *,
     client: AuthenticatedClient | Client,
-    body: LoginRequest,
+    body: LoginRequest | dict[str, Any],
 ) -> Response[TokenResponse]:
     """Log in with email and password
 
@@ -90,7 +90,7 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient | Client,
-    body: LoginRequest,
+    body: LoginRequest | dict[str, Any],
 ) -> TokenResponse:
     """Log in with email and password
 
@@ -121,7 +121,7 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient | Client,
-    body: LoginRequest,
+    body: LoginRequest | dict[str, Any],
 ) -> Response[TokenResponse]:
     """Log in with email and password
 
@@ -150,7 +150,7 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient | Client,
-    body: LoginRequest,
+    body: LoginRequest | dict[str, Any],
 ) -> TokenResponse:
     """Log in with email and password
 

@@ -20,7 +20,7 @@ IDEMPOTENCY_HEADER: str | None = None
 
 def _get_kwargs(
     *,
-    body: LogoutRequest | Unset = UNSET,
+    body: LogoutRequest | Unset | dict[str, Any] = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
 
@@ -60,7 +60,7 @@ def _build_response(response: httpx.Response) -> Response[None]:
 def sync_detailed(
     *,
     client: AuthenticatedClient,
-    body: LogoutRequest | Unset = UNSET,
+    body: LogoutRequest | Unset | dict[str, Any] = UNSET,
 ) -> Response[None]:
     """End the current session
 
@@ -90,7 +90,7 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient,
-    body: LogoutRequest | Unset = UNSET,
+    body: LogoutRequest | Unset | dict[str, Any] = UNSET,
 ) -> None:
     """End the current session
 
@@ -122,7 +122,7 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
-    body: LogoutRequest | Unset = UNSET,
+    body: LogoutRequest | Unset | dict[str, Any] = UNSET,
 ) -> Response[None]:
     """End the current session
 
@@ -152,7 +152,7 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient,
-    body: LogoutRequest | Unset = UNSET,
+    body: LogoutRequest | Unset | dict[str, Any] = UNSET,
 ) -> None:
     """End the current session
 

@@ -21,7 +21,7 @@ IDEMPOTENCY_HEADER: str | None = None
 
 def _get_kwargs(
     *,
-    body: RefreshRequest,
+    body: RefreshRequest | dict[str, Any],
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
 
@@ -61,7 +61,7 @@ def _build_response(response: httpx.Response) -> Response[TokenResponse]:
 def sync_detailed(
     *,
     client: AuthenticatedClient | Client,
-    body: RefreshRequest,
+    body: RefreshRequest | dict[str, Any],
 ) -> Response[TokenResponse]:
     """Exchange a refresh token for new tokens
 
@@ -90,7 +90,7 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient | Client,
-    body: RefreshRequest,
+    body: RefreshRequest | dict[str, Any],
 ) -> TokenResponse:
     """Exchange a refresh token for new tokens
 
@@ -121,7 +121,7 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient | Client,
-    body: RefreshRequest,
+    body: RefreshRequest | dict[str, Any],
 ) -> Response[TokenResponse]:
     """Exchange a refresh token for new tokens
 
@@ -150,7 +150,7 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient | Client,
-    body: RefreshRequest,
+    body: RefreshRequest | dict[str, Any],
 ) -> TokenResponse:
     """Exchange a refresh token for new tokens
 

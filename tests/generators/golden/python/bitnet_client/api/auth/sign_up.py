@@ -21,7 +21,7 @@ IDEMPOTENCY_HEADER: str | None = None
 
 def _get_kwargs(
     *,
-    body: SignupRequest,
+    body: SignupRequest | dict[str, Any],
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
 
@@ -61,7 +61,7 @@ def _build_response(response: httpx.Response) -> Response[User]:
 def sync_detailed(
     *,
     client: AuthenticatedClient | Client,
-    body: SignupRequest,
+    body: SignupRequest | dict[str, Any],
 ) -> Response[User]:
     """Create an account (when the operator allows open sign-up)
 
@@ -93,7 +93,7 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient | Client,
-    body: SignupRequest,
+    body: SignupRequest | dict[str, Any],
 ) -> User:
     """Create an account (when the operator allows open sign-up)
 
@@ -127,7 +127,7 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient | Client,
-    body: SignupRequest,
+    body: SignupRequest | dict[str, Any],
 ) -> Response[User]:
     """Create an account (when the operator allows open sign-up)
 
@@ -159,7 +159,7 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient | Client,
-    body: SignupRequest,
+    body: SignupRequest | dict[str, Any],
 ) -> User:
     """Create an account (when the operator allows open sign-up)
 

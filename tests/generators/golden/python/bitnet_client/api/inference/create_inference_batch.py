@@ -21,7 +21,7 @@ IDEMPOTENCY_HEADER: str | None = "Idempotency-Key"
 
 def _get_kwargs(
     *,
-    body: InferenceBatchRequest,
+    body: InferenceBatchRequest | dict[str, Any],
     idempotency_key: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
@@ -64,7 +64,7 @@ def _build_response(response: httpx.Response) -> Response[Job]:
 def sync_detailed(
     *,
     client: AuthenticatedClient,
-    body: InferenceBatchRequest,
+    body: InferenceBatchRequest | dict[str, Any],
     idempotency_key: str | Unset = UNSET,
 ) -> Response[Job]:
     """Queue many inference requests as one job
@@ -99,7 +99,7 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient,
-    body: InferenceBatchRequest,
+    body: InferenceBatchRequest | dict[str, Any],
     idempotency_key: str | Unset = UNSET,
 ) -> Job:
     """Queue many inference requests as one job
@@ -136,7 +136,7 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
-    body: InferenceBatchRequest,
+    body: InferenceBatchRequest | dict[str, Any],
     idempotency_key: str | Unset = UNSET,
 ) -> Response[Job]:
     """Queue many inference requests as one job
@@ -171,7 +171,7 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient,
-    body: InferenceBatchRequest,
+    body: InferenceBatchRequest | dict[str, Any],
     idempotency_key: str | Unset = UNSET,
 ) -> Job:
     """Queue many inference requests as one job

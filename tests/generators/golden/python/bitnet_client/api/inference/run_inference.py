@@ -21,7 +21,7 @@ IDEMPOTENCY_HEADER: str | None = None
 
 def _get_kwargs(
     *,
-    body: InferenceRequest,
+    body: InferenceRequest | dict[str, Any],
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
 
@@ -61,7 +61,7 @@ def _build_response(response: httpx.Response) -> Response[InferenceResponse]:
 def sync_detailed(
     *,
     client: AuthenticatedClient,
-    body: InferenceRequest,
+    body: InferenceRequest | dict[str, Any],
 ) -> Response[InferenceResponse]:
     """Run a model once
 
@@ -98,7 +98,7 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient,
-    body: InferenceRequest,
+    body: InferenceRequest | dict[str, Any],
 ) -> InferenceResponse:
     """Run a model once
 
@@ -137,7 +137,7 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
-    body: InferenceRequest,
+    body: InferenceRequest | dict[str, Any],
 ) -> Response[InferenceResponse]:
     """Run a model once
 
@@ -174,7 +174,7 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient,
-    body: InferenceRequest,
+    body: InferenceRequest | dict[str, Any],
 ) -> InferenceResponse:
     """Run a model once
 

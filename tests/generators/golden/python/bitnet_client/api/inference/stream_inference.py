@@ -16,7 +16,7 @@ IDEMPOTENCY_HEADER: str | None = None
 
 def _get_kwargs(
     *,
-    body: InferenceRequest,
+    body: InferenceRequest | dict[str, Any],
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
 
@@ -46,7 +46,7 @@ ERROR_EVENTS = frozenset({"error"})
 def sync(
     *,
     client: AuthenticatedClient,
-    body: InferenceRequest,
+    body: InferenceRequest | dict[str, Any],
 ) -> sse.EventStream[StreamDoneEvent | StreamTokenEvent]:
     """Generate text as Server-Sent Events
 
@@ -68,7 +68,7 @@ def sync(
 async def asyncio(
     *,
     client: AuthenticatedClient,
-    body: InferenceRequest,
+    body: InferenceRequest | dict[str, Any],
 ) -> sse.AsyncEventStream[StreamDoneEvent | StreamTokenEvent]:
     """Generate text as Server-Sent Events (``async for`` over the events)."""
     response = await transport.asend(

@@ -22,7 +22,7 @@ IDEMPOTENCY_HEADER: str | None = None
 
 def _get_kwargs(
     *,
-    body: ModelUploadForm | ModelCreate | Unset = UNSET,
+    body: ModelUploadForm | ModelCreate | Unset | dict[str, Any] = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
 
@@ -66,7 +66,7 @@ def _build_response(response: httpx.Response) -> Response[Model]:
 def sync_detailed(
     *,
     client: AuthenticatedClient,
-    body: ModelUploadForm | ModelCreate | Unset = UNSET,
+    body: ModelUploadForm | ModelCreate | Unset | dict[str, Any] = UNSET,
 ) -> Response[Model]:
     """Create a model
 
@@ -101,7 +101,7 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient,
-    body: ModelUploadForm | ModelCreate | Unset = UNSET,
+    body: ModelUploadForm | ModelCreate | Unset | dict[str, Any] = UNSET,
 ) -> Model:
     """Create a model
 
@@ -138,7 +138,7 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
-    body: ModelUploadForm | ModelCreate | Unset = UNSET,
+    body: ModelUploadForm | ModelCreate | Unset | dict[str, Any] = UNSET,
 ) -> Response[Model]:
     """Create a model
 
@@ -173,7 +173,7 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient,
-    body: ModelUploadForm | ModelCreate | Unset = UNSET,
+    body: ModelUploadForm | ModelCreate | Unset | dict[str, Any] = UNSET,
 ) -> Model:
     """Create a model
 

@@ -23,7 +23,7 @@ IDEMPOTENCY_HEADER: str | None = None
 def _get_kwargs(
     model_id: str,
     *,
-    body: ModelUpdate,
+    body: ModelUpdate | dict[str, Any],
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
 
@@ -66,7 +66,7 @@ def sync_detailed(
     model_id: str,
     *,
     client: AuthenticatedClient,
-    body: ModelUpdate,
+    body: ModelUpdate | dict[str, Any],
 ) -> Response[Model]:
     """Update a model's name, description, tags or visibility
 
@@ -97,7 +97,7 @@ def sync(
     model_id: str,
     *,
     client: AuthenticatedClient,
-    body: ModelUpdate,
+    body: ModelUpdate | dict[str, Any],
 ) -> Model:
     """Update a model's name, description, tags or visibility
 
@@ -130,7 +130,7 @@ async def asyncio_detailed(
     model_id: str,
     *,
     client: AuthenticatedClient,
-    body: ModelUpdate,
+    body: ModelUpdate | dict[str, Any],
 ) -> Response[Model]:
     """Update a model's name, description, tags or visibility
 
@@ -161,7 +161,7 @@ async def asyncio(
     model_id: str,
     *,
     client: AuthenticatedClient,
-    body: ModelUpdate,
+    body: ModelUpdate | dict[str, Any],
 ) -> Model:
     """Update a model's name, description, tags or visibility
 

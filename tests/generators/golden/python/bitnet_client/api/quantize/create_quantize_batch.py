@@ -21,7 +21,7 @@ IDEMPOTENCY_HEADER: str | None = "Idempotency-Key"
 
 def _get_kwargs(
     *,
-    body: QuantizeBatchRequest,
+    body: QuantizeBatchRequest | dict[str, Any],
     idempotency_key: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
@@ -64,7 +64,7 @@ def _build_response(response: httpx.Response) -> Response[QuantizeBatchAccepted]
 def sync_detailed(
     *,
     client: AuthenticatedClient,
-    body: QuantizeBatchRequest,
+    body: QuantizeBatchRequest | dict[str, Any],
     idempotency_key: str | Unset = UNSET,
 ) -> Response[QuantizeBatchAccepted]:
     """Queue several quantizations at once
@@ -97,7 +97,7 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient,
-    body: QuantizeBatchRequest,
+    body: QuantizeBatchRequest | dict[str, Any],
     idempotency_key: str | Unset = UNSET,
 ) -> QuantizeBatchAccepted:
     """Queue several quantizations at once
@@ -132,7 +132,7 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
-    body: QuantizeBatchRequest,
+    body: QuantizeBatchRequest | dict[str, Any],
     idempotency_key: str | Unset = UNSET,
 ) -> Response[QuantizeBatchAccepted]:
     """Queue several quantizations at once
@@ -165,7 +165,7 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient,
-    body: QuantizeBatchRequest,
+    body: QuantizeBatchRequest | dict[str, Any],
     idempotency_key: str | Unset = UNSET,
 ) -> QuantizeBatchAccepted:
     """Queue several quantizations at once

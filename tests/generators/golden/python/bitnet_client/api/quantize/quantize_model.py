@@ -21,7 +21,7 @@ IDEMPOTENCY_HEADER: str | None = "Idempotency-Key"
 
 def _get_kwargs(
     *,
-    body: QuantizeRequest,
+    body: QuantizeRequest | dict[str, Any],
     idempotency_key: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
@@ -69,7 +69,7 @@ def _build_response(response: httpx.Response) -> Response[Job]:
 def sync_detailed(
     *,
     client: AuthenticatedClient,
-    body: QuantizeRequest,
+    body: QuantizeRequest | dict[str, Any],
     idempotency_key: str | Unset = UNSET,
 ) -> Response[Job]:
     """Quantize a model to ternary weights
@@ -108,7 +108,7 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient,
-    body: QuantizeRequest,
+    body: QuantizeRequest | dict[str, Any],
     idempotency_key: str | Unset = UNSET,
 ) -> Job:
     """Quantize a model to ternary weights
@@ -149,7 +149,7 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
-    body: QuantizeRequest,
+    body: QuantizeRequest | dict[str, Any],
     idempotency_key: str | Unset = UNSET,
 ) -> Response[Job]:
     """Quantize a model to ternary weights
@@ -188,7 +188,7 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient,
-    body: QuantizeRequest,
+    body: QuantizeRequest | dict[str, Any],
     idempotency_key: str | Unset = UNSET,
 ) -> Job:
     """Quantize a model to ternary weights
