@@ -69,6 +69,10 @@ class Settings:
     backend: str = "auto"
     #: Demo model created on first start when the store has no models.
     demo_model: bool = True
+    #: Open WebSocket connections one user may hold per server process (more: close 4429).
+    ws_max_connections_per_user: int = 16
+    #: Seconds between re-checks of an open WebSocket's credential (revoked: close 4401).
+    ws_credential_recheck_s: float = 30.0
 
     def __post_init__(self) -> None:
         # Accept str paths from callers; everything downstream relies on Path.

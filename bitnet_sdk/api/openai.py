@@ -109,21 +109,25 @@ def _model_not_found(ident: str) -> Problem:
                    slug="model-not-found", param="model", openai_code="model_not_found")
 
 
-def _model_object(record: Any) -> dict[str, Any]:
+def _model_object(record: Any, token_info: dict[str, Any]) -> dict[str, Any]:
+    """``owned_by``: the caller's id on their own models, ``user`` on other users' (whose
+    ids are not for strangers), ``system`` on the server's."""
     owner = getattr(record, "owner_id", None)
+    if owner is not None and owner != token_info.get("sub"):
+        owner = "user"
     return oc.model_object(record.id, int(record.created_at.timestamp()), owner)
 
 
 async def openai_list_models(token_info: dict[str, Any]) -> Any:
     records = await asyncio.to_thread(visible_models, token_info)
-    return json_response({"object": "list", "data": [_model_object(r) for r in records]})
+    return json_response({"object": "list", "data": [_model_object(r, token_info) for r in records]})
 
 
 async def openai_retrieve_model(model: str, token_info: dict[str, Any]) -> Any:
     record = await asyncio.to_thread(resolve_model, model, token_info)
     if record.kind != "llm" or record.status != "ready":
         raise _model_not_found(model)
-    return json_response(_model_object(record))
+    return json_response(_model_object(record, token_info))
 
 
 # -- completions ---------------------------------------------------------------------------

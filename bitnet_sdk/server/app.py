@@ -27,6 +27,7 @@ from bitnet_sdk.server.multipart import VALIDATOR_MAP, BodyLimitMiddleware
 from bitnet_sdk.server.problems import PROBLEM_MEDIA_TYPE, ProblemRenderer, install_error_handlers
 from bitnet_sdk.server.ratelimit_middleware import RateLimitMiddleware
 from bitnet_sdk.server.resolver import ControllerResolver
+from bitnet_sdk.server.security_headers import SecurityHeadersMiddleware
 from bitnet_sdk.server.server_error import middlewares
 from bitnet_sdk.server.spec import (
     load_spec,
@@ -46,6 +47,8 @@ API_BASE_PATH = "/v1"
 #: The OpenAI-compatible API (``openapi/openai.yaml``); its errors are OpenAI error objects.
 OPENAI_BASE_PATH = "/openai/v1"
 OPENAI_SPEC = "openai.yaml"
+#: Responses under these paths carry tokens or API keys: never stored by caches.
+CREDENTIAL_PATHS = (API_BASE_PATH + "/auth/", API_BASE_PATH + "/api-keys")
 
 
 def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
@@ -86,6 +89,9 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
                 base_path=OPENAI_BASE_PATH, validator_map=VALIDATOR_MAP)
     ctx.operation_scopes = operation_scopes(load_spec())
     accepts = {**request_media_types(load_spec()), **request_media_types(load_spec(OPENAI_SPEC))}
+    # Outermost of ours: every response, problems included, carries the security headers.
+    app.add_middleware(SecurityHeadersMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
+                       no_store_prefixes=CREDENTIAL_PATHS)
     app.add_middleware(MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
                        metrics=ctx.metrics)
     app.add_middleware(ContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, ctx=ctx)

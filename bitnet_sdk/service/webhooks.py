@@ -121,6 +121,11 @@ class _Target:
     addresses: tuple[str, ...]
 
 
+#: The refusal of a URL whose host does not resolve to public addresses only.
+_NOT_ALLOWED = ("the webhook URL is not allowed: its host must resolve, and only to public "
+                "addresses")
+
+
 def _refused(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return _refused(ip.ipv4_mapped)
@@ -140,19 +145,21 @@ def _target(url: str, allow_private: bool, *, resolve_host: bool) -> _Target:
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if not resolve_host:
         return _Target(parts.scheme, parts.hostname, port, path, ())
+    # One message for every refusal that depends on DNS: naming what a host resolves to (or
+    # that it does not resolve) would make this guard an oracle for the server's network.
     try:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise UnsafeWebhookUrl(f"the webhook host {parts.hostname!r} does not resolve") from exc
+    except (OSError, UnicodeError):
+        log.info("webhook host %r does not resolve", parts.hostname)
+        raise UnsafeWebhookUrl(_NOT_ALLOWED) from None
     addresses = tuple(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
     if not allow_private:
         bad = [a for a in addresses if _refused(ipaddress.ip_address(a))]
         if bad:
-            raise UnsafeWebhookUrl(
-                f"the webhook host {parts.hostname!r} resolves to {bad[0]}, a private, loopback "
-                "or otherwise non-public address; webhooks are only sent to public addresses")
+            log.info("webhook host %r resolves to non-public %s", parts.hostname, bad[0])
+            raise UnsafeWebhookUrl(_NOT_ALLOWED)
     if not addresses:
-        raise UnsafeWebhookUrl(f"the webhook host {parts.hostname!r} has no address")
+        raise UnsafeWebhookUrl(_NOT_ALLOWED)
     return _Target(parts.scheme, parts.hostname, port, path, addresses)
 
 
