@@ -13,7 +13,8 @@ encoding. Clients then get the one response of the API that is not a problem.
   ``HTTPInputError`` raised while Tornado builds the request, and it keeps a request
   whose ``Content-Length`` Tornado is about to refuse away from the application (no
   authentication, rate limiting or metering for a request that cannot be read);
-* each connection's stream gets a write filter: when Tornado writes its bare 400,
+* each connection's stream gets a write filter (and its ``read_until``, which reads
+  only chunk-size lines, a tally of the chunked body's size): when Tornado writes its bare 400,
   the filter sends instead a complete problem+json response (``413`` for a body over
   the limit, else ``400`` saying what was wrong) with ``Connection: close`` and the
   security headers. If a response was already under way it writes nothing: the
@@ -27,9 +28,11 @@ Tornado closes the stream before anything could be written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import weakref
+from asyncio import Future
 from http import HTTPStatus
 from typing import Any
 
@@ -80,8 +83,15 @@ class _Watch:
     def reset(self) -> None:
         self.headers: httputil.HTTPHeaders | None = None
         self.error: str | None = None
-        self.body_bytes = 0
+        self.chunked_total = 0
         self.responding = False
+
+    def saw_line(self, future: Future[bytes]) -> None:
+        """A line Tornado read with ``read_until``: in a chunked body, a chunk's size."""
+        if future.cancelled() or future.exception() is not None:
+            return
+        with contextlib.suppress(ValueError):
+            self.chunked_total += int(future.result()[:-2].strip(), 16)
 
     def framing_error(self) -> tuple[int, str] | None:
         """The refusal Tornado will make for this request's ``Content-Length``, if any."""
@@ -91,7 +101,7 @@ class _Watch:
         pieces = set(re.split(r",[ \t]*", self.headers["Content-Length"]))
         if len(pieces) != 1 or not _DIGITS.fullmatch(value := pieces.pop()):
             return 400, "Content-Length must be one non-negative integer."
-        if int(value) > self.max_body_size:
+        if len(value) > 20 or int(value) > self.max_body_size:
             return 413, f"Request bodies are limited to {self.max_body_size} bytes."
         return None
 
@@ -108,7 +118,7 @@ class _Watch:
             status, detail = framing
             ext = {"limit_bytes": self.max_body_size} if status == 413 else {}
             return _raw_response(status, detail, **ext)
-        if self.body_bytes >= self.max_body_size:
+        if self.chunked_total > self.max_body_size:
             return _raw_response(413, f"Request bodies are limited to {self.max_body_size} "
                                       "bytes.", limit_bytes=self.max_body_size)
         return _raw_response(400, "The request body's framing is malformed (chunked or "
@@ -135,7 +145,6 @@ class _Watched(httputil.HTTPMessageDelegate):
             raise
 
     def data_received(self, chunk: bytes) -> Any:
-        self.watch.body_bytes += len(chunk)
         return self.inner.data_received(chunk) if self.forwarded else None
 
     def finish(self) -> None:
@@ -170,7 +179,18 @@ class ProblemHTTPServer(HTTPServer):
                 watch.responding = True
             return write(data, *args, **kwargs)
 
+        read_until = stream.read_until
+
+        def watched_read_until(delimiter: bytes, max_bytes: int | None = None) -> Any:
+            future = read_until(delimiter, max_bytes)
+            if future.done():  # read from the buffer: awaiting it will not yield
+                watch.saw_line(future)
+            else:  # runs before the reader resumes (callbacks run in order)
+                future.add_done_callback(watch.saw_line)
+            return future
+
         stream.write = filtered_write  # type: ignore[method-assign]
+        stream.read_until = watched_read_until  # type: ignore[method-assign]
         super().handle_stream(stream, address)
 
     def start_request(self, server_conn: object,
