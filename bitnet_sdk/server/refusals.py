@@ -34,7 +34,7 @@ import re
 import weakref
 from asyncio import Future
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from tornado import httputil
 from tornado.httpserver import HTTPServer
@@ -182,7 +182,7 @@ class ProblemHTTPServer(HTTPServer):
         read_until = stream.read_until
 
         def watched_read_until(delimiter: bytes, max_bytes: int | None = None) -> Any:
-            future = read_until(delimiter, max_bytes)
+            future = cast("Future[bytes]", read_until(delimiter, max_bytes))
             if future.done():  # read from the buffer: awaiting it will not yield
                 watch.saw_line(future)
             else:  # runs before the reader resumes (callbacks run in order)
