@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from bitnet_sdk.service.models import Actor
+from bitnet_sdk.service.registry.models import Actor
 from bitnet_sdk.store import ModelRecord
 
 __all__ = ["metadata_view", "model_view", "utc_iso", "validation_view"]

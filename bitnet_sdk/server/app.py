@@ -18,6 +18,7 @@ from connexion.options import SwaggerUIOptions
 
 from bitnet_sdk.api.inference import json_body_limit
 from bitnet_sdk.config import Settings
+from bitnet_sdk.server.asgi.security_headers import SecurityHeadersMiddleware
 from bitnet_sdk.server.context import AppContext, ContextMiddleware, request_id
 from bitnet_sdk.server.lifecycle import shutdown, startup
 from bitnet_sdk.server.method_guard import UndeclaredMethodGuard
@@ -27,7 +28,6 @@ from bitnet_sdk.server.multipart import VALIDATOR_MAP, BodyLimitMiddleware
 from bitnet_sdk.server.problems import PROBLEM_MEDIA_TYPE, ProblemRenderer, install_error_handlers
 from bitnet_sdk.server.ratelimit_middleware import RateLimitMiddleware
 from bitnet_sdk.server.resolver import ControllerResolver
-from bitnet_sdk.server.security_headers import SecurityHeadersMiddleware
 from bitnet_sdk.server.server_error import middlewares
 from bitnet_sdk.server.spec import (
     load_spec,
@@ -36,8 +36,8 @@ from bitnet_sdk.server.spec import (
     spec_dir,
     spec_path,
 )
-from bitnet_sdk.service.openai_compat import error_from_problem
-from bitnet_sdk.service.uploads import multipart_limit
+from bitnet_sdk.service.inference.openai_compat import error_from_problem
+from bitnet_sdk.service.registry.uploads import multipart_limit
 
 __all__ = ["API_BASE_PATH", "OPENAI_BASE_PATH", "create_app"]
 

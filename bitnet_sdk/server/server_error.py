@@ -18,7 +18,7 @@ from connexion.middleware.server_error import ServerErrorMiddleware as _Connexio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bitnet_sdk.server.security_headers import API_CSP, BASE_HEADERS
+from bitnet_sdk.server.asgi.security_headers import API_CSP, BASE_HEADERS
 
 __all__ = ["ServerErrorMiddleware", "middlewares"]
 

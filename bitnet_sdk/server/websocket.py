@@ -52,13 +52,13 @@ from tornado.ioloop import IOLoop
 
 from bitnet_sdk.api.security import resolve_credentials
 from bitnet_sdk.server import json_body
+from bitnet_sdk.server.asgi.refusals import ProblemErrors
 from bitnet_sdk.server.context import AppContext, activated
 from bitnet_sdk.server.json_body import request_validator
 from bitnet_sdk.server.ratelimit_middleware import consume_request
-from bitnet_sdk.server.refusals import ProblemErrors
 from bitnet_sdk.server.spec import load_spec
-from bitnet_sdk.service import usage
-from bitnet_sdk.service.inference_plan import Caller, InferenceError
+from bitnet_sdk.service.accounting import usage
+from bitnet_sdk.service.inference.plan import Caller, InferenceError
 
 __all__ = [
     "AUTH_TIMEOUT_S",
@@ -405,7 +405,7 @@ class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
 
     async def _follow(self, job_id: str, owner: str | None, after_id: int) -> None:
         """Send the job after each batch of its events, until it is final."""
-        from bitnet_sdk.service.job_events import wait_for_events
+        from bitnet_sdk.service.jobs.events import wait_for_events
 
         try:
             while True:
@@ -453,8 +453,8 @@ def _job_now(job_id: str, owner: str | None) -> tuple[dict[str, Any], int] | Non
     """The job's API view and its latest event id, or None when the caller cannot see it."""
     import peewee
 
-    from bitnet_sdk.service import jobs
-    from bitnet_sdk.service.job_views import job_view, latest_messages
+    from bitnet_sdk.service.jobs import queue as jobs
+    from bitnet_sdk.service.jobs.views import job_view, latest_messages
     from bitnet_sdk.store.models import JobEvent
 
     # The event id first: a change landing in between is then sent again, never missed.

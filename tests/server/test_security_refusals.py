@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bitnet_sdk.server.testing import ServerThread
+from bitnet_sdk.server.asgi.testing import ServerThread
 from tests.conftest import Account
 
 
@@ -81,7 +81,7 @@ def test_a_content_length_that_is_not_one_integer_is_a_400(live_server: Any, cus
 
 def test_a_declared_body_over_the_server_limit_is_a_413_before_the_application(
         live_server: Any, customer: Account) -> None:
-    from bitnet_sdk.server.bridge import DEFAULT_MAX_BODY_SIZE
+    from bitnet_sdk.server.asgi.bridge import DEFAULT_MAX_BODY_SIZE
 
     before = _usage_records(customer.user_id)
     request = (b"PUT /v1/models/mdl_0123456789abcdef/file HTTP/1.1\r\nHost: x\r\n"

@@ -19,7 +19,7 @@ import pytest
 
 from bitnet_sdk.config import Settings
 from bitnet_sdk.server.spec import load_spec
-from bitnet_sdk.service.webhooks import parse_secret
+from bitnet_sdk.service.jobs.webhooks import parse_secret
 from bitnet_sdk.testing.synthetic import build_model
 from tests.conftest import Account
 from tests.support.jobs import register_source

@@ -56,7 +56,7 @@ def revoke(live_server: Any, account: Account, key_id: str) -> None:
 
 
 def queued_job(owner_id: str) -> str:
-    from bitnet_sdk.service import jobs
+    from bitnet_sdk.service.jobs import queue as jobs
 
     (job,), _ = jobs.create_jobs(owner_id, "inference_batch",
                                  [jobs.JobSpec(params={"model_id": "mdl_0123456789abc"})],
