@@ -3,15 +3,16 @@
 ``datetime`` stops at years 1 and 9999, so a client's ``9999-12-31T23:00:00-05:00``
 overflows when converted to UTC, and ``0001-01-01`` when a handler subtracts a default
 range or adds a month: each was a 500. Every date-time a client sends goes through
-:func:`client_time`, which refuses (400, naming the field) anything outside
-:data:`EARLIEST` .. :data:`LATEST`, so arithmetic of a few years either side stays valid.
+:func:`client_time`, which refuses anything outside :data:`EARLIEST` .. :data:`LATEST` (422 naming the field: the
+value is a valid date-time, just not one the server computes with), so arithmetic of a
+few years either side stays valid. A value that is no date-time at all is a 400.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from bitnet_sdk.server.problems import bad_request
+from bitnet_sdk.server.problems import bad_request, unprocessable
 
 __all__ = ["EARLIEST", "LATEST", "client_time"]
 
@@ -21,11 +22,12 @@ LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
 
 
 def client_time(name: str, value: str) -> datetime:
-    """``value`` as an aware UTC datetime; 400 problem naming ``name`` if not usable."""
+    """``value`` as an aware UTC datetime; a 400/422 problem naming ``name`` if not usable."""
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
-        raise _refused(name, f"{name!r} is not an RFC 3339 date-time: {value[:64]!r}") from None
+        detail = f"{name!r} is not an RFC 3339 date-time: {value[:64]!r}"
+        raise bad_request(detail, errors=[{"field": name, "message": detail}]) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     try:
@@ -38,9 +40,6 @@ def client_time(name: str, value: str) -> datetime:
 
 
 def _out_of_range(name: str, value: str) -> Exception:
-    return _refused(name, f"{name!r} must be between {EARLIEST:%Y-%m-%d} and "
-                          f"{LATEST:%Y-%m-%d} (UTC): {value[:64]!r}")
-
-
-def _refused(name: str, detail: str) -> Exception:
-    return bad_request(detail, errors=[{"field": name, "message": detail}])
+    detail = (f"{name!r} must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC): "
+              f"{value[:64]!r}")
+    return unprocessable(detail, errors=[{"field": name, "message": detail}])

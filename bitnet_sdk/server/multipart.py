@@ -31,7 +31,7 @@ from connexion.validators import MultiPartFormDataValidator
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from bitnet_sdk.server.json_body import GuardedJSONValidator
+from bitnet_sdk.server.json_body import ECMAParameterValidator, GuardedJSONValidator
 from bitnet_sdk.server.problems import Problem
 
 if TYPE_CHECKING:
@@ -147,6 +147,7 @@ class ClosingMultiPartValidator(MultiPartFormDataValidator):
 #: ``validator_map`` for ``add_api``: Connexion's validators with the JSON one bounded
 #: (:mod:`bitnet_sdk.server.json_body`) and the multipart one closing its parts.
 VALIDATOR_MAP: dict[str, Any] = {
+    "parameter": ECMAParameterValidator,
     "body": MediaTypeDict({**CONNEXION_VALIDATORS["body"],
                            "*/*json": GuardedJSONValidator,
                            "multipart/form-data": ClosingMultiPartValidator}),
