@@ -78,7 +78,15 @@ _USER_AGENT = "bitnet-sdk-webhooks/1"
 
 
 class UnsafeWebhookUrl(ValueError):
-    """The URL is malformed, does not resolve, or points at a refused address."""
+    """The URL is malformed, does not resolve, or points at a refused address.
+
+    ``str(exc)`` is for the client and never says what the host resolves to;
+    ``operator_detail`` does, for the delivery record and the log.
+    """
+
+    def __init__(self, message: str, operator_detail: str | None = None) -> None:
+        super().__init__(message)
+        self.operator_detail = operator_detail or message
 
 
 # -- secrets and signatures ----------------------------------------------------------------
@@ -150,16 +158,15 @@ def _target(url: str, allow_private: bool, *, resolve_host: bool) -> _Target:
     try:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
-        log.info("webhook host %r does not resolve", parts.hostname)
-        raise UnsafeWebhookUrl(_NOT_ALLOWED) from None
+        raise UnsafeWebhookUrl(_NOT_ALLOWED, f"{parts.hostname!r} does not resolve") from None
     addresses = tuple(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
     if not allow_private:
         bad = [a for a in addresses if _refused(ipaddress.ip_address(a))]
         if bad:
-            log.info("webhook host %r resolves to non-public %s", parts.hostname, bad[0])
-            raise UnsafeWebhookUrl(_NOT_ALLOWED)
+            raise UnsafeWebhookUrl(_NOT_ALLOWED, f"{parts.hostname!r} resolves to the "
+                                                 f"non-public address {bad[0]}")
     if not addresses:
-        raise UnsafeWebhookUrl(_NOT_ALLOWED)
+        raise UnsafeWebhookUrl(_NOT_ALLOWED, f"{parts.hostname!r} has no address")
     return _Target(parts.scheme, parts.hostname, port, path, addresses)
 
 
@@ -325,7 +332,7 @@ class WebhookDispatcher:
             code = post(delivery.url, body, _headers(delivery, secret, body),
                         allow_private=self.allow_private, timeout_s=self.timeout_s)
         except UnsafeWebhookUrl as exc:
-            self._record(delivery, "failed", None, str(exc))
+            self._record(delivery, "failed", None, exc.operator_detail)
             return
         except (OSError, http.client.HTTPException) as exc:
             error = f"{type(exc).__name__}: {exc}"
