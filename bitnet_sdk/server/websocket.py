@@ -276,7 +276,7 @@ class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
     async def _recheck_loop(self) -> None:
         """Close the socket once its credential stops being valid, even when it is silent."""
         while self._info is not None:
-            await asyncio.sleep(self.ctx.settings.ws_credential_recheck_s)
+            await asyncio.sleep(max(0.1, self.ctx.settings.ws_credential_recheck_s))
             if not await self._authenticate_again():
                 return
 
