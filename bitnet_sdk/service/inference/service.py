@@ -291,7 +291,7 @@ class InferenceService:
         model, params = run.lease.model, run.plan.params
         run.work_start = time.perf_counter()
         try:
-            ids = _prompt_ids(model, run.plan)
+            ids = _prompt_ids(model, run.plan, run.cancelled)
             steps = model.generate(
                 ids, max_tokens=params.max_tokens, temperature=params.temperature,
                 top_k=params.top_k, top_p=params.top_p, seed=params.seed, stop=params.stop,
@@ -397,11 +397,11 @@ def _spec(plan: Plan) -> ModelSpec:
     return ModelSpec(m.id, m.name, str(m.path), m.size_bytes, plan.backend, m.version)
 
 
-def _prompt_ids(model: Any, plan: Plan) -> list[int]:
-    if plan.messages is not None:
+def _prompt_ids(model: Any, plan: Plan, cancel: Callable[[], bool]) -> list[int]:
+    if plan.messages is not None:  # the file's template: bounded, and stopped by ``cancel``
         from bitnet_sdk.model.chat import chat_prompt_ids
 
-        return chat_prompt_ids(model.tokenizer, plan.messages)
+        return chat_prompt_ids(model.tokenizer, plan.messages, cancel=cancel)
     return model.tokenize(plan.prompt or "")
 
 
