@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from bitnet_sdk.service.registry.models import Actor
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.store import ModelRecord
 
 __all__ = ["metadata_view", "model_view", "utc_iso", "validation_view"]
@@ -26,7 +26,7 @@ def utc_iso(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def model_view(record: ModelRecord, viewer: Actor) -> dict[str, Any]:
+def model_view(record: ModelRecord, viewer: Principal) -> dict[str, Any]:
     """``Model`` as ``viewer`` may see it.
 
     ``kind``, ``format`` and ``qtype`` only once a file has been validated; ``owner_id``
@@ -92,7 +92,7 @@ def _tokenizer(tok: dict[str, Any] | None) -> dict[str, Any] | None:
     if not tok or "error" in tok:
         return None
     return {
-        "type": _TOKENIZER_TYPES.get(tok.get("model"), str(tok.get("model") or "unknown")),
+        "type": _TOKENIZER_TYPES.get(str(tok.get("model")), str(tok.get("model") or "unknown")),
         "bos_token_id": tok.get("bos_id"),
         "eos_token_id": tok.get("eos_id"),
         "chat_template": bool(tok.get("chat_template")),
