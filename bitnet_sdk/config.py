@@ -78,6 +78,10 @@ class Settings:
     #: Web origins allowed to call the API from browsers (``*``: any); none by default.
     #: ``BITNET_CORS_ORIGINS`` takes them comma separated.
     cors_origins: tuple[str, ...] = ()
+    #: Open WebSocket connections one user may hold per server process (more: close 4429).
+    ws_max_connections_per_user: int = 16
+    #: Seconds between re-checks of an open WebSocket's credential (revoked: close 4401).
+    ws_credential_recheck_s: float = 30.0
 
     def __post_init__(self) -> None:
         # Accept str paths from callers; everything downstream relies on Path.

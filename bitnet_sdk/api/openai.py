@@ -91,8 +91,13 @@ def _model_not_found(ident: str, exc: Exception | None = None) -> Problem:
                    openai_code="model_not_found")
 
 
-def _model_object(record: Any, listed_as: str | None = None) -> dict[str, Any]:
+def _model_object(record: Any, token_info: dict[str, Any],
+                  listed_as: str | None = None) -> dict[str, Any]:
+    """``owned_by``: the caller's id on their own models, ``user`` on other users' (whose
+    ids are not for strangers), ``system`` on the server's."""
     owner = getattr(record, "owner_id", None)
+    if owner is not None and owner != token_info.get("sub"):
+        owner = "user"
     return oc.model_object(listed_as or record.id, int(record.created_at.timestamp()), owner)
 
 
@@ -107,8 +112,8 @@ def listed_models(token_info: dict[str, Any]) -> list[dict[str, Any]]:
         with contextlib.suppress(Problem):
             target = resolve_model(name, token_info)
             if target.kind == "llm" and target.status == "ready":
-                named.append(_model_object(target, name))
-    return named + [_model_object(r) for r in records]
+                named.append(_model_object(target, token_info, name))
+    return named + [_model_object(r, token_info) for r in records]
 
 
 async def openai_list_models(token_info: dict[str, Any]) -> Any:
@@ -120,7 +125,7 @@ async def openai_retrieve_model(model: str, token_info: dict[str, Any]) -> Any:
     record = await asyncio.to_thread(resolve_model, model, token_info)
     if record.kind != "llm" or record.status != "ready":
         raise _model_not_found(model)
-    return json_response(_model_object(record))
+    return json_response(_model_object(record, token_info))
 
 
 # -- completions ---------------------------------------------------------------------------
