@@ -63,6 +63,23 @@ class KVCache:
             raise ValueError(f"cannot truncate a cache of {self._length} positions to {length}")
         self._length = length
 
+    def copy_from(self, other: KVCache) -> None:
+        """Become a copy of ``other``'s positions (sequences that share a prompt fork here)."""
+        if (other.n_layers, other.n_kv_heads, other.head_dim) != (
+                self.n_layers, self.n_kv_heads, self.head_dim):
+            raise ValueError("cannot copy a KV cache of another shape")
+        if other.length > self.max_positions:
+            raise ContextOverflowError(
+                f"{other.length} positions exceed the context window of {self.max_positions}")
+        self._length = 0
+        if other.length == 0:
+            return
+        self._reserve(other.length)
+        for mine, theirs in ((self._k, other._k), (self._v, other._v)):
+            for layer in range(len(theirs)):
+                mine[layer][: other.length] = theirs[layer][: other.length]
+        self._length = other.length
+
     def _reserve(self, positions: int) -> None:
         if positions <= self._capacity:
             return
