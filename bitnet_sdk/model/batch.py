@@ -13,16 +13,16 @@ sequence, or a chunk of a prompt (chunked prefill) — and runs them together::
       att = attention(q_s, K_s, V_s) for each sequence s        over its own KV cache
       x  += Wo · subnorm_attn(att)                              one GEMM
       x  += Wdown · subnorm_ffn(act(Wgate·m) * (Wup·m))         two GEMMs, m = norm_ffn(x)
-    logits = output_head(last row of each chunk that asks)      [B', vocab]
+    logits = output_head(last row of each chunk that asks)      [B', vocab], row by row
 
 Every operation is either per token (norms, rope, activations, and the
 projections: activations are quantized per token and accumulated in int32)
 or per sequence (attention), so a sequence's numbers do not depend on what
 else is in the step. Two float products could: the attention of a sequence
 is computed exactly as :func:`bitnet_sdk.model.llm.forward` computes it for the
-same chunk; the output head, a float32 GEMM, goes through
-:func:`output_rows`, which gives every row the same BLAS kernel whatever the
-batch size (see there). The result: a sequence's logits are bitwise the same
+same chunk; the output head, a float32 product, computes each
+row independently of the others
+(:func:`~bitnet_sdk.model.llm.row_products`). The result: a sequence's logits are bitwise the same
 alone or in any batch, on backends whose per-token ops are exact.
 """
 
@@ -36,14 +36,10 @@ import numpy as np
 
 from bitnet_sdk.backends.base import Backend
 from bitnet_sdk.model.kv_cache import KVCache
-from bitnet_sdk.model.llm import ForwardConfig, _rope, embed, ffn_block
+from bitnet_sdk.model.llm import ForwardConfig, _rope, embed, ffn_block, output_head
 from bitnet_sdk.model.weights import LayerWeights, ModelWeights
 
-__all__ = ["HEAD_BLOCK", "SeqChunk", "forward_batch", "output_rows"]
-
-#: Rows of every output-head product (see :func:`output_rows`).
-HEAD_BLOCK = 16
-
+__all__ = ["SeqChunk", "forward_batch"]
 
 @dataclass(frozen=True)
 class SeqChunk:
@@ -106,29 +102,6 @@ def batched_attention_block(
     return backend.matmul(layer.wo, out)  # [N, d_model]
 
 
-def output_rows(x: np.ndarray, weights: ModelWeights[Any], cfg: ForwardConfig,
-                backend: Backend) -> np.ndarray:
-    """Final norm and output projection of ``x [B, d_model]`` → logits ``[B, vocab]``.
-
-    A float32 product's per-row result may depend on the number of rows: BLAS
-    takes a GEMV for one row and special small-matrix kernels for a few, each
-    summing in its own order, so a sequence's tokens would depend on how many
-    others share its step. So the rows go through products of exactly
-    :data:`HEAD_BLOCK` rows (the last block zero-padded): one shape, one
-    kernel, the same arithmetic for a row wherever it sits (the batching tests
-    check this bitwise on the running BLAS). Packing the ``[vocab, d_model]``
-    matrix dominates such a product, so a block costs about what one row does.
-    """
-    h = backend.rms_norm(x, weights.output_norm, cfg.rms_eps)  # [B, d_model]
-    b = h.shape[0]
-    padded = np.zeros((-(-b // HEAD_BLOCK) * HEAD_BLOCK, h.shape[1]), dtype=np.float32)
-    padded[:b] = h
-    out = np.empty((padded.shape[0], weights.output.shape[0]), dtype=np.float32)
-    for lo in range(0, padded.shape[0], HEAD_BLOCK):
-        np.matmul(padded[lo : lo + HEAD_BLOCK], weights.output.T, out=out[lo : lo + HEAD_BLOCK])
-    return out[:b]
-
-
 def forward_batch(
     weights: ModelWeights[Any],
     cfg: ForwardConfig,
@@ -163,7 +136,7 @@ def forward_batch(
     wanted = [s for s, c in enumerate(chunks) if c.logits]
     result: list[np.ndarray | None] = [None] * len(chunks)
     if wanted:
-        logits = output_rows(x[[bounds[s][1] - 1 for s in wanted]], weights, cfg, backend)
+        logits = output_head(x[[bounds[s][1] - 1 for s in wanted]], weights, cfg, backend)
         for row, s in enumerate(wanted):
             result[s] = logits[row]
     return result

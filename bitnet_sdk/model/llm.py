@@ -29,7 +29,19 @@ from bitnet_sdk.backends.base import Backend
 from bitnet_sdk.model.kv_cache import KVCache
 from bitnet_sdk.model.weights import LayerWeights, ModelWeights
 
-__all__ = ["ForwardConfig", "attention_block", "embed", "ffn_block", "forward", "output_head"]
+__all__ = [
+    "HEAD_TILE",
+    "ForwardConfig",
+    "attention_block",
+    "embed",
+    "ffn_block",
+    "forward",
+    "output_head",
+    "row_products",
+]
+
+#: Vocabulary rows per product of the output head (a float32 tile fits a core's L2 cache).
+HEAD_TILE = 256
 
 
 class ForwardConfig(Protocol):
@@ -108,9 +120,37 @@ def ffn_block(
 def output_head(
     x: np.ndarray, weights: ModelWeights[Any], cfg: ForwardConfig, backend: Backend
 ) -> np.ndarray:
-    """Final norm and (tied) output projection: ``[n, d_model]`` → logits ``[n, vocab]``."""
+    """Final norm and (tied) output projection: ``[n, d_model]`` → logits ``[n, vocab]``.
+
+    Each row's logits are computed the same way whatever ``n`` (see
+    :func:`row_products`), so a sequence decoded in a batch gets exactly the
+    logits it gets alone.
+    """
     h = backend.rms_norm(x, weights.output_norm, cfg.rms_eps)
-    return np.asarray(h @ weights.output.T, dtype=np.float32)
+    return row_products(np.ascontiguousarray(h, dtype=np.float32), weights.output)
+
+
+def row_products(h: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``h [n, d] @ w[vocab, d].T`` in float32, each row independent of the others.
+
+    One BLAS call over all rows would sum a row in an order that depends on
+    the row count (a GEMV for one row, small-matrix or blocked GEMM kernels for
+    more). Here every product is one fixed-shape GEMV of a :data:`HEAD_TILE`-row
+    tile of ``w`` with one row of ``h``, tiles outermost, so a tile is read from
+    memory once and reused from cache for every row: one row costs a plain
+    GEMV, many about a GEMM.
+    """
+    n, d = h.shape
+    vocab = w.shape[0]
+    full = vocab // HEAD_TILE * HEAD_TILE
+    out = np.empty((n, vocab), dtype=np.float32)
+    if full:
+        tiles = w[:full].reshape(-1, HEAD_TILE, d)  # [t, T, d]
+        prod = np.matmul(tiles[:, None], h[None, :, :, None])  # [t, n, T, 1]
+        out[:, :full] = prod[..., 0].transpose(1, 0, 2).reshape(n, full)
+    if full < vocab:
+        out[:, full:] = np.matmul(w[None, full:], h[:, :, None])[..., 0]  # [n, rest]
+    return out
 
 
 def forward(
