@@ -63,6 +63,8 @@ class Settings:
     model_cache_bytes: int = 4 * 1024**3
     #: Concurrent requests waiting per model before 503.
     model_queue_size: int = 16
+    #: Generations of one model decoded together in one batched step (its slots).
+    max_batch_size: int = 16
     request_timeout_s: float = 300.0
     #: Allow webhooks to loopback/private addresses (tests, trusted networks).
     webhook_allow_private: bool = False

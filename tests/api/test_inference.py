@@ -208,7 +208,9 @@ def test_usage_is_recorded_with_the_answer(live_server: Any, customer: Account,
     assert sum(r.compute_units for r in rows) == pytest.approx(usage["compute_units"])
 
 
-@pytest.mark.parametrize("settings", [{"model_queue_size": 1}], indirect=True)
+# One sequence per batch: the second request waits in the queue, the third finds it full.
+@pytest.mark.parametrize("settings", [{"model_queue_size": 1, "max_batch_size": 1}],
+                         indirect=True)
 def test_full_queue_answers_503_with_retry_after(live_server: Any, customer: Account,
                                                  endless_id: str) -> None:
     url = live_server.url + "/v1/inference"
