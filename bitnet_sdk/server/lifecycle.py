@@ -44,7 +44,8 @@ async def startup(ctx: AppContext) -> None:
     from bitnet_sdk.service.model_cache import ModelCache
 
     # Loaded models shared by REST, SSE and WebSocket requests (stopped at shutdown).
-    cache = ModelCache.from_settings(settings)
+    cache = ModelCache.from_settings(settings, observer=ctx.metrics.batching)
+    ctx.metrics.batching.watch(cache.batch_stats, cache.stats)
     ctx.services["model_cache"] = cache
     ctx.services["inference"] = InferenceService(settings, cache)
     from bitnet_sdk.service.workers import start_job_services

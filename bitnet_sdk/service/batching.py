@@ -81,9 +81,6 @@ class BatchObserver(Protocol):
     def step(self, sequences: int, tokens: int) -> None:
         """One step ran ``sequences`` chunks with ``tokens`` tokens in all."""
 
-    def occupancy(self, model: str, active: int, waiting: int) -> None:
-        """Sequences of ``model`` in the batch and waiting for memory, after a change."""
-
     def first_token(self, seconds: float) -> None:
         """A sequence's first token came ``seconds`` after it was submitted."""
 
@@ -147,13 +144,19 @@ class Scheduler:
 
     # -- the public side -----------------------------------------------------------------
 
-    def submit(self, seq: Sequence) -> None:
-        """Queue ``seq`` for the next step (thread-safe); starts the thread if idle."""
-        seq.submitted = time.perf_counter()
+    def submit(self, *seqs: Sequence) -> None:
+        """Queue sequences for the next step (thread-safe); starts the thread if idle.
+
+        Sequences submitted in one call join in the same round (so ones with the
+        same prompt share its prefill).
+        """
+        now = time.perf_counter()
+        for seq in seqs:
+            seq.submitted = now
         with self._cond:
             if self._stopped:
                 raise RuntimeError("the scheduler is stopped")
-            self._incoming.append(seq)
+            self._incoming.extend(seqs)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, daemon=True,
                                                 name=f"bitnet-batch-{self.name}")
@@ -209,7 +212,6 @@ class Scheduler:
 
     def _admit(self) -> None:
         """Move waiting sequences into the batch, in order, while slots and memory allow."""
-        changed = False
         while self._waiting:
             seq = self._waiting[0]
             if seq.cancelled():
@@ -234,9 +236,7 @@ class Scheduler:
                 self._active.append(seq)
             else:
                 leader.followers.append(seq)
-            changed = True
-        if changed:
-            self._report()
+
 
     def _leader_for(self, seq: Sequence) -> Sequence | None:
         """An active sequence that has not started the same prompt yet (shared prefill)."""
@@ -334,9 +334,3 @@ class Scheduler:
             seq.on_exit(reason, error)
         except Exception:
             log.exception("a sequence's exit hook failed", extra={"model_id": self.name})
-        self._report()
-
-    def _report(self) -> None:
-        if self.observer is not None:
-            active, waiting = self.counts()
-            self.observer.occupancy(self.name, active, waiting)

@@ -603,6 +603,14 @@ class ModelCache:
                 "queued": sum(e.waiting for e in entries),
             }
 
+    def batch_stats(self) -> dict[str, int]:
+        """Sequences in the batching schedulers: decoding together, and admitted but
+        waiting for KV-cache memory."""
+        with self._lock:
+            schedulers = [e.scheduler for e in self._entries.values() if e.scheduler]
+        counts = [s.counts() for s in schedulers]
+        return {"active": sum(a for a, _ in counts), "waiting": sum(w for _, w in counts)}
+
     def stop(self) -> None:
         """Refuse new requests, fail the waiting ones, cancel running work, drop the models."""
         with self._lock:

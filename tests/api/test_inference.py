@@ -281,3 +281,28 @@ def test_bodies_over_the_limit_are_413_before_validation(live_server: Any,
     r = infer(live_server, customer, model="mdl_0123456789abc", inputs=[[0.0] * 60000] * rows)
     assert r.status_code == 413, r.text
     assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_batching_metrics_move(live_server: Any, customer: Account, admin: Account,
+                               model_id: str) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def samples() -> dict[str, float]:
+        r = httpx.get(live_server.url + "/v1/metrics", headers=admin.headers)
+        assert r.status_code == 200, r.text
+        return {s.name: s.value for f in text_string_to_metric_families(r.text)
+                for s in f.samples}
+
+    before = samples()
+    r = infer(live_server, customer, model=model_id, prompt=PROMPT, max_tokens=4,
+              temperature=0)
+    assert r.status_code == 200, r.text
+    tokens = len(r.json()["tokens"])
+    after = samples()
+    assert after["bitnet_batch_size_count"] > before.get("bitnet_batch_size_count", 0)
+    assert after["bitnet_batch_tokens_sum"] >= before.get("bitnet_batch_tokens_sum", 0) + tokens
+    assert after["bitnet_time_to_first_token_seconds_count"] == (
+        before.get("bitnet_time_to_first_token_seconds_count", 0) + 1)
+    assert after["bitnet_inter_token_latency_seconds_count"] == (
+        before.get("bitnet_inter_token_latency_seconds_count", 0) + tokens - 1)
+    assert after["bitnet_sequences_active"] == 0 and after["bitnet_requests_queued"] == 0
