@@ -21,9 +21,11 @@ The contract:
   ``step_tokens`` tokens per step (and always at least one prompt chunk when
   one waits), so running streams keep flowing while new prompts come in.
   Chunk boundaries depend only on the prompt, never on the load.
-* **Shared prefill.** Sequences that arrive together with the same prompt
-  (OpenAI ``n > 1``) compute it once; the followers copy the leader's KV cache
-  and sample from the same logits with their own sampler.
+* **Shared prefill.** A sequence whose prompt an active sequence has or is
+  computing (OpenAI ``n > 1``, a retried request) does not compute it again:
+  it copies that prompt's part of the other's KV cache and samples from the
+  same logits with its own sampler. The result is the same bits as its own
+  prefill (same chunks, same arithmetic).
 * **Deterministic.** Each sequence samples with its own
   :class:`~bitnet_sdk.model.generate.SequenceDecoder` (its own seed), and the
   batched step gives a sequence the same logits alone or in any batch, so its
@@ -118,6 +120,8 @@ class Sequence:
         self.pos = 0
         self.last_token = -1
         self.followers: list[Sequence] = []
+        #: Logits after the prompt, kept while the sequence runs for others with its prompt.
+        self.prompt_logits: np.ndarray | None = None
         self.submitted = self.last_at = 0.0
         self.done = False
 
@@ -231,19 +235,26 @@ class Scheduler:
                 break
             self._waiting.popleft()
             seq.cache = self.model.new_cache(seq.max_positions)
-            leader = self._leader_for(seq)
-            if leader is None:
-                self._active.append(seq)
-            else:
-                leader.followers.append(seq)
+            self._join(seq)
 
 
-    def _leader_for(self, seq: Sequence) -> Sequence | None:
-        """An active sequence that has not started the same prompt yet (shared prefill)."""
+    def _join(self, seq: Sequence) -> None:
+        """Into the batch; a prompt some active sequence has (or is computing) is not redone."""
         for other in self._active:
-            if other.pos == 0 and other.ids == seq.ids:
-                return other
-        return None
+            if other.ids != seq.ids:
+                continue
+            if other.prefilling:  # fork when its prompt is done
+                other.followers.append(seq)
+                return
+            if other.prompt_logits is not None and other.cache is not None:
+                assert seq.cache is not None
+                seq.cache.copy_from(other.cache, len(seq.ids))
+                seq.pos = len(seq.ids)
+                self._emit(seq, other.prompt_logits, prompt_done=True)
+                if not seq.done:
+                    self._active.append(seq)
+                return
+        self._active.append(seq)
 
     def _drop_cancelled(self) -> None:
         for seq in [s for s in self._waiting if s.cancelled()]:
@@ -300,6 +311,7 @@ class Scheduler:
         now = time.perf_counter()
         if prompt_done:
             seq.decoder.prompt_s, seq.decoder.gen_start = now - seq.submitted, now
+            seq.prompt_logits = logits
         step = seq.decoder.step(logits)
         seq.last_token = step.token_id
         if self.observer is not None:
@@ -329,7 +341,7 @@ class Scheduler:
                 for follower in seq.followers:
                     self._exit(follower, reason, error)
             seq.followers = []
-        seq.cache = None
+        seq.cache = seq.prompt_logits = None
         try:
             seq.on_exit(reason, error)
         except Exception:

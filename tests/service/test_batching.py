@@ -245,3 +245,22 @@ def test_kv_reservations_count_in_the_cache_budget(tmp_path: Path) -> None:
         second.release()
     finally:
         cache.stop()
+
+
+def test_a_late_request_reuses_the_prompt_of_a_running_one(model: Model) -> None:
+    steps = Steps()
+    scheduler = Scheduler(model, BatchLimits(prefill_chunk=4), observer=steps)
+    prompt = PROMPTS[2] * 2
+    expected = run_all(scheduler, [Run(model, prompt, **params(3))])[0].tokens
+    steps.sizes.clear()
+    first = Run(model, prompt, max_tokens=200, temperature=0.0)
+    first.seq.cancelled = lambda: late.left.is_set()  # runs until the late one is done
+    late = Run(model, prompt, **params(3))
+    scheduler.submit(first.seq)
+    while len(first.steps) < 2:
+        assert not first.left.wait(0.01)
+    scheduler.submit(late.seq)
+    assert late.left.wait(60) and first.left.wait(60)
+    assert late.tokens == expected
+    computed = sum(t for _, t in steps.sizes)
+    assert computed == len(first.decoder.ids) + len(first.tokens) - 1 + len(late.tokens) - 1
