@@ -21,6 +21,9 @@ per weight; generation is the same code with ``n == 1``.
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
+import threading
 from typing import Any, Protocol
 
 import numpy as np
@@ -138,16 +141,26 @@ def row_products(h: np.ndarray, w: np.ndarray) -> np.ndarray:
     more). Here every product is one fixed-shape GEMV of a :data:`HEAD_TILE`-row
     tile of ``w`` with one row of ``h``, tiles outermost, so a tile is read from
     memory once and reused from cache for every row: one row costs a plain
-    GEMV, many about a GEMM.
+    GEMV, many about a GEMM. The tiles are split between the cores (numpy
+    releases the GIL); the split does not change any product.
     """
     n, d = h.shape
     vocab = w.shape[0]
     full = vocab // HEAD_TILE * HEAD_TILE
+    tiles = w[:full].reshape(-1, HEAD_TILE, d)  # [t, T, d]
+    prod = np.empty((tiles.shape[0], n, HEAD_TILE, 1), dtype=np.float32)  # [t, n, T, 1]
+
+    def part(lo: int, hi: int) -> None:
+        np.matmul(tiles[lo:hi, None], h[None, :, :, None], out=prod[lo:hi])
+
+    pool, parts = _head_pool()
+    bounds = np.linspace(0, tiles.shape[0], parts + 1).astype(int)
+    if pool is None or tiles.shape[0] < 2 * parts:
+        part(0, tiles.shape[0])
+    else:
+        list(pool.map(part, bounds[:-1], bounds[1:]))
     out = np.empty((n, vocab), dtype=np.float32)
-    if full:
-        tiles = w[:full].reshape(-1, HEAD_TILE, d)  # [t, T, d]
-        prod = np.matmul(tiles[:, None], h[None, :, :, None])  # [t, n, T, 1]
-        out[:, :full] = prod[..., 0].transpose(1, 0, 2).reshape(n, full)
+    out[:, :full] = prod[..., 0].transpose(1, 0, 2).reshape(n, full)
     if full < vocab:
         out[:, full:] = np.matmul(w[None, full:], h[:, :, None])[..., 0]  # [n, rest]
     return out
@@ -186,3 +199,20 @@ def forward(
     if last_only:
         x = x[-1:]
     return output_head(x, weights, cfg, backend)
+
+
+_HEAD_POOL: tuple[concurrent.futures.ThreadPoolExecutor | None, int] | None = None
+_HEAD_POOL_LOCK = threading.Lock()
+
+
+def _head_pool() -> tuple[concurrent.futures.ThreadPoolExecutor | None, int]:
+    """Threads for the output head: ``BITNET_NUM_THREADS`` or every usable CPU."""
+    global _HEAD_POOL
+    with _HEAD_POOL_LOCK:
+        if _HEAD_POOL is None:
+            threads = int(os.environ.get("BITNET_NUM_THREADS") or len(os.sched_getaffinity(0))
+                          if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+            pool = (concurrent.futures.ThreadPoolExecutor(threads, "bitnet-head")
+                    if threads > 1 else None)
+            _HEAD_POOL = (pool, max(1, threads))
+        return _HEAD_POOL
