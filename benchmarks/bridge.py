@@ -105,7 +105,7 @@ def load_app(spec: str) -> Any:
 def run_server(kind: str, app_spec: str, port: int) -> None:
     app = load_app(app_spec)
     if kind == "bridge":
-        from bitnet_sdk.server.tornado_app import serve
+        from bitnet_sdk.server.asgi.tornado_app import serve
 
         serve(app, "127.0.0.1", port, shutdown_timeout=2)
     else:

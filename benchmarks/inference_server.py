@@ -113,8 +113,8 @@ def main() -> None:
 
     from bitnet_sdk.config import Settings
     from bitnet_sdk.server.app import create_app
+    from bitnet_sdk.server.asgi.testing import ServerThread
     from bitnet_sdk.server.run import websocket_routes
-    from bitnet_sdk.server.testing import ServerThread
     from tests.conftest import make_account
     from tests.support.inference import register_model
 

@@ -22,8 +22,8 @@ def settings(tmp_path) -> Settings:
 def live_server(settings: Settings) -> Iterator[object]:
     """The API on ``127.0.0.1:<free port>``; ``.url``, ``.ws_url()``, ``.app``, ``.settings``."""
     from bitnet_sdk.server.app import create_app
+    from bitnet_sdk.server.asgi.testing import ServerThread
     from bitnet_sdk.server.run import websocket_routes
-    from bitnet_sdk.server.testing import ServerThread
 
     app = create_app(settings)
     with ServerThread(app, websocket_routes=websocket_routes(app)) as server:

@@ -20,10 +20,11 @@ from connexion import request
 from bitnet_sdk.api._http import json_response
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem, bad_request, conflict, not_found, unprocessable
-from bitnet_sdk.service import jobs, webhooks
-from bitnet_sdk.service import models as registry
-from bitnet_sdk.service.job_views import job_view, latest_messages
+from bitnet_sdk.service.jobs import queue as jobs
+from bitnet_sdk.service.jobs import webhooks
+from bitnet_sdk.service.jobs.views import job_view, latest_messages
 from bitnet_sdk.service.pagination import InvalidCursor
+from bitnet_sdk.service.registry import models as registry
 from bitnet_sdk.store import Job
 
 __all__ = ["IDEMPOTENCY_HEADER", "cancel_job_response", "get_job_response", "idempotency_key", "job_body", "job_problems", "jobs_service",
@@ -64,7 +65,7 @@ def owner_scope(token_info: dict[str, Any]) -> str | None:
 
 
 def jobs_service() -> Any:
-    """The server's :class:`~bitnet_sdk.service.workers.WorkerPool` (503 when absent)."""
+    """The server's :class:`~bitnet_sdk.service.jobs.workers.WorkerPool` (503 when absent)."""
     pool = current().services.get("jobs")
     if pool is None:
         raise Problem(503, "Service Unavailable", "Jobs are not running on this server.",

@@ -19,8 +19,8 @@ from bitnet_sdk.api._http import json_response
 from bitnet_sdk.api.auth import iso
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem, bad_request, conflict, unprocessable
-from bitnet_sdk.service import usage
-from bitnet_sdk.service.ratelimit import customer_key, peek, tier_limit
+from bitnet_sdk.service.accounting import usage
+from bitnet_sdk.service.accounting.ratelimit import customer_key, peek, tier_limit
 from bitnet_sdk.store.models import UpgradeRequest, User
 
 __all__ = [

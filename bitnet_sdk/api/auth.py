@@ -3,7 +3,7 @@
 Thin over :mod:`bitnet_sdk.auth`. Password hashing and every database call run
 in worker threads (``asyncio.to_thread``), never on the event loop. Failed
 logins are throttled per account and per client address
-(:class:`~bitnet_sdk.service.ratelimit.LoginThrottle`: 10 failures per 15
+(:class:`~bitnet_sdk.service.accounting.ratelimit.LoginThrottle`: 10 failures per 15
 minutes, then ``429`` with ``Retry-After``); sign-up attempts are limited per
 client address (:data:`SIGNUP_PER_HOUR`). The client address is the TCP peer
 (Tornado without ``xheaders``), so a client cannot choose it.
@@ -27,7 +27,7 @@ from bitnet_sdk.auth.scopes import parse_scope
 from bitnet_sdk.config import Settings
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem, bad_request, conflict, too_many_requests
-from bitnet_sdk.service.ratelimit import HOUR, Decision, LoginThrottle, check_and_consume
+from bitnet_sdk.service.accounting.ratelimit import HOUR, Decision, LoginThrottle, check_and_consume
 from bitnet_sdk.store.models import User
 
 __all__ = [

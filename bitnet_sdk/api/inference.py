@@ -1,8 +1,8 @@
 """Inference operations: one request (``runInference``) and Server-Sent Events (``streamInference``).
 
-Thin: the work is :class:`bitnet_sdk.service.inference.InferenceService`'s
+Thin: the work is :class:`bitnet_sdk.service.inference.service.InferenceService`'s
 (registered as ``ctx.services["inference"]`` at start-up); this module turns
-its results and :class:`~bitnet_sdk.service.inference_plan.InferenceError`
+its results and :class:`~bitnet_sdk.service.inference.plan.InferenceError`
 into HTTP.
 
 * A client that closes the connection cancels its request, queued or running:
@@ -40,8 +40,8 @@ from bitnet_sdk.server.context import current, request_id
 from bitnet_sdk.server.metering import usage_hook
 from bitnet_sdk.server.problems import PROBLEM_MEDIA_TYPE, Problem
 from bitnet_sdk.server.streaming import EventStream, Unheard
-from bitnet_sdk.service.inference import InferenceService, StreamEvent
-from bitnet_sdk.service.inference_plan import Caller, InferenceError
+from bitnet_sdk.service.inference.plan import Caller, InferenceError
+from bitnet_sdk.service.inference.service import InferenceService, StreamEvent
 
 __all__ = [
     "DEFAULT_JSON_LIMIT",

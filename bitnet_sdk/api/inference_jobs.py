@@ -5,7 +5,7 @@ tag), which re-exports these three functions; they live here, with the jobs syst
 
 Creation checks that every request names a model the caller may run (404/409 otherwise: the
 batch is refused whole), then queues one ``inference_batch`` job. Requests are run one after
-the other by a worker (:func:`bitnet_sdk.service.job_kinds.run_inference_batch`); usage is
+the other by a worker (:func:`bitnet_sdk.service.jobs.kinds.run_inference_batch`); usage is
 recorded per request as work, and each request is checked against the quotas when it runs.
 """
 
@@ -26,8 +26,8 @@ from bitnet_sdk.api._jobs import (
 )
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem
-from bitnet_sdk.service import jobs
-from bitnet_sdk.service.inference_plan import Caller, InferenceError, find_model
+from bitnet_sdk.service.inference.plan import Caller, InferenceError, find_model
+from bitnet_sdk.service.jobs import queue as jobs
 from bitnet_sdk.store import Job, write_transaction
 
 __all__ = ["cancel_inference_job", "create_inference_batch", "get_inference_job"]

@@ -1,9 +1,9 @@
 """Model registry operations: list, create, read, update, delete, metadata, validation,
 download and upload of model files.
 
-Thin: HTTP in, :mod:`bitnet_sdk.service.models` call, HTTP out. Database and
+Thin: HTTP in, :mod:`bitnet_sdk.service.registry.models` call, HTTP out. Database and
 file work runs in worker threads; file bodies stream in both directions in
-blocks of :data:`~bitnet_sdk.service.uploads.BLOCK_SIZE` and never sit whole in
+blocks of :data:`~bitnet_sdk.service.registry.uploads.BLOCK_SIZE` and never sit whole in
 memory (except multipart bodies, which Connexion buffers and
 :class:`~bitnet_sdk.server.body_limit.BodyLimitMiddleware` bounds).
 """
@@ -26,9 +26,9 @@ from bitnet_sdk.api._http import json_response, no_content
 from bitnet_sdk.api.model_views import metadata_view, model_view, validation_view
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem, bad_request, conflict, forbidden, not_found
-from bitnet_sdk.service import models as registry
-from bitnet_sdk.service import uploads
 from bitnet_sdk.service.pagination import InvalidCursor
+from bitnet_sdk.service.registry import models as registry
+from bitnet_sdk.service.registry import uploads
 
 __all__ = [
     "create_model",

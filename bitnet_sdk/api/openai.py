@@ -1,8 +1,8 @@
 """OpenAI-compatible operations (``openapi/openai.yaml``, served under ``/openai/v1``).
 
-Thin, like the native inference handlers: :mod:`bitnet_sdk.service.openai_compat`
-translates bodies both ways, :class:`~bitnet_sdk.service.inference.InferenceService`
-does the work, the model registry (:mod:`bitnet_sdk.service.models`) says
+Thin, like the native inference handlers: :mod:`bitnet_sdk.service.inference.openai_compat`
+translates bodies both ways, :class:`~bitnet_sdk.service.inference.service.InferenceService`
+does the work, the model registry (:mod:`bitnet_sdk.service.registry.models`) says
 which models a caller sees. Credentials, rate limits and usage metering are
 the native API's (security functions, the rate-limit middleware, the
 request's meter), so an OpenAI request counts exactly like a native one.
@@ -10,7 +10,7 @@ request's meter), so an OpenAI request counts exactly like a native one.
 Errors are raised as :class:`~bitnet_sdk.server.problems.Problem`\\ s with
 ``param`` and ``openai_code`` members; the server renders every problem on a
 path under ``/openai/`` as an OpenAI error object
-(:func:`~bitnet_sdk.service.openai_compat.error_from_problem`), whoever raised
+(:func:`~bitnet_sdk.service.inference.openai_compat.error_from_problem`), whoever raised
 it: these handlers, Connexion's validation and security, routing, the rate
 limiter.
 
@@ -39,9 +39,9 @@ from bitnet_sdk.server.context import current
 from bitnet_sdk.server.metering import usage_hook
 from bitnet_sdk.server.problems import Problem
 from bitnet_sdk.server.streaming import EventStream, Unheard
-from bitnet_sdk.service import openai_compat as oc
-from bitnet_sdk.service.inference import InferenceService, StreamEvent
-from bitnet_sdk.service.inference_plan import Caller, InferenceError
+from bitnet_sdk.service.inference import openai_compat as oc
+from bitnet_sdk.service.inference.plan import Caller, InferenceError
+from bitnet_sdk.service.inference.service import InferenceService, StreamEvent
 
 __all__ = [
     "openai_create_chat_completion",
@@ -66,7 +66,7 @@ class _ClientGone(Exception):
 
 def visible_models(token_info: dict[str, Any]) -> list[Any]:
     """Ready language models the caller sees, newest first. Blocking (database)."""
-    from bitnet_sdk.service import models
+    from bitnet_sdk.service.registry import models
 
     actor, found, cursor = models.Actor.from_token_info(token_info), [], None
     while True:
@@ -84,7 +84,7 @@ def resolve_model(ident: str, token_info: dict[str, Any]) -> Any:
     it says why it cannot run). A name matches the caller's visible language
     models of that name: the newest ready one, else the newest one.
     """
-    from bitnet_sdk.service import models
+    from bitnet_sdk.service.registry import models
 
     actor = models.Actor.from_token_info(token_info)
     if ident.startswith("mdl_"):

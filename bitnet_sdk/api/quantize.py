@@ -1,15 +1,15 @@
 """Quantization operations: quantize (within the request or as a job), batch, list, get, cancel.
 
-Thin: checks and queueing are :mod:`bitnet_sdk.service.quantize_jobs`', the queue is
-:mod:`bitnet_sdk.service.jobs`', execution the server's
-:class:`~bitnet_sdk.service.workers.WorkerPool` (``ctx.services["jobs"]``). Database and
+Thin: checks and queueing are :mod:`bitnet_sdk.service.jobs.quantize`', the queue is
+:mod:`bitnet_sdk.service.jobs.queue`', execution the server's
+:class:`~bitnet_sdk.service.jobs.workers.WorkerPool` (``ctx.services["jobs"]``). Database and
 compute work runs in worker threads, never on the event loop.
 
 * ``quantizeModel`` answers ``200`` with the finished job when it ran within the request (a
   failure there is answered as the job's problem), ``202`` + ``Location`` when queued.
 * ``Idempotency-Key``: a retry with the same key and body gets the first request's answer
   (computed from the stored job), another body 422, a retry while a synchronous first request
-  is still computing 409 (see :mod:`bitnet_sdk.service.jobs`).
+  is still computing 409 (see :mod:`bitnet_sdk.service.jobs.queue`).
 * Each accepted job counts once against the ``quantize_jobs`` quota (checked before
   accepting, 429); a replay counts nothing.
 """
@@ -33,9 +33,9 @@ from bitnet_sdk.api._jobs import (
 from bitnet_sdk.server import metering
 from bitnet_sdk.server.context import request_id
 from bitnet_sdk.server.problems import Problem, unprocessable
-from bitnet_sdk.service import jobs
-from bitnet_sdk.service import models as registry
-from bitnet_sdk.service import quantize_jobs as qj
+from bitnet_sdk.service.jobs import quantize as qj
+from bitnet_sdk.service.jobs import queue as jobs
+from bitnet_sdk.service.registry import models as registry
 from bitnet_sdk.store import Job
 
 __all__ = ["cancel_quantize_job", "create_quantize_batch", "get_quantize_job",

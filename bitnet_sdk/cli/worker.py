@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bitnet_sdk.server.lifecycle import open_store
-    from bitnet_sdk.service.workers import WorkerOptions, WorkerPool
+    from bitnet_sdk.service.jobs.workers import WorkerOptions, WorkerPool
 
     if args.concurrency < 1:
         print("bitnet worker: --concurrency must be at least 1")

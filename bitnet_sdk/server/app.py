@@ -35,8 +35,8 @@ from bitnet_sdk.server.spec import (
     spec_dir,
     spec_path,
 )
-from bitnet_sdk.service.openai_compat import error_from_problem
-from bitnet_sdk.service.uploads import multipart_limit
+from bitnet_sdk.service.inference.openai_compat import error_from_problem
+from bitnet_sdk.service.registry.uploads import multipart_limit
 
 __all__ = ["API_BASE_PATH", "OPENAI_BASE_PATH", "create_app"]
 

@@ -36,19 +36,19 @@ async def startup(ctx: AppContext) -> None:
     # Resolve the JWT secret once (it may live in a file) instead of per request.
     ctx.settings = settings = settings.with_(jwt_secret=await asyncio.to_thread(settings.secret))
     ctx.db = await asyncio.to_thread(open_store, settings.db_url)
-    from bitnet_sdk.service.models import recover
+    from bitnet_sdk.service.registry.models import recover
 
     # Partial uploads a crash left behind, deletions it interrupted.
     await asyncio.to_thread(recover, settings)
-    from bitnet_sdk.service.inference import InferenceService
-    from bitnet_sdk.service.model_cache import ModelCache
+    from bitnet_sdk.service.inference.model_cache import ModelCache
+    from bitnet_sdk.service.inference.service import InferenceService
 
     # Loaded models shared by REST, SSE and WebSocket requests (stopped at shutdown).
     cache = ModelCache.from_settings(settings, observer=ctx.metrics.batching)
     ctx.metrics.batching.watch(cache.batch_stats, cache.stats)
     ctx.services["model_cache"] = cache
     ctx.services["inference"] = InferenceService(settings, cache)
-    from bitnet_sdk.service.workers import start_job_services
+    from bitnet_sdk.service.jobs.workers import start_job_services
 
     # Job worker threads (Settings.workers, may be 0), lease heartbeats, webhook deliveries.
     ctx.services["jobs"] = await asyncio.to_thread(

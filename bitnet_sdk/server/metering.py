@@ -25,9 +25,9 @@ write usage records for their own request; they call these functions::
 * Quota kinds: ``quantize_jobs``, ``inference_tokens`` (prompt + completion),
   ``compute_units``; limits per tier and month come from ``Settings.tiers``.
   A check counts what this request already added; it is a check, not a
-  reservation (see :mod:`bitnet_sdk.service.usage`).
+  reservation (see :mod:`bitnet_sdk.service.accounting.usage`).
 * Work outside a request (job workers, WebSocket sessions) records usage with
-  :func:`bitnet_sdk.service.usage.record_usage`, or wraps each unit of work in
+  :func:`bitnet_sdk.service.accounting.usage.record_usage`, or wraps each unit of work in
   :func:`metered`.
 """
 
@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from bitnet_sdk.config import Settings
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem
-from bitnet_sdk.service import usage
+from bitnet_sdk.service.accounting import usage
 from bitnet_sdk.store.fields import utcnow
 from bitnet_sdk.store.models import User
 

@@ -62,7 +62,7 @@ class Metrics:
 
 
 class BatchMetrics:
-    """The batching schedulers' families (``service.batching.BatchObserver``).
+    """The batching schedulers' families (``service.inference.batching.BatchObserver``).
 
     Occupancy gauges are read from the model cache when scraped
     (:meth:`watch`); step sizes and token latencies are observed as they happen.

@@ -5,7 +5,7 @@ Placed after Connexion's security middleware, so the verified credential
 For each authenticated request it:
 
 1. counts the request against the customer's hourly budget
-   (:func:`bitnet_sdk.service.ratelimit.check_and_consume`, in the database,
+   (:func:`bitnet_sdk.service.accounting.ratelimit.check_and_consume`, in the database,
    so the limit holds across every server process sharing it; run in a worker
    thread, never on the event loop). Tokens and API keys of one user share one
    budget; the size comes from the credential's tier (``Settings.tiers``);
@@ -20,7 +20,7 @@ For each authenticated request it:
 Unauthenticated requests pass through untouched. That is a decision, not an
 omission: health, version, the docs and the spec are cheap and polled by load
 balancers; login has its own throttle on *failed* attempts per account and
-per client address (:class:`~bitnet_sdk.service.ratelimit.LoginThrottle`);
+per client address (:class:`~bitnet_sdk.service.accounting.ratelimit.LoginThrottle`);
 sign-up has a per-address budget (:mod:`bitnet_sdk.api.auth`); refresh tokens
 are 256-bit secrets checked with one indexed lookup, as cheap as rejecting a
 bad bearer token. Requests refused by security (401/403) are not counted.
@@ -37,7 +37,7 @@ from connexion.exceptions import ProblemException
 from bitnet_sdk.server import metering
 from bitnet_sdk.server.context import REQUEST_ID_KEY, SCOPE_KEY, current
 from bitnet_sdk.server.problems import too_many_requests
-from bitnet_sdk.service.ratelimit import (
+from bitnet_sdk.service.accounting.ratelimit import (
     Decision,
     check_and_consume,
     customer_key,

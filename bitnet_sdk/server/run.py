@@ -22,7 +22,7 @@ def prepare(settings: Settings, say: Callable[[str], None] = print) -> None:
     """Create directories, migrate the store, create the first admin and the demo model."""
     from bitnet_sdk.auth import ensure_admin
     from bitnet_sdk.server.lifecycle import open_store
-    from bitnet_sdk.service.demo import ensure_demo_model
+    from bitnet_sdk.service.registry.demo import ensure_demo_model
 
     for path in (settings.data_dir, settings.models_dir, settings.uploads_dir):
         path.mkdir(parents=True, exist_ok=True)
@@ -56,7 +56,7 @@ def websocket_routes(app: Any) -> list[tuple[str, Any, dict[str, Any]]]:
 def run_server(settings: Settings, say: Callable[[str], None] = print) -> None:
     """Prepare, then serve until SIGINT/SIGTERM; returns after a graceful stop."""
     from bitnet_sdk.server.app import create_app
-    from bitnet_sdk.server.tornado_app import serve
+    from bitnet_sdk.server.asgi.tornado_app import serve
 
     prepare(settings, say)
     app = create_app(settings)

@@ -49,7 +49,7 @@ from tornado.ioloop import IOLoop
 from bitnet_sdk.api.security import resolve_credentials
 from bitnet_sdk.server.context import AppContext, activated
 from bitnet_sdk.server.spec import load_spec
-from bitnet_sdk.service.inference_plan import Caller, InferenceError
+from bitnet_sdk.service.inference.plan import Caller, InferenceError
 
 __all__ = [
     "AUTH_TIMEOUT_S",
@@ -258,7 +258,11 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
 
     async def _consume_rate_limit(self, rid: str) -> bool:
         """Count the generation against the hourly budget, as the HTTP middleware does."""
-        from bitnet_sdk.service.ratelimit import check_and_consume, customer_key, tier_limit
+        from bitnet_sdk.service.accounting.ratelimit import (
+            check_and_consume,
+            customer_key,
+            tier_limit,
+        )
 
         assert self._info is not None
         limit, window = tier_limit(self.ctx.settings, str(self._info.get("tier") or ""))
@@ -337,7 +341,7 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
 
     async def _follow(self, job_id: str, owner: str | None, after_id: int) -> None:
         """Send the job after each batch of its events, until it is final."""
-        from bitnet_sdk.service.job_events import wait_for_events
+        from bitnet_sdk.service.jobs.events import wait_for_events
 
         try:
             while True:
@@ -381,8 +385,8 @@ def _job_now(job_id: str, owner: str | None) -> tuple[dict[str, Any], int] | Non
     """The job's API view and its latest event id, or None when the caller cannot see it."""
     import peewee
 
-    from bitnet_sdk.service import jobs
-    from bitnet_sdk.service.job_views import job_view, latest_messages
+    from bitnet_sdk.service.jobs import queue as jobs
+    from bitnet_sdk.service.jobs.views import job_view, latest_messages
     from bitnet_sdk.store.models import JobEvent
 
     # The event id first: a change landing in between is then sent again, never missed.

@@ -202,7 +202,7 @@ class JobEvent(BaseModel):
 
 
 class UsageRecord(BaseModel):
-    """One metered request (see :mod:`bitnet_sdk.service.usage`)."""
+    """One metered request (see :mod:`bitnet_sdk.service.accounting.usage`)."""
 
     id = peewee.BigAutoField()
     user = peewee.ForeignKeyField(User, backref="usage", on_delete="CASCADE")

@@ -11,7 +11,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from bitnet_sdk.auth import passwords
-from bitnet_sdk.service.usage import OP_INFERENCE, record_usage
+from bitnet_sdk.service.accounting.usage import OP_INFERENCE, record_usage
 
 PROBLEM = "application/problem+json"
 

@@ -55,7 +55,7 @@ class Forge:
 def live_server(tmp_path_factory):
     """One server for the module: these tests only read, except one revoked token."""
     from bitnet_sdk.server.app import create_app
-    from bitnet_sdk.server.testing import ServerThread
+    from bitnet_sdk.server.asgi.testing import ServerThread
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("tokens") / "data", demo_model=False)
     app = create_app(settings)

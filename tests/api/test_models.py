@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from bitnet_sdk.service.demo import DEMO_MODEL_NAME, ensure_demo_model
+from bitnet_sdk.service.registry.demo import DEMO_MODEL_NAME, ensure_demo_model
 from bitnet_sdk.store import Job
 from tests.conftest import Account, make_account
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from bitnet_sdk.config import Settings
-from bitnet_sdk.service.uploads import PARTIAL_SUFFIX
+from bitnet_sdk.service.registry.uploads import PARTIAL_SUFFIX
 from bitnet_sdk.testing.synthetic import build_model
 from tests.conftest import Account, make_account
 
@@ -241,7 +241,7 @@ def test_interrupted_upload_leaves_nothing_and_can_be_retried(
 def restarted(settings: Settings) -> Iterator[str]:
     """A server started over a data dir that a crash left with a partial upload."""
     from bitnet_sdk.server.app import create_app
-    from bitnet_sdk.server.testing import ServerThread
+    from bitnet_sdk.server.asgi.testing import ServerThread
 
     settings.uploads_dir.mkdir(parents=True)
     (settings.uploads_dir / f"crashed{PARTIAL_SUFFIX}").write_bytes(b"half a model")

@@ -47,8 +47,8 @@ def model_files(tmp_path_factory) -> ModelFiles:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, model_files) -> Iterator[Server]:
     from bitnet_sdk.server.app import create_app
+    from bitnet_sdk.server.asgi.testing import ServerThread
     from bitnet_sdk.server.run import websocket_routes
-    from bitnet_sdk.server.testing import ServerThread
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("openai-server") / "data",
                         demo_model=False, tiers=TIERS)
@@ -281,7 +281,7 @@ def test_n_choices_use_derived_seeds(oai):
 
 
 def _derived(seed: int, index: int) -> int:
-    from bitnet_sdk.service.openai_compat import derive_seed
+    from bitnet_sdk.service.inference.openai_compat import derive_seed
 
     derived = derive_seed(seed, index)
     assert derived is not None
@@ -499,7 +499,7 @@ def test_native_paths_keep_problem_details(oai):
 def test_usage_is_recorded_for_the_keys_owner(server):
     from datetime import datetime, timedelta, timezone
 
-    from bitnet_sdk.service import usage
+    from bitnet_sdk.service.accounting import usage
 
     account = make_account(server.settings, "metered@example.com")
     public = register_model(server.settings, server.settings.models_dir / "tiny.gguf",

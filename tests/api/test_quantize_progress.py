@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from bitnet_sdk.config import Settings
-from bitnet_sdk.service.job_events import events_since, wait_for_events
+from bitnet_sdk.service.jobs.events import events_since, wait_for_events
 from bitnet_sdk.store import ModelRecord
 from bitnet_sdk.testing.synthetic import build_model
 from tests.conftest import Account

@@ -11,7 +11,7 @@ import pytest
 
 from bitnet_sdk.config import DEFAULT_TIERS, Settings, TierLimits
 from bitnet_sdk.server.app import create_app
-from bitnet_sdk.server.testing import ServerThread
+from bitnet_sdk.server.asgi.testing import ServerThread
 from bitnet_sdk.testing.synthetic import build_model
 from tests.conftest import Account
 from tests.support.jobs import register_source, wait_job

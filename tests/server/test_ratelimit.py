@@ -22,7 +22,7 @@ import pytest
 
 from bitnet_sdk.config import DEFAULT_TIERS, Settings, TierLimits
 from bitnet_sdk.server.app import create_app
-from bitnet_sdk.server.testing import ServerThread
+from bitnet_sdk.server.asgi.testing import ServerThread
 from bitnet_sdk.store.testing import POSTGRES_ENV, postgres_test_url, temporary_database_url
 from tests.conftest import make_account
 
@@ -36,7 +36,7 @@ _CHILD = textwrap.dedent(
     from pathlib import Path
     from bitnet_sdk.config import Settings, TierLimits
     from bitnet_sdk.server.app import create_app
-    from bitnet_sdk.server.testing import ServerThread
+    from bitnet_sdk.server.asgi.testing import ServerThread
     data_dir, db_url, tiers = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     settings = Settings(data_dir=Path(data_dir), database_url=db_url, demo_model=False,
                         tiers={k: TierLimits(**v) for k, v in tiers.items()})

@@ -12,7 +12,7 @@ from bitnet_sdk import auth
 from bitnet_sdk.config import Settings, TierLimits
 from bitnet_sdk.server import metering
 from bitnet_sdk.server.problems import Problem
-from bitnet_sdk.service.usage import (
+from bitnet_sdk.service.accounting.usage import (
     OP_INFERENCE,
     OP_QUANTIZE,
     month_usage,

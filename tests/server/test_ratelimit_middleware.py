@@ -24,7 +24,7 @@ from bitnet_sdk.server.context import REQUEST_ID_KEY, SCOPE_KEY, AppContext
 from bitnet_sdk.server.metrics import Metrics
 from bitnet_sdk.server.problems import Problem
 from bitnet_sdk.server.ratelimit_middleware import RateLimitMiddleware
-from bitnet_sdk.service.usage import month_usage
+from bitnet_sdk.service.accounting.usage import month_usage
 from bitnet_sdk.store import RateLimitHit, UsageRecord
 from bitnet_sdk.store.testing import temporary_database
 

@@ -226,7 +226,7 @@ def test_generate_messages_count_against_the_hourly_budget(
 
 
 def _queued_job(owner_id: str, kind: str = "inference_batch") -> str:
-    from bitnet_sdk.service import jobs
+    from bitnet_sdk.service.jobs import queue as jobs
 
     (job,), _ = jobs.create_jobs(owner_id, kind, [jobs.JobSpec(params={"model_id": "mdl_0123456789abc"})],
                                  body_fingerprint="test", operation="test")
@@ -234,7 +234,7 @@ def _queued_job(owner_id: str, kind: str = "inference_batch") -> str:
 
 
 def _cancel(job_id: str, kind: str = "inference_batch") -> None:
-    from bitnet_sdk.service import jobs
+    from bitnet_sdk.service.jobs import queue as jobs
 
     jobs.request_cancel(job_id, owner_id=None, kind=kind)
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bitnet_sdk.config import Settings
-from bitnet_sdk.service.job_events import events_since
+from bitnet_sdk.service.jobs.events import events_since
 from bitnet_sdk.store import ModelRecord
 from bitnet_sdk.testing.synthetic import build_model
 from tests.support.jobs import poll, register_source, wait_job

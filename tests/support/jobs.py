@@ -20,7 +20,7 @@ FINAL = ("succeeded", "failed", "cancelled")
 def register_source(settings: Settings, model_file: Path, owner_id: str | None, name: str,
                     *, public: bool = False) -> str:
     """Register a copy of ``model_file`` as a ready model (through the registry); its id."""
-    from bitnet_sdk.service import models as registry
+    from bitnet_sdk.service.registry import models as registry
 
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     staged = settings.data_dir / f"staged-{name}.gguf"

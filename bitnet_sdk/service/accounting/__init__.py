@@ -1,0 +1,1 @@
+"""Per-customer accounting: rate limits and usage metering with monthly quotas."""

@@ -1,0 +1,1 @@
+"""Inference: plan a request, lease a loaded model from the cache, run it; the OpenAI translation."""

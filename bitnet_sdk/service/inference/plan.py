@@ -1,0 +1,307 @@
+"""Before any compute: find the model, check the request against it, fix the parameters.
+
+Everything here is blocking (database, file headers) and transport-neutral: it
+raises :class:`InferenceError`, which HTTP turns into a problem response, SSE
+and the WebSocket into an ``error`` message.
+
+Model access: ``model`` is a model id the caller may see (their own or a public
+one) or the name of one of the caller's own models; anything else is 404, so
+ids of other people's private models are not revealed. A model that is not
+``ready`` is 409.
+
+Billing (``compute_units``, documented on the API's ``Usage`` schema): one unit
+is 10^12 ternary multiply-adds, and a forward pass over one token costs about
+one multiply-add per ternary weight, so a request costs
+``(prompt_tokens + completion_tokens) * ternary_parameters / 10^12`` units
+(dense models: ``samples * parameters / 10^12``), rounded *up* to a millionth
+of a unit so that no request that ran is free.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bitnet_sdk.config import Settings
+
+__all__ = [
+    "DEFAULTS",
+    "Caller",
+    "GenerationParams",
+    "InferenceError",
+    "ModelRef",
+    "Plan",
+    "compute_units",
+    "find_model",
+    "plan_request",
+]
+
+#: The spec's defaults for ``InferenceRequest`` (Connexion does not fill them in).
+DEFAULTS: dict[str, Any] = {
+    "max_tokens": 256,
+    "temperature": 0.8,
+    "top_k": 40,
+    "top_p": 0.95,
+    "seed": None,
+    "stop": [],
+    "return_probabilities": False,
+    "top_logprobs": 0,
+    "backend": "auto",
+}
+
+_INPUTS = ("prompt", "messages", "inputs")
+
+
+class InferenceError(Exception):
+    """A problem to report to the client: HTTP status, title, detail and extra members."""
+
+    def __init__(self, status: int, title: str, detail: str, *, slug: str,
+                 headers: dict[str, str] | None = None, **ext: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.slug = slug
+        self.headers = dict(headers or {})
+        self.ext = ext
+
+    def problem(self, request_id: str | None = None) -> dict[str, Any]:
+        """The RFC 9457 body (``request_id`` added when given)."""
+        body: dict[str, Any] = {"type": f"urn:bitnet:problem:{self.slug}", "title": self.title,
+                                "status": self.status, "detail": self.detail, **self.ext}
+        if request_id:
+            body["request_id"] = request_id
+        return body
+
+
+def unprocessable(detail: str, **ext: Any) -> InferenceError:
+    return InferenceError(422, "Unprocessable Content", detail, slug="unprocessable", **ext)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: the user id (``token_info["sub"]``), their tier, whether they administer."""
+
+    user_id: str
+    tier: str = "developer"
+    is_admin: bool = False
+
+    @classmethod
+    def from_token_info(cls, token_info: dict[str, Any]) -> Caller:
+        scopes = str(token_info.get("scope") or "").split()
+        return cls(str(token_info["sub"]), str(token_info.get("tier") or "developer"),
+                   "admin" in scopes)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model the caller may run, as the runtime needs it."""
+
+    id: str
+    name: str
+    kind: str
+    path: Path
+    size_bytes: int
+    parameters: int
+    #: Changes when the file does (its sha256): a cached copy of another version is stale.
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling and output settings of a language-model request, defaults applied."""
+
+    max_tokens: int
+    temperature: float
+    top_k: int
+    top_p: float
+    seed: int | None
+    stop: tuple[str, ...]
+    return_probabilities: bool
+    top_logprobs: int
+
+    @property
+    def logprobs(self) -> int:
+        """Alternatives per token the runtime must compute."""
+        return self.top_logprobs if self.return_probabilities else 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked request: model, backend name and either chat/prompt or tensor inputs."""
+
+    model: ModelRef
+    backend: str
+    params: GenerationParams
+    prompt: str | None = None
+    messages: tuple[dict[str, str], ...] | None = None
+    inputs: Any = None
+    created_at: str = field(default_factory=lambda: _now_iso())
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def compute_units(work_items: int, parameters: int) -> float:
+    """``work_items * parameters / 10^12``, rounded up to 10^-6 (see the module docstring)."""
+    return math.ceil(max(0, work_items) * max(0, parameters) / 1e6) / 1e6
+
+
+# -- the model ----------------------------------------------------------------------------
+
+
+def find_model(ident: str, caller: Caller, settings: Settings) -> ModelRef:
+    """The model ``ident`` names for ``caller``; :class:`InferenceError` 404/409 otherwise.
+
+    Visibility is the registry's (``bitnet_sdk.service.registry.models``): own models,
+    public ones, and every model for an administrator.
+    """
+    from bitnet_sdk.service.registry import models
+    from bitnet_sdk.store.models import ModelRecord as R
+
+    record = None
+    if ident.startswith("mdl_"):
+        try:
+            record = models.get_model(models.Actor(caller.user_id, caller.is_admin), ident)
+        except models.ModelNotFound:
+            record = None
+    else:
+        record = (R.select().where((R.name == ident) & (R.owner == caller.user_id))
+                  .order_by(R.created_at.desc()).first())
+    if record is None:
+        raise InferenceError(404, "Not Found", f"Model {ident!r} does not exist.",
+                             slug="not-found")
+    path = models.model_path(settings, record)
+    if record.status != "ready" or path is None:
+        raise InferenceError(409, "Conflict",
+                             f"Model {record.id} is {record.status}, not ready to run.",
+                             slug="model-not-ready")
+    size = record.size_bytes or _file_size(path)
+    version = record.sha256 or record.updated_at.isoformat()
+    return ModelRef(id=record.id, name=record.name, kind=record.kind, path=path,
+                    size_bytes=int(size), parameters=_parameters(record.metadata or {}, path),
+                    version=version)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        raise InferenceError(409, "Conflict", "The model's file is not available.",
+                             slug="model-not-ready") from None
+
+
+def _parameters(metadata: dict[str, Any], path: Path) -> int:
+    for key in ("ternary_parameters", "parameters"):
+        value = metadata.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    try:
+        stat = path.stat()
+    except OSError:
+        return 0
+    return _file_parameters(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_parameters(path: str, _size: int, _mtime_ns: int) -> int:
+    """Ternary (else all) parameters read from the file's header, once per file version."""
+    from bitnet_sdk.model.metadata import model_metadata
+
+    try:
+        meta = model_metadata(path)
+    except (OSError, ValueError):
+        return 0
+    return int(meta.get("ternary_parameters") or meta.get("parameters") or 0)
+
+
+# -- the request --------------------------------------------------------------------------
+
+
+def plan_request(caller: Caller, request: dict[str, Any], settings: Settings, *,
+                 streaming: bool = False) -> Plan:
+    """Check ``request`` (already schema-valid) for ``caller``; blocking. See the module docstring."""
+    model = find_model(str(request["model"]), caller, settings)
+    given = [name for name in _INPUTS if request.get(name) is not None]
+    if len(given) != 1:
+        raise unprocessable("Give exactly one of prompt, messages or inputs.",
+                            errors=[{"field": n, "message": "give exactly one input"}
+                                    for n in (given or list(_INPUTS))])
+    params = _params(request)
+    _check_kind(model, given[0], streaming)
+    if model.kind == "dense" and importlib.util.find_spec("bitnet_sdk.dense") is None:
+        raise unprocessable(f"Model {model.id} is a dense model; this server cannot run "
+                            "dense models yet.")
+    backend = _backend_name(str(request.get("backend") or "auto"), settings)
+    _check_quota(caller, settings, model)
+    messages = request.get("messages")
+    return Plan(model=model, backend=backend, params=params, prompt=request.get("prompt"),
+                messages=tuple(dict(m) for m in messages) if messages else None,
+                inputs=request.get("inputs"))
+
+
+def _params(request: dict[str, Any]) -> GenerationParams:
+    values = {**DEFAULTS, **{k: v for k, v in request.items() if v is not None}}
+    if values["top_logprobs"] and not values["return_probabilities"]:
+        raise unprocessable("top_logprobs needs return_probabilities.",
+                            errors=[{"field": "top_logprobs",
+                                     "message": "set return_probabilities to true"}])
+    seed = request.get("seed")
+    return GenerationParams(
+        max_tokens=int(values["max_tokens"]), temperature=float(values["temperature"]),
+        top_k=int(values["top_k"]), top_p=float(values["top_p"]),
+        seed=None if seed is None else int(seed), stop=tuple(values["stop"]),
+        return_probabilities=bool(values["return_probabilities"]),
+        top_logprobs=int(values["top_logprobs"]),
+    )
+
+
+def _check_kind(model: ModelRef, given: str, streaming: bool) -> None:
+    if model.kind == "dense":
+        if given != "inputs":
+            raise unprocessable(f"Model {model.id} is a dense model: give inputs, not {given}.",
+                                errors=[{"field": given, "message": "dense models take inputs"}])
+        if streaming:
+            raise unprocessable("Only language models can stream; use POST /inference.")
+    elif given == "inputs":
+        raise unprocessable(f"Model {model.id} is a language model: give prompt or messages.",
+                            errors=[{"field": "inputs",
+                                     "message": "language models take prompt or messages"}])
+
+
+def _backend_name(requested: str, settings: Settings) -> str:
+    from bitnet_sdk import backends
+
+    name = settings.backend if requested == "auto" else requested
+    try:
+        return backends.get(name).name
+    except backends.BackendError as exc:
+        raise unprocessable(f"Backend {requested!r} cannot run here: {exc}",
+                            errors=[{"field": "backend", "message": str(exc)}]) from None
+
+
+def _check_quota(caller: Caller, settings: Settings, model: ModelRef) -> None:
+    """Refuse when the month's token or compute-unit quota is already spent (a check, not a
+    reservation: see ``bitnet_sdk.service.accounting.usage``)."""
+    from bitnet_sdk.service.accounting import usage
+    from bitnet_sdk.store.models import User
+
+    user = User.get_or_none(User.id == caller.user_id)
+    if user is None:
+        raise InferenceError(401, "Unauthorized", "The account no longer exists.",
+                             slug="unauthorized")
+    try:
+        usage.check_quota(user, "inference_tokens", 1, settings)
+        usage.check_quota(user, "compute_units", compute_units(1, model.parameters), settings)
+    except usage.QuotaExceeded as exc:
+        status = exc.detail
+        wait = max(1, math.ceil((status.resets_at - datetime.now(timezone.utc)).total_seconds()))
+        raise InferenceError(429, "Too Many Requests", str(exc), slug="quota-exceeded",
+                             headers={"Retry-After": str(wait)},
+                             **status.as_problem_detail()) from None

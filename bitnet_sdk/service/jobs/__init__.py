@@ -1,0 +1,1 @@
+"""Durable jobs: the queue with leases, workers, what each kind of job runs, events and webhooks."""

@@ -1,0 +1,430 @@
+"""The model registry: stored model files, their records, who sees them and who may change them.
+
+Rules, in one place for every caller (HTTP handlers, the quantizer, the demo):
+
+* **Visibility.** A user sees their own models and public ones; an admin sees
+  all. A model the caller may not see does not exist for them
+  (:class:`ModelNotFound`, never a hint that it exists).
+* **Writes.** Only the owner or an admin may update, delete or upload; others
+  who can see a model (it is public) get :class:`PermissionDenied`. Models
+  owned by the server (``owner`` NULL, the demo model) are admin-only.
+* **Names** are unique per owner (:class:`ModelConflict`).
+* **Files first.** A file is written to a partial, validated, renamed into
+  ``models_dir`` and only then does the row say ``ready``: the row follows the
+  file, never the reverse. An upload that fails validation leaves no file and
+  sets the row ``invalid`` with the report, so the client can see why and
+  upload again.
+* **Deletion** is refused while a queued or running job names the model in its
+  ``params``. The row goes ``deleting`` first, then the file, then the row;
+  :func:`recover` finishes deletions a crash interrupted.
+
+Concurrent writers of one model (two uploads, an upload and a delete, a job
+being queued) serialise on :func:`lock_model` inside a
+:func:`~bitnet_sdk.store.write_transaction`. Every function here blocks
+(database, file system, validation): call them from worker threads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import peewee
+
+from bitnet_sdk.config import Settings
+from bitnet_sdk.service.pagination import DEFAULT_LIMIT, Page, paginate
+from bitnet_sdk.service.registry import uploads
+from bitnet_sdk.service.registry.files import MODEL_QTYPES, FileReport, inspect_file
+from bitnet_sdk.store import Job, ModelRecord, User, advisory_lock, write_transaction
+from bitnet_sdk.store.fields import utcnow
+from bitnet_sdk.store.ids import new_id
+
+__all__ = [
+    "ACTIVE_JOB_STATUSES",
+    "MODEL_QTYPES",
+    "UPLOADABLE_STATUSES",
+    "Actor",
+    "FileReport",
+    "InvalidModelFile",
+    "ModelConflict",
+    "ModelNotFound",
+    "PermissionDenied",
+    "RegistryError",
+    "attach_file",
+    "check_upload",
+    "create_model",
+    "delete_model",
+    "get_model",
+    "inspect_file",
+    "jobs_using",
+    "list_models",
+    "lock_model",
+    "model_path",
+    "record_invalid",
+    "recover",
+    "register_file",
+    "update_model",
+]
+
+log = logging.getLogger(__name__)
+
+#: Statuses in which a file may be (re-)uploaded.
+UPLOADABLE_STATUSES = ("pending_upload", "invalid")
+#: Job statuses that keep the models they name from being deleted.
+ACTIVE_JOB_STATUSES = ("queued", "running")
+_UPDATABLE = frozenset({"name", "description", "tags", "public"})
+
+
+class RegistryError(Exception):
+    """Base of the registry's refusals; the message is fit to show the caller."""
+
+
+class ModelNotFound(RegistryError):
+    def __init__(self, model_id: str) -> None:
+        super().__init__(f"Model {model_id!r} does not exist.")
+        self.model_id = model_id
+
+
+class PermissionDenied(RegistryError):
+    pass
+
+
+class ModelConflict(RegistryError):
+    pass
+
+
+class InvalidModelFile(RegistryError):
+    """The file failed validation; ``report`` is the stored validation report."""
+
+    def __init__(self, report: dict[str, Any]) -> None:
+        codes = ", ".join(sorted({p["code"] for p in report["problems"]})) or "unknown"
+        super().__init__(f"The file is not a usable model ({codes}).")
+        self.report = report
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is asking: a user id (None for the server itself) and whether they administer."""
+
+    user_id: str | None
+    is_admin: bool = False
+
+    @classmethod
+    def from_token_info(cls, token_info: dict[str, Any]) -> Actor:
+        scopes = str(token_info.get("scope") or "").split()
+        return cls(str(token_info["sub"]), "admin" in scopes)
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def _visible(actor: Actor) -> Any:
+    if actor.is_admin:
+        return peewee.SQL("1 = 1")
+    return (ModelRecord.public == True) | (ModelRecord.owner == actor.user_id)  # noqa: E712
+
+
+def get_model(actor: Actor, model_id: str) -> ModelRecord:
+    """The model if ``actor`` may see it, else :class:`ModelNotFound`."""
+    record = ModelRecord.get_or_none((ModelRecord.id == model_id) & _visible(actor))
+    if record is None:
+        raise ModelNotFound(model_id)
+    return record
+
+
+def list_models(
+    actor: Actor,
+    *,
+    cursor: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    kind: str | None = None,
+    qtype: str | None = None,
+    status: str | None = None,
+    name_prefix: str | None = None,
+) -> Page[ModelRecord]:
+    """One page of the models ``actor`` sees, newest first, filtered.
+
+    ``name_prefix`` is case-sensitive on every database. Raises
+    :class:`~bitnet_sdk.service.pagination.InvalidCursor` for a bad cursor.
+    """
+    query = ModelRecord.select().where(_visible(actor))
+    if kind is not None:
+        query = query.where(ModelRecord.kind == kind)
+    if qtype is not None:
+        query = query.where(ModelRecord.qtype == qtype)
+    if status is not None:
+        query = query.where(ModelRecord.status == status)
+    if name_prefix:
+        query = query.where(peewee.fn.SUBSTR(ModelRecord.name, 1, len(name_prefix)) == name_prefix)
+    return paginate(query, ModelRecord, cursor=cursor, limit=limit)
+
+
+def model_path(settings: Settings, record: ModelRecord) -> Path | None:
+    """Absolute path of the model's file, or None while it has none."""
+    if not record.file_path:
+        return None
+    return settings.data_dir / record.file_path
+
+
+def jobs_using(model_id: str) -> list[str]:
+    """Ids of queued or running jobs whose ``params`` name ``model_id`` anywhere."""
+    # The substring match narrows the scan in SQL; the exact check reads the JSON.
+    candidates = (Job.select(Job.id, Job.params)
+                  .where(Job.status.in_(ACTIVE_JOB_STATUSES), Job.params.contains(model_id))
+                  .order_by(Job.created_at))
+    return [job.id for job in candidates if _names(job.params, model_id)]
+
+
+def _names(value: Any, model_id: str) -> bool:
+    if isinstance(value, str):
+        return value == model_id
+    if isinstance(value, dict):
+        return any(_names(v, model_id) for v in value.values())
+    if isinstance(value, list):
+        return any(_names(v, model_id) for v in value)
+    return False
+
+
+# -- writing records -------------------------------------------------------------------
+
+
+def lock_model(model_id: str) -> None:
+    """Serialise with other writers of ``model_id`` until the transaction ends.
+
+    Call inside :func:`~bitnet_sdk.store.write_transaction`. Code that queues a
+    job on a model takes this lock and checks the model is ``ready``, so a job
+    cannot slip in between a deletion's check and its ``deleting`` mark.
+    """
+    advisory_lock(f"model:{model_id}")
+
+
+def _writable(actor: Actor, model_id: str) -> ModelRecord:
+    record = get_model(actor, model_id)
+    if not (actor.is_admin or (record.owner_id is not None and record.owner_id == actor.user_id)):
+        raise PermissionDenied(f"Only the owner of model {model_id!r} may change it.")
+    return record
+
+
+def _check_name_free(owner_id: str | None, name: str, exclude: str | None = None, *,
+                     lock: bool = True) -> None:
+    """ModelConflict when the owner has another model called ``name``.
+
+    With ``lock`` (inside a write transaction) the answer holds until the
+    transaction ends; without, it is a cheap early refusal.
+    """
+    if lock:
+        advisory_lock(f"model-names:{owner_id}")
+    owner = ModelRecord.owner.is_null() if owner_id is None else ModelRecord.owner == owner_id
+    query = ModelRecord.select(ModelRecord.id).where(owner, ModelRecord.name == name)
+    if exclude is not None:
+        query = query.where(ModelRecord.id != exclude)
+    if query.exists():
+        raise ModelConflict(f"You already have a model named {name!r}.")
+
+
+def create_model(
+    actor: Actor,
+    *,
+    name: str,
+    description: str | None = "",
+    tags: Iterable[str] = (),
+    public: bool = False,
+) -> ModelRecord:
+    """A record without a file (``pending_upload``), owned by ``actor``."""
+    with write_transaction():
+        _check_name_free(actor.user_id, name)
+        return ModelRecord.create(owner=actor.user_id, name=name, description=description or "",
+                                  tags=list(tags), public=bool(public), status="pending_upload")
+
+
+def update_model(actor: Actor, model_id: str, changes: dict[str, Any]) -> ModelRecord:
+    """Change ``name``, ``description``, ``tags`` or ``public``; other keys are a ValueError."""
+    unknown = set(changes) - _UPDATABLE
+    if unknown:
+        raise ValueError(f"cannot update {sorted(unknown)}")
+    with write_transaction():
+        lock_model(model_id)
+        record = _writable(actor, model_id)
+        if record.status == "deleting":
+            raise ModelConflict(f"Model {model_id!r} is being deleted.")
+        if "name" in changes and changes["name"] != record.name:
+            _check_name_free(record.owner_id, changes["name"], exclude=model_id)
+            record.name = changes["name"]
+        if "description" in changes:
+            record.description = changes["description"] or ""
+        if "tags" in changes:
+            record.tags = list(changes["tags"])
+        if "public" in changes:
+            record.public = bool(changes["public"])
+        record.updated_at = utcnow()
+        record.save()
+        return record
+
+
+def delete_model(actor: Actor, model_id: str, settings: Settings) -> None:
+    """Delete the model's file and record; :class:`ModelConflict` while jobs use it."""
+    with write_transaction():
+        lock_model(model_id)
+        record = _writable(actor, model_id)
+        active = jobs_using(model_id)
+        if active:
+            more = f" and {len(active) - 1} more" if len(active) > 1 else ""
+            raise ModelConflict(f"Model {model_id!r} is used by job {active[0]}{more}.")
+        record.status = "deleting"
+        record.updated_at = utcnow()
+        record.save()
+    _finish_delete(settings, record)
+
+
+def _finish_delete(settings: Settings, record: ModelRecord) -> None:
+    for path in {model_path(settings, record), _standard_path(settings, record.id)}:
+        if path is not None:
+            path.unlink(missing_ok=True)
+    ModelRecord.delete().where(ModelRecord.id == record.id).execute()
+    log.info("deleted model %s", record.id, extra={"model_id": record.id})
+
+
+def _standard_path(settings: Settings, model_id: str) -> Path:
+    return settings.models_dir / f"{model_id}.gguf"
+
+
+# -- files -----------------------------------------------------------------------------
+
+
+def check_upload(actor: Actor, model_id: str) -> ModelRecord:
+    """The model if ``actor`` may upload its file now (404 / 403 / 409 errors otherwise)."""
+    record = _writable(actor, model_id)
+    if record.status not in UPLOADABLE_STATUSES:
+        raise ModelConflict(
+            f"Model {model_id!r} is {record.status}; only models in status "
+            f"{' or '.join(UPLOADABLE_STATUSES)} take a file.")
+    return record
+
+
+def attach_file(
+    actor: Actor,
+    model_id: str,
+    partial: uploads.PartialFile,
+    report: FileReport,
+    settings: Settings,
+) -> ModelRecord:
+    """Publish a validated, completed partial as the model's file; the row becomes ``ready``."""
+    if not report.ok:
+        raise InvalidModelFile(report.validation)
+    with write_transaction():
+        lock_model(model_id)
+        record = check_upload(actor, model_id)  # again, under the lock: another upload may have won
+        target = _standard_path(settings, model_id)
+        partial.publish(target)
+        _set_file(record, settings, target, partial, report)
+        record.save()
+    log.info("model %s ready (%d bytes)", model_id, partial.size, extra={"model_id": model_id})
+    return record
+
+
+def record_invalid(actor: Actor, model_id: str, report: FileReport) -> ModelRecord:
+    """Note a failed upload: the row becomes ``invalid`` with the report (no file is kept)."""
+    with write_transaction():
+        lock_model(model_id)
+        record = check_upload(actor, model_id)
+        record.status = "invalid"
+        record.validation_report = report.validation
+        record.updated_at = utcnow()
+        record.save()
+    return record
+
+
+def _set_file(record: ModelRecord, settings: Settings, path: Path,
+              staged: uploads.PartialFile | _StagedPath, report: FileReport) -> None:
+    record.status = "ready"
+    record.file_path = str(path.relative_to(settings.data_dir))
+    record.size_bytes = staged.size
+    record.sha256 = staged.sha256
+    record.metadata = report.metadata or {}
+    record.validation_report = report.validation
+    record.kind = report.kind or "llm"
+    record.qtype = report.qtype
+    record.updated_at = utcnow()
+
+
+@dataclass
+class _StagedPath:
+    """A finished file outside the upload machinery (the demo model, a quantizer's output)."""
+
+    path: Path
+    size: int
+    sha256: str
+
+    def publish(self, target: Path) -> None:
+        uploads.publish(self.path, target)
+        self.path = target
+
+    def discard(self) -> None:
+        pass
+
+
+def register_file(
+    settings: Settings,
+    source: uploads.PartialFile | Path,
+    *,
+    owner_id: str | None,
+    name: str,
+    description: str | None = "",
+    tags: Iterable[str] = (),
+    public: bool = False,
+    source_model_id: str | None = None,
+    quantization_report: dict[str, Any] | None = None,
+    report: FileReport | None = None,
+) -> ModelRecord:
+    """Create a ``ready`` model from a finished file, which is moved into ``models_dir``.
+
+    ``source`` is a completed :class:`~bitnet_sdk.service.registry.uploads.PartialFile`
+    or the path of a file on the data directory's file system (it is renamed,
+    not copied). ``report`` skips a second :func:`inspect_file` when the caller
+    already has one. Raises :class:`InvalidModelFile` (the file is left where it
+    was) or :class:`ModelConflict` for a taken name.
+    """
+    _check_name_free(owner_id, name, lock=False)  # before reading a large file for nothing
+    if isinstance(source, Path):
+        source = _StagedPath(source, source.stat().st_size, uploads.sha256_file(source))
+    report = report or inspect_file(source.path)
+    if not report.ok:
+        raise InvalidModelFile(report.validation)
+    model_id = new_id("mdl")
+    target = _standard_path(settings, model_id)
+    if owner_id is not None and User.get_or_none(User.id == owner_id) is None:
+        raise ValueError(f"no user {owner_id!r}")
+    try:
+        with write_transaction():
+            _check_name_free(owner_id, name)
+            source.publish(target)
+            record = ModelRecord(id=model_id, owner=owner_id, name=name,
+                                 description=description or "", tags=list(tags),
+                                 public=bool(public), source_model=source_model_id,
+                                 quantization_report=quantization_report)
+            _set_file(record, settings, target, source, report)
+            record.save(force_insert=True)
+    except BaseException:
+        if source.path == target:  # published, but the row did not follow: take the file back
+            target.unlink(missing_ok=True)
+        raise
+    log.info("registered model %s (%s)", model_id, name, extra={"model_id": model_id})
+    return record
+
+
+# -- start-up --------------------------------------------------------------------------
+
+
+def recover(settings: Settings) -> dict[str, int]:
+    """Repair what a crash can leave: abandoned partial uploads and interrupted deletions.
+
+    Run at server start (the store must be bound). Returns what was done.
+    """
+    partials = uploads.clean_partials(settings.uploads_dir)
+    stuck = list(ModelRecord.select().where(ModelRecord.status == "deleting"))
+    for record in stuck:
+        _finish_delete(settings, record)
+    return {"partials_removed": partials, "deletions_finished": len(stuck)}
