@@ -183,8 +183,8 @@ def our_server(path: Path, backend: str, threads: int, max_batch: int,
     os.environ["BITNET_NUM_THREADS"] = str(threads)
     from bitnet_sdk.config import Settings
     from bitnet_sdk.server.app import create_app
+    from bitnet_sdk.server.asgi.testing import ServerThread
     from bitnet_sdk.server.run import websocket_routes
-    from bitnet_sdk.server.testing import ServerThread
     from tests.conftest import make_account
     from tests.support.inference import register_model
 

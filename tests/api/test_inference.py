@@ -306,3 +306,28 @@ def test_batching_metrics_move(live_server: Any, customer: Account, admin: Accou
     assert after["bitnet_inter_token_latency_seconds_count"] == (
         before.get("bitnet_inter_token_latency_seconds_count", 0) + tokens - 1)
     assert after["bitnet_sequences_active"] == 0 and after["bitnet_requests_queued"] == 0
+
+
+def test_a_disconnected_stream_leaves_the_batch_and_the_others_go_on(
+        live_server: Any, customer: Account, endless_id: str) -> None:
+    cache = live_server.app.bitnet.services["model_cache"]
+    url = live_server.url + "/v1/inference/stream"
+    body = {"model": endless_id, "prompt": PROMPT, "max_tokens": 8000}
+    with httpx.Client(headers=customer.headers, timeout=60) as client, \
+            client.stream("POST", url, json=body) as stays:
+        lines = stays.iter_lines()
+        with client.stream("POST", url, json=body) as goes:
+            assert goes.status_code == 200 and stays.status_code == 200
+            wait_until(lambda: cache.batch_stats()["active"] == 2, what="both in the batch")
+            both = cache.stats()["used_bytes"]
+        # Closed: its sequence leaves before the next step, its KV memory is freed.
+        wait_until(lambda: cache.batch_stats()["active"] == 1, what="one left")
+        wait_until(lambda: cache.stats()["used_bytes"] < both, what="its memory freed")
+        assert cache.stats()["running"] == 1
+        seen = 0
+        for line in lines:  # the other one still streams
+            seen += line == "event: token"
+            if seen == 5:
+                break
+        assert seen == 5
+    wait_until(lambda: cache.batch_stats()["active"] == 0, what="both gone")
