@@ -224,12 +224,16 @@ async def _stream(job: _Job, watch: _Disconnect, books: _Books) -> Any:
 
     pumps: list[asyncio.Task[None]] = []
     together = await _together(job)
+    source = events_of
     if together:  # every choice starts now (one batch, one prefill); their events wait in order
         started = [_prefetch(events_of(g), pumps) for g in job.generations]
-        events_of = lambda g: started[job.generations.index(g)]  # noqa: E731
-    events = events_of(job.generations[0])
+
+        def source(generation: oc.Generation) -> AsyncIterator[StreamEvent]:
+            return started[job.generations.index(generation)]
+
+    events = source(job.generations[0])
     first = await watch.guard(anext(events))
-    body = _chunks(job, first, events, events_of, check_quota=not together)
+    body = _chunks(job, first, events, source, check_quota=not together)
 
     async def closed() -> None:
         cancel.set()  # stops the generation between two tokens, even if nobody reads on
