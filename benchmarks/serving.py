@@ -303,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompt-tokens", type=int, default=32)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     p.add_argument("--backend", default="llvm")
-    p.add_argument("--max-batch-size", type=int, default=16)
+    p.add_argument("--max-batch-size", type=int, default=64,
+                   help="our server's max batch (default 64: the capacity of llama-server -np 64)")
     p.add_argument("--queue-size", type=int, default=16)
     p.add_argument("--no-llama", action="store_true", help="skip the llama-server comparison")
     args = p.parse_args(argv)
