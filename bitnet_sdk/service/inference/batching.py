@@ -175,9 +175,9 @@ class Scheduler:
 
     def counts(self) -> tuple[int, int]:
         """``(active, waiting)``: sequences in the batch (followers included) and not yet in."""
-        with self._cond:
-            active = sum(1 + len(s.followers) for s in self._active)
-            return active, len(self._waiting) + len(self._incoming)
+        with self._cond:  # the scheduler thread changes the lists: count copies
+            active = sum(1 + len(list(s.followers)) for s in list(self._active))
+            return active, len(list(self._waiting)) + len(self._incoming)
 
     # -- the thread ----------------------------------------------------------------------
 
