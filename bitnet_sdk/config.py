@@ -17,18 +17,20 @@ __all__ = ["DEFAULT_TIERS", "Settings", "TierLimits"]
 
 @dataclass(frozen=True)
 class TierLimits:
-    """What one customer tier may do: requests per hour and monthly quotas."""
+    """What one customer tier may do: requests per hour, monthly quotas, stored bytes."""
 
     requests_per_hour: int
     quantize_jobs_per_month: int
     inference_tokens_per_month: int
     compute_units_per_month: int
+    #: Bytes of model files an account may own (uploads and quantization outputs).
+    storage_bytes: int = 10 * 1024**3
 
 
 DEFAULT_TIERS: dict[str, TierLimits] = {
-    "developer": TierLimits(1_000, 50, 1_000_000, 100_000),
-    "team": TierLimits(10_000, 500, 20_000_000, 2_000_000),
-    "enterprise": TierLimits(100_000, 10_000, 500_000_000, 50_000_000),
+    "developer": TierLimits(1_000, 50, 1_000_000, 100_000, 10 * 1024**3),
+    "team": TierLimits(10_000, 500, 20_000_000, 2_000_000, 100 * 1024**3),
+    "enterprise": TierLimits(100_000, 10_000, 500_000_000, 50_000_000, 1024**4),
 }
 
 
@@ -66,6 +68,9 @@ class Settings:
     #: Generations of one model decoded together in one batched step (its slots).
     max_batch_size: int = 16
     request_timeout_s: float = 300.0
+    #: Networks of reverse proxies whose ``X-Forwarded-For`` is believed (comma-separated
+    #: addresses or CIDRs, e.g. ``10.0.0.0/8,::1``); empty: the TCP peer is the client.
+    trusted_proxies: str = ""
     #: Allow webhooks to loopback/private addresses (tests, trusted networks).
     webhook_allow_private: bool = False
     backend: str = "auto"

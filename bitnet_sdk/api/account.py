@@ -19,7 +19,7 @@ from bitnet_sdk.api._http import json_response
 from bitnet_sdk.api.auth import iso
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem, bad_request, conflict, unprocessable
-from bitnet_sdk.service.accounting import usage
+from bitnet_sdk.service.accounting import storage_quota, usage
 from bitnet_sdk.service.accounting.ratelimit import customer_key, peek, tier_limit
 from bitnet_sdk.store.models import UpgradeRequest, User
 
@@ -137,6 +137,9 @@ def _limits_blocking(user_id: str) -> dict[str, Any]:
          "used": used[kind], "resets_at": resets_at}
         for kind in sorted(usage.QUOTA_KINDS)
     ]
+    quotas.append({"name": storage_quota.QUOTA_NAME, "period": "none",
+                   "limit": storage_quota.limit_for(settings, user.tier),
+                   "used": storage_quota.used_by(user.id), "resets_at": None})
     return {
         "tier": user.tier,
         "rate_limit": {

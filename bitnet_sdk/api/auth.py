@@ -2,11 +2,13 @@
 
 Thin over :mod:`bitnet_sdk.auth`. Password hashing and every database call run
 in worker threads (``asyncio.to_thread``), never on the event loop. Failed
-logins are throttled per account and per client address
-(:class:`~bitnet_sdk.service.accounting.ratelimit.LoginThrottle`: 10 failures per 15
-minutes, then ``429`` with ``Retry-After``); sign-up attempts are limited per
-client address (:data:`SIGNUP_PER_HOUR`). The client address is the TCP peer
-(Tornado without ``xheaders``), so a client cannot choose it.
+logins are throttled (:class:`~bitnet_sdk.service.accounting.login_throttle.LoginThrottle`:
+back-off per account and address, larger budgets per address and per account
+that spare addresses the account logged in from; ``429`` with ``Retry-After``);
+sign-up attempts are limited per client address (:data:`SIGNUP_PER_HOUR`). The
+client address is the TCP peer, or what the operator's trusted proxies say in
+``X-Forwarded-For`` (:mod:`bitnet_sdk.server.client_address`), so a client
+cannot choose it.
 
 Error answers never tell an unknown email from a wrong password, nor an
 unknown refresh token from a spent one (all ``401``).
@@ -25,9 +27,11 @@ from bitnet_sdk import auth
 from bitnet_sdk.api._http import json_response, no_content
 from bitnet_sdk.auth.scopes import parse_scope
 from bitnet_sdk.config import Settings
+from bitnet_sdk.server.client_address import client_address
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem, bad_request, conflict, too_many_requests
-from bitnet_sdk.service.accounting.ratelimit import HOUR, Decision, LoginThrottle, check_and_consume
+from bitnet_sdk.service.accounting.login_throttle import LoginDecision, LoginThrottle
+from bitnet_sdk.service.accounting.ratelimit import HOUR, check_and_consume
 from bitnet_sdk.store.models import User
 
 __all__ = [
@@ -62,17 +66,16 @@ def user_json(user: User) -> dict[str, Any]:
 
 
 def _client_address() -> str | None:
-    client = connexion_context.scope.get("client")
-    return str(client[0]) if client else None
+    return client_address(connexion_context.scope, current().settings.trusted_proxies)
 
 
 def _unauthorized(detail: str, slug: str = "unauthorized") -> Problem:
     return Problem(401, "Unauthorized", detail, slug=slug, headers={"WWW-Authenticate": "Bearer"})
 
 
-def _throttled(decision: Decision) -> Problem:
+def _throttled(decision: LoginDecision) -> Problem:
     return too_many_requests(
-        f"Too many failed logins; retry in {decision.retry_after_s} seconds.",
+        f"{decision.reason.capitalize()}; retry in {decision.retry_after_s} seconds.",
         decision.retry_after_s,
         {},
     )
@@ -103,7 +106,7 @@ def _login_blocking(
         raise _unauthorized("Invalid email or password.", "invalid-credentials") from None
     except auth.AccountDisabled:
         raise _unauthorized("This account is disabled.", "account-disabled") from None
-    _THROTTLE.succeeded(email)
+    _THROTTLE.succeeded(email, address)
     try:
         return auth.start_session(user, settings, scopes=scopes)
     except ValueError as exc:

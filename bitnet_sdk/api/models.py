@@ -26,6 +26,7 @@ from bitnet_sdk.api._http import json_response, no_content
 from bitnet_sdk.api.model_views import metadata_view, model_view, validation_view
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem, bad_request, conflict, forbidden, not_found
+from bitnet_sdk.service.accounting import storage_quota
 from bitnet_sdk.service.pagination import InvalidCursor
 from bitnet_sdk.service.registry import models as registry
 from bitnet_sdk.service.registry import uploads
@@ -64,6 +65,8 @@ def _problems() -> Iterator[None]:
                       problems=problems) from exc
     except InvalidCursor as exc:
         raise bad_request(str(exc), errors=[{"field": "cursor", "message": str(exc)}]) from exc
+    except storage_quota.StorageQuotaExceeded as exc:
+        raise storage_problem(exc) from exc
     except uploads.UploadTooLarge as exc:
         raise Problem(413, "Payload Too Large", f"{exc}; the server accepts at most "
                       f"{exc.limit} bytes here.", slug="payload-too-large",
@@ -73,6 +76,12 @@ def _problems() -> Iterator[None]:
                       errors=[{"field": "X-Content-SHA256", "message": str(exc)}]) from exc
     except uploads.IncompleteUpload as exc:
         raise bad_request(str(exc), errors=[{"field": "Content-Length", "message": str(exc)}]) from exc
+
+
+def storage_problem(exc: storage_quota.StorageQuotaExceeded) -> Problem:
+    """The 413 ``storage-quota-exceeded`` problem (the spec's "Quotas")."""
+    return Problem(413, "Payload Too Large", str(exc), slug="storage-quota-exceeded",
+                   **exc.as_problem_detail())
 
 
 def _actor(token_info: dict[str, Any]) -> registry.Actor:
@@ -156,15 +165,25 @@ async def upload_model_file(model_id: str, token_info: dict[str, Any]) -> Any:
     declared = int(length) if length is not None and length.isdigit() else None
     digest = request.headers.get("x-content-sha256")
     with _problems():
-        await asyncio.to_thread(registry.check_upload, actor, model_id)
+        record = await asyncio.to_thread(registry.check_upload, actor, model_id)
         if declared is not None and declared > settings.max_upload_bytes:
             raise uploads.UploadTooLarge(settings.max_upload_bytes)
+        room = await asyncio.to_thread(storage_quota.remaining, record.owner_id, settings)
+        if room is not None and declared is not None and declared > room:
+            await asyncio.to_thread(storage_quota.check, record.owner_id, declared, settings)
+        limit = settings.max_upload_bytes if room is None else min(settings.max_upload_bytes, room)
         try:
             partial = await uploads.receive_to_partial(
-                request.stream(), settings.uploads_dir, max_bytes=settings.max_upload_bytes,
+                request.stream(), settings.uploads_dir, max_bytes=limit,
                 expected_size=declared, expected_sha256=digest)
         except ClientDisconnect as exc:
             raise uploads.IncompleteUpload("the client went away during the upload") from exc
+        except uploads.UploadTooLarge:
+            if limit == settings.max_upload_bytes:
+                raise
+            # Past what the quota leaves (not the size limit): the quota's answer, checked again.
+            await asyncio.to_thread(storage_quota.check, record.owner_id, limit + 1, settings)
+            raise
         try:
             report = await asyncio.to_thread(registry.inspect_file, partial.path)
             if not report.ok:

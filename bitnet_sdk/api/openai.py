@@ -14,8 +14,9 @@ path under ``/openai/`` as an OpenAI error object
 it: these handlers, Connexion's validation and security, routing, the rate
 limiter.
 
-Model names: ``model`` is an id, or a name resolved among the language models
-the caller sees, the newest ready one winning (:func:`resolve_model`).
+Model names: ``model`` is resolved by the registry's one rule, the native
+API's too (:func:`bitnet_sdk.service.registry.models.resolve_model`: never another
+account's model by name); ``/models`` lists in that rule's order.
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_PAGE = 100
 _background: set[asyncio.Task[Any]] = set()
 
 
@@ -65,48 +65,36 @@ class _ClientGone(Exception):
 
 
 def visible_models(token_info: dict[str, Any]) -> list[Any]:
-    """Ready language models the caller sees, newest first. Blocking (database)."""
+    """Ready language models the caller may run, in the resolver's order. Blocking (database)."""
     from bitnet_sdk.service.registry import models
 
-    actor, found, cursor = models.Actor.from_token_info(token_info), [], None
-    while True:
-        page = models.list_models(actor, cursor=cursor, limit=_PAGE, kind="llm", status="ready")
-        found.extend(page.items)
-        cursor = page.next_cursor
-        if cursor is None:
-            return found
+    return models.runnable_models(models.Actor.from_token_info(token_info))
 
 
 def resolve_model(ident: str, token_info: dict[str, Any]) -> Any:
-    """The model record ``ident`` names for the caller, or a 404 problem. Blocking.
+    """The model record ``ident`` names for the caller, or a 404/409 problem. Blocking.
 
-    An id the caller may see is that model (whatever its kind or status: running
-    it says why it cannot run). A name matches the caller's visible language
-    models of that name: the newest ready one, else the newest one.
+    Any kind or status (running it says why it cannot run).
     """
     from bitnet_sdk.service.registry import models
 
-    actor = models.Actor.from_token_info(token_info)
-    if ident.startswith("mdl_"):
-        with contextlib.suppress(models.ModelNotFound):
-            return models.get_model(actor, ident)
-    named, cursor = [], None
-    while True:
-        page = models.list_models(actor, cursor=cursor, limit=_PAGE, kind="llm",
-                                  name_prefix=ident)
-        named.extend(r for r in page.items if r.name == ident)
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    if not named:
-        raise _model_not_found(ident)
-    return next((r for r in named if r.status == "ready"), named[0])
+    try:
+        return models.resolve_model(models.Actor.from_token_info(token_info), ident)
+    except models.AmbiguousModelName as exc:
+        raise Problem(409, "Conflict", str(exc), slug="model-ambiguous", param="model",
+                      openai_code="model_ambiguous", candidates=exc.candidates) from None
+    except models.ModelNotFound as exc:
+        raise _model_not_found(ident, exc) from None
 
 
-def _model_not_found(ident: str) -> Problem:
-    return Problem(404, "Not Found",
-                   f"The model `{ident}` does not exist or you do not have access to it.",
-                   slug="model-not-found", param="model", openai_code="model_not_found")
+def _model_not_found(ident: str, exc: Exception | None = None) -> Problem:
+    detail = f"The model `{ident}` does not exist or you do not have access to it."
+    public_ids = getattr(exc, "public_ids", None)
+    if public_ids:
+        detail += (" Public models of other accounts are used by id only: "
+                   f"{', '.join(public_ids)}.")
+    return Problem(404, "Not Found", detail, slug="model-not-found", param="model",
+                   openai_code="model_not_found")
 
 
 def _model_object(record: Any) -> dict[str, Any]:
@@ -375,7 +363,8 @@ def _problem(exc: InferenceError, model_id: str) -> Problem:
     if exc.status == 404:
         return _model_not_found(model_id)
     if exc.status == 409:
-        code, param = "model_not_ready", "model"
+        code = "model_ambiguous" if exc.slug == "model-ambiguous" else "model_not_ready"
+        param = "model"
     elif exc.status == 422:  # OpenAI answers 400 for requests the model cannot take
         status = 400
         if "context window" in exc.detail:

@@ -10,13 +10,16 @@ compute work runs in worker threads, never on the event loop.
 * ``Idempotency-Key``: a retry with the same key and body gets the first request's answer
   (computed from the stored job), another body 422, a retry while a synchronous first request
   is still computing 409 (see :mod:`bitnet_sdk.service.jobs.queue`).
-* Each accepted job counts once against the ``quantize_jobs`` quota (checked before
-  accepting, 429); a replay counts nothing.
+* Each accepted job takes one place in the monthly ``quantize_jobs`` quota, reserved
+  atomically with the job (429 when it does not fit; a job that fails or is cancelled before
+  it starts gives its place back); a replay counts nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from bitnet_sdk.api._http import json_response
@@ -31,8 +34,9 @@ from bitnet_sdk.api._jobs import (
     with_messages,
 )
 from bitnet_sdk.server import metering
-from bitnet_sdk.server.context import request_id
+from bitnet_sdk.server.context import current, request_id
 from bitnet_sdk.server.problems import Problem, unprocessable
+from bitnet_sdk.service.accounting import usage
 from bitnet_sdk.service.jobs import quantize as qj
 from bitnet_sdk.service.jobs import queue as jobs
 from bitnet_sdk.service.registry import models as registry
@@ -49,8 +53,8 @@ async def quantize_model(body: dict[str, Any], token_info: dict[str, Any]) -> An
     key = idempotency_key()
     actor = registry.Actor.from_token_info(token_info)
     run_by = f"{jobs.REQUEST_OWNER_PREFIX}{pool.name}:{request_id()}"
-    job, created = await asyncio.to_thread(_accept_one, actor, body, key, run_by,
-                                           pool.options.lease_s)
+    job, created = await asyncio.to_thread(_accept_one, actor, _tier(token_info), body, key,
+                                           run_by, pool.options.lease_s)
     if created and job.status == "running":  # ours to compute, here and now
         done = await asyncio.wrap_future(pool.submit(job, run_by))
         job = done or await asyncio.to_thread(Job.get_by_id, job.id)
@@ -59,8 +63,20 @@ async def quantize_model(body: dict[str, Any], token_info: dict[str, Any]) -> An
     return await asyncio.to_thread(_answer, job)
 
 
-def _accept_one(actor: registry.Actor, body: dict[str, Any], key: str | None, run_by: str,
-                lease_s: float) -> tuple[Job, bool]:
+def _tier(token_info: dict[str, Any]) -> str:
+    return str(token_info.get("tier") or "developer")
+
+
+@contextmanager
+def _quota_problems() -> Iterator[None]:
+    try:
+        yield
+    except usage.QuotaExceeded as exc:
+        raise metering.quota_problem(exc) from None
+
+
+def _accept_one(actor: registry.Actor, tier: str, body: dict[str, Any], key: str | None,
+                run_by: str, lease_s: float) -> tuple[Job, bool]:
     fingerprint = jobs.fingerprint(body)
     with job_problems():
         if key is not None:
@@ -69,12 +85,12 @@ def _accept_one(actor: registry.Actor, body: dict[str, Any], key: str | None, ru
             if replay is not None:
                 return replay.jobs[0], False
         item = _item(actor, body)
-        metering.check_quota("quantize_jobs", 1)
-        created_jobs, created = qj.queue(
-            actor.user_id or "", [item], operation="quantizeModel", body_fingerprint=fingerprint,
-            idempotency_key=key, run_by=run_by if item.run_sync else None, lease_s=lease_s)
-    if created:
-        metering.add_quantize_jobs(1)
+        with _quota_problems():
+            created_jobs, created = qj.queue(
+                actor.user_id or "", [item], operation="quantizeModel",
+                body_fingerprint=fingerprint, idempotency_key=key, tier=tier,
+                settings=current().settings, run_by=run_by if item.run_sync else None,
+                lease_s=lease_s)
     return created_jobs[0], created
 
 
@@ -117,14 +133,15 @@ async def create_quantize_batch(body: dict[str, Any], token_info: dict[str, Any]
     pool = jobs_service()
     key = idempotency_key()
     actor = registry.Actor.from_token_info(token_info)
-    rows, created = await asyncio.to_thread(_accept_batch, actor, body, key)
+    rows, created = await asyncio.to_thread(_accept_batch, actor, _tier(token_info), body, key)
     if created:
         pool.wake()
     data = await asyncio.to_thread(with_messages, rows, creating=True)
     return json_response({"jobs": data}, 202)
 
 
-def _accept_batch(actor: registry.Actor, body: dict[str, Any], key: str | None) -> tuple[list[Job], bool]:
+def _accept_batch(actor: registry.Actor, tier: str, body: dict[str, Any],
+                  key: str | None) -> tuple[list[Job], bool]:
     fingerprint = jobs.fingerprint(body)
     count = len(body["items"])
     with job_problems():
@@ -134,11 +151,10 @@ def _accept_batch(actor: registry.Actor, body: dict[str, Any], key: str | None) 
             if replay is not None:
                 return replay.jobs, False
         items = [_item(actor, item, i) for i, item in enumerate(body["items"])]
-        metering.check_quota("quantize_jobs", count)
-        rows, created = qj.queue(actor.user_id or "", items, operation="createQuantizeBatch",
-                                 body_fingerprint=fingerprint, idempotency_key=key)
-    if created:
-        metering.add_quantize_jobs(count)
+        with _quota_problems():
+            rows, created = qj.queue(actor.user_id or "", items, operation="createQuantizeBatch",
+                                     body_fingerprint=fingerprint, idempotency_key=key,
+                                     tier=tier, settings=current().settings)
     return rows, created
 
 

@@ -11,6 +11,13 @@ Using a refresh token marks it used and issues a new pair in the same family
 (or a client raced itself): the whole family is revoked, including its
 access tokens still in flight, and :class:`RefreshTokenReused` is raised.
 Logout revokes the family and the presented access token.
+
+Scopes (RFC 6749 §6): the scopes granted at login are stored with the family
+(on each of its refresh tokens). A refresh issues them again, intersected with
+what the user still holds; a refresh may ask for fewer (for that access token
+only, the session keeps its grant), never for more (``ValueError``, answered
+``400 invalid_scope``). A token without a recorded grant (issued before the
+grant was stored) cannot be refreshed: :class:`InvalidToken`.
 """
 
 from __future__ import annotations
@@ -64,8 +71,9 @@ class TokenPair:
     token_type: str = "Bearer"
 
 
-def _new_refresh(user: User, family_id: str, settings: Settings, now: float | None) -> tuple[str, str]:
-    """Insert a refresh token row; return ``(token, jti)``."""
+def _new_refresh(user: User, family_id: str, granted: list[str], settings: Settings,
+                 now: float | None) -> tuple[str, str]:
+    """Insert a refresh token row of a session granted ``granted``; return ``(token, jti)``."""
     jti, secret = random_token(), secrets.token_urlsafe(32)
     issued = utcnow(now)
     RefreshToken.create(
@@ -75,6 +83,7 @@ def _new_refresh(user: User, family_id: str, settings: Settings, now: float | No
         token_hash=hash_secret(secret, server_pepper(settings)),
         issued_at=issued,
         expires_at=issued + timedelta(seconds=settings.refresh_token_ttl_s),
+        scopes=list(granted),
     )
     return f"{REFRESH_PREFIX}{jti}.{secret}", jti
 
@@ -125,17 +134,17 @@ def start_session(
 ) -> TokenPair:
     """A new session (family) for an authenticated, enabled ``user``.
 
-    ``scopes`` narrows the access token (default: all the user's scopes);
-    ``ValueError`` (before anything is stored) when it asks for more.
-    Refresh tokens are not narrowed: each refresh states its own scopes.
+    ``scopes`` narrows the session (default: all the user's scopes): its
+    refreshes never issue more. ``ValueError`` (before anything is stored)
+    when it asks for more than the user holds.
     """
     if user.disabled:
         raise AccountDisabled("account is disabled")
-    narrow_scopes(user, scopes)
+    granted = narrow_scopes(user, scopes)
     family_id = new_id("fam")
     with write_transaction():
-        refresh, _ = _new_refresh(user, family_id, settings, now)
-    return _pair(user, refresh, family_id, settings, now, scopes)
+        refresh, _ = _new_refresh(user, family_id, granted, settings, now)
+    return _pair(user, refresh, family_id, settings, now, granted)
 
 
 def _parse(token: str) -> tuple[str, str]:
@@ -174,9 +183,10 @@ def refresh_session(
 ) -> TokenPair:
     """Rotate: consume ``token`` and return a new pair in the same session.
 
-    ``scopes`` narrows the new access token as in :func:`start_session`; a
-    request for scopes the user lacks raises ``ValueError`` after the token
-    was checked but before it is consumed.
+    The new access token carries the session's granted scopes that the user
+    still holds; ``scopes`` narrows it further (this token only). A request
+    for a scope outside that raises ``ValueError`` after the token was checked
+    but before it is consumed (module docstring).
 
     Raises :class:`InvalidToken` (unknown/malformed), :class:`TokenExpired`,
     :class:`TokenRevoked`, :class:`RefreshTokenReused` (after revoking the
@@ -197,9 +207,11 @@ def refresh_session(
         elif user.disabled:
             revoke_family(row.family_id, settings, now=now)
             failure = AccountDisabled("account is disabled")
+        elif row.scopes is None:
+            failure = InvalidToken("session has no recorded scopes: log in again")
         else:
-            narrow_scopes(user, scopes)
-            refresh, new_jti = _new_refresh(user, row.family_id, settings, now)
+            issued = _session_scopes(user, row.scopes, scopes)
+            refresh, new_jti = _new_refresh(user, row.family_id, row.scopes, settings, now)
             # Conditional update: if a concurrent rotation won, this one is a reuse.
             claimed = (
                 RefreshToken.update(used_at=current, replaced_by=new_jti)
@@ -216,7 +228,22 @@ def refresh_session(
                 failure = RefreshTokenReused("refresh token reused: session revoked")
     if failure is not None:
         raise failure
-    return _pair(user, refresh, row.family_id, settings, now, scopes)
+    return _pair(user, refresh, row.family_id, settings, now, issued)
+
+
+def _session_scopes(user: User, granted: list[str], requested: Iterable[str] | None) -> list[str]:
+    """What a refresh issues: ``requested`` (default: all) within the session's grant and
+    the user's current scopes. ``ValueError`` for a scope outside the grant."""
+    allowed = [scope for scope in granted if scope in set(user.scopes)]
+    if requested is None:
+        if not allowed:
+            raise ValueError("the session's scopes are no longer held by the user")
+        return allowed
+    wanted = validate_scopes(requested)
+    outside = sorted(set(wanted) - set(granted))
+    if outside:
+        raise ValueError(f"scopes not granted to this session: {', '.join(outside)}")
+    return narrow_scopes(user, wanted)
 
 
 def revoke_user_sessions(user_id: str, settings: Settings, *, now: float | None = None) -> int:

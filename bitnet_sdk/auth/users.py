@@ -131,7 +131,7 @@ def authenticate(
     is reported (:class:`AccountDisabled`) only once the password is proven.
     When the hasher's parameters changed since the hash was made, the hash is
     replaced. Failed-login throttling is the caller's job
-    (:class:`bitnet_sdk.service.accounting.ratelimit.LoginThrottle`).
+    (:class:`bitnet_sdk.service.accounting.login_throttle.LoginThrottle`).
     """
     user = get_user_by_email(email)
     if user is None or user.password_hash is None:

@@ -96,7 +96,7 @@ class Graph:
             )
             vi = lambda items: tuple(ValueInfo(v["name"], tuple(v["shape"])) for v in items)  # noqa: E731
             graph = cls(vi(d["inputs"]), vi(d["outputs"]), nodes, dict(d["constants"]))
-        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
             raise ValueError(f"malformed dense graph: {exc}") from exc
         bad = sorted({n.op for n in graph.nodes} - set(OPS))
         if bad:

@@ -2,12 +2,13 @@
 
 A GGUF file may carry a Jinja chat template (``tokenizer.chat_template``), the
 same text Hugging Face stores in ``tokenizer_config.json``. It is code written
-by whoever made the file, so it is rendered with Jinja's
-``ImmutableSandboxedEnvironment`` (no attribute access to internals, no
-mutation of the inputs, bounded ``range``), configured as Hugging Face
-``transformers`` and llama.cpp render templates: ``trim_blocks`` and
-``lstrip_blocks`` on, the ``loopcontrols`` extension, a ``raise_exception``
-global and a ``tojson`` filter that keeps non-ASCII text.
+by whoever made the file, so it is rendered by
+:mod:`bitnet_sdk.model.chat_sandbox`: a bounded Jinja sandbox configured as
+Hugging Face ``transformers`` and llama.cpp render templates (``trim_blocks``
+and ``lstrip_blocks`` on, the ``loopcontrols`` extension, a
+``raise_exception`` global and a ``tojson`` filter that keeps non-ASCII text),
+in a worker process with a time and memory limit that a caller's ``cancel``
+can stop at once.
 
 The template sees ``messages`` (``[{"role", "content"}]``),
 ``add_generation_prompt`` (true: the text ends where the assistant's answer
@@ -32,17 +33,29 @@ also applies to such texts inside message contents.
 
 from __future__ import annotations
 
-import functools
-import json
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
-import jinja2
-from jinja2.ext import loopcontrols
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from bitnet_sdk.model.chat_sandbox import (
+    ChatTemplateError,
+    ChatTemplateLimitError,
+    ChatTemplateRefused,
+    RenderLimits,
+    default_renderer,
+    render_in_process,
+)
 
-__all__ = ["DEFAULT_TEMPLATE", "ChatTemplateError", "chat_prompt_ids", "render_chat"]
+__all__ = [
+    "DEFAULT_TEMPLATE",
+    "ChatTemplateError",
+    "ChatTemplateLimitError",
+    "ChatTemplateRefused",
+    "chat_prompt_ids",
+    "render_chat",
+    "render_limits",
+    "template_problem",
+]
 
 #: ChatML, used when the model file has no template (as llama.cpp does).
 DEFAULT_TEMPLATE = (
@@ -51,10 +64,9 @@ DEFAULT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-
-
-class ChatTemplateError(ValueError):
-    """The template could not be compiled or rendered for these messages."""
+#: Rendered text allowed beyond four times the messages' own text (role markers, system
+#: prompts and tool descriptions a template adds).
+OUTPUT_ALLOWANCE = 256 * 1024
 
 
 class _ChatTokenizer(Protocol):
@@ -69,34 +81,13 @@ class _ChatTokenizer(Protocol):
     def encode(self, text: str, add_bos: bool = True, *, parse_special: bool = False) -> list[int]: ...
 
 
-def _raise_exception(message: str) -> None:
-    raise ChatTemplateError(f"the chat template refused the messages: {message}")
-
-
-def _tojson(value: Any, indent: int | None = None, separators: Any = None,
-            sort_keys: bool = False, ensure_ascii: bool = False) -> str:
-    return json.dumps(value, indent=indent, separators=separators, sort_keys=sort_keys,
-                      ensure_ascii=ensure_ascii)
-
-
-def _strftime_now(fmt: str) -> str:
-    return datetime.now().strftime(fmt)
-
-
-@functools.lru_cache(maxsize=32)
-def _compile(source: str) -> jinja2.Template:
-    """Compile once per distinct template text (models of one family share it)."""
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols],
-        undefined=jinja2.Undefined, autoescape=False,
-    )
-    env.filters["tojson"] = _tojson
-    env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = _strftime_now
-    try:
-        return env.from_string(source)
-    except jinja2.TemplateError as exc:
-        raise ChatTemplateError(f"the model's chat template does not compile: {exc}") from exc
+def render_limits(messages: Sequence[Mapping[str, str]]) -> RenderLimits:
+    """The limits of one render: the process-wide renderer's, with the output capped at
+    :data:`OUTPUT_ALLOWANCE` plus four times the messages' text (a prompt longer
+    than that is the template's work, not the customer's)."""
+    base = default_renderer().limits
+    text = sum(len(m["role"]) + len(m["content"]) for m in messages)
+    return replace(base, output_chars=min(base.output_chars, OUTPUT_ALLOWANCE + 4 * text))
 
 
 def render_chat(
@@ -106,24 +97,24 @@ def render_chat(
     bos_token: str = "",
     eos_token: str = "",
     add_generation_prompt: bool = True,
+    cancel: Callable[[], bool] | None = None,
 ) -> str:
     """The prompt text for ``messages`` under ``template`` (``None``: :data:`DEFAULT_TEMPLATE`).
 
-    Raises :class:`ChatTemplateError` when the template fails to compile, calls
+    Blocks the calling thread (never the interpreter: other threads run) until
+    the text is ready. Raises :class:`ChatTemplateLimitError` when rendering
+    goes past :func:`render_limits` or ``cancel()`` becomes true, and
+    :class:`ChatTemplateError` when the template fails to compile, calls
     ``raise_exception`` (for example on roles it does not support) or breaks a
     sandbox rule.
     """
-    compiled = _compile(template if template is not None else DEFAULT_TEMPLATE)
     plain = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
-    try:
-        return compiled.render(
-            messages=plain, add_generation_prompt=add_generation_prompt,
-            bos_token=bos_token, eos_token=eos_token,
-        )
-    except ChatTemplateError:
-        raise
-    except (jinja2.TemplateError, TypeError, ValueError, KeyError, IndexError) as exc:
-        raise ChatTemplateError(f"the model's chat template failed: {exc}") from exc
+    context = {"messages": plain, "add_generation_prompt": add_generation_prompt,
+               "bos_token": bos_token, "eos_token": eos_token}
+    limits = render_limits(plain)
+    if template is None:  # our own template: the bounded sandbox in this process is enough
+        return render_in_process(DEFAULT_TEMPLATE, context, limits)
+    return default_renderer().render(template, context, cancel=cancel, limits=limits)
 
 
 def _token_text(tokenizer: _ChatTokenizer, token_id: int | None) -> str:
@@ -135,14 +126,33 @@ def _token_text(tokenizer: _ChatTokenizer, token_id: int | None) -> str:
         return ""
 
 
-def chat_prompt_ids(tokenizer: _ChatTokenizer, messages: Sequence[Mapping[str, str]]) -> list[int]:
+def chat_prompt_ids(tokenizer: _ChatTokenizer, messages: Sequence[Mapping[str, str]], *,
+                    cancel: Callable[[], bool] | None = None) -> list[int]:
     """Token ids of the chat prompt for ``messages`` with ``tokenizer``'s template.
 
-    See the module docstring for the BOS and control-token rules.
+    See the module docstring for the BOS and control-token rules, and
+    :func:`render_chat` for ``cancel`` and the errors.
     """
     bos, eos = _token_text(tokenizer, tokenizer.bos_id), _token_text(tokenizer, tokenizer.eos_id)
-    text = render_chat(messages, tokenizer.chat_template, bos_token=bos, eos_token=eos)
+    text = render_chat(messages, tokenizer.chat_template, bos_token=bos, eos_token=eos, cancel=cancel)
     adds_bos = bool(getattr(tokenizer.spec, "add_bos", False)) and tokenizer.bos_id is not None
     if adds_bos and bos and text.startswith(bos):
         text = text[len(bos):]
     return list(tokenizer.encode(text, add_bos=True, parse_special=True))
+
+
+#: The conversation a template must render at validation (any chat has a user turn).
+PROBE_MESSAGES = ({"role": "user", "content": "Hello!"},)
+
+
+def template_problem(template: str, *, bos_token: str = "", eos_token: str = "") -> str | None:
+    """Why ``template`` cannot serve a chat, or None: it does not compile, fails on a plain
+    user message, or goes past its limits. A template refusing the message itself
+    (``raise_exception``) is its right and not reported."""
+    try:
+        render_chat(PROBE_MESSAGES, template, bos_token=bos_token, eos_token=eos_token)
+    except ChatTemplateRefused:
+        return None
+    except ChatTemplateError as exc:
+        return str(exc)
+    return None

@@ -13,6 +13,15 @@ here as it runs there:
   squared ReLU. We honour the key when present (``relu2``/``silu`` and their
   aliases) and use those per-architecture defaults otherwise.
 * The output head is tied to ``token_embd`` unless the file has ``output.weight``.
+
+Sizes and counts come from whoever wrote the file, so before anything is sized
+by them they are checked against the file itself when its tensor directory is
+given (``ModelFile.config`` and ``validate`` give it): a model of ``n_layers``
+blocks needs 11 tensors per block, and no width (``embedding_length``,
+``feed_forward_length``, heads times head size, the vocabulary) can exceed the
+number of weights its tensors declare (a modest mismatch is left to the
+tensor-by-tensor shape checks, which say more). A context length beyond
+:data:`MAX_CONTEXT_LENGTH` positions is refused outright.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gguf import Keys
 
@@ -29,7 +38,8 @@ from bitnet_sdk.model.gguf_file import ARCH_BITNET, SUPPORTED_ARCHS, Problem
 if TYPE_CHECKING:
     from bitnet_sdk.model.gguf_file import ModelFile
 
-__all__ = ["HIDDEN_ACT_KEY", "ConfigError", "ModelConfig", "config_problems"]
+__all__ = ["HIDDEN_ACT_KEY", "MAX_CONTEXT_LENGTH", "TENSORS_PER_LAYER", "ConfigError", "ModelConfig",
+           "config_problems"]
 
 #: llama.cpp's ``LLM_KV_HIDDEN_ACT``; gguf-py has no constant for it yet.
 HIDDEN_ACT_KEY = "{arch}.hidden_activation"
@@ -40,6 +50,19 @@ _ACT_ALIASES = {
 }
 _DEFAULT_ACT = {ARCH_BITNET: "silu"}  # bitnet.cpp's architectures: relu2
 DEFAULT_ROPE_THETA = 10000.0
+#: Tensors every block needs: 4 norms and 7 projections.
+TENSORS_PER_LAYER = 11
+#: Largest context window accepted (16 Mi positions; the largest published models use 1 Mi).
+MAX_CONTEXT_LENGTH = 1 << 24
+
+
+class _Shaped(Protocol):
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+
+#: A file's tensor directory (name → entry with a ``shape``), or just the names.
+Tensors = Mapping[str, _Shaped] | Collection[str]
 
 
 class ConfigError(ValueError):
@@ -100,8 +123,9 @@ class ModelConfig:
         return {**asdict(self), "rope_style": self.rope_style}
 
     @classmethod
-    def from_metadata(cls, metadata: Mapping[str, Any], tensor_names: Collection[str] | None = None) -> ModelConfig:
-        """Build from raw GGUF key/values; ``tensor_names`` decides tied embeddings.
+    def from_metadata(cls, metadata: Mapping[str, Any], tensor_names: Tensors | None = None) -> ModelConfig:
+        """Build from raw GGUF key/values; ``tensor_names`` decides tied embeddings, and
+        when it is a tensor directory (name → entry with ``shape``) bounds every size.
 
         Raises :class:`ConfigError` listing every missing, mistyped or
         inconsistent value.
@@ -116,7 +140,7 @@ class ModelConfig:
         return cls.from_metadata(mf.metadata, mf.tensors)
 
 
-def config_problems(metadata: Mapping[str, Any], tensor_names: Collection[str] | None = None) -> list[Problem]:
+def config_problems(metadata: Mapping[str, Any], tensor_names: Tensors | None = None) -> list[Problem]:
     """Every problem :meth:`ModelConfig.from_metadata` would raise for, as a list."""
     return _collect(metadata, tensor_names)[1]
 
@@ -176,7 +200,7 @@ def _optional_id(metadata: Mapping[str, Any], key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def _collect(metadata: Mapping[str, Any], tensor_names: Collection[str] | None) -> tuple[dict[str, Any], list[Problem]]:
+def _collect(metadata: Mapping[str, Any], tensor_names: Tensors | None) -> tuple[dict[str, Any], list[Problem]]:
     arch = metadata.get(Keys.General.ARCHITECTURE)
     if not isinstance(arch, str) or not arch:
         return {}, [Problem("missing_key", f"required key {Keys.General.ARCHITECTURE} is missing")]
@@ -212,6 +236,16 @@ def _collect(metadata: Mapping[str, Any], tensor_names: Collection[str] | None) 
         r.problems.append(Problem("bad_hparams", f"RoPE dimension {rope_dim} must be even and at most the head size {head_dim}"))
     if r.problems:
         return {}, r.problems
+    widths = {
+        r.key(Keys.LLM.EMBEDDING_LENGTH): d_model, r.key(Keys.LLM.FEED_FORWARD_LENGTH): d_ff,
+        "query heads x head size": n_heads * head_dim,  # type: ignore[operator]
+        "key/value heads x head size": n_kv_heads * head_dim,  # type: ignore[operator]
+        "the vocabulary": vocab_size,
+    }
+    problems = _bound_problems(r.key(Keys.LLM.BLOCK_COUNT), n_layers, r.key(Keys.LLM.CONTEXT_LENGTH),
+                               context_length, widths, tensor_names)
+    if problems:
+        return {}, problems
     fields = {
         "arch": arch,
         "n_layers": n_layers,
@@ -232,3 +266,24 @@ def _collect(metadata: Mapping[str, Any], tensor_names: Collection[str] | None) 
         "eos_id": _optional_id(metadata, Keys.Tokenizer.EOS_ID),
     }
     return fields, []
+
+
+def _bound_problems(layers_key: str, n_layers: Any, context_key: str, context_length: Any,
+                    widths: Mapping[str, Any], tensors: Tensors | None) -> list[Problem]:
+    """Sizes the file cannot back: more blocks than its tensors make, wider than its tensors."""
+    problems = []
+    if context_length > MAX_CONTEXT_LENGTH:
+        problems.append(Problem("bad_hparams", f"{context_key} = {context_length} is more than "
+                                               f"{MAX_CONTEXT_LENGTH} positions"))
+    if tensors is None:
+        return problems
+    if n_layers * TENSORS_PER_LAYER > len(tensors):
+        problems.append(Problem("bad_hparams", f"{layers_key} = {n_layers}, but the file declares "
+                                               f"{len(tensors)} tensors ({TENSORS_PER_LAYER} per block)"))
+    if isinstance(tensors, Mapping):
+        weights = sum(math.prod(getattr(t, "shape", ())) for t in tensors.values())
+        for what, value in widths.items():
+            if value > weights:
+                problems.append(Problem("bad_hparams", f"{what} = {value} is more than all the weights "
+                                                       f"the file declares ({weights})"))
+    return problems

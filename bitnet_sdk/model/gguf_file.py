@@ -531,6 +531,8 @@ def read_model(path: str | os.PathLike[str], *, strict: bool = True) -> ModelFil
         raise
     except KeyError as exc:  # gguf-py raises KeyError for duplicate keys
         raise GGUFFormatError("duplicate_key", f"malformed header: {exc}") from exc
+    except RecursionError:  # arrays nested thousands deep
+        raise GGUFFormatError("bad_header", "malformed header: arrays nested too deeply") from None
     except (ValueError, IndexError, UnicodeDecodeError, OverflowError, TypeError, struct.error) as exc:
         raise GGUFFormatError("bad_header", f"malformed header: {exc}") from exc
     if strict:

@@ -141,8 +141,44 @@ class TokenizerSpec:
 
 
 def tokenizer_problems(metadata: Mapping[str, Any]) -> list[Problem]:
-    """Everything :meth:`TokenizerSpec.from_metadata` would refuse, as a list."""
-    return _parse_spec(metadata)[1]
+    """Everything :meth:`TokenizerSpec.from_metadata` would refuse, as a list, and a
+    vocabulary that parses but cannot tokenize (the tokenizer is built and run once on
+    :data:`PROBE_TEXT`, so a file that passes does not fail every inference)."""
+    spec, problems = _parse_spec(metadata)
+    if problems or spec is None:
+        return problems
+    try:
+        tokenizer = Tokenizer(spec)
+        ids = tokenizer.encode(PROBE_TEXT, parse_special=True)
+        tokenizer.decode(ids)
+    except TokenizerError as exc:
+        return exc.problems
+    except (ValueError, IndexError, KeyError) as exc:
+        return [Problem("bad_tokenizer", f"the vocabulary cannot tokenize text: {exc}")]
+    return []
+
+
+#: Text every vocabulary must tokenize at validation: letters, digits, punctuation, spaces.
+PROBE_TEXT = "Hello, world! 123 The quick brown fox.\n"
+
+
+def _merge_problems(tokens: list[str], merges: list[str]) -> list[Problem]:
+    """Merges that name tokens the vocabulary lacks (llama.cpp and ``tokenizers`` both fail on
+    the first text that reaches one). Reports the first few."""
+    vocab = set(tokens)
+    bad = []
+    for i, merge in enumerate(merges):
+        pos = merge.find(" ", 1)
+        if pos <= 0:
+            continue  # no pair: ignored when tokenizing, as llama.cpp does
+        left, right = merge[:pos], merge[pos + 1 :]
+        if left not in vocab or right not in vocab or left + right not in vocab:
+            bad.append(i)
+    if not bad:
+        return []
+    shown = ", ".join(f"[{i}] {merges[i]!r}" for i in bad[:3])
+    return [Problem("bad_tokenizer", f"{len(bad)} of {Keys.Tokenizer.MERGES} name tokens the "
+                                     f"vocabulary does not have ({shown}{', ...' if len(bad) > 3 else ''})")]
 
 
 def _str_list(metadata: Mapping[str, Any], key: str, problems: list[Problem]) -> list[str] | None:
@@ -188,6 +224,8 @@ def _parse_spec(md: Mapping[str, Any]) -> tuple[TokenizerSpec | None, list[Probl
     if model == "gpt2":
         if not merges:
             problems.append(Problem("bad_tokenizer", f"a gpt2 vocabulary needs {T.MERGES}"))
+        else:
+            problems += _merge_problems(tokens, merges)
         if pre is not None and pre not in _PRE_TYPES:
             problems.append(Problem("bad_tokenizer", f"pre-tokenizer {T.PRE} = {pre!r} is not supported ({', '.join(sorted(_PRE_TYPES))})"))
     ids: dict[str, int | None] = {}
@@ -344,7 +382,10 @@ class Tokenizer:
             if pos > 0:
                 merges.append((m[:pos], m[pos + 1 :]))
         vocab = {t: i for i, t in enumerate(spec.tokens)}
-        bpe = models.BPE(vocab, merges, ignore_merges=ignore_merges)
+        try:
+            bpe = models.BPE(vocab, merges, ignore_merges=ignore_merges)
+        except Exception as exc:  # tokenizers' own errors have no narrower Python type
+            raise TokenizerError([Problem("bad_tokenizer", f"the merges do not fit the vocabulary: {exc}")]) from exc
         tok = HFTokenizer(bpe)
         splits = [pre_tokenizers.Split(Regex(r), "isolated") for r in regexes]
         tok.pre_tokenizer = pre_tokenizers.Sequence([*splits, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
@@ -388,7 +429,9 @@ class Tokenizer:
                 out.append(frag)
                 prev_special = True
             elif self._bpe is not None:
-                out.extend(self._bpe.encode(frag, add_special_tokens=False).ids)
+                # encode_batch, not encode: only the batch call releases the interpreter lock, and
+                # a long prompt takes seconds that other requests must not wait for
+                out.extend(self._bpe.encode_batch([frag], add_special_tokens=False)[0].ids)
             else:
                 assert self._spm is not None
                 piece = (" " if self.spec.add_space_prefix and prev_special else "") + frag

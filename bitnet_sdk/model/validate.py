@@ -16,8 +16,11 @@ stable ``code``:
   (``missing_tensor``, ``tensor_shape``, ``tensor_type``, ``unexpected_tensor``);
   with ``check_data``, projections really ternary and float tensors finite
   (``not_ternary``, ``non_finite``);
-* vocabulary: present, well-formed and as large as the embedding
-  (``missing_tokenizer``, ``bad_tokenizer``, ``bad_token_id``, ``vocab_mismatch``).
+* vocabulary: present, well-formed (merges naming known tokens), able to
+  tokenize a probe text, and as large as the embedding (``missing_tokenizer``,
+  ``bad_tokenizer``, ``bad_token_id``, ``vocab_mismatch``);
+* chat template: compiles and renders a plain user message within its limits
+  (``bad_chat_template``).
 
 ``validate`` never raises for a bad file: any failure is a problem in the report
 (``internal_error`` for the unexpected, which is a bug worth reporting).
@@ -123,7 +126,10 @@ def _problems(path: str | os.PathLike[str], report: ValidationReport, check_data
     bad_layout = {p.tensor for p in layout if p.tensor}
     hparams = config_problems(mf.metadata, mf.tensors)
     yield from hparams
-    yield from tokenizer_problems(mf.metadata)
+    vocab = tokenizer_problems(mf.metadata)
+    yield from vocab
+    if not vocab:
+        yield from _template_problems(mf)
     if hparams:
         return  # without a configuration there is nothing to check tensors against
     cfg = ModelConfig.from_model_file(mf)
@@ -133,6 +139,19 @@ def _problems(path: str | os.PathLike[str], report: ValidationReport, check_data
     if check_data:
         usable = [n for n in expected if n in mf.tensors and n not in bad_layout]
         yield from _data_problems(mf, usable, expected)
+
+
+def _template_problems(mf: ModelFile) -> Iterator[Problem]:
+    """The file's chat template, rendered once for a plain user message (bounded; see
+    ``bitnet_sdk.model.chat``): one that cannot would fail every chat request."""
+    from bitnet_sdk.model.chat import template_problem
+
+    template = mf.tokenizer_spec.chat_template
+    if template is None:
+        return
+    why = template_problem(template)
+    if why is not None:
+        yield Problem("bad_chat_template", why)
 
 
 def _expected_tensors(cfg: ModelConfig, has_output: bool) -> dict[str, tuple[tuple[int, ...], frozenset[int] | None]]:

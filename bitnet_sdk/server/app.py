@@ -18,6 +18,7 @@ from connexion.options import SwaggerUIOptions
 
 from bitnet_sdk.api.inference import json_body_limit
 from bitnet_sdk.config import Settings
+from bitnet_sdk.server.client_address import trusted_networks
 from bitnet_sdk.server.context import AppContext, ContextMiddleware, request_id
 from bitnet_sdk.server.lifecycle import shutdown, startup
 from bitnet_sdk.server.method_guard import UndeclaredMethodGuard
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     ASGI lifespan, so building the app has no side effects.
     """
     settings = settings or Settings.from_env()
+    trusted_networks(settings.trusted_proxies)  # a bad setting fails here, not on a login
     ctx = AppContext(settings=settings, metrics=Metrics())
 
     @contextlib.asynccontextmanager

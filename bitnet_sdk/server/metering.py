@@ -15,17 +15,16 @@ write usage records for their own request; they call these functions::
         ...
         metering.add_usage(tokens_in=len(prompt_ids), tokens_out=n, compute_units=cu)
 
-    def quantize_model(body, user):              # sync handlers run in a thread:
-        metering.check_quota("quantize_jobs", 1)  # the blocking variant is fine there
-        job = ...                                 # create the job
-        metering.add_quantize_jobs(1)             # counts once the response is < 400
+    # Quantization jobs are not metered here: their quota is reserved with the
+    # jobs themselves (bitnet_sdk.service.accounting.usage.reserve_quantize_jobs).
 
 * :func:`add_usage` may be called many times (for example per streamed token);
   amounts add up. Outside a metered request it does nothing and returns False.
 * Quota kinds: ``quantize_jobs``, ``inference_tokens`` (prompt + completion),
   ``compute_units``; limits per tier and month come from ``Settings.tiers``.
-  A check counts what this request already added; it is a check, not a
-  reservation (see :mod:`bitnet_sdk.service.accounting.usage`).
+  A check counts what this request already added; for tokens and compute
+  units it is a check, not a reservation (the amounts are known only after
+  the work; see :mod:`bitnet_sdk.service.accounting.usage`).
 * Work outside a request (job workers, WebSocket sessions) records usage with
   :func:`bitnet_sdk.service.accounting.usage.record_usage`, or wraps each unit of work in
   :func:`metered`.
@@ -52,7 +51,6 @@ from bitnet_sdk.store.models import User
 __all__ = [
     "RequestUsage",
     "acheck_quota",
-    "add_quantize_jobs",
     "add_usage",
     "bind",
     "check_quota",
@@ -80,7 +78,6 @@ class RequestUsage:
     tokens_in: int = 0
     tokens_out: int = 0
     compute_units: float = 0.0
-    quantize_jobs: int = 0
 
     def pending(self, kind: str) -> float:
         """What this request adds to quota ``kind`` (not yet in the database)."""
@@ -89,7 +86,7 @@ class RequestUsage:
         if kind == "compute_units":
             return self.compute_units
         if kind == "quantize_jobs":
-            return self.quantize_jobs
+            return 0  # reserved in the database with the jobs themselves
         raise ValueError(f"unknown quota kind {kind!r} (known: {', '.join(usage.QUOTA_KINDS)})")
 
 
@@ -140,17 +137,6 @@ def usage_hook() -> Callable[[int, int, float], None] | None:
     return add
 
 
-def add_quantize_jobs(count: int = 1) -> bool:
-    """Count ``count`` accepted quantization jobs against the monthly quota."""
-    if count < 0:
-        raise ValueError("job count cannot be negative")
-    request_usage = _current.get()
-    if request_usage is None:
-        return False
-    request_usage.quantize_jobs += int(count)
-    return True
-
-
 def quota_problem(exc: usage.QuotaExceeded) -> Problem:
     """The 429 ``quota-exceeded`` problem for ``exc``; ``Retry-After`` is the month's end."""
     detail = exc.detail
@@ -192,7 +178,7 @@ async def acheck_quota(kind: str, amount: float = 1) -> usage.QuotaStatus:
 
 
 def write_record(request_usage: RequestUsage, status_code: int) -> None:
-    """Store the request's usage record (and its job markers) in one statement. Blocking."""
+    """Store the request's usage record in one statement. Blocking."""
     usage.record_request(
         request_usage.user_id,
         request_usage.operation,
@@ -201,7 +187,6 @@ def write_record(request_usage: RequestUsage, status_code: int) -> None:
         compute_units=request_usage.compute_units,
         status_code=status_code,
         request_id=request_usage.request_id,
-        quantize_jobs=request_usage.quantize_jobs,
     )
 
 

@@ -19,8 +19,8 @@ For each authenticated request it:
 
 Unauthenticated requests pass through untouched. That is a decision, not an
 omission: health, version, the docs and the spec are cheap and polled by load
-balancers; login has its own throttle on *failed* attempts per account and
-per client address (:class:`~bitnet_sdk.service.accounting.ratelimit.LoginThrottle`);
+balancers; login has its own throttle on *failed* attempts per account and address
+(:class:`~bitnet_sdk.service.accounting.login_throttle.LoginThrottle`);
 sign-up has a per-address budget (:mod:`bitnet_sdk.api.auth`); refresh tokens
 are 256-bit secrets checked with one indexed lookup, as cheap as rejecting a
 bad bearer token. Requests refused by security (401/403) are not counted.

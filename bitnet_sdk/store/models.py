@@ -109,6 +109,8 @@ class RefreshToken(BaseModel):
     used_at = UTCDateTimeField(null=True)
     replaced_by = peewee.CharField(max_length=64, null=True)
     revoked_at = UTCDateTimeField(null=True)
+    #: Scopes granted to the session at login (copied on rotation); NULL before migration 2.
+    scopes = JSONField(null=True)
 
     class Meta:
         table_name = "refresh_tokens"

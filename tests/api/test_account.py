@@ -86,8 +86,11 @@ def test_limits_count_down(live_server, customer):
     assert first["rate_limit"]["requests_per_hour"] == 1000
     assert (first["rate_limit"]["remaining"], second["rate_limit"]["remaining"]) == (999, 998)
     quotas = {q["name"]: q for q in first["quotas"]}
-    assert set(quotas) == {"compute_units", "inference_tokens", "quantize_jobs"}
+    assert set(quotas) == {"compute_units", "inference_tokens", "quantize_jobs", "storage_bytes"}
     assert quotas["quantize_jobs"]["limit"] == 50 and quotas["quantize_jobs"]["used"] == 0
+    storage = quotas.pop("storage_bytes")
+    assert (storage["period"], storage["limit"], storage["used"], storage["resets_at"]) == (
+        "none", 10 * 1024**3, 0, None)
     assert all(q["period"] == "month" for q in quotas.values())
 
 

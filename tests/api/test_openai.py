@@ -134,8 +134,8 @@ def test_models_are_the_ready_language_models_the_caller_sees(server, model_file
         assert visible <= _public_ids(settings) | {mine}
         first = next(m for m in listed.data if m.id == mine)
         assert (first.object, first.owned_by) == ("model", me.user_id)
-        assert client.models.retrieve("shared").id == public
-        for hidden in ("secret", "uploading", "classifier", server.model_id):
+        assert client.models.retrieve(public).id == public
+        for hidden in ("shared", "secret", "uploading", "classifier", server.model_id):
             with pytest.raises(openai.NotFoundError):
                 client.models.retrieve(hidden)
 
@@ -149,17 +149,17 @@ def _public_ids(settings: Settings) -> set[str]:
     return {r.id for r in ready}
 
 
-def test_a_name_means_the_newest_ready_model_of_that_name(server, oai, model_files):
+def test_a_name_means_the_callers_own_model_never_another_accounts(server, oai, model_files):
     settings, source = server.settings, model_files.get(chat_template=LLAMA3_CHAT_TEMPLATE)
     other = make_account(settings, "twins@example.com")
     mine = register_model(settings, source, owner_id=oai.user_id, name="twin")
     newer = register_model(settings, source, owner_id=other.user_id, name="twin", public=True)
     register_model(settings, source, owner_id=other.user_id, name="twin-2", public=True)
-    register_model(settings, source, owner_id=other.user_id, name="twin-3", public=True,
-                   status="pending_upload")
 
-    assert oai.client.completions.create(model="twin", prompt=PROMPT, max_tokens=2).model == newer
-    assert oai.client.completions.create(model=mine, prompt=PROMPT, max_tokens=2).model == mine
+    assert oai.client.completions.create(model="twin", prompt=PROMPT, max_tokens=2).model == mine
+    assert oai.client.completions.create(model=newer, prompt=PROMPT, max_tokens=2).model == newer
+    with pytest.raises(openai.NotFoundError):  # another account's public model: by id only
+        oai.client.completions.create(model="twin-2", prompt=PROMPT, max_tokens=2)
 
 
 # -- completions and chat ------------------------------------------------------------------
@@ -463,7 +463,7 @@ def test_models_that_cannot_run_say_why(server, oai, model_files):
     with pytest.raises(openai.BadRequestError) as caught:
         oai.client.completions.create(model=dense, prompt=PROMPT)
     assert "dense" in caught.value.message
-    with pytest.raises(openai.NotFoundError):  # names resolve among language models only
+    with pytest.raises(openai.BadRequestError):  # by name too: the caller's dense model
         oai.client.completions.create(model="dense", prompt=PROMPT)
 
 

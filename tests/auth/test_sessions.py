@@ -163,3 +163,23 @@ def test_refresh_reflects_current_scopes(user: User, settings: Settings) -> None
     User.update(scopes=["models:read"]).where(User.id == user.id).execute()
     new = refresh_session(pair.refresh_token, settings, now=T0 + 1)
     assert verify_access_token(new.access_token, settings, now=T0 + 1)["scope"] == "models:read"
+
+
+def test_the_session_grant_is_stored_and_bounds_every_refresh(user: User, settings: Settings) -> None:
+    pair = start_session(user, settings, scopes=["inference"], now=T0)
+    assert RefreshToken.get().scopes == ["inference"]
+    with pytest.raises(ValueError):  # more than the grant: refused before consuming
+        refresh_session(pair.refresh_token, settings, scopes=["inference", "models:read"],
+                        now=T0 + 1)
+    new = refresh_session(pair.refresh_token, settings, now=T0 + 2)
+    assert new.scope == "inference"
+    assert [r.scopes for r in RefreshToken.select()] == [["inference"], ["inference"]]
+
+
+def test_a_session_without_a_recorded_grant_cannot_be_refreshed(user: User,
+                                                                 settings: Settings) -> None:
+    pair = start_session(user, settings, now=T0)
+    RefreshToken.update(scopes=None).execute()  # as stored before the grant was recorded
+    with pytest.raises(InvalidToken):
+        refresh_session(pair.refresh_token, settings, now=T0 + 1)
+    assert RefreshToken.get().used_at is None

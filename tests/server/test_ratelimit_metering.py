@@ -53,7 +53,6 @@ def request_usage(user_id: str) -> Iterator[metering.RequestUsage]:
 def test_add_usage_outside_a_request_records_nothing(user_id):
     assert metering.current_usage() is None
     assert metering.add_usage(tokens_out=3) is False
-    assert metering.add_quantize_jobs(1) is False
     with pytest.raises(RuntimeError):
         metering.check_quota("inference_tokens", 1, SETTINGS)
 
@@ -82,10 +81,13 @@ def test_quota_allows_up_to_the_limit_counting_this_request(user_id, request_usa
 
 
 def test_spent_quantize_quota_stops_the_next_job(user_id, request_usage):
-    for _ in range(2):
-        with metering.metered(user_id, "small", "quantizeModel"):
-            metering.check_quota("quantize_jobs", 1, SETTINGS)
-            metering.add_quantize_jobs(1)
+    from bitnet_sdk.service.accounting.usage import record_quantize_jobs, reserve_quantize_jobs
+    from bitnet_sdk.store import write_transaction
+
+    for n in range(2):
+        with write_transaction():
+            reserve_quantize_jobs(user_id, "small", 1, SETTINGS)
+            record_quantize_jobs(user_id, [f"job_{n}"])
     assert month_usage(user_id)["quantize_jobs"] == 2
     with pytest.raises(Problem) as refused:
         metering.check_quota("quantize_jobs", 1, SETTINGS)
@@ -107,7 +109,7 @@ def test_metered_block_records_its_status(user_id):
 def test_request_records_read_back_like_any_other(user_id):
     """The hot path's plain-SQL insert stores what the ORM would."""
     request = metering.RequestUsage(user_id, "small", "quantizeModel", "req_9",
-                                    tokens_in=3, tokens_out=4, compute_units=0.5, quantize_jobs=2)
+                                    tokens_in=3, tokens_out=4, compute_units=0.5)
     metering.write_record(request, 202)
     orm = record_usage(user_id, "quantizeModel", tokens_in=3, tokens_out=4, compute_units=0.5,
                        status_code=202, request_id="req_9")
@@ -118,9 +120,7 @@ def test_request_records_read_back_like_any_other(user_id):
               "status_code", "request_id")
     assert [getattr(rows[0], f) for f in fields] == [getattr(orm, f) for f in fields]
     assert abs((rows[0].created_at - orm.created_at).total_seconds()) < 5
-    markers = UsageRecord.select().where(UsageRecord.operation == OP_QUANTIZE)
-    assert [(m.status_code, m.request_id) for m in markers] == [(202, "req_9")] * 2
-    assert month_usage(user_id)["quantize_jobs"] == 2
+    assert not UsageRecord.select().where(UsageRecord.operation == OP_QUANTIZE).exists()
     ((_, counts),) = usage_report(user_id, orm.created_at - timedelta(hours=1),
                                   orm.created_at + timedelta(hours=1), "day")
     assert (counts.requests, counts.prompt_tokens, counts.completion_tokens) == (2, 6, 8)

@@ -24,7 +24,6 @@ from bitnet_sdk.server.context import REQUEST_ID_KEY, SCOPE_KEY, AppContext
 from bitnet_sdk.server.metrics import Metrics
 from bitnet_sdk.server.problems import Problem
 from bitnet_sdk.server.ratelimit_middleware import RateLimitMiddleware
-from bitnet_sdk.service.accounting.usage import month_usage
 from bitnet_sdk.store import RateLimitHit, UsageRecord
 from bitnet_sdk.store.testing import temporary_database
 
@@ -88,9 +87,8 @@ class Recorder:
         return {k.decode(): v.decode() for k, v in start["headers"]}
 
 
-def _app(chunks: int = 1, tokens_per_chunk: int = 5, status: int = 200, jobs: int = 0):
+def _app(chunks: int = 1, tokens_per_chunk: int = 5, status: int = 200):
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        metering.add_quantize_jobs(jobs)
         await send(
             {
                 "type": "http.response.start",
@@ -161,12 +159,6 @@ def test_unauthenticated_requests_pass_untouched(ctx):
     _run(_app(), _scope(ctx, None, "getHealth"), send)
     assert "ratelimit" not in send.headers
     assert UsageRecord.select().count() == 0 and RateLimitHit.select().count() == 0
-
-
-def test_quantize_jobs_count_only_when_the_response_succeeds(ctx, user_id):
-    _run(_app(jobs=2), _scope(ctx, user_id, "createQuantizeBatch"), Recorder())
-    _run(_app(jobs=1, status=503), _scope(ctx, user_id, "quantizeModel"), Recorder())
-    assert month_usage(user_id)["quantize_jobs"] == 2
 
 
 def test_client_gone_mid_stream_is_still_metered(ctx, user_id):

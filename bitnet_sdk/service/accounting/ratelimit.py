@@ -34,9 +34,9 @@ from bitnet_sdk.store.models import RateLimitCounter, RateLimitHit
 __all__ = [
     "HOUR",
     "Decision",
-    "LoginThrottle",
     "check_and_consume",
     "customer_key",
+    "hits_in_window",
     "peek",
     "policy_header",
     "prune_idle",
@@ -167,6 +167,16 @@ def peek(key: str, limit: int, window_s: float, now: float | None = None) -> Dec
     return Decision(False, limit, 0, retry, retry, int(window_s))
 
 
+def hits_in_window(key: str, window_s: float, now: float | None = None) -> tuple[int, float | None]:
+    """How many hits ``key`` has in the last ``window_s`` seconds, and the time of the latest."""
+    at = time.time() if now is None else now
+    count, latest = (RateLimitHit.select(peewee.fn.COUNT(RateLimitHit.id),
+                                         peewee.fn.MAX(RateLimitHit.ts))
+                     .where(RateLimitHit.key == _key(key), RateLimitHit.ts > at - window_s)
+                     .tuples().get())
+    return int(count or 0), None if latest is None else float(latest)
+
+
 def reset(key: str) -> None:
     """Forget every request counted against ``key``."""
     key = _key(key)
@@ -222,47 +232,3 @@ def ratelimit_headers(decision: Decision, name: str = "hour") -> dict[str, str]:
     if not decision.allowed:
         headers["Retry-After"] = str(decision.retry_after_s)
     return headers
-
-
-@dataclass(frozen=True)
-class LoginThrottle:
-    """Failed-login limits per account and per client address (default 10 per 15 minutes).
-
-    Call :meth:`check` before verifying a password (deny with 429 and
-    ``Retry-After`` when not allowed), :meth:`record_failure` after a wrong
-    one, and :meth:`succeeded` after a right one (clears the account's
-    failures; the address keeps its count, so one address cannot cycle
-    through accounts).
-    """
-
-    max_failures: int = 10
-    window_s: int = 15 * 60
-
-    @staticmethod
-    def _keys(email: str, address: str | None) -> list[str]:
-        keys = [f"login-account:{email.strip().lower()}"]
-        if address:
-            keys.append(f"login-address:{address}")
-        return keys
-
-    def _worst(self, decisions: list[Decision]) -> Decision:
-        denied = [d for d in decisions if not d.allowed]
-        if denied:
-            return max(denied, key=lambda d: d.retry_after_s)
-        return min(decisions, key=lambda d: d.remaining)
-
-    def check(self, email: str, address: str | None, now: float | None = None) -> Decision:
-        return self._worst(
-            [peek(k, self.max_failures, self.window_s, now) for k in self._keys(email, address)]
-        )
-
-    def record_failure(self, email: str, address: str | None, now: float | None = None) -> Decision:
-        return self._worst(
-            [
-                check_and_consume(k, self.max_failures, self.window_s, now)
-                for k in self._keys(email, address)
-            ]
-        )
-
-    def succeeded(self, email: str) -> None:
-        reset(self._keys(email, None)[0])

@@ -391,6 +391,7 @@ _BY_SLUG: dict[str, tuple[str, str]] = {
     "quota-exceeded": ("insufficient_quota", "insufficient_quota"),
     "model-not-found": ("invalid_request_error", "model_not_found"),
     "model-not-ready": ("invalid_request_error", "model_not_ready"),
+    "model-ambiguous": ("invalid_request_error", "model_ambiguous"),
 }
 #: Connexion's schema messages → OpenAI's codes for them.
 _VALIDATION_CODES = (

@@ -4,10 +4,12 @@ Everything here is blocking (database, file headers) and transport-neutral: it
 raises :class:`InferenceError`, which HTTP turns into a problem response, SSE
 and the WebSocket into an ``error`` message.
 
-Model access: ``model`` is a model id the caller may see (their own or a public
-one) or the name of one of the caller's own models; anything else is 404, so
-ids of other people's private models are not revealed. A model that is not
-``ready`` is 409.
+Model access: ``model`` is resolved by the registry's one rule
+(:func:`bitnet_sdk.service.registry.models.resolve_model`: an id the caller may see, a
+name of the caller's own model, else of the operator's; never another
+account's model by name). Anything else is 404, so ids of other people's
+private models are not revealed; a name several operator models share is 409
+``model-ambiguous``; a model that is not ``ready`` is 409.
 
 Billing (``compute_units``, documented on the API's ``Usage`` schema): one unit
 is 10^12 ternary multiply-adds, and a forward pass over one token costs about
@@ -159,24 +161,17 @@ def compute_units(work_items: int, parameters: int) -> float:
 def find_model(ident: str, caller: Caller, settings: Settings) -> ModelRef:
     """The model ``ident`` names for ``caller``; :class:`InferenceError` 404/409 otherwise.
 
-    Visibility is the registry's (``bitnet_sdk.service.registry.models``): own models,
-    public ones, and every model for an administrator.
+    Resolution is the registry's (:func:`bitnet_sdk.service.registry.models.resolve_model`).
     """
     from bitnet_sdk.service.registry import models
-    from bitnet_sdk.store.models import ModelRecord as R
 
-    record = None
-    if ident.startswith("mdl_"):
-        try:
-            record = models.get_model(models.Actor(caller.user_id, caller.is_admin), ident)
-        except models.ModelNotFound:
-            record = None
-    else:
-        record = (R.select().where((R.name == ident) & (R.owner == caller.user_id))
-                  .order_by(R.created_at.desc()).first())
-    if record is None:
-        raise InferenceError(404, "Not Found", f"Model {ident!r} does not exist.",
-                             slug="not-found")
+    try:
+        record = models.resolve_model(models.Actor(caller.user_id, caller.is_admin), ident)
+    except models.AmbiguousModelName as exc:
+        raise InferenceError(409, "Conflict", str(exc), slug="model-ambiguous",
+                             candidates=exc.candidates) from None
+    except models.ModelNotFound as exc:
+        raise InferenceError(404, "Not Found", str(exc), slug="not-found") from None
     path = models.model_path(settings, record)
     if record.status != "ready" or path is None:
         raise InferenceError(409, "Conflict",

@@ -307,7 +307,7 @@ class InferenceService:
         try:
             model = lease.model
             decoder = new_decoder(
-                model, _prompt_ids(model, run.plan), max_tokens=params.max_tokens,
+                model, _prompt_ids(model, run.plan, run.cancelled), max_tokens=params.max_tokens,
                 temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
                 seed=params.seed, stop=params.stop, logprobs=params.logprobs)
         except ValueError as exc:  # prompt too long, empty, bad chat template, ...
@@ -442,11 +442,11 @@ def _spec(plan: Plan) -> ModelSpec:
     return ModelSpec(m.id, m.name, str(m.path), m.size_bytes, plan.backend, m.version)
 
 
-def _prompt_ids(model: Any, plan: Plan) -> list[int]:
-    if plan.messages is not None:
+def _prompt_ids(model: Any, plan: Plan, cancel: Callable[[], bool]) -> list[int]:
+    if plan.messages is not None:  # the file's template: bounded, and stopped by ``cancel``
         from bitnet_sdk.model.chat import chat_prompt_ids
 
-        return chat_prompt_ids(model.tokenizer, plan.messages)
+        return chat_prompt_ids(model.tokenizer, plan.messages, cancel=cancel)
     return model.tokenize(plan.prompt or "")
 
 

@@ -159,6 +159,7 @@ def default_name(source_name: str, qtype: str) -> str:
 
 def _register(ctx: JobContext, source: ModelRecord, dst: Any, request: dict[str, Any],
               report: dict[str, Any]) -> ModelRecord:
+    from bitnet_sdk.service.accounting import storage_quota
     from bitnet_sdk.service.registry import models as registry
 
     explicit = request.get("name")
@@ -173,6 +174,9 @@ def _register(ctx: JobContext, source: ModelRecord, dst: Any, request: dict[str,
         except registry.ModelConflict as exc:
             if explicit:
                 raise JobFailed(problem(409, "Conflict", str(exc), "conflict")) from exc
+        except storage_quota.StorageQuotaExceeded as exc:
+            raise JobFailed(problem(413, "Payload Too Large", str(exc), "storage-quota-exceeded",
+                                    **exc.as_problem_detail())) from exc
         except registry.InvalidModelFile as exc:
             raise JobFailed(problem(500, "Internal Server Error", "The quantized file failed "
                                     f"validation: {exc}", "invalid-output")) from exc

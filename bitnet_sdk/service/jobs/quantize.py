@@ -9,7 +9,10 @@ beyond), ``async`` always queues; batch items never run synchronously.
 
 :func:`queue` then creates the jobs under each source model's lock
 (:func:`~bitnet_sdk.service.registry.models.lock_model`), so a model cannot be deleted between the
-check and the job that names it. Blocking: call from threads.
+check and the job that names it, and reserves their places in the owner's monthly
+``quantize_jobs`` quota in the same transaction
+(:func:`~bitnet_sdk.service.accounting.usage.reserve_quantize_jobs`), so concurrent requests cannot
+overshoot it. Blocking: call from threads.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bitnet_sdk.config import Settings
+from bitnet_sdk.service.accounting import usage
 from bitnet_sdk.service.jobs import queue as jobs
 from bitnet_sdk.service.registry import models as registry
 from bitnet_sdk.store import Job, ModelRecord, write_transaction
@@ -81,10 +86,13 @@ def plan_item(actor: registry.Actor, request: dict[str, Any], *, in_batch: bool 
 
 
 def queue(owner_id: str, items: Sequence[QuantizeItem], *, operation: str,
-          body_fingerprint: str, idempotency_key: str | None, run_by: str | None = None,
+          body_fingerprint: str, idempotency_key: str | None, tier: str, settings: Settings,
+          run_by: str | None = None,
           lease_s: float = jobs.DEFAULT_LEASE_S) -> tuple[list[Job], bool]:
-    """Create one job per item, atomically with a last check of every source model."""
+    """Create one job per item, atomically with a last check of every source model and the
+    reservation of their quota (:class:`~bitnet_sdk.service.accounting.usage.QuotaExceeded`)."""
     with write_transaction():
+        usage.reserve_quantize_jobs(owner_id, tier, len(items), settings)
         for source_id in sorted({item.source_id for item in items}):  # one lock order for all
             registry.lock_model(source_id)
             status = (ModelRecord.select(ModelRecord.status)
@@ -92,6 +100,10 @@ def queue(owner_id: str, items: Sequence[QuantizeItem], *, operation: str,
             if status != "ready":
                 raise registry.ModelConflict(
                     f"Model {source_id!r} is {status or 'gone'}; only ready models can be quantized.")
-        return jobs.create_jobs(owner_id, "quantize", [i.spec(operation) for i in items],
-                                body_fingerprint=body_fingerprint, operation=operation,
-                                idempotency_key=idempotency_key, run_by=run_by, lease_s=lease_s)
+        created_jobs, created = jobs.create_jobs(
+            owner_id, "quantize", [i.spec(operation) for i in items],
+            body_fingerprint=body_fingerprint, operation=operation,
+            idempotency_key=idempotency_key, run_by=run_by, lease_s=lease_s)
+        if created:
+            usage.record_quantize_jobs(owner_id, [job.id for job in created_jobs])
+        return created_jobs, created

@@ -27,6 +27,9 @@ Life of a job (``Job.status``)::
   the work of the one that took over.
 * **Cancelling** (:func:`request_cancel`): a queued job is cancelled at once; a running one gets
   ``cancel_requested`` and its worker stops at its next checkpoint.
+* **Quota**: a quantization job that ends failed, or cancelled before it started, gives its
+  place in the owner's monthly quota back (:func:`bitnet_sdk.service.accounting.usage.release_quantize_job`),
+  in the transaction that ends it.
 
 Every change appends a :class:`~bitnet_sdk.store.models.JobEvent` (see
 :mod:`bitnet_sdk.service.jobs.events`). All functions block (database): call them from threads.
@@ -45,6 +48,7 @@ from typing import Any
 
 import peewee
 
+from bitnet_sdk.service.accounting import usage
 from bitnet_sdk.service.jobs import webhooks
 from bitnet_sdk.service.jobs.events import event_dict, hub
 from bitnet_sdk.service.jobs.views import utc_iso
@@ -482,11 +486,24 @@ def _finalize(job: Job, status: str, at: Any, *, result: dict[str, Any] | None =
         job.result = result
     job.error = error
     job.save()
+    _release_quota(job)
     row = _event(job, status, message=status, error=error)
     if job.webhook_url:
         webhooks.enqueue(job, f"job.{status}", at)
     log.info("job %s %s", job.id, status, extra={"job_id": job.id, "status": status})
     return row
+
+
+def _release_quota(job: Job) -> None:
+    """A quantization job that failed, or was cancelled before it started, no longer counts
+    against its owner's monthly quota (see :mod:`bitnet_sdk.service.accounting.usage`)."""
+    if job.kind != "quantize":
+        return
+    if job.status == "failed":
+        code = (job.error or {}).get("status")
+        usage.release_quantize_job(job.id, code if isinstance(code, int) and code >= 400 else 500)
+    elif job.status == "cancelled" and job.started_at is None:
+        usage.release_quantize_job(job.id, 409)
 
 
 def _problem(status: int, title: str, detail: str, slug: str) -> dict[str, Any]:

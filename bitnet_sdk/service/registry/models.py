@@ -8,12 +8,21 @@ Rules, in one place for every caller (HTTP handlers, the quantizer, the demo):
 * **Writes.** Only the owner or an admin may update, delete or upload; others
   who can see a model (it is public) get :class:`PermissionDenied`. Models
   owned by the server (``owner`` NULL, the demo model) are admin-only.
-* **Names** are unique per owner (:class:`ModelConflict`).
+* **Names** are unique per owner (:class:`ModelConflict`), and a name never
+  reaches across accounts (:func:`resolve_model`, the one resolver of every
+  API that takes a model id or name): the caller's own model, then the
+  operator's (owned by the server or an administrator, public), and another
+  customer's public model only by its id; ambiguity is
+  :class:`AmbiguousModelName`, never a silent pick.
 * **Files first.** A file is written to a partial, validated, renamed into
   ``models_dir`` and only then does the row say ``ready``: the row follows the
   file, never the reverse. An upload that fails validation leaves no file and
   sets the row ``invalid`` with the report, so the client can see why and
   upload again.
+* **Storage quota.** Storing a file (an upload, a quantizer's output) is
+  refused with :class:`~bitnet_sdk.service.accounting.storage_quota.StorageQuotaExceeded`
+  when it would take the owner past their tier's storage limit; the check is in
+  the transaction that stores the row (:mod:`bitnet_sdk.service.accounting.storage_quota`).
 * **Deletion** is refused while a queued or running job names the model in its
   ``params``. The row goes ``deleting`` first, then the file, then the row;
   :func:`recover` finishes deletions a crash interrupted.
@@ -35,6 +44,7 @@ from typing import Any
 import peewee
 
 from bitnet_sdk.config import Settings
+from bitnet_sdk.service.accounting import storage_quota
 from bitnet_sdk.service.pagination import DEFAULT_LIMIT, Page, paginate
 from bitnet_sdk.service.registry import uploads
 from bitnet_sdk.service.registry.files import MODEL_QTYPES, FileReport, inspect_file
@@ -47,12 +57,14 @@ __all__ = [
     "MODEL_QTYPES",
     "UPLOADABLE_STATUSES",
     "Actor",
+    "AmbiguousModelName",
     "FileReport",
     "InvalidModelFile",
     "ModelConflict",
     "ModelNotFound",
     "PermissionDenied",
     "RegistryError",
+    "UnknownModelName",
     "attach_file",
     "check_upload",
     "create_model",
@@ -66,6 +78,8 @@ __all__ = [
     "record_invalid",
     "recover",
     "register_file",
+    "resolve_model",
+    "runnable_models",
     "update_model",
 ]
 
@@ -94,6 +108,31 @@ class PermissionDenied(RegistryError):
 
 class ModelConflict(RegistryError):
     pass
+
+
+class AmbiguousModelName(RegistryError):
+    """A name several operator models share; ``candidates`` are their ids (answered 409)."""
+
+    def __init__(self, name: str, candidates: list[str]) -> None:
+        super().__init__(f"The name {name!r} matches several models ({', '.join(candidates)}); "
+                         "give one of their ids.")
+        self.name = name
+        self.candidates = candidates
+
+
+class UnknownModelName(ModelNotFound):
+    """No model of the caller's or the operator's has this name (404).
+
+    ``public_ids``: other accounts' public models of that name, usable by id only.
+    """
+
+    def __init__(self, name: str, public_ids: list[str]) -> None:
+        super().__init__(name)
+        if public_ids:
+            self.args = (f"Model {name!r} does not exist among your models or the operator's; "
+                         f"public models of other accounts are used by id: "
+                         f"{', '.join(public_ids)}.",)
+        self.public_ids = public_ids
 
 
 class InvalidModelFile(RegistryError):
@@ -133,6 +172,71 @@ def get_model(actor: Actor, model_id: str) -> ModelRecord:
     if record is None:
         raise ModelNotFound(model_id)
     return record
+
+
+#: Most candidate ids an ambiguity or not-found message lists.
+_MAX_CANDIDATES = 10
+
+
+def _operator_owned() -> Any:
+    """Models of the operator: owned by the server (NULL) or by an administrator."""
+    admins = User.select(User.id).where(User.is_admin == True)  # noqa: E712
+    return ModelRecord.owner.is_null() | ModelRecord.owner.in_(admins)
+
+
+def resolve_model(actor: Actor, ident: str) -> ModelRecord:
+    """The model ``ident`` names for ``actor``: the one rule for names (module docstring).
+
+    1. an id of a model ``actor`` may see is that model;
+    2. a name is ``actor``'s own model of that name (names are unique per owner);
+    3. else the public operator model of that name (:func:`_operator_owned`);
+       several are :class:`AmbiguousModelName`;
+    4. else :class:`UnknownModelName` (listing other accounts' public models of
+       that name by id: they are public, and used by id only).
+
+    Any kind and status: callers check that the model can do what they ask.
+    """
+    if ident.startswith("mdl_"):
+        record = ModelRecord.get_or_none((ModelRecord.id == ident) & _visible(actor))
+        if record is not None:
+            return record
+    if actor.user_id is not None:
+        own = ModelRecord.get_or_none((ModelRecord.owner == actor.user_id)
+                                      & (ModelRecord.name == ident))
+        if own is not None:
+            return own
+    named = ModelRecord.select().where(ModelRecord.name == ident,
+                                       ModelRecord.public == True)  # noqa: E712
+    operator = list(named.where(_operator_owned()).order_by(ModelRecord.created_at.desc(),
+                                                            ModelRecord.id)
+                    .limit(_MAX_CANDIDATES))
+    if len(operator) == 1:
+        return operator[0]
+    if operator:
+        raise AmbiguousModelName(ident, [r.id for r in operator])
+    public = named.order_by(ModelRecord.created_at.desc()).limit(_MAX_CANDIDATES)
+    raise UnknownModelName(ident, [r.id for r in public])
+
+
+def runnable_models(actor: Actor, *, kind: str = "llm") -> list[ModelRecord]:
+    """Ready models of ``kind`` ``actor`` may run, in the resolver's order of precedence.
+
+    The caller's own first, then the operator's, then other accounts' public
+    ones (each newest first), so a client that takes the first match of a name
+    in this list takes what :func:`resolve_model` would.
+    """
+    query = (ModelRecord.select().where(_visible(actor), ModelRecord.kind == kind,
+                                        ModelRecord.status == "ready")
+             .order_by(ModelRecord.created_at.desc(), ModelRecord.id.desc()))
+    records = list(query)
+    operator_ids = {r.id for r in query.where(_operator_owned())}
+
+    def rank(record: ModelRecord) -> int:
+        if actor.user_id is not None and record.owner_id == actor.user_id:
+            return 0
+        return 1 if record.id in operator_ids else 2
+
+    return sorted(records, key=rank)  # stable: newest first within each rank
 
 
 def list_models(
@@ -317,6 +421,7 @@ def attach_file(
     with write_transaction():
         lock_model(model_id)
         record = check_upload(actor, model_id)  # again, under the lock: another upload may have won
+        storage_quota.reserve(record.owner_id, partial.size, settings)
         target = _standard_path(settings, model_id)
         partial.publish(target)
         _set_file(record, settings, target, partial, report)
@@ -385,11 +490,14 @@ def register_file(
     or the path of a file on the data directory's file system (it is renamed,
     not copied). ``report`` skips a second :func:`inspect_file` when the caller
     already has one. Raises :class:`InvalidModelFile` (the file is left where it
-    was) or :class:`ModelConflict` for a taken name.
+    was), :class:`ModelConflict` for a taken name or
+    :class:`~bitnet_sdk.service.accounting.storage_quota.StorageQuotaExceeded`.
     """
     _check_name_free(owner_id, name, lock=False)  # before reading a large file for nothing
+    size = source.stat().st_size if isinstance(source, Path) else source.size
+    storage_quota.check(owner_id, size, settings)  # early, unlocked: reserve() below decides
     if isinstance(source, Path):
-        source = _StagedPath(source, source.stat().st_size, uploads.sha256_file(source))
+        source = _StagedPath(source, size, uploads.sha256_file(source))
     report = report or inspect_file(source.path)
     if not report.ok:
         raise InvalidModelFile(report.validation)
@@ -400,6 +508,7 @@ def register_file(
     try:
         with write_transaction():
             _check_name_free(owner_id, name)
+            storage_quota.reserve(owner_id, source.size, settings)
             source.publish(target)
             record = ModelRecord(id=model_id, owner=owner_id, name=name,
                                  description=description or "", tags=list(tags),

@@ -16,7 +16,6 @@ import pytest
 from bitnet_sdk.config import Settings, TierLimits
 from bitnet_sdk.service.accounting.ratelimit import (
     Decision,
-    LoginThrottle,
     check_and_consume,
     customer_key,
     peek,
@@ -157,23 +156,6 @@ def test_tier_limits_from_settings() -> None:
     custom = settings.with_(tiers={"tiny": TierLimits(7, 1, 1, 1)})
     assert tier_limit(custom, "tiny") == (7, 3600)
     assert customer_key("usr_1") == "user:usr_1"
-
-
-def test_login_throttle(db: peewee.Database) -> None:
-    throttle = LoginThrottle(max_failures=3, window_s=900)
-    for i in range(3):
-        assert throttle.check("Vic@example.com", "10.0.0.1", now=T0 + i).allowed
-        throttle.record_failure("Vic@example.com", "10.0.0.1", now=T0 + i)
-    blocked = throttle.check("vic@example.com", "10.0.0.2", now=T0 + 10)
-    assert not blocked.allowed and blocked.retry_after_s == 890
-    # The address is blocked for other accounts too.
-    assert not throttle.check("other@example.com", "10.0.0.1", now=T0 + 10).allowed
-    assert throttle.check("other@example.com", "10.0.0.9", now=T0 + 10).allowed
-    # A success clears the account, not the address.
-    throttle.succeeded("VIC@example.com")
-    assert throttle.check("vic@example.com", "10.0.0.2", now=T0 + 11).allowed
-    assert not throttle.check("vic@example.com", "10.0.0.1", now=T0 + 11).allowed
-    assert throttle.check("vic@example.com", "10.0.0.1", now=T0 + 900).allowed
 
 
 def test_threads_never_exceed_limit(db: peewee.Database) -> None:
