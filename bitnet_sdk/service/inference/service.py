@@ -326,7 +326,8 @@ class InferenceService:
             emit(("step", step))
 
         def on_exit(reason: str, error: BaseException | None) -> None:
-            lease.release()  # the slot and the KV cache's memory, at once
+            # The cache is dropped already; the slot and its memory are released
+            # once the usage is recorded (a free slot means a settled request).
             try:
                 self.cache.submit(self._end, run, emit, reason, error)
             except Exception:  # stopped: end here
@@ -340,10 +341,8 @@ class InferenceService:
             self._end(run, emit, "error", exc)
 
     def _end(self, run: _Run, emit: _Emit, reason: str, error: BaseException | None) -> None:
-        """A generation ended (``finished``, ``cancelled`` or ``error``): meter, then tell."""
+        """A generation ended (``finished``, ``cancelled`` or ``error``): meter, release, tell."""
         try:
-            if run.lease is not None:
-                run.lease.release()
             run.end_at = time.perf_counter()
             failure: BaseException | None = None
             if isinstance(error, InferenceError):
@@ -362,10 +361,12 @@ class InferenceService:
                 usage = run.usage()
                 self._meter(run, usage["prompt_tokens"], usage["completion_tokens"],
                             usage["compute_units"], status)
-            emit(("error", failure) if failure else ("end", None))
         finally:
+            if run.lease is not None:
+                run.lease.release()
             if run.settled is not None:
                 run.settled.set()
+        emit(("error", failure) if failure else ("end", None))
 
     async def _acquire(self, plan: Plan, caller: Caller, deadline: float,
                        cancel: threading.Event | None) -> Lease | None:
