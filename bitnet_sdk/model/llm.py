@@ -21,30 +21,15 @@ per weight; generation is the same code with ``n == 1``.
 
 from __future__ import annotations
 
-import concurrent.futures
-import os
-import threading
 from typing import Any, Protocol
 
 import numpy as np
 
-from bitnet_sdk.backends.base import Backend
+from bitnet_sdk.backends.base import Backend, ForwardStep
 from bitnet_sdk.model.kv_cache import KVCache
 from bitnet_sdk.model.weights import LayerWeights, ModelWeights
 
-__all__ = [
-    "HEAD_TILE",
-    "ForwardConfig",
-    "attention_block",
-    "embed",
-    "ffn_block",
-    "forward",
-    "output_head",
-    "row_products",
-]
-
-#: Vocabulary rows per product of the output head (a float32 tile fits a core's L2 cache).
-HEAD_TILE = 256
+__all__ = ["ForwardConfig", "attention_block", "embed", "ffn_block", "forward", "output_head"]
 
 
 class ForwardConfig(Protocol):
@@ -64,7 +49,7 @@ class ForwardConfig(Protocol):
 
 
 def embed(weights: ModelWeights[Any], token_ids: np.ndarray) -> np.ndarray:
-    """Rows of the token embedding: ``[n]`` ids → ``[n, d_model]`` float32."""
+    """Rows of the token embedding (kept in the file's float type): ``[n]`` ids → ``[n, d_model]`` float32."""
     return np.ascontiguousarray(weights.token_embd[token_ids], dtype=np.float32)
 
 
@@ -97,11 +82,10 @@ def attention_block(
     d_q, d_kv = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
     h = backend.rms_norm(x, layer.attn_norm, cfg.rms_eps)  # [n, d_model]
     qkv = backend.matmul(layer.wqkv, h)  # [n, d_q + 2 * d_kv]
-    q = qkv[:, :d_q].reshape(n, cfg.n_heads, cfg.head_dim)
-    k = qkv[:, d_q : d_q + d_kv].reshape(n, cfg.n_kv_heads, cfg.head_dim)
+    # queries and keys rotate in one call (RoPE acts on each head alone)
+    qk = _rope(backend, qkv[:, : d_q + d_kv].reshape(n, cfg.n_heads + cfg.n_kv_heads, cfg.head_dim), positions, cfg)
+    q, k = qk[:, : cfg.n_heads], qk[:, cfg.n_heads :]
     v = qkv[:, d_q + d_kv :].reshape(n, cfg.n_kv_heads, cfg.head_dim)
-    q = _rope(backend, q, positions, cfg)
-    k = _rope(backend, k, positions, cfg)
     k_all, v_all = cache.update(layer_idx, int(positions[0]), k, v)  # [t, n_kv_heads, head_dim]
     att = backend.attention(q, k_all, v_all, positions)  # [n, n_heads, head_dim]
     att = backend.rms_norm(att.reshape(n, d_q), layer.attn_sub_norm, cfg.rms_eps)
@@ -125,45 +109,11 @@ def output_head(
 ) -> np.ndarray:
     """Final norm and (tied) output projection: ``[n, d_model]`` → logits ``[n, vocab]``.
 
-    Each row's logits are computed the same way whatever ``n`` (see
-    :func:`row_products`), so a sequence decoded in a batch gets exactly the
-    logits it gets alone.
+    ``weights.output`` is what ``backend.prepare_head`` made of the file's
+    matrix (or the matrix itself when the weights were loaded without it).
     """
     h = backend.rms_norm(x, weights.output_norm, cfg.rms_eps)
-    return row_products(np.ascontiguousarray(h, dtype=np.float32), weights.output)
-
-
-def row_products(h: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``h [n, d] @ w[vocab, d].T`` in float32, each row independent of the others.
-
-    One BLAS call over all rows would sum a row in an order that depends on
-    the row count (a GEMV for one row, small-matrix or blocked GEMM kernels for
-    more). Here every product is one fixed-shape GEMV of a :data:`HEAD_TILE`-row
-    tile of ``w`` with one row of ``h``, tiles outermost, so a tile is read from
-    memory once and reused from cache for every row: one row costs a plain
-    GEMV, many about a GEMM. The tiles are split between the cores (numpy
-    releases the GIL); the split does not change any product.
-    """
-    n, d = h.shape
-    vocab = w.shape[0]
-    full = vocab // HEAD_TILE * HEAD_TILE
-    tiles = w[:full].reshape(-1, HEAD_TILE, d)  # [t, T, d]
-    prod = np.empty((tiles.shape[0], n, HEAD_TILE, 1), dtype=np.float32)  # [t, n, T, 1]
-
-    def part(lo: int, hi: int) -> None:
-        np.matmul(tiles[lo:hi, None], h[None, :, :, None], out=prod[lo:hi])
-
-    pool, parts = _head_pool()
-    bounds = np.linspace(0, tiles.shape[0], parts + 1).astype(int)
-    if pool is None or tiles.shape[0] < 2 * parts:
-        part(0, tiles.shape[0])
-    else:
-        list(pool.map(part, bounds[:-1], bounds[1:]))
-    out = np.empty((n, vocab), dtype=np.float32)
-    out[:, :full] = prod[..., 0].transpose(1, 0, 2).reshape(n, full)
-    if full < vocab:
-        out[:, full:] = np.matmul(w[None, full:], h[:, :, None])[..., 0]  # [n, rest]
-    return out
+    return backend.head(weights.output, h)
 
 
 def forward(
@@ -175,6 +125,7 @@ def forward(
     cache: KVCache,
     *,
     last_only: bool = False,
+    step: ForwardStep | None = None,
 ) -> np.ndarray:
     """Run ``token_ids [n]`` at positions ``start_pos ..`` and return float32 logits.
 
@@ -182,15 +133,19 @@ def forward(
     for the last position only with ``last_only`` (what generation needs; it
     skips ``n - 1`` rows of the largest matmul). The cache must hold exactly
     the first ``start_pos`` positions of the sequence (or more, which are then
-    overwritten).
+    overwritten). ``step`` is the backend's fused forward pass
+    (``Backend.compile_forward``): after the checks here it runs instead of
+    the per-op code below, which defines what it must compute.
     """
     token_ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
     n = token_ids.shape[0]
     if n == 0:
         raise ValueError("forward needs at least one token")
-    vocab = weights.token_embd.shape[0]
+    vocab = int(weights.token_embd.shape[0])
     if token_ids.min() < 0 or token_ids.max() >= vocab:
         raise ValueError(f"token ids must be in [0, {vocab}), got {token_ids.min()}..{token_ids.max()}")
+    if step is not None:
+        return step(token_ids, start_pos, cache, last_only)
     positions = np.arange(start_pos, start_pos + n, dtype=np.int64)
     x = embed(weights, token_ids)  # [n, d_model]
     for i, layer in enumerate(weights.layers):
@@ -199,20 +154,3 @@ def forward(
     if last_only:
         x = x[-1:]
     return output_head(x, weights, cfg, backend)
-
-
-_HEAD_POOL: tuple[concurrent.futures.ThreadPoolExecutor | None, int] | None = None
-_HEAD_POOL_LOCK = threading.Lock()
-
-
-def _head_pool() -> tuple[concurrent.futures.ThreadPoolExecutor | None, int]:
-    """Threads for the output head: ``BITNET_NUM_THREADS`` or every usable CPU."""
-    global _HEAD_POOL
-    with _HEAD_POOL_LOCK:
-        if _HEAD_POOL is None:
-            threads = int(os.environ.get("BITNET_NUM_THREADS") or len(os.sched_getaffinity(0))
-                          if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-            pool = (concurrent.futures.ThreadPoolExecutor(threads, "bitnet-head")
-                    if threads > 1 else None)
-            _HEAD_POOL = (pool, max(1, threads))
-        return _HEAD_POOL

@@ -8,9 +8,16 @@ rounding. Shapes: ``n`` tokens, ``h`` query heads, ``hkv`` key/value heads,
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
+import threading
+
 import numpy as np
 
-__all__ = ["attention", "relu2", "rms_norm", "rope", "silu", "softmax"]
+__all__ = ["HEAD_TILE", "attention", "relu2", "rms_norm", "rope", "row_products", "silu", "softmax"]
+
+#: Vocabulary rows per product of the output head (a float32 tile fits a core's L2 cache).
+HEAD_TILE = 256
 
 
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
@@ -61,18 +68,28 @@ def attention(
     ``q [n, h, d]`` are queries at absolute ``q_positions [n]``; ``k, v [t, hkv, d]``
     hold the keys and values of positions ``0 .. t-1`` (the KV cache, including
     the current tokens). A query at position ``p`` sees keys ``0 .. p``. Query
-    head ``j`` reads key/value head ``j // (h // hkv)``. Returns ``[n, h, d]``.
+    head ``j`` reads key/value head ``j // (h // hkv)``. Returns ``[n, h, d]``
+    float32 (keys and values may be float16: an F16 KV cache).
+
+    Each key/value head is read once for its whole query group: two batched
+    matrix products over the K/V heads (``[hkv, group·n, d] @ [hkv, d, t]`` and
+    ``[hkv, group·n, t] @ [hkv, t, d]``) on strided views of the cache. Nothing
+    is repeated or copied per query head, and the cost grows linearly with the
+    cached positions.
     """
-    _, h, d = q.shape
+    n, h, d = q.shape
     t, hkv, _ = k.shape
     group = h // hkv
-    kk = np.repeat(k, group, axis=1)  # [t, h, d]
-    vv = np.repeat(v, group, axis=1)
-    scores = np.einsum("nhd,thd->hnt", q, kk) / np.float32(np.sqrt(d))  # [h, n, t]
-    mask = np.arange(t)[None, :] > np.asarray(q_positions)[:, None]  # [n, t]
-    scores = np.where(mask[None, :, :], np.float32(-np.inf), scores)
-    probs = softmax(scores, axis=-1)
-    return np.einsum("hnt,thd->nhd", probs, vv).astype(np.float32)
+    # [n, hkv, group, d] -> [hkv, group * n, d]: rows of one K/V head's query group
+    qg = np.asarray(q, dtype=np.float32).reshape(n, hkv, group, d).transpose(1, 2, 0, 3).reshape(hkv, group * n, d)
+    if k.dtype != np.float32:  # an F16 cache
+        k, v = k.astype(np.float32), v.astype(np.float32)
+    scores = np.matmul(qg, k.transpose(1, 2, 0)) / np.float32(np.sqrt(d))  # [hkv, group * n, t]
+    if np.min(q_positions) < t - 1:  # a decode step sees every key: no mask
+        mask = np.arange(t)[None, :] > np.asarray(q_positions)[:, None]  # [n, t]
+        scores = np.where(np.tile(mask, (group, 1))[None], np.float32(-np.inf), scores)
+    out = np.matmul(softmax(scores, axis=-1), v.transpose(1, 0, 2))  # [hkv, group * n, d]
+    return np.ascontiguousarray(out.reshape(hkv, group, n, d).transpose(2, 0, 1, 3)).reshape(n, h, d)
 
 
 def silu(x: np.ndarray) -> np.ndarray:
@@ -84,3 +101,53 @@ def relu2(x: np.ndarray) -> np.ndarray:
     """Squared ReLU, BitNet b1.58 2B-4T's gate activation."""
     r = np.maximum(x, np.float32(0.0))
     return r * r
+
+
+def row_products(h: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``h [n, d] @ w[vocab, d].T`` in float32, each row independent of the others.
+
+    One BLAS call over all rows would sum a row in an order that depends on
+    the row count (a GEMV for one row, small-matrix or blocked GEMM kernels for
+    more). Here every product is one fixed-shape GEMV of a :data:`HEAD_TILE`-row
+    tile of ``w`` with one row of ``h``, tiles outermost, so a tile is read from
+    memory once and reused from cache for every row: one row costs a plain
+    GEMV, many about a GEMM. The tiles are split between the cores (numpy
+    releases the GIL); the split does not change any product.
+    """
+    n, d = h.shape
+    vocab = w.shape[0]
+    full = vocab // HEAD_TILE * HEAD_TILE
+    tiles = w[:full].reshape(-1, HEAD_TILE, d)  # [t, T, d]
+    prod = np.empty((tiles.shape[0], n, HEAD_TILE, 1), dtype=np.float32)  # [t, n, T, 1]
+
+    def part(lo: int, hi: int) -> None:
+        np.matmul(tiles[lo:hi, None], h[None, :, :, None], out=prod[lo:hi])
+
+    pool, parts = _head_pool()
+    bounds = np.linspace(0, tiles.shape[0], parts + 1).astype(int)
+    if pool is None or tiles.shape[0] < 2 * parts:
+        part(0, tiles.shape[0])
+    else:
+        list(pool.map(part, bounds[:-1], bounds[1:]))
+    out = np.empty((n, vocab), dtype=np.float32)
+    out[:, :full] = prod[..., 0].transpose(1, 0, 2).reshape(n, full)
+    if full < vocab:
+        out[:, full:] = np.matmul(w[None, full:], h[:, :, None])[..., 0]  # [n, rest]
+    return out
+
+
+_HEAD_POOL: tuple[concurrent.futures.ThreadPoolExecutor | None, int] | None = None
+_HEAD_POOL_LOCK = threading.Lock()
+
+
+def _head_pool() -> tuple[concurrent.futures.ThreadPoolExecutor | None, int]:
+    """Threads for the output head: ``BITNET_NUM_THREADS`` or every usable CPU."""
+    global _HEAD_POOL
+    with _HEAD_POOL_LOCK:
+        if _HEAD_POOL is None:
+            threads = int(os.environ.get("BITNET_NUM_THREADS") or len(os.sched_getaffinity(0))
+                          if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+            pool = (concurrent.futures.ThreadPoolExecutor(threads, "bitnet-head")
+                    if threads > 1 else None)
+            _HEAD_POOL = (pool, max(1, threads))
+        return _HEAD_POOL
