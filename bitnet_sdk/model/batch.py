@@ -21,7 +21,7 @@ or per sequence (attention), so a sequence's numbers do not depend on what
 else is in the step. Two float products could: the attention of a sequence
 is computed exactly as :func:`bitnet_sdk.model.llm.forward` computes it for the
 same chunk; the output head (``Backend.head``, whose fallback is
-:func:`~bitnet_sdk.model.ops.row_products`) computes each row independently
+:func:`~bitnet_sdk.backends.ops.row_products`) computes each row independently
 of the others. The result: a sequence's logits are bitwise the same alone or
 in any batch, on backends whose per-token ops are exact.
 """

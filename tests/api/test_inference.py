@@ -310,7 +310,7 @@ def test_batching_metrics_move(live_server: Any, customer: Account, admin: Accou
 
 def test_a_disconnected_stream_leaves_the_batch_and_the_others_go_on(
         live_server: Any, customer: Account, endless_id: str) -> None:
-    cache = live_server.app.bitnet.services["model_cache"]
+    cache = live_server.app.bitnet.model_cache
     url = live_server.url + "/v1/inference/stream"
     body = {"model": endless_id, "prompt": PROMPT, "max_tokens": 8000}
     with httpx.Client(headers=customer.headers, timeout=60) as client, \

@@ -132,7 +132,7 @@ def test_a_cache_copy_continues_like_the_original(model: Model) -> None:
 
 @pytest.mark.parametrize(("vocab", "d"), [(32000, 64), (700, 48), (100, 16)])
 def test_row_products_are_the_product_row_by_row(vocab: int, d: int) -> None:
-    from bitnet_sdk.model.ops import row_products
+    from bitnet_sdk.backends.ops import row_products
 
     rng = np.random.default_rng(vocab)
     w = rng.standard_normal((vocab, d)).astype(np.float32)

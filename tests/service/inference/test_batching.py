@@ -17,7 +17,12 @@ from bitnet_sdk.backends import available
 from bitnet_sdk.model.generate import GenerationStep, new_decoder
 from bitnet_sdk.model.loader import Model, load
 from bitnet_sdk.service.inference.batching import BatchLimits, Scheduler, Sequence, kv_bytes
-from bitnet_sdk.service.inference.model_cache import ModelCache, ModelSpec, ModelTooLarge
+from bitnet_sdk.service.inference.model_cache import (
+    ModelCache,
+    ModelRef,
+    ModelSpec,
+    ModelTooLarge,
+)
 from bitnet_sdk.testing.synthetic import build_model
 from tests.support.inference import ModelFiles
 
@@ -231,7 +236,7 @@ def test_kv_reservations_count_in_the_cache_budget(tmp_path: Path) -> None:
     path = build_model(tmp_path / "m.gguf")
     model_bytes = path.stat().st_size
     cache = ModelCache(model_bytes + 3000, 4, slots_per_model=4)
-    spec = ModelSpec("m", "m", str(path), model_bytes, "numpy")
+    spec = ModelSpec(ModelRef("m", "m", "llm", path, model_bytes, 1), "numpy")
     try:
         first = cache.acquire_sync(spec)
         second = cache.acquire_sync(spec)
