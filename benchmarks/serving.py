@@ -76,9 +76,9 @@ def model_file(size: str) -> Path:
 def prompt_of(path: Path, tokens: int) -> str:
     """A text prompt of about ``tokens`` tokens under the model's tokenizer."""
     from bitnet_sdk.model.gguf_file import read_model
-    from bitnet_sdk.model.tokenizer import Tokenizer
+    from bitnet_sdk.model.tokenizer import Tokenizer, TokenizerSpec
 
-    tok = Tokenizer.from_spec(read_model(path).tokenizer_spec)
+    tok = Tokenizer.from_spec(TokenizerSpec.from_metadata(read_model(path).metadata))
     words: list[str] = []
     while len(tok.encode(" ".join(words))) < tokens:
         words.append(WORDS[len(words) % len(WORDS)])
@@ -288,7 +288,7 @@ def machine() -> str:
 
 def show(name: str, f: Figures, base: float | None, peer: Figures | None) -> None:
     ratio = f" {f.tok_s / base:5.2f}x" if base else "      "
-    vs = f" {f.tok_s / peer.tok_s:5.2f}x" if peer and peer.tok_s else "      "
+    vs = f"  {f.tok_s / peer.tok_s:5.2f}x" if peer and peer.tok_s else "       "
     print(f"  {name:13}{f.n:>4}{f.tok_s:>9.1f}{ratio}{vs}{f.ttft_p50 * 1000:>9.0f}"
           f"{f.ttft_p95 * 1000:>9.0f}{f.itl_p95 * 1000:>9.1f}{f.ok:>5}{f.refused:>5}{f.failed:>5}",
           flush=True)
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.max_batch_size}, queue {args.queue_size}")
     if binary is None:
         print(f"llama-server comparison skipped: {why}")
-    print(f"  {'server':13}{'N':>4}{'tok/s':>9}{'vs N=1':>7}{'vs peer':>7}{'TTFT p50':>9}"
+    print(f"  {'server':13}{'N':>4}{'tok/s':>9}{'vs N=1':>7}{'vs peer':>8}{'TTFT p50':>9}"
           f"{'p95 ms':>9}{'ITL p95':>9}{'ok':>5}{'503':>5}{'fail':>5}")
     ours_body = {"prompt": prompt, "max_tokens": args.tokens, "temperature": 0}
     llama_body = {"prompt": prompt, "n_predict": args.tokens, "temperature": 0,
