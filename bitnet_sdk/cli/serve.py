@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bitnet_sdk.config import Settings
+from bitnet_sdk.config import Settings, parse_origins
 
 __all__ = ["register"]
 
@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "BITNET_MODEL_QUEUE_SIZE)")
     p.add_argument("--no-demo", dest="demo_model", action="store_const", const=False,
                    help="do not create the demo model on first start")
+    p.add_argument("--cors-origin", dest="cors_origins", action="append", metavar="ORIGIN",
+                   help="a web origin (scheme://host[:port], or *) allowed to call the API from "
+                        "browsers; repeat for several (default: none, or BITNET_CORS_ORIGINS)")
     p.set_defaults(func=run)
 
 
@@ -38,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir, workers=args.workers, backend=args.backend,
         demo_model=args.demo_model, max_batch_size=args.max_batch_size,
         model_queue_size=args.model_queue_size,
+        cors_origins=parse_origins(",".join(args.cors_origins)) if args.cors_origins else None,
     )
     run_server(settings)
     return 0
