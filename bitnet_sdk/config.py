@@ -66,6 +66,8 @@ class Settings:
     model_cache_bytes: int = 4 * 1024**3
     #: Concurrent requests waiting per model before 503.
     model_queue_size: int = 16
+    #: Generations of one model decoded together in one batched step (its slots).
+    max_batch_size: int = 16
     request_timeout_s: float = 300.0
     #: Networks of reverse proxies whose ``X-Forwarded-For`` is believed (comma-separated
     #: addresses or CIDRs, e.g. ``10.0.0.0/8,::1``); empty: the TCP peer is the client.
