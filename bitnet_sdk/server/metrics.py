@@ -7,20 +7,23 @@ ids (bounded by the registry).
 Where each family moves:
 
 * HTTP families: :class:`MetricsMiddleware`, per request.
-* ``bitnet_generated_tokens_total``, ``bitnet_time_to_first_token_seconds`` and
-  ``bitnet_generation_tokens_per_second``: when a generation ends (the inference service
+* ``bitnet_generated_tokens_total`` and ``bitnet_generation_tokens_per_second``: when a
+  generation ends (the inference service
   reports it through :class:`~bitnet_sdk.service.telemetry.Telemetry`, which
   :class:`Metrics` implements).
 * ``bitnet_jobs_total``: when a job's outcome is recorded by this server's workers
   (``bitnet worker`` processes have no metrics endpoint).
 * Model cache families (``bitnet_loaded_models``, ``bitnet_model_cache_*``,
   ``bitnet_model_queue_depth``): read from the cache's own counters at each scrape.
+* Batching families (``bitnet_batch_*``, ``bitnet_sequences_active``,
+  ``bitnet_requests_queued``, ``bitnet_time_to_first_token_seconds``,
+  ``bitnet_inter_token_latency_seconds``): :class:`BatchMetrics`, fed by the schedulers.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -39,15 +42,13 @@ from bitnet_sdk.server.access_log import note
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "MetricsMiddleware", "RouteRecorder"]
+__all__ = ["CONTENT_TYPE_LATEST", "BatchMetrics", "Metrics", "MetricsMiddleware", "RouteRecorder"]
 
 #: Scope key of a per-request dict shared by the two middlewares below (Connexion
 #: copies the scope at routing, shallowly, so the dict itself is shared).
 _SLOT = "bitnet.metrics"
 
 
-#: Buckets of the time to first token (seconds): sub-second on a warm model, load time on a cold one.
-TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 #: Buckets of decode speed (tokens per second of one generation).
 TPS_BUCKETS = (1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
 
@@ -79,15 +80,12 @@ class Metrics:
         self.jobs = Counter(
             "bitnet_jobs_total", "Jobs finished", ["kind", "status"], registry=self.registry,
         )
-        self.ttft = Histogram(
-            "bitnet_time_to_first_token_seconds",
-            "From a generation request's arrival to its first token (queue, load, prompt)",
-            ["model"], buckets=TTFT_BUCKETS, registry=self.registry,
-        )
         self.tokens_per_second = Histogram(
             "bitnet_generation_tokens_per_second", "Decode speed of each finished generation",
             ["model"], buckets=TPS_BUCKETS, registry=self.registry,
         )
+
+        self.batching = BatchMetrics(self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -105,8 +103,6 @@ class Metrics:
                             ttft_s: float | None, tokens_per_s: float | None) -> None:
         if completion_tokens:
             self.tokens.labels(model).inc(completion_tokens)
-        if ttft_s is not None:
-            self.ttft.labels(model).observe(ttft_s)
         if tokens_per_s is not None:
             self.tokens_per_second.labels(model).observe(tokens_per_s)
 
@@ -139,6 +135,52 @@ class _CacheCollector(Collector):
         for model, waiting in sorted(self.cache.queue_depths().items()):
             depth.add_metric([model], waiting)
         yield depth
+
+
+class BatchMetrics:
+    """The batching schedulers' families (``service.inference.batching.BatchObserver``).
+
+    Occupancy gauges are read from the model cache when scraped
+    (:meth:`watch`); step sizes and token latencies are observed as they happen.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.active = Gauge(
+            "bitnet_sequences_active", "Generations decoding in a batch, all models",
+            registry=registry)
+        self.queued = Gauge(
+            "bitnet_requests_queued",
+            "Requests waiting for a model: in its queue, or admitted and waiting for KV memory",
+            registry=registry)
+        self.batch_size = Histogram(
+            "bitnet_batch_size", "Sequences in one batched forward step",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=registry)
+        self.batch_tokens = Histogram(
+            "bitnet_batch_tokens", "Tokens (decode and prompt chunks) in one batched step",
+            buckets=(1, 4, 16, 64, 128, 256, 512, 1024), registry=registry)
+        self.ttft = Histogram(
+            "bitnet_time_to_first_token_seconds",
+            "From a generation joining its model's scheduler to its first token",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30), registry=registry)
+        self.inter_token_latency = Histogram(
+            "bitnet_inter_token_latency_seconds", "Between two tokens of one generation",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2), registry=registry)
+
+    def watch(self, batch_stats: Callable[[], dict[str, int]],
+              cache_stats: Callable[[], dict[str, int]]) -> None:
+        """Read the occupancy gauges from the model cache at every scrape."""
+        self.active.set_function(lambda: batch_stats()["active"])
+        self.queued.set_function(lambda: batch_stats()["waiting"] + cache_stats()["queued"])
+
+    def step(self, sequences: int, tokens: int) -> None:
+        self.batch_size.observe(sequences)
+        self.batch_tokens.observe(tokens)
+
+    def first_token(self, seconds: float) -> None:
+        self.ttft.observe(seconds)
+
+    def inter_token(self, seconds: float) -> None:
+        self.inter_token_latency.observe(seconds)
 
 
 class MetricsMiddleware:
