@@ -57,11 +57,17 @@ class Portal:
     """The portal of one live server in the shared browser, with the steps the tests repeat."""
 
     def __init__(self, driver: Any, url: str) -> None:
+        from selenium.common.exceptions import (
+            NoSuchElementException,
+            StaleElementReferenceException,
+        )
         from selenium.webdriver.support.ui import WebDriverWait
 
         self.driver = driver
         self.url = url
-        self.wait = WebDriverWait(driver, WAIT)
+        # Pages re-render parts of themselves: an element replaced mid-wait is looked up again.
+        self.wait = WebDriverWait(driver, WAIT, ignored_exceptions=(
+            NoSuchElementException, StaleElementReferenceException))
 
     def find(self, css: str) -> Any:
         from selenium.webdriver.common.by import By

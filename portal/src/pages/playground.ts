@@ -15,7 +15,7 @@ export async function renderPlayground(main: HTMLElement): Promise<void> {
   prompt.value = "The capital of France is";
   const num = (id: string, value: string, attrs: Record<string, string> = {}) =>
     h("input", { type: "number", id, value, ...attrs });
-  const maxTokens = num("pg-max-tokens", "64", { min: "1", max: "4096" });
+  const maxTokens = num("pg-max-tokens", "64", { min: "1", max: "131072" });
   const temperature = num("pg-temperature", "0.8", { min: "0", max: "2", step: "0.05" });
   const topP = num("pg-top-p", "0.95", { min: "0", max: "1", step: "0.01" });
   const topK = num("pg-top-k", "40", { min: "0", step: "1" });
@@ -55,20 +55,23 @@ export async function renderPlayground(main: HTMLElement): Promise<void> {
     event.preventDefault();
     error.textContent = "";
     output.textContent = "";
-    stats.replaceChildren();
     controller = new AbortController();
     run.disabled = true;
     stop.disabled = false;
     const started = performance.now();
     let first = 0;
     let tokens = 0;
+    const [stateEl, countEl, ttftEl, rateEl] = ["pg-state", "pg-count", "pg-ttft", "pg-rate"].map((id) => h("span", { id }));
+    stats.replaceChildren(stateEl, countEl, ttftEl, rateEl);
     const show = (state: string) => {
       const now = performance.now();
       const rate = tokens > 1 && first ? ((tokens - 1) * 1000) / (now - first) : 0;
-      stats.replaceChildren(h("span", { id: "pg-state" }, state), h("span", {}, `tokens: ${tokens}`),
-        h("span", { id: "pg-ttft" }, `time to first token: ${first ? Math.round(first - started) + " ms" : "—"}`),
-        h("span", { id: "pg-rate" }, `tokens/s: ${rate ? rate.toFixed(1) : "—"}`));
+      stateEl.textContent = state;
+      countEl.textContent = `tokens: ${tokens}`;
+      ttftEl.textContent = `time to first token: ${first ? Math.round(first - started) + " ms" : "—"}`;
+      rateEl.textContent = `tokens/s: ${rate ? rate.toFixed(1) : "—"}`;
     };
+    show("waiting for the first token");
     try {
       await api(async (c) => {
         for await (const e of c.streamInference(request(), { signal: controller!.signal })) {
