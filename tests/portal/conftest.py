@@ -114,7 +114,11 @@ class Portal:
         folder = os.environ.get("PORTAL_SCREENSHOTS")
         if folder:
             Path(folder).mkdir(parents=True, exist_ok=True)
+            width, height = self.driver.get_window_size().values()
+            page = self.driver.execute_script("return document.documentElement.scrollHeight")
+            self.driver.set_window_size(width, min(int(page) + 140, 2400))  # the whole page
             self.driver.save_screenshot(str(Path(folder) / f"{name}.png"))
+            self.driver.set_window_size(width, height)
 
 
 @pytest.fixture
