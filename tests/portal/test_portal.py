@@ -150,3 +150,22 @@ def test_admin_sees_server_status(portal, live_server) -> None:
     portal.find("#nav-admin")
     portal.text_in("#admin-status", "backends:")
     portal.screenshot("admin")
+
+
+def test_pages_fit_a_narrow_screen(portal, admin) -> None:
+    """At a phone's width no page scrolls sideways (wide tables scroll inside their own box)."""
+    size = portal.driver.get_window_size()
+    portal.driver.set_window_size(400, 800)
+    try:
+        portal.sign_in(admin.email, admin.password)
+        for route, ready in (("keys", "#keys-list"), ("playground", "#pg-snippet"),
+                             ("models", "#models-list"), ("usage", "#rate-remaining"),
+                             ("account", "#acct-tier"), ("admin", "#admin-status")):
+            portal.open(route)
+            portal.find(ready)
+            overflow = portal.driver.execute_script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, f"{route} is {overflow}px wider than the screen"
+        portal.screenshot("narrow-admin")
+    finally:
+        portal.driver.set_window_size(size["width"], size["height"])
