@@ -1,6 +1,6 @@
 // The portal's shell: hash routes, the navigation, the sign-in page and the re-sign-in dialog.
 import { announce, errorText, field, h } from "./dom.js";
-import { onExpired, resume, session, signIn, signOut } from "./session.js";
+import { makeClient, onExpired, resume, session, signIn, signOut } from "./session.js";
 import { renderKeys } from "./pages/keys.js";
 import { renderPlayground } from "./pages/playground.js";
 import { renderModels } from "./pages/models.js";
@@ -65,14 +65,37 @@ function signInForm(onDone: () => Promise<void>, idPrefix: string): HTMLFormElem
   return form;
 }
 
+/** Sign up (servers with open sign-up; a closed one answers 403, shown as is), then sign in. */
+function signUpForm(onDone: () => Promise<void>): HTMLElement {
+  const email = h("input", { type: "email", id: "signup-email", autocomplete: "username", required: true });
+  const password = h("input", { type: "password", id: "signup-password", autocomplete: "new-password", required: true, minlength: 8 });
+  const error = h("p", { class: "error", role: "alert", id: "signup-error" });
+  const form = h("form", {}, field("Email", email), field("Password", password, "At least 8 characters."),
+    h("button", { type: "submit", id: "signup-submit" }, "Create account"), error);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    try {
+      await makeClient().signUp({ email: email.value, password: password.value });
+      await signIn(email.value, password.value);
+      await onDone();
+    } catch (e) {
+      error.textContent = errorText(e);
+    }
+  });
+  return h("details", {}, h("summary", { id: "signup-open" }, "No account? Create one"), form);
+}
+
 function renderSignIn(main: HTMLElement): void {
+  const done = async () => {
+    if (route() === "signin") location.hash = "#/keys";
+    await show();
+  };
   main.replaceChildren(
     h("h1", {}, "Sign in"),
     h("p", { class: "muted" }, "Sign in with your BitNet account to manage keys, models and usage."),
-    signInForm(async () => {
-      if (route() === "signin") location.hash = "#/keys";
-      await show();
-    }, "signin"),
+    signInForm(done, "signin"),
+    signUpForm(done),
   );
   (main.querySelector("#signin-email") as HTMLElement).focus();
 }

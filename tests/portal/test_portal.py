@@ -169,3 +169,30 @@ def test_pages_fit_a_narrow_screen(portal, admin) -> None:
         portal.screenshot("narrow-admin")
     finally:
         portal.driver.set_window_size(size["width"], size["height"])
+
+
+def test_sign_up_where_the_server_allows_it(driver, tmp_path) -> None:
+    """Open sign-up creates the account and signs in; a closed server's refusal is shown."""
+    from dataclasses import replace
+
+    from bitnet_sdk.server.app import create_app
+    from bitnet_sdk.server.asgi.testing import ServerThread
+    from tests.portal.conftest import Portal
+    from tests.support.inference import inference_settings
+
+    for open_signup in (False, True):
+        settings = replace(inference_settings(tmp_path / str(open_signup)), open_signup=open_signup)
+        app = create_app(settings)
+        with ServerThread(app) as server:
+            portal = Portal(driver, server.url)
+            portal.open()
+            portal.find("#signup-open").click()
+            portal.type("#signup-email", "new@example.com")
+            portal.type("#signup-password", "a long enough password")
+            portal.find("#signup-submit").click()
+            if open_signup:
+                portal.text_in("#who-email", "new@example.com")
+                portal.find("#keys-list")
+            else:
+                assert portal.filled("#signup-error")
+            driver.get("about:blank")
