@@ -196,3 +196,20 @@ def test_sign_up_where_the_server_allows_it(driver, tmp_path) -> None:
             else:
                 assert portal.filled("#signup-error")
             driver.get("about:blank")
+
+
+def test_quantize_a_model_and_follow_its_progress(portal, customer, live_server, tmp_path) -> None:
+    from tests.support.jobs import register_source
+
+    source = build_model(tmp_path / "f32.gguf", qtype="f32", n_layers=1)
+    source_id = register_source(live_server.settings, source, customer.user_id, "tiny")
+    portal.sign_in(customer.email, customer.password, route="models")
+    portal.find(f"tr[data-model-id='{source_id}'] button.secondary").click()
+    portal.find("#q-start").click()
+    portal.text_in("#q-state", "succeeded")
+    assert portal.find("#q-progress").get_attribute("value") == "100"
+    models = httpx.get(live_server.url + "/v1/models", headers=customer.headers).json()["data"]
+    result = next(m for m in models if m["source_model_id"] == source_id)
+    assert (result["qtype"], result["status"]) == ("tq2_0", "ready")
+    portal.text_in("#models-list", result["name"])
+    portal.screenshot("quantize")

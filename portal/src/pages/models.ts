@@ -4,6 +4,7 @@ import type { Model, ModelStatus } from "bitnet-client";
 import { announce, confirmDialog, errorText, field, formatBytes, formatDate, h } from "../dom.js";
 import { api, makeClient, storedTokens } from "../session.js";
 import { progressFetch } from "../xhrfetch.js";
+import { canQuantize, quantizeForm } from "./quantize.js";
 
 const PAGE = 10;
 
@@ -83,7 +84,7 @@ function renderList(list: HTMLElement, models: Model[], details: HTMLElement, re
     h("td", {}, m.public ? "public" : "private"), h("td", {}, formatDate(m.created_at)),
     h("td", {},
       h("button", { type: "button", class: "secondary", "aria-label": `Details of ${m.name}`,
-        onclick: () => showDetails(details, m) }, "Details"),
+        onclick: () => showDetails(details, m, reload) }, "Details"),
       m.owner_id ? h("button", { type: "button", class: "danger", "aria-label": `Delete ${m.name}`, onclick: async () => {
         if (!(await confirmDialog(`Delete the model "${m.name}" and its file?`, "Delete"))) return;
         try {
@@ -99,13 +100,14 @@ function renderList(list: HTMLElement, models: Model[], details: HTMLElement, re
     h("tbody", {}, ...rows)));
 }
 
-async function showDetails(details: HTMLElement, m: Model): Promise<void> {
+async function showDetails(details: HTMLElement, m: Model, reload: () => Promise<void>): Promise<void> {
   const facts = h("table", {}, h("tbody", {}, ...Object.entries({
     ID: m.id, Name: m.name, Description: m.description ?? "—", Kind: m.kind ?? "—", Format: m.format ?? "—",
     Status: m.status, SHA256: m.sha256 ?? "—", Tags: m.tags.join(", ") || "—",
   }).map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", { class: "mono" }, String(v))))));
   const extra = h("div", {});
-  details.replaceChildren(h("div", { class: "panel", id: "details-panel" }, h("h2", {}, `Model ${m.name}`), facts, extra));
+  details.replaceChildren(h("div", { class: "panel", id: "details-panel" }, h("h2", {}, `Model ${m.name}`), facts,
+    canQuantize(m) ? quantizeForm(m, reload) : null, extra));
   try {
     if (m.status === "ready") {
       const meta = await api((c) => c.getModelMetadata(m.id));
