@@ -149,6 +149,7 @@ def test_admin_sees_server_status(portal, live_server) -> None:
     portal.sign_in(admin.email, admin.password, route="admin")
     portal.find("#nav-admin")
     portal.text_in("#admin-status", "backends:")
+    portal.text_in("#admin-backends", "numpy")
     portal.screenshot("admin")
 
 

@@ -16,7 +16,13 @@ export async function renderAdmin(main: HTMLElement): Promise<void> {
     loaded.length ? h("div", { class: "table-wrap" }, h("table", {},
       h("thead", {}, h("tr", {}, ...["Name", "Backend", "Memory", "Running", "Queued", "Last used"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, ...loaded))) : h("p", { class: "muted" }, "None loaded."),
-    h("h2", {}, "Devices"), h("pre", { tabindex: "0" }, JSON.stringify(devices, null, 2)),
+    h("h2", {}, "Backends and devices"),
+    h("p", {}, `Chosen automatically: ${devices.auto ?? "none available"}.`),
+    h("div", { class: "table-wrap" }, h("table", { id: "admin-backends" },
+      h("thead", {}, h("tr", {}, ...["Backend", "Version", "Priority", "Available", "Devices"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, ...devices.backends.map((b) => h("tr", {}, h("td", {}, b.name), h("td", {}, b.version ?? "—"),
+        h("td", {}, String(b.priority)), h("td", {}, b.available ? "yes" : `no${b.error ? `: ${b.error}` : ""}`),
+        h("td", {}, b.devices.map((d) => `${d.name} (${d.kind}, ${formatBytes(d.memory_bytes)})`).join("; "))))))),
     h("h2", {}, "Users and upgrade approvals"),
     h("p", { class: "muted" }, "The API has no operations for these yet; use `bitnet user list`, `bitnet user upgrades` " +
       "and `bitnet user approve-upgrade` on the server."));
