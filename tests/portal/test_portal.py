@@ -214,3 +214,45 @@ def test_quantize_a_model_and_follow_its_progress(portal, customer, live_server,
     assert (result["qtype"], result["status"]) == ("tq2_0", "ready")
     portal.text_in("#models-list", result["name"])
     portal.screenshot("quantize")
+
+
+def test_an_expired_access_token_is_refreshed_silently(driver, tmp_path, monkeypatch) -> None:
+    """Access tokens live 1 s here (and no clock leeway): after expiry the SDK refreshes once
+    through /v1/auth/refresh and the page just works, without the sign-in dialog."""
+    from dataclasses import replace
+
+    from bitnet_sdk.server.app import create_app
+    from bitnet_sdk.server.asgi.testing import ServerThread
+    from tests.portal.conftest import Portal
+    from tests.support.inference import inference_settings
+
+    monkeypatch.setattr("bitnet_sdk.auth.access.LEEWAY_S", 0)
+    settings = replace(inference_settings(tmp_path), access_token_ttl_s=1)
+    app = create_app(settings)
+    with ServerThread(app) as server:
+        user = make_account(settings, "dev@example.com")
+        portal = Portal(driver, server.url)
+        portal.sign_in(user.email, user.password, route="account")
+        first = portal.driver.execute_script("return sessionStorage.getItem('bitnet.portal.tokens')")
+        token = {"Authorization": "Bearer " + __import__("json").loads(first)["access"]}
+        wait_until(lambda: httpx.get(server.url + "/v1/auth/me", headers=token).status_code == 401,
+                   what="the access token expires")
+        portal.open("usage")
+        portal.find("#rate-remaining")
+        assert not portal.driver.find_elements("css selector", "#resignin")
+        stored = portal.driver.execute_script("return sessionStorage.getItem('bitnet.portal.tokens')")
+        assert stored != first  # the rotated pair was kept for the next reload
+        driver.get("about:blank")
+
+
+def test_usage_changes_after_requests(portal, customer, live_server) -> None:
+    portal.sign_in(customer.email, customer.password, route="usage")
+    before = portal.filled("#usage-totals")
+    for _ in range(3):
+        httpx.get(live_server.url + "/v1/models", headers=customer.headers)
+
+    def changed() -> bool:
+        portal.driver.refresh()
+        return portal.filled("#usage-totals") != before
+
+    wait_until(changed, what="the usage page shows the new requests")
