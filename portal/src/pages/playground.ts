@@ -1,6 +1,6 @@
 // Playground: pick a model, set sampling, stream tokens over SSE, stop; TTFT, tokens/s, snippets.
 import type { InferenceRequest, Model } from "bitnet-client";
-import { errorText, field, h } from "../dom.js";
+import { announce, errorText, field, h } from "../dom.js";
 import { api } from "../session.js";
 import { LANGUAGES, snippet, type Language } from "../snippets.js";
 
@@ -21,7 +21,8 @@ export async function renderPlayground(main: HTMLElement): Promise<void> {
   const topK = num("pg-top-k", "40", { min: "0", step: "1" });
   const seed = num("pg-seed", "", { min: "0", step: "1" });
   const output = h("div", { class: "panel output mono", id: "pg-output", "aria-live": "off" });
-  const stats = h("div", { class: "stats", id: "pg-stats", role: "status" });
+  // Not a live region: it changes with every token; the end of a run is announced once.
+  const stats = h("div", { class: "stats", id: "pg-stats" });
   const error = h("p", { class: "error", role: "alert", id: "pg-error" });
   const run = h("button", { type: "submit", id: "pg-run" }, "Generate");
   const stop = h("button", { type: "button", class: "danger", id: "pg-stop", disabled: true }, "Stop");
@@ -82,11 +83,15 @@ export async function renderPlayground(main: HTMLElement): Promise<void> {
             show("streaming");
           } else {
             show(`done (${e.data.finish_reason})`);
+            announce(`Generation done: ${tokens} tokens.`);
           }
         }
       });
     } catch (e) {
-      if (controller.signal.aborted) show("stopped");
+      if (controller.signal.aborted) {
+        show("stopped");
+        announce(`Generation stopped after ${tokens} tokens.`);
+      }
       else error.textContent = errorText(e);
     } finally {
       run.disabled = false;
