@@ -5,6 +5,8 @@ A random BitNet b1.58 checkpoint (``BitNetForCausalLM`` names, BF16 weights, a s
 BPE tokenizer padded to the vocabulary size) is written to a temporary folder, then each of these
 runs in a fresh process:
 
+* ``read`` — the safetensors files read into a buffer (the memory-bandwidth bound: the files
+  are in the page cache, having just been written);
 * ``copy`` — ``shutil.copyfile`` of the safetensors files to the same folder (the I/O floor);
 * ``read f32`` — every tensor memory-mapped and widened to float32, tensor by tensor (the least
   any quantizer must do);
@@ -16,8 +18,10 @@ to ``copy`` and ``read f32``, peak RSS (``VmHWM``, which counts memory-mapped fi
 process touched) and peak anonymous RSS (``RssAnon`` sampled every 20 ms: the heap, what
 "near one tensor" is about), next to the float32 size of the largest tensor.
 
-    python benchmarks/quantize.py                    # ~110M parameters (quick)
+    python benchmarks/quantize.py --quick            # ~20M parameters (smoke run)
+    python benchmarks/quantize.py                    # ~110M parameters
     python benchmarks/quantize.py --size 700m        # ~730M parameters (writes ~1.5 GB)
+    python benchmarks/quantize.py --size 2b          # the 2B-4T shape (writes ~4.8 GB)
     python benchmarks/quantize.py --types tq2_0 --markdown
 """
 
@@ -38,25 +42,26 @@ from typing import Any
 
 import numpy as np
 
-#: name -> (layers, d_model, d_ff, heads, vocab)
+#: name -> (layers, d_model, d_ff, heads, kv_heads, vocab)
 SIZES = {
-    "20m": (4, 512, 1536, 8, 8192),
-    "110m": (12, 768, 2048, 12, 32000),
-    "700m": (24, 1536, 4096, 16, 32000),
+    "20m": (4, 512, 1536, 8, 8, 8192),
+    "110m": (12, 768, 2048, 12, 12, 32000),
+    "700m": (24, 1536, 4096, 16, 16, 32000),
+    "2b": (30, 2560, 6912, 20, 5, 128256),  # microsoft/bitnet-b1.58-2B-4T's shape (4.8 GB BF16)
 }
 
 
 # -- the synthetic checkpoint ------------------------------------------------------------------
 
 
-def _shapes(layers: int, d: int, ff: int, vocab: int) -> list[tuple[str, tuple[int, ...]]]:
+def _shapes(layers: int, d: int, ff: int, kv: int, vocab: int) -> list[tuple[str, tuple[int, ...]]]:
     out: list[tuple[str, tuple[int, ...]]] = [("model.embed_tokens.weight", (vocab, d)), ("model.norm.weight", (d,))]
     for i in range(layers):
         p = f"model.layers.{i}."
         out += [
             (p + "input_layernorm.weight", (d,)), (p + "post_attention_layernorm.weight", (d,)),
-            (p + "self_attn.q_proj.weight", (d, d)), (p + "self_attn.k_proj.weight", (d, d)),
-            (p + "self_attn.v_proj.weight", (d, d)), (p + "self_attn.o_proj.weight", (d, d)),
+            (p + "self_attn.q_proj.weight", (d, d)), (p + "self_attn.k_proj.weight", (kv, d)),
+            (p + "self_attn.v_proj.weight", (kv, d)), (p + "self_attn.o_proj.weight", (d, d)),
             (p + "self_attn.attn_sub_norm.weight", (d,)), (p + "mlp.gate_proj.weight", (ff, d)),
             (p + "mlp.up_proj.weight", (ff, d)), (p + "mlp.down_proj.weight", (d, ff)),
             (p + "mlp.ffn_sub_norm.weight", (ff,)),
@@ -105,12 +110,12 @@ def _tokenizer(folder: Path) -> None:
 
 
 def build_checkpoint(folder: Path, size: str, seed: int = 0) -> dict[str, Any]:
-    layers, d, ff, heads, vocab = SIZES[size]
+    layers, d, ff, heads, kv_heads, vocab = SIZES[size]
     folder.mkdir(parents=True, exist_ok=True)
-    shapes = _shapes(layers, d, ff, vocab)
+    shapes = _shapes(layers, d, ff, d // heads * kv_heads, vocab)
     (folder / "config.json").write_text(json.dumps({
         "architectures": ["BitNetForCausalLM"], "model_type": "bitnet", "num_hidden_layers": layers,
-        "hidden_size": d, "intermediate_size": ff, "num_attention_heads": heads, "num_key_value_heads": heads,
+        "hidden_size": d, "intermediate_size": ff, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
         "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "hidden_act": "relu2",
         "tie_word_embeddings": True, "vocab_size": vocab,
     }))
@@ -176,6 +181,12 @@ def _child(kind: str, folder: Path, out: Path) -> dict[str, Any]:
         if kind == "copy":
             for i, p in enumerate(shards):
                 shutil.copyfile(p, out.with_suffix(f".{i}"))
+        elif kind == "read":
+            buf = bytearray(16 << 20)
+            for p in shards:
+                with open(p, "rb", buffering=0) as f:
+                    while f.readinto(buf):
+                        pass
         elif kind == "read_f32":
             store = ShardedSafetensors(shards)
             checksum = 0.0
@@ -201,17 +212,20 @@ def _run_child(kind: str, folder: Path, out: Path) -> dict[str, Any]:
 
 # -- driver ------------------------------------------------------------------------------------
 
+_BASELINES = ("read", "copy", "read_f32")
+
 
 def _table(rows: list[dict[str, Any]], meta: dict[str, Any], markdown: bool) -> str:
     mb = meta["bf16_bytes"] / 1e6
-    base = {r["kind"]: mb / r["seconds"] for r in rows if r["kind"] in ("copy", "read_f32")}
-    head = ["run", "s", "MB/s", "× copy", "× read f32", "peak RSS MB", "peak anon MB", "out MB", "ratio"]
+    base = {r["kind"]: mb / r["seconds"] for r in rows if r["kind"] in _BASELINES}
+    head = ["run", "s", "MB/s", "× read", "× copy", "× read f32", "peak RSS MB", "peak anon MB", "out MB", "ratio"]
     lines = []
     for r in rows:
         tput = mb / r["seconds"]
         lines.append([
-            r["kind"] if r["kind"] in ("copy", "read_f32") else f"quantize {r['kind']}",
-            f"{r['seconds']:.2f}", f"{tput:.1f}", f"{tput / base['copy']:.3f}", f"{tput / base['read_f32']:.3f}",
+            r["kind"] if r["kind"] in _BASELINES else f"quantize {r['kind']}",
+            f"{r['seconds']:.2f}", f"{tput:.1f}", f"{tput / base['read']:.3f}", f"{tput / base['copy']:.3f}",
+            f"{tput / base['read_f32']:.3f}",
             f"{r['peak_rss'] / 1e6:.0f}", f"{(r['peak_anon'] - r['base_anon']) / 1e6:.0f}",
             f"{r['out_bytes'] / 1e6:.1f}" if "out_bytes" in r else "-", f"{r['ratio']:.2f}" if "ratio" in r else "-",
         ])
@@ -227,6 +241,7 @@ def _table(rows: list[dict[str, Any]], meta: dict[str, Any], markdown: bool) -> 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", choices=sorted(SIZES), default="110m", help="checkpoint size (default: 110m)")
+    p.add_argument("--quick", action="store_true", help="the 20m checkpoint (a smoke run)")
     p.add_argument("--types", default="tq2_0,i2_s,tq1_0", help="comma-separated targets")
     p.add_argument("--dir", type=Path, help="work folder (default: a temporary one, removed)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
@@ -236,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         kind, folder, out = args.child
         print(json.dumps(_child(kind, Path(folder), Path(out))))
         return 0
+    if args.quick:
+        args.size = "20m"
     work = Path(tempfile.mkdtemp(prefix="bitnet-qbench-", dir=args.dir))
     try:
         t0 = time.perf_counter()
@@ -244,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(largest tensor {meta['largest_f32_bytes'] / 1e6:.0f} MB as float32), built in "
               f"{time.perf_counter() - t0:.1f} s; cpus={os.cpu_count()}", flush=True)
         rows = []
-        for kind in ["copy", "read_f32", *args.types.split(",")]:
+        for kind in [*_BASELINES, *args.types.split(",")]:
             rows.append(_run_child(kind, work / "ckpt", work / f"out-{kind}.gguf"))
             for f in work.glob("out-*"):
                 f.unlink()
