@@ -19,14 +19,14 @@ within float32 rounding of the final rescale.
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from bitnet_sdk.model import ops
 from bitnet_sdk.ternary import TernaryTensor, quantize_activations
 
-__all__ = ["OPTIONAL_OPS", "REQUIRED_OPS", "Backend"]
+__all__ = ["FUSED_OPS", "OPTIONAL_OPS", "REQUIRED_OPS", "Backend", "ForwardStep"]
 
 REQUIRED_OPS = ("prepare_weights", "matmul")
 OPTIONAL_OPS = (
@@ -38,7 +38,19 @@ OPTIONAL_OPS = (
     "softmax",
     "silu",
     "relu2",
+    "head",
 )
+
+#: Optional fused capabilities: no per-op fallback, the runtime uses them only when offered.
+FUSED_OPS = ("compile_forward",)
+
+
+class ForwardStep(Protocol):
+    """A whole forward pass for one loaded model (see ``Backend.compile_forward``)."""
+
+    def __call__(self, token_ids: np.ndarray, start_pos: int, cache: Any, last_only: bool) -> np.ndarray:
+        """Logits for int64 ``token_ids [n]`` (already checked) at ``start_pos ..``, exactly as
+        ``bitnet_sdk.model.llm.forward`` defines them, writing ``cache`` the same way."""
 
 
 class Backend(abc.ABC):
@@ -51,6 +63,10 @@ class Backend(abc.ABC):
 
     name: ClassVar[str] = "abstract"
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: Version of what ``prepare_weights``/``prepare_head`` produce, for the weight cache
+    #: (``bitnet_sdk.model.weight_cache``); ``None``: prepared weights are never cached.
+    #: Change it whenever the prepared layout (or an option shaping it) changes.
+    layout_version: str | None = None
 
     def __init__(self, device: str = "cpu", variant: str = "") -> None:
         self.device = device
@@ -91,6 +107,59 @@ class Backend(abc.ABC):
     def quantize_activations(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-token absmax int8 (see ``bitnet_sdk.ternary``). Fallback: numpy."""
         return quantize_activations(x)
+
+    # -- the weight cache (optional: only with a ``layout_version``) --------------
+
+    def prepared_arrays(self, w: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """Export a prepared weight as ``(json-able metadata, named arrays)`` for the cache.
+
+        ``None`` means "do not cache this one" (e.g. a head that is already a
+        view of the model file). Fallback: ``None``.
+        """
+        return None
+
+    def prepared_from_arrays(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+        """Rebuild a prepared weight from ``prepared_arrays``' output, whose arrays are now
+        read-only views of the memory-mapped cache file (never write to them)."""
+        raise NotImplementedError(f"backend {self.name!r} does not read a weight cache")
+
+    # -- fused capability (optional) ----------------------------------------------
+
+    def compile_forward(self, cfg: Any, weights: Any) -> ForwardStep | None:
+        """A fused forward pass for one model's shapes and prepared weights, or ``None``.
+
+        Called once per loaded model (``cfg`` is its ``ModelConfig``, ``weights``
+        its ``ModelWeights`` in this backend's layout). A backend that can run a
+        whole step in fewer, larger calls (a compiled module, a graph) returns
+        a ``ForwardStep``; the runtime then calls it instead of the per-op
+        ``bitnet_sdk.model.llm.forward``, which stays the readable reference the
+        step must agree with (within float32 rounding). List
+        ``"compile_forward"`` in ``capabilities`` when offering it. Fallback:
+        ``None``, every op is called one by one.
+        """
+        return None
+
+    # -- the output head -----------------------------------------------------------
+
+    def prepare_head(self, w: np.ndarray) -> Any:
+        """Prepare the output head ``w [vocab, d_model]`` once at load.
+
+        ``w`` arrives in the file's float type (float16, or float32), usually
+        as a read-only view of the memory-mapped file; the result is opaque and
+        only passed back to ``head``. Fallback: a float32 copy (for float16
+        files that doubles the bytes every decode step reads, so backends
+        should keep the file's type when they can).
+        """
+        return np.asarray(w, dtype=np.float32)
+
+    def head(self, w: Any, x: np.ndarray) -> np.ndarray:
+        """Logits: float32 ``x [n, d_model]`` times the prepared head → ``[n, vocab]`` float32.
+
+        Fallback: a float32 matrix product. Native versions must agree within
+        float32 rounding for a head kept in the file's type; an approximate
+        head (e.g. int8) must be opt-in and documented with its measured error.
+        """
+        return np.asarray(x @ np.asarray(w, dtype=np.float32).T, dtype=np.float32)
 
     # -- float layer ops (fallback: bitnet_sdk.model.ops) ------------------------
 

@@ -38,6 +38,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from bitnet_sdk.model.chat_sandbox import (
+    ChatTemplateBusy,
     ChatTemplateError,
     ChatTemplateLimitError,
     ChatTemplateRefused,
@@ -48,6 +49,7 @@ from bitnet_sdk.model.chat_sandbox import (
 
 __all__ = [
     "DEFAULT_TEMPLATE",
+    "ChatTemplateBusy",
     "ChatTemplateError",
     "ChatTemplateLimitError",
     "ChatTemplateRefused",
@@ -148,10 +150,10 @@ PROBE_MESSAGES = ({"role": "user", "content": "Hello!"},)
 def template_problem(template: str, *, bos_token: str = "", eos_token: str = "") -> str | None:
     """Why ``template`` cannot serve a chat, or None: it does not compile, fails on a plain
     user message, or goes past its limits. A template refusing the message itself
-    (``raise_exception``) is its right and not reported."""
+    (``raise_exception``) is its right and not reported, nor is a server too busy to try."""
     try:
         render_chat(PROBE_MESSAGES, template, bos_token=bos_token, eos_token=eos_token)
-    except ChatTemplateRefused:
+    except (ChatTemplateRefused, ChatTemplateBusy):
         return None
     except ChatTemplateError as exc:
         return str(exc)

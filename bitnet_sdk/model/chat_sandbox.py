@@ -52,6 +52,7 @@ from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 __all__ = [
+    "ChatTemplateBusy",
     "ChatTemplateError",
     "ChatTemplateLimitError",
     "ChatTemplateRefused",
@@ -83,6 +84,10 @@ class ChatTemplateLimitError(ChatTemplateError):
     def __init__(self, message: str, *, out_of_memory: bool = False) -> None:
         super().__init__(message)
         self.out_of_memory = out_of_memory
+
+
+class ChatTemplateBusy(ChatTemplateLimitError):
+    """No worker became free in time: the server is busy, the template is not at fault."""
 
 
 @dataclass(frozen=True)
@@ -322,12 +327,16 @@ def serve(stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> No
     """The worker's loop: one request in, one answer out, until stdin closes.
 
     A request is ``{"template", "context", "limits"}``; the answer ``{"ok": true,
-    "text"}`` or ``{"ok": false, "kind": "limit" | "refused" | "error", "message"}``. A render past its time
-    is ended by SIGALRM's default action (the process dies); after running out of
-    memory the worker answers and exits, so no worker is reused in a damaged state.
+    "text"}`` or ``{"ok": false, "kind": "limit" | "refused" | "error", "message"}``, with
+    ``"retire": true`` when the worker exits after answering. Before the first request
+    it sends ``{"ready": true}`` (its start-up, seconds on a busy machine, is not a
+    render's time). A render past its time is ended by SIGALRM's default action (the
+    process dies); after running out of memory the worker answers and exits, so no
+    worker is reused in a damaged state.
     """
     stdin = stdin or sys.stdin.buffer
     stdout = stdout or sys.stdout.buffer
+    _write_message(stdout, {"ready": True})
     memory_limit = None
     while True:
         request = _read_message(stdin)
@@ -347,6 +356,7 @@ def serve(stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> No
             exhausted = isinstance(exc, ChatTemplateLimitError) and exc.out_of_memory
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
+        answer["retire"] = exhausted  # the parent must not hand this worker another render
         _write_message(stdout, answer)
         if exhausted:
             return
@@ -377,6 +387,13 @@ class _Worker:
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+        self.ready = False
+
+    def wait_ready(self, deadline: float, cancel: Callable[[], bool] | None) -> None:
+        """Wait for the worker's ``ready`` message (:class:`_Killed` past ``deadline``)."""
+        if not self.ready:
+            self._answer(deadline, cancel)
+            self.ready = True
 
     @property
     def alive(self) -> bool:
@@ -398,6 +415,9 @@ class _Worker:
             _write_message(self.stdin, request)
         except (BrokenPipeError, OSError) as exc:
             raise _Killed("the template worker is gone") from exc
+        return self._answer(deadline, cancel)
+
+    def _answer(self, deadline: float, cancel: Callable[[], bool] | None) -> Any:
         head = self._read(_LEN.size, deadline, cancel)
         (n,) = _LEN.unpack(head)
         if n > _MAX_MESSAGE:
@@ -425,7 +445,9 @@ class _Worker:
 
 
 class TemplateRenderer:
-    """Renders untrusted templates in up to ``max_workers`` reusable worker processes.
+    """Renders untrusted templates in up to ``max_workers`` reusable worker processes
+    (default: one per CPU, at least 2); a render waits up to ``queue_timeout_s`` for a free
+    one (:class:`ChatTemplateBusy` after that), then has ``limits.timeout_s`` for itself.
 
     Thread-safe. :meth:`render` blocks the calling thread (never holding the
     interpreter lock while it waits) and returns the text, or raises
@@ -434,9 +456,11 @@ class TemplateRenderer:
     :class:`ChatTemplateError` when the template failed.
     """
 
-    def __init__(self, limits: RenderLimits | None = None, max_workers: int = 2) -> None:
+    def __init__(self, limits: RenderLimits | None = None, max_workers: int | None = None,
+                 queue_timeout_s: float = 30.0) -> None:
         self.limits = limits or RenderLimits()
-        self.max_workers = max_workers
+        self.max_workers = max_workers or max(2, os.cpu_count() or 1)
+        self.queue_timeout_s = queue_timeout_s
         self._idle: list[_Worker] = []
         self._busy = 0
         self._cond = threading.Condition()
@@ -445,9 +469,18 @@ class TemplateRenderer:
     def render(self, source: str, context: Mapping[str, Any], *,
                cancel: Callable[[], bool] | None = None, limits: RenderLimits | None = None) -> str:
         limits = limits or self.limits
-        deadline = time.monotonic() + limits.timeout_s
         request = {"template": source, "context": dict(context), "limits": asdict(limits)}
-        worker = self._checkout(deadline, cancel, limits)
+        queue_deadline = time.monotonic() + self.queue_timeout_s
+        worker = self._checkout(queue_deadline, cancel)
+        try:
+            worker.wait_ready(queue_deadline, cancel)
+        except _Killed as exc:
+            worker.kill()
+            self._checkin(None)
+            if str(exc) == "cancelled":
+                raise ChatTemplateLimitError("rendering the chat template was cancelled") from None
+            raise ChatTemplateBusy(f"no chat template worker started within {self.queue_timeout_s:g} s") from None
+        deadline = time.monotonic() + limits.timeout_s  # the render's own time starts now
         try:
             answer = worker.call(request, deadline, cancel)
         except _Killed as exc:
@@ -457,13 +490,17 @@ class TemplateRenderer:
                                                              "returncode": worker.proc.returncode})
             reason = "was cancelled" if str(exc) == "cancelled" else f"went past its limits ({limits.describe()})"
             raise ChatTemplateLimitError(f"rendering the chat template {reason}") from None
-        self._checkin(worker)
+        if answer.get("retire"):
+            worker.kill()
+            self._checkin(None)
+        else:
+            self._checkin(worker)
         if answer.get("ok"):
             return str(answer["text"])
         cls = _ERROR_CLASSES.get(str(answer.get("kind")), ChatTemplateError)
         raise cls(str(answer.get("message")))
 
-    def _checkout(self, deadline: float, cancel: Callable[[], bool] | None, limits: RenderLimits) -> _Worker:
+    def _checkout(self, deadline: float, cancel: Callable[[], bool] | None) -> _Worker:
         with self._cond:
             while True:
                 if self._closed:
@@ -478,9 +515,11 @@ class TemplateRenderer:
                     self._busy += 1
                     break
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or (cancel is not None and cancel()):
-                    raise ChatTemplateLimitError(
-                        f"no template worker became free within {limits.timeout_s:g} s")
+                if cancel is not None and cancel():
+                    raise ChatTemplateLimitError("rendering the chat template was cancelled")
+                if remaining <= 0:
+                    raise ChatTemplateBusy(
+                        f"no chat template worker became free within {self.queue_timeout_s:g} s")
                 self._cond.wait(min(remaining, 0.05))
         try:
             return _Worker()

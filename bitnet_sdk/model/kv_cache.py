@@ -1,6 +1,7 @@
 """The run state of a BitNet model: per-layer key/value cache.
 
 Each layer keeps keys and values of every position seen so far as float32
+(or, with ``dtype=np.float16``, half the memory: llama.cpp's default KV type)
 ``[t, n_kv_heads, head_dim]``, the layout ``Backend.attention`` reads. Storage
 grows by doubling up to ``max_positions`` so a short chat does not pay for the
 model's whole context window (30 layers x 4096 positions of the 2B-4T model
@@ -31,9 +32,15 @@ class KVCache:
     Not thread-safe: one cache belongs to one generation at a time.
     """
 
-    def __init__(self, n_layers: int, n_kv_heads: int, head_dim: int, max_positions: int) -> None:
+    def __init__(
+        self, n_layers: int, n_kv_heads: int, head_dim: int, max_positions: int,
+        dtype: type | np.dtype = np.float32,
+    ) -> None:  # fmt: skip
         if min(n_layers, n_kv_heads, head_dim, max_positions) <= 0:
             raise ValueError("KVCache dimensions must be positive")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float16)):
+            raise ValueError(f"KVCache dtype must be float32 or float16, got {self.dtype}")
         self.n_layers = n_layers
         self.n_kv_heads = n_kv_heads
         self.head_dim = head_dim
@@ -73,7 +80,7 @@ class KVCache:
         shape = (capacity, self.n_kv_heads, self.head_dim)
         for store in (self._k, self._v):
             for i in range(self.n_layers):
-                grown = np.empty(shape, dtype=np.float32)
+                grown = np.empty(shape, dtype=self.dtype)
                 if store and i < len(store):
                     grown[: self._length] = store[i][: self._length]
                     store[i] = grown

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bitnet_sdk.backends.base import Backend
+from bitnet_sdk.backends.base import Backend, ForwardStep
 from bitnet_sdk.model.kv_cache import KVCache
 from bitnet_sdk.model.weights import LayerWeights, ModelWeights
 
@@ -49,7 +49,7 @@ class ForwardConfig(Protocol):
 
 
 def embed(weights: ModelWeights[Any], token_ids: np.ndarray) -> np.ndarray:
-    """Rows of the token embedding: ``[n]`` ids → ``[n, d_model]`` float32."""
+    """Rows of the token embedding (kept in the file's float type): ``[n]`` ids → ``[n, d_model]`` float32."""
     return np.ascontiguousarray(weights.token_embd[token_ids], dtype=np.float32)
 
 
@@ -82,11 +82,10 @@ def attention_block(
     d_q, d_kv = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
     h = backend.rms_norm(x, layer.attn_norm, cfg.rms_eps)  # [n, d_model]
     qkv = backend.matmul(layer.wqkv, h)  # [n, d_q + 2 * d_kv]
-    q = qkv[:, :d_q].reshape(n, cfg.n_heads, cfg.head_dim)
-    k = qkv[:, d_q : d_q + d_kv].reshape(n, cfg.n_kv_heads, cfg.head_dim)
+    # queries and keys rotate in one call (RoPE acts on each head alone)
+    qk = _rope(backend, qkv[:, : d_q + d_kv].reshape(n, cfg.n_heads + cfg.n_kv_heads, cfg.head_dim), positions, cfg)
+    q, k = qk[:, : cfg.n_heads], qk[:, cfg.n_heads :]
     v = qkv[:, d_q + d_kv :].reshape(n, cfg.n_kv_heads, cfg.head_dim)
-    q = _rope(backend, q, positions, cfg)
-    k = _rope(backend, k, positions, cfg)
     k_all, v_all = cache.update(layer_idx, int(positions[0]), k, v)  # [t, n_kv_heads, head_dim]
     att = backend.attention(q, k_all, v_all, positions)  # [n, n_heads, head_dim]
     att = backend.rms_norm(att.reshape(n, d_q), layer.attn_sub_norm, cfg.rms_eps)
@@ -108,9 +107,13 @@ def ffn_block(
 def output_head(
     x: np.ndarray, weights: ModelWeights[Any], cfg: ForwardConfig, backend: Backend
 ) -> np.ndarray:
-    """Final norm and (tied) output projection: ``[n, d_model]`` → logits ``[n, vocab]``."""
+    """Final norm and (tied) output projection: ``[n, d_model]`` → logits ``[n, vocab]``.
+
+    ``weights.output`` is what ``backend.prepare_head`` made of the file's
+    matrix (or the matrix itself when the weights were loaded without it).
+    """
     h = backend.rms_norm(x, weights.output_norm, cfg.rms_eps)
-    return np.asarray(h @ weights.output.T, dtype=np.float32)
+    return backend.head(weights.output, h)
 
 
 def forward(
@@ -122,6 +125,7 @@ def forward(
     cache: KVCache,
     *,
     last_only: bool = False,
+    step: ForwardStep | None = None,
 ) -> np.ndarray:
     """Run ``token_ids [n]`` at positions ``start_pos ..`` and return float32 logits.
 
@@ -129,15 +133,19 @@ def forward(
     for the last position only with ``last_only`` (what generation needs; it
     skips ``n - 1`` rows of the largest matmul). The cache must hold exactly
     the first ``start_pos`` positions of the sequence (or more, which are then
-    overwritten).
+    overwritten). ``step`` is the backend's fused forward pass
+    (``Backend.compile_forward``): after the checks here it runs instead of
+    the per-op code below, which defines what it must compute.
     """
     token_ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
     n = token_ids.shape[0]
     if n == 0:
         raise ValueError("forward needs at least one token")
-    vocab = weights.token_embd.shape[0]
+    vocab = int(weights.token_embd.shape[0])
     if token_ids.min() < 0 or token_ids.max() >= vocab:
         raise ValueError(f"token ids must be in [0, {vocab}), got {token_ids.min()}..{token_ids.max()}")
+    if step is not None:
+        return step(token_ids, start_pos, cache, last_only)
     positions = np.arange(start_pos, start_pos + n, dtype=np.int64)
     x = embed(weights, token_ids)  # [n, d_model]
     for i, layer in enumerate(weights.layers):

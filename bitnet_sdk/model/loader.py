@@ -4,7 +4,9 @@ Loading maps the file (``gguf_file.read_model``), reads the configuration and
 tokenizer from its metadata, and hands every ternary projection to the chosen
 backend's ``prepare_weights`` exactly once, one tensor at a time, so the only
 lasting copy of the weights is the backend's own layout. Float tensors stored
-as F32 stay read-only views of the memory map.
+as F32 (and the F16 embedding / head) stay read-only views of the memory map.
+A backend with a ``layout_version`` gets its prepared weights written to a
+cache file once and memory-mapped on later loads (``weight_cache``).
 
 A ``Model`` is immutable after loading and holds no per-request state: every
 generation gets its own ``KVCache``, so several threads may generate from one
@@ -17,6 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -29,11 +32,17 @@ from bitnet_sdk.model.config import ModelConfig
 from bitnet_sdk.model.gguf_file import ModelFile, read_model
 from bitnet_sdk.model.kv_cache import KVCache
 from bitnet_sdk.model.llm import forward
+from bitnet_sdk.model.weight_cache import WeightCache
 from bitnet_sdk.model.weights import ModelWeights, load_weights
 
 __all__ = ["Model", "load"]
 
 logger = logging.getLogger(__name__)
+
+#: ``off`` makes models run per op even when their backend offers a fused forward pass.
+FUSED_ENV = "BITNET_FUSED_FORWARD"
+#: ``f16`` makes ``Model.new_cache`` keep keys and values in float16 by default.
+KV_TYPE_ENV = "BITNET_KV_CACHE_TYPE"
 
 
 class Model:
@@ -61,6 +70,9 @@ class Model:
         self.metadata = metadata or {}
         self.path = path
         self._file = file  # keeps the memory map alive as long as the views are used
+        fused = os.environ.get(FUSED_ENV, "").strip().lower() not in ("0", "off", "false", "no")
+        #: The backend's fused forward pass, or None (per-op ``llm.forward``).
+        self.step = backend.compile_forward(config, weights) if fused else None
 
     def __repr__(self) -> str:
         c = self.config
@@ -84,10 +96,16 @@ class Model:
             return frozenset(int(i) for i in ids)
         return frozenset() if self.config.eos_id is None else frozenset({self.config.eos_id})
 
-    def new_cache(self, max_positions: int | None = None) -> KVCache:
-        """An empty KV cache for one sequence (grows on demand)."""
+    def new_cache(self, max_positions: int | None = None, *, dtype: type | np.dtype | None = None) -> KVCache:
+        """An empty KV cache for one sequence (grows on demand).
+
+        ``dtype``: float32 (default) or float16 (half the memory; llama.cpp's
+        default); ``None`` reads ``BITNET_KV_CACHE_TYPE`` (``f32``/``f16``).
+        """
         c = self.config
-        return KVCache(c.n_layers, c.n_kv_heads, c.head_dim, max_positions or c.context_length)
+        if dtype is None:
+            dtype = np.float16 if os.environ.get(KV_TYPE_ENV, "").strip().lower() == "f16" else np.float32
+        return KVCache(c.n_layers, c.n_kv_heads, c.head_dim, max_positions or c.context_length, dtype)
 
     # -- running -------------------------------------------------------------
 
@@ -110,7 +128,8 @@ class Model:
                 raise ValueError("start_pos > 0 needs the cache holding the earlier positions")
             cache = self.new_cache(max(len(token_ids), 1))
         ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
-        return forward(self.weights, self.config, self.backend, ids, start_pos, cache, last_only=last_only)
+        return forward(self.weights, self.config, self.backend, ids, start_pos, cache,
+                       last_only=last_only, step=self.step)  # fmt: skip
 
     def generate(self, prompt: str | Sequence[int], **kwargs: Any) -> Iterator[_gen.GenerationStep]:
         """Stream ``GenerationStep`` records; keywords as ``bitnet_sdk.model.generate.generate``.
@@ -161,9 +180,18 @@ def load(
         return load_dense(path, backend)  # type: ignore[return-value]
     config = mf.config
     if isinstance(backend, str):
-        backend = get_backend(backend, device=device)
-    tokenizer = _tokenizer_for(mf)
-    weights = load_weights(mf, config, backend.prepare_weights)
+        # Starting a backend (plugins, linking its compiled kernels) mostly runs outside
+        # the GIL, so it overlaps the tokenizer's construction (pure Python).
+        with ThreadPoolExecutor(1, thread_name_prefix="bitnet-load") as pool:
+            started = pool.submit(get_backend, backend, device=device)
+            tokenizer = _tokenizer_for(mf)
+            backend = started.result()
+    else:
+        tokenizer = _tokenizer_for(mf)
+    store = WeightCache(path, backend) if WeightCache.enabled(backend) else None
+    weights = load_weights(mf, config, backend.prepare_weights, backend.prepare_head, store=store)
+    if store is not None and not store.hit:
+        store.commit()
     logger.info(
         "loaded model",
         extra={
@@ -171,6 +199,7 @@ def load(
             "arch": config.arch,
             "backend": backend.name,
             "layers": config.n_layers,
+            "weight_cache": None if store is None else ("hit" if store.hit else "miss"),
             "seconds": round(time.perf_counter() - t0, 3),
         },
     )

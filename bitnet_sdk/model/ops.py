@@ -61,18 +61,28 @@ def attention(
     ``q [n, h, d]`` are queries at absolute ``q_positions [n]``; ``k, v [t, hkv, d]``
     hold the keys and values of positions ``0 .. t-1`` (the KV cache, including
     the current tokens). A query at position ``p`` sees keys ``0 .. p``. Query
-    head ``j`` reads key/value head ``j // (h // hkv)``. Returns ``[n, h, d]``.
+    head ``j`` reads key/value head ``j // (h // hkv)``. Returns ``[n, h, d]``
+    float32 (keys and values may be float16: an F16 KV cache).
+
+    Each key/value head is read once for its whole query group: two batched
+    matrix products over the K/V heads (``[hkv, group·n, d] @ [hkv, d, t]`` and
+    ``[hkv, group·n, t] @ [hkv, t, d]``) on strided views of the cache. Nothing
+    is repeated or copied per query head, and the cost grows linearly with the
+    cached positions.
     """
-    _, h, d = q.shape
+    n, h, d = q.shape
     t, hkv, _ = k.shape
     group = h // hkv
-    kk = np.repeat(k, group, axis=1)  # [t, h, d]
-    vv = np.repeat(v, group, axis=1)
-    scores = np.einsum("nhd,thd->hnt", q, kk) / np.float32(np.sqrt(d))  # [h, n, t]
-    mask = np.arange(t)[None, :] > np.asarray(q_positions)[:, None]  # [n, t]
-    scores = np.where(mask[None, :, :], np.float32(-np.inf), scores)
-    probs = softmax(scores, axis=-1)
-    return np.einsum("hnt,thd->nhd", probs, vv).astype(np.float32)
+    # [n, hkv, group, d] -> [hkv, group * n, d]: rows of one K/V head's query group
+    qg = np.asarray(q, dtype=np.float32).reshape(n, hkv, group, d).transpose(1, 2, 0, 3).reshape(hkv, group * n, d)
+    if k.dtype != np.float32:  # an F16 cache
+        k, v = k.astype(np.float32), v.astype(np.float32)
+    scores = np.matmul(qg, k.transpose(1, 2, 0)) / np.float32(np.sqrt(d))  # [hkv, group * n, t]
+    if np.min(q_positions) < t - 1:  # a decode step sees every key: no mask
+        mask = np.arange(t)[None, :] > np.asarray(q_positions)[:, None]  # [n, t]
+        scores = np.where(np.tile(mask, (group, 1))[None], np.float32(-np.inf), scores)
+    out = np.matmul(softmax(scores, axis=-1), v.transpose(1, 0, 2))  # [hkv, group * n, d]
+    return np.ascontiguousarray(out.reshape(hkv, group, n, d).transpose(2, 0, 1, 3)).reshape(n, h, d)
 
 
 def silu(x: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LayerWeights",
     "ModelWeights",
+    "PreparedStore",
     "TensorSource",
     "fuse_rows",
     "global_tensor_name",
@@ -57,6 +59,16 @@ class TensorSource(Protocol):
         """Whether the file holds a tensor of that name."""
 
 
+class PreparedStore(Protocol):
+    """Where prepared weights may already be (``weight_cache.WeightCache``)."""
+
+    def get(self, name: str) -> Any | None:
+        """The prepared weight ``name``, or ``None`` when it must be prepared."""
+
+    def put(self, name: str, prepared: Any) -> None:
+        """Offer a freshly prepared weight for storing."""
+
+
 @dataclass(frozen=True)
 class LayerWeights(Generic[W]):
     """One transformer block. Shapes are ``[rows (out), cols (in)]`` as in GGUF."""
@@ -73,12 +85,18 @@ class LayerWeights(Generic[W]):
 
 @dataclass(frozen=True)
 class ModelWeights(Generic[W]):
-    """The whole model. ``output`` is ``token_embd`` itself unless the file has its own."""
+    """The whole model.
+
+    ``token_embd`` stays in the file's float type (float16 or float32, a view
+    of the map). ``output`` is the head as ``convert_head`` prepared it (the
+    backend's ``prepare_head``), or the matrix itself (``token_embd`` when
+    tied) when ``load_weights`` got no ``convert_head``.
+    """
 
     token_embd: np.ndarray  # [vocab, d_model]
     layers: tuple[LayerWeights[W], ...]
     output_norm: np.ndarray  # [d_model]
-    output: np.ndarray  # [vocab, d_model]
+    output: Any  # [vocab, d_model]
 
 
 def layer_tensor_name(kind: MODEL_TENSOR, layer: int, suffix: str = "weight") -> str:
@@ -114,6 +132,20 @@ def _float(src: TensorSource, name: str, shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
+def _float_as_stored(src: TensorSource, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A float tensor in its stored type when that is float16 (a view of the map), else float32.
+
+    Sources without raw access (test fakes) give float32 as ``_float`` does.
+    """
+    raw = getattr(src, "raw", None)
+    info = getattr(src, "tensor_info", None)
+    if raw is not None and info is not None and info(name).type_name == "F16":
+        arr = raw(name).view(np.float16)
+        if arr.size == int(np.prod(shape)):
+            return arr.reshape(shape)
+    return _float(src, name, shape)
+
+
 def _ternary(src: TensorSource, kind: MODEL_TENSOR, layer: int, shape: tuple[int, int]) -> TernaryTensor:
     name = layer_tensor_name(kind, layer)
     t = src.tensor(name, cache=False)  # converted once, here; the reader keeps no copy
@@ -124,8 +156,27 @@ def _ternary(src: TensorSource, kind: MODEL_TENSOR, layer: int, shape: tuple[int
     return t
 
 
+def _prepared(store: PreparedStore | None, name: str, shape: tuple[int, int], make: Callable[[], Any]) -> Any:
+    """``store``'s copy of ``name`` when it has one of the right shape, else ``make()`` (offered to it)."""
+    if store is not None:
+        found = store.get(name)
+        if found is not None:
+            if tuple(getattr(found, "shape", ())) != shape:
+                raise ValueError(f"cached weight {name!r} has shape {found.shape}, expected {shape}")
+            return found
+    made = make()
+    if store is not None:
+        store.put(name, made)
+    return made
+
+
 def load_weights(
-    src: TensorSource, cfg: ModelConfig, convert: Callable[[TernaryTensor], W]
+    src: TensorSource,
+    cfg: ModelConfig,
+    convert: Callable[[TernaryTensor], W],
+    convert_head: Callable[[np.ndarray], Any] | None = None,
+    *,
+    store: PreparedStore | None = None,
 ) -> ModelWeights[W]:
     """Read every tensor of a ``bitnet`` model, converting ternary ones with ``convert``.
 
@@ -133,42 +184,55 @@ def load_weights(
     the converted model plus one layer of unpacked int8 weights. Raises
     ``ValueError`` naming the tensor when a shape or kind does not match the
     configuration (a truncated or foreign file), and ``KeyError`` when a
-    required tensor is missing.
+    required tensor is missing. ``convert_head`` prepares the output head
+    (``Backend.prepare_head``); it receives the matrix in its stored type.
+    With a ``store``, each prepared weight (fused ``blk.N.attn_qkv``,
+    ``blk.N.attn_output``, ``blk.N.ffn_gate_up``, ``blk.N.ffn_down``, and
+    ``output``) is taken from it when present, skipping the file's ternary
+    tensors entirely, and offered to it otherwise.
     """
     d_model, d_ff = cfg.d_model, cfg.d_ff
     d_q, d_kv = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
+    shapes = {MODEL_TENSOR.ATTN_OUT: (d_model, d_q), MODEL_TENSOR.FFN_DOWN: (d_model, d_ff)}
+
+    def one(kind: MODEL_TENSOR, layer: int) -> Callable[[], W]:
+        return lambda: convert(_ternary(src, kind, layer, shapes[kind]))
+
+    def qkv(layer: int) -> W:
+        return convert(fuse_rows([
+            _ternary(src, MODEL_TENSOR.ATTN_Q, layer, (d_q, d_model)),
+            _ternary(src, MODEL_TENSOR.ATTN_K, layer, (d_kv, d_model)),
+            _ternary(src, MODEL_TENSOR.ATTN_V, layer, (d_kv, d_model)),
+        ]))
+
+    def gate_up(layer: int) -> W:
+        return convert(fuse_rows([
+            _ternary(src, MODEL_TENSOR.FFN_GATE, layer, (d_ff, d_model)),
+            _ternary(src, MODEL_TENSOR.FFN_UP, layer, (d_ff, d_model)),
+        ]))
+
     layers = []
     for i in range(cfg.n_layers):
-        qkv = fuse_rows([
-            _ternary(src, MODEL_TENSOR.ATTN_Q, i, (d_q, d_model)),
-            _ternary(src, MODEL_TENSOR.ATTN_K, i, (d_kv, d_model)),
-            _ternary(src, MODEL_TENSOR.ATTN_V, i, (d_kv, d_model)),
-        ])
-        wqkv = convert(qkv)
-        del qkv
-        gate_up = fuse_rows([
-            _ternary(src, MODEL_TENSOR.FFN_GATE, i, (d_ff, d_model)),
-            _ternary(src, MODEL_TENSOR.FFN_UP, i, (d_ff, d_model)),
-        ])
-        w_gate_up = convert(gate_up)
-        del gate_up
+        blk = f"blk.{i}"
         layers.append(
             LayerWeights(
                 attn_norm=_float(src, layer_tensor_name(MODEL_TENSOR.ATTN_NORM, i), (d_model,)),
-                wqkv=wqkv,
+                wqkv=_prepared(store, f"{blk}.attn_qkv", (d_q + 2 * d_kv, d_model), partial(qkv, i)),
                 attn_sub_norm=_float(src, layer_tensor_name(MODEL_TENSOR.ATTN_SUB_NORM, i), (d_q,)),
-                wo=convert(_ternary(src, MODEL_TENSOR.ATTN_OUT, i, (d_model, d_q))),
+                wo=_prepared(store, f"{blk}.attn_output", (d_model, d_q), one(MODEL_TENSOR.ATTN_OUT, i)),
                 ffn_norm=_float(src, layer_tensor_name(MODEL_TENSOR.FFN_NORM, i), (d_model,)),
-                w_gate_up=w_gate_up,
+                w_gate_up=_prepared(store, f"{blk}.ffn_gate_up", (2 * d_ff, d_model), partial(gate_up, i)),
                 ffn_sub_norm=_float(src, layer_tensor_name(MODEL_TENSOR.FFN_SUB_NORM, i), (d_ff,)),
-                w_down=convert(_ternary(src, MODEL_TENSOR.FFN_DOWN, i, (d_model, d_ff))),
+                w_down=_prepared(store, f"{blk}.ffn_down", (d_model, d_ff), one(MODEL_TENSOR.FFN_DOWN, i)),
             )
-        )
-    token_embd = _float(src, global_tensor_name(MODEL_TENSOR.TOKEN_EMBD), (cfg.vocab_size, d_model))
+        )  # fmt: skip
+    shape = (cfg.vocab_size, d_model)
+    token_embd = _float_as_stored(src, global_tensor_name(MODEL_TENSOR.TOKEN_EMBD), shape)
     output_name = global_tensor_name(MODEL_TENSOR.OUTPUT)
-    output = (
-        _float(src, output_name, (cfg.vocab_size, d_model)) if output_name in src else token_embd
-    )
+    output = _float_as_stored(src, output_name, shape) if output_name in src else token_embd
+    if convert_head is not None:
+        head_src, prepare = output, convert_head
+        output = _prepared(store, "output", shape, lambda: prepare(head_src))
     return ModelWeights(
         token_embd=token_embd,
         layers=tuple(layers),

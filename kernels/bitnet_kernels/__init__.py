@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from bitnet_kernels.compiler import CACHE_ENV, CompileStats, cache_dir, emit_object, jit_module
 from bitnet_kernels.isa import ISA_ENV, ISAS, Isa, UnsupportedIsaError, select_isa, supported_isas
-from bitnet_kernels.layout import PackedTernary, pack_ternary, unpack_ternary
+from bitnet_kernels.layout import HeadMatrix, PackedTernary, pack_ternary, unpack_ternary
 from bitnet_kernels.library import KernelLibrary, QuantizedActivations
 from bitnet_kernels.module import KERNELS, build_kernel_module
 from bitnet_kernels.threads import THREADS_ENV
@@ -28,6 +28,7 @@ __all__ = [
     "KERNELS",
     "THREADS_ENV",
     "CompileStats",
+    "HeadMatrix",
     "Isa",
     "KernelLibrary",
     "PackedTernary",

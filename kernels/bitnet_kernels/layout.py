@@ -29,7 +29,9 @@ import numpy as np
 __all__ = [
     "BLOCK",
     "BLOCK_BYTES",
+    "HEAD_KINDS",
     "ROW_GROUP",
+    "HeadMatrix",
     "PackedTernary",
     "aligned_empty",
     "aligned_zeros",
@@ -82,9 +84,12 @@ class PackedTernary:
     shape: tuple[int, int]
     #: ``(data, scale)`` addresses, looked up once (numpy's lookup costs microseconds per call).
     pointers: tuple[int, int] = field(init=False, repr=False, compare=False)
+    #: ``(rows_padded, cols_padded)``, computed once: every matmul call reads them.
+    _padded: tuple[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         rp, kp = padded(self.shape[0], ROW_GROUP), padded(self.shape[1], BLOCK)
+        object.__setattr__(self, "_padded", (rp, kp))
         if self.data.dtype != np.uint8 or self.data.shape != (rp * kp // 4,) or not self.data.flags.c_contiguous:
             raise ValueError(f"data must be contiguous uint8 of {rp * kp // 4} bytes for shape {self.shape}")
         if self.scale.dtype != np.float32 or self.scale.shape != (rp,) or not self.scale.flags.c_contiguous:
@@ -102,20 +107,61 @@ class PackedTernary:
 
     @property
     def rows_padded(self) -> int:
-        return padded(self.rows, ROW_GROUP)
+        return self._padded[0]
 
     @property
     def cols_padded(self) -> int:
-        return padded(self.cols, BLOCK)
+        return self._padded[1]
 
     @property
     def nblocks(self) -> int:
-        return self.cols_padded // BLOCK
+        return self._padded[1] // BLOCK
 
     @property
     def nbytes(self) -> int:
         """Bytes of packed weights a full matmul reads."""
         return int(self.data.nbytes)
+
+
+#: Element types an output head may be kept in, by numpy dtype (BF16 arrives as float32).
+HEAD_KINDS = {np.dtype(np.float16): "f16", np.dtype(np.float32): "f32", np.dtype(np.int8): "i8"}
+
+
+@dataclass(frozen=True)
+class HeadMatrix:
+    """The output head ``[rows, cols]`` as the head kernels read it.
+
+    ``data`` is contiguous float16/float32 (the file's bytes, usually a view
+    of the memory map: never copied) or int8 with ``scale`` float32 ``[rows]``
+    (quantized per row, ``w ≈ data * scale``). ``kind`` names the kernel.
+    """
+
+    data: np.ndarray = field(repr=False)
+    scale: np.ndarray | None = field(repr=False)
+    kind: str
+    pointers: tuple[int, int | None] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.data.ndim != 2 or not self.data.flags.c_contiguous:
+            raise ValueError("head data must be a contiguous 2-D array")
+        if HEAD_KINDS.get(self.data.dtype) != self.kind:
+            raise ValueError(f"head data of dtype {self.data.dtype} does not hold kind {self.kind!r}")
+        if (self.kind == "i8") != (self.scale is not None):
+            raise ValueError("an int8 head needs per-row scales, and only an int8 head has them")
+        if self.scale is not None and (self.scale.dtype != np.float32 or self.scale.shape != self.data.shape[:1]):
+            raise ValueError(f"scale must be float32 of {self.data.shape[0]} entries")
+        ptrs = (self.data.__array_interface__["data"][0],
+                None if self.scale is None else self.scale.__array_interface__["data"][0])  # fmt: skip
+        object.__setattr__(self, "pointers", ptrs)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.data.shape[0]), int(self.data.shape[1]))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes one pass over the head reads."""
+        return int(self.data.nbytes) + (0 if self.scale is None else int(self.scale.nbytes))
 
 
 def pack_ternary(q: np.ndarray, scale: np.ndarray) -> PackedTernary:

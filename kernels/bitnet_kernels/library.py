@@ -20,7 +20,9 @@ from bitnet_kernels.compiler import CompileStats, JitModule, jit_module
 from bitnet_kernels.isa import Isa, select_isa
 from bitnet_kernels.layout import (
     BLOCK,
+    HEAD_KINDS,
     ROW_GROUP,
+    HeadMatrix,
     PackedTernary,
     aligned_empty,
     aligned_zeros,
@@ -100,6 +102,21 @@ class _Scratch(threading.local):
             self.xsum = aligned_empty(self.tokens, np.int32)
             self.ptrs = (_ptr(self.xq), _ptr(self.a), _ptr(self.xsum))
         return (self.xq[: tokens * cols].reshape(tokens, cols), *self.ptrs)
+
+
+def _quantize_head(w: np.ndarray, chunk: int = 4096) -> HeadMatrix:
+    """Per-row absmax int8 of ``w``, a chunk of rows at a time (bounded temporary memory)."""
+    rows = w.shape[0]
+    q = aligned_empty(w.shape, np.int8)
+    scale = np.empty(rows, dtype=np.float32)
+    for i in range(0, rows, chunk):
+        f = np.asarray(w[i : i + chunk], dtype=np.float32)
+        m = np.max(np.abs(f), axis=1)
+        with np.errstate(divide="ignore"):
+            inv = np.where(m > 0, np.float32(127) / m, np.float32(0)).astype(np.float32)
+        q[i : i + chunk] = np.clip(np.rint(f * inv[:, None]), -127, 127)
+        scale[i : i + chunk] = m / np.float32(127)
+    return HeadMatrix(q, scale, "i8")
 
 
 class KernelLibrary:
@@ -263,6 +280,51 @@ class KernelLibrary:
             return
         slices = split_range(0, w.rows_padded, self.num_threads, ROW_GROUP)
         get_pool(self.num_threads).run(lambda b, e: fn(*head, b, e, *tail), slices)
+
+    # -- output head -------------------------------------------------------------------
+
+    def prepare_head(self, w: np.ndarray, kind: str = "native") -> HeadMatrix:
+        """The output head ``w [rows, cols]`` for ``head``.
+
+        ``kind="native"`` keeps float16/float32 as they are (no copy when
+        ``w`` is contiguous: a view of the model file stays a view); other
+        float types become float32. ``kind="int8"`` quantizes each row to
+        int8 with a float32 scale (absmax / 127, rounded half to even).
+        """
+        w = np.asarray(w)
+        if w.ndim != 2 or 0 in w.shape:
+            raise ValueError(f"the head must be a non-empty 2-D matrix, got shape {w.shape}")
+        if kind == "int8":
+            return _quantize_head(w)
+        if kind != "native":
+            raise ValueError(f"head kind must be 'native' or 'int8', got {kind!r}")
+        if w.dtype not in HEAD_KINDS or w.dtype == np.int8:
+            w = w.astype(np.float32)
+        w = np.ascontiguousarray(w)
+        return HeadMatrix(w, None, HEAD_KINDS[w.dtype])
+
+    def head(self, h: HeadMatrix, x: np.ndarray) -> np.ndarray:
+        """``x [n, cols] @ w.T`` → float32 ``[n, rows]`` (times the row scales for int8)."""
+        if not isinstance(h, HeadMatrix):
+            raise TypeError(f"head takes a HeadMatrix (from prepare_head()), got {type(h).__name__}")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        rows, d = h.shape
+        if x.ndim != 2 or x.shape[1] != d:
+            raise ValueError(f"activations of shape {x.shape} do not match the head {h.shape}")
+        n = x.shape[0]
+        if d % self.isa.float_lanes:  # the kernels step whole vectors along d
+            out = x @ h.data.astype(np.float32).T
+            return out * h.scale if h.scale is not None else out
+        out = np.empty((n, rows), dtype=np.float32)
+        if n == 0:
+            return out
+        fn = self._fns[f"head_{h.kind}"]
+        w_ptr, s_ptr = h.pointers
+        head_args = (w_ptr, s_ptr, _ptr(x), _ptr(out), d, rows)
+        parts = self.num_threads if rows * d * n >= _PARALLEL_MIN_MACS // 8 else 1
+        get_pool(self.num_threads).run(
+            lambda b, e: fn(*head_args, b, e, n), split_range(0, rows, parts, ROW_GROUP))
+        return out
 
     # -- element-wise ----------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 Every exported symbol is prefixed ``bitnet_``; ``KERNELS`` lists them with the
 C argument types (for ``ctypes`` and for the C test harness of the cross
 tests). ``gemv_*`` use the ISA's one-token tile, ``gemm_*`` its multi-token
-tile; both have the GEMM signature of ``bitnet_kernels.gemm``.
+tile; both have the GEMM signature of ``bitnet_kernels.gemm``. ``head_*`` are the
+output-head kernels of ``bitnet_kernels.head``, one per weight element type.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from llvmlite import ir
 
 from bitnet_kernels.elementwise import build_relu2, build_rms_norm, build_silu, build_softmax
 from bitnet_kernels.gemm import GemmSpec, build_gemm
+from bitnet_kernels.head import HEAD_ELEMS, build_head
 from bitnet_kernels.isa import Isa
 from bitnet_kernels.pack import build_pack
 from bitnet_kernels.quant import build_quantize
@@ -35,6 +37,7 @@ KERNELS: dict[str, tuple[type, ...]] = {
     "silu": (_P, _P, _I, _I),
     "relu2": (_P, _P, _I, _I),
     "pack": (_P, _I, _I, _I, _P, _I, _I, _I),
+    **{f"head_{elem}": (_P,) * 4 + (_I,) * 5 for elem in HEAD_ELEMS},
 }
 #: Result types of the kernels that return something (the others are ``void``).
 KERNEL_RESULTS: dict[str, type] = {"pack": ctypes.c_int32}
@@ -54,4 +57,6 @@ def build_kernel_module(isa: Isa) -> ir.Module:
     build_silu(module, isa, f"{PREFIX}silu")
     build_relu2(module, isa, f"{PREFIX}relu2")
     build_pack(module, isa, f"{PREFIX}pack")
+    for elem in HEAD_ELEMS:
+        build_head(module, isa, f"{PREFIX}head_{elem}", elem)
     return module

@@ -15,27 +15,42 @@ the element-wise ops agree within float32 rounding.
 
 from __future__ import annotations
 
-import numpy as np
-from bitnet_kernels import KernelLibrary, PackedTernary
+import os
+from typing import Any
 
+import numpy as np
+from bitnet_kernels import HeadMatrix, KernelLibrary, PackedTernary
+
+from bitnet_llvm.forward import LlvmForwardStep
 from bitnet_sdk.backends.base import REQUIRED_OPS, Backend
 from bitnet_sdk.backends.errors import BackendUnavailableError
 from bitnet_sdk.ternary import TernaryTensor
 
-__all__ = ["LlvmBackend"]
+__all__ = ["HEAD_ENV", "HEAD_KINDS", "LlvmBackend"]
+
+#: Environment variable choosing the output head's storage when ``head`` is not passed.
+HEAD_ENV = "BITNET_LLVM_HEAD"
+#: ``native``: the file's float type (F16/F32), exact to float32 rounding; ``int8``: rows
+#: quantized to int8 with a scale each (a quarter of float32's bytes; see docs/benchmarks.md).
+HEAD_KINDS = ("native", "int8")
 
 
 class LlvmBackend(Backend):
     """llvmlite-JIT ternary kernels (AVX2, AVX-512/VNNI, NEON/sdot) on all CPU cores."""
 
     name = "llvm"
-    capabilities = frozenset(
-        (*REQUIRED_OPS, "matmul_int", "quantize_activations", "rms_norm", "softmax", "silu", "relu2")
-    )
+    capabilities = frozenset((*REQUIRED_OPS, "matmul_int", "quantize_activations", "rms_norm",
+                              "softmax", "silu", "relu2", "head", "compile_forward"))  # fmt: skip
 
-    def __init__(self, device: str = "cpu", *, isa: str | None = None, num_threads: int | None = None) -> None:
+    def __init__(self, device: str = "cpu", *, isa: str | None = None, num_threads: int | None = None,
+                 head: str | None = None) -> None:  # fmt: skip
         if device != "cpu":
             raise BackendUnavailableError(f"the llvm backend runs on 'cpu' only, not {device!r}")
+        head = (head or os.environ.get(HEAD_ENV, "") or "native").strip().lower()
+        if head not in HEAD_KINDS:
+            raise BackendUnavailableError(f"{HEAD_ENV} / head must be one of {HEAD_KINDS}, not {head!r}")
+        self.head_kind = head
+        self.layout_version = f"packed2-rowgroup4-block256-v1;head={head}"
         self.kernels = KernelLibrary.shared(isa, num_threads)
         super().__init__(device, self.kernels.isa.name)
 
@@ -52,6 +67,38 @@ class LlvmBackend(Backend):
     def matmul(self, w: PackedTernary, x: np.ndarray) -> np.ndarray:
         """BitNet linear: float ``x [n, cols]`` → float32 ``[n, rows]``."""
         return self.kernels.matmul(w, x)
+
+    def prepared_arrays(self, w: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """Packed ternary weights and an int8 head; a float head is a view of the file already."""
+        if isinstance(w, PackedTernary):
+            return {"kind": "ternary", "shape": list(w.shape)}, {"data": w.data, "scale": w.scale}
+        if isinstance(w, HeadMatrix) and w.scale is not None:
+            return {"kind": "head", "head": w.kind}, {"data": w.data, "scale": w.scale}
+        return None
+
+    def prepared_from_arrays(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+        if meta.get("kind") == "ternary":
+            rows, cols = meta["shape"]
+            return PackedTernary(arrays["data"], arrays["scale"], (int(rows), int(cols)))
+        if meta.get("kind") == "head":
+            return HeadMatrix(arrays["data"], arrays["scale"], str(meta["head"]))
+        raise ValueError(f"unknown prepared weight kind in the cache: {meta.get('kind')!r}")
+
+    def compile_forward(self, cfg: Any, weights: Any) -> LlvmForwardStep | None:
+        """The model's forward pass bound once to its weights and kernels (``forward.py``)."""
+        if not weights.layers or not isinstance(weights.layers[0].wqkv, PackedTernary):
+            return None  # weights prepared elsewhere: run per op
+        return LlvmForwardStep(self, cfg, weights)
+
+    def prepare_head(self, w: np.ndarray) -> HeadMatrix:
+        """Keep the head in the file's type (no copy), or int8 rows when ``head="int8"``."""
+        return self.kernels.prepare_head(w, self.head_kind)
+
+    def head(self, w: Any, x: np.ndarray) -> np.ndarray:
+        """Native head kernel (F16C/AVX-512 conversion + FMA, or int8 rows × float)."""
+        if not isinstance(w, HeadMatrix):  # weights loaded without prepare_head
+            return super().head(w, x)
+        return self.kernels.head(w, x)
 
     def matmul_int(self, w: PackedTernary, xq: np.ndarray) -> np.ndarray:
         """Exact int32 ``[n, rows]`` for int8 ``xq [n, cols]``."""

@@ -3,8 +3,8 @@
 Every file is derived from one small valid model by a seeded generator (so a failure
 reproduces): bit flips and byte stomps in the header, truncations, lengths and counts set to
 huge values, value and tensor types swapped, hyper-parameters pushed to their limits, and chat
-template bombs. Each goes through the live server's multipart upload or raw PUT (alternately),
-and every file the server accepts gets a chat request. The run must show:
+template bombs. Each goes through the live server's multipart upload or raw PUT (alternately,
+from :data:`CLIENTS` clients at once), and every file the server accepts gets a chat request. The run must show:
 
 * no 5xx answer, and every refusal is problem+json;
 * no hang: every request answers within :data:`REQUEST_TIMEOUT` seconds (the client gives up
@@ -22,8 +22,10 @@ from __future__ import annotations
 import gc
 import random
 import struct
+import threading
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -36,23 +38,25 @@ from tests.conftest import Account
 from tests.security.conftest import PROBLEM, infer, rss_bytes, upload
 
 SEED = 14
+CLIENTS = 4
 REQUEST_TIMEOUT = 60.0
 MEMORY_BOUND = 256 * 1024**2
 CACHE_BYTES = 16 * 1024**2
 SMALL = {"n_layers": 1, "d_model": 256, "d_ff": 256, "n_heads": 4, "n_kv_heads": 2}
 #: Values that break code trusting a length or count.
 HUGE = (0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**48, 2**63, 2**64 - 1)
-#: Chat templates an attacker would ship; the ones conditional on "boom" pass validation.
+#: Chat templates an attacker would ship; those conditional on "boom" pass validation and go
+#: off at inference, the others are refused at upload.
 BOMBS = {
     "power": "{{ (7 ** (9 ** 7)) % 7 }}",
-    "power-on-boom": "{% if messages[0].content == 'boom' %}{{ 9 ** 9 ** 9 }}{% endif %}ok",
+    "power-on-boom": "{% if messages[0].content == 'boom' %}{{ 9 ** (9 ** 9) }}{% endif %}ok",
     "loops-on-boom": ("{% if messages[0].content == 'boom' %}{% for i in range(100000) %}"
                       "{% for j in range(100000) %}{% endfor %}{% endfor %}{% endif %}ok"),
-    "string-loops-on-boom": ("{% set s = messages[0].content * 6000 %}{% for a in s %}{% for b in s %}"
+    "string-loops": ("{% set s = messages[0].content * 6000 %}{% for a in s %}{% for b in s %}"
                              "{% endfor %}{% endfor %}ok"),
-    "doubling-on-boom": ("{% set ns = namespace(s=messages[0].content) %}{% for i in range(40) %}"
+    "doubling": ("{% set ns = namespace(s=messages[0].content) %}{% for i in range(40) %}"
                          "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}"),
-    "repeat-on-boom": "{{ messages[0].content * 10 ** 9 }}",
+    "repeat": "{{ messages[0].content * 10 ** 9 }}",
     "recursion": "{% macro f(n) %}{{ f(n) }}{% endmacro %}{% if messages[0].content == 'boom' %}{{ f(1) }}{% endif %}ok",
     "internals": "{{ messages.__class__.__mro__[1].__subclasses__() }}",
     "syntax": "{% for m in messages %}",
@@ -142,8 +146,11 @@ def test_mutated_files_never_fail_the_server(live_server: Any, attacker: Account
     _run(live_server, attacker, base_name, base, 0, failures, statuses)  # warm: imports, first load
     gc.collect()
     before = rss_bytes()
-    for i, (name, data) in enumerate(corpus[1:], 1):
-        _run(live_server, attacker, name, data, i, failures, statuses)
+    with ThreadPoolExecutor(CLIENTS) as pool:  # several customers' uploads at once, as in life
+        done = [pool.submit(_run, live_server, attacker, name, data, i, failures, statuses)
+                for i, (name, data) in enumerate(corpus[1:], 1)]
+        for future in done:
+            future.result()
     gc.collect()
     grown = rss_bytes() - before
     print(f"\n{len(corpus)} files: {dict(sorted(statuses.items()))}; RSS grew {grown / 1024**2:.1f} MiB")
@@ -153,14 +160,19 @@ def test_mutated_files_never_fail_the_server(live_server: Any, attacker: Account
     assert grown < MEMORY_BOUND
 
 
+_counting = threading.Lock()
+
+
 def _run(live_server: Any, who: Account, name: str, data: bytes, i: int,
          failures: list[str], statuses: Counter[str]) -> None:
     r = upload(live_server, who, data, f"fuzz-{i}", multipart=bool(i % 2), timeout=REQUEST_TIMEOUT)
-    statuses[f"upload {r.status_code}"] += 1
+    with _counting:
+        statuses[f"upload {r.status_code}"] += 1
     _check(r, f"{name} upload", failures)
     if r.status_code not in (200, 201):
         return
     answer = infer(live_server, who, model=r.json()["id"], max_tokens=2, timeout=REQUEST_TIMEOUT,
                    messages=[{"role": "user", "content": "boom"}])
-    statuses[f"inference {answer.status_code}"] += 1
+    with _counting:
+        statuses[f"inference {answer.status_code}"] += 1
     _check(answer, f"{name} inference", failures)

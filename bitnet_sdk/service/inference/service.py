@@ -297,7 +297,7 @@ class InferenceService:
                 top_k=params.top_k, top_p=params.top_p, seed=params.seed, stop=params.stop,
                 logprobs=params.logprobs, cancel=run.cancelled)
         except ValueError as exc:  # prompt too long, empty, bad chat template, ...
-            emit(("error", unprocessable(str(exc))))
+            emit(("error", _prompt_problem(exc)))
             return
         last, failure = None, None
         try:
@@ -403,6 +403,16 @@ def _prompt_ids(model: Any, plan: Plan, cancel: Callable[[], bool]) -> list[int]
 
         return chat_prompt_ids(model.tokenizer, plan.messages, cancel=cancel)
     return model.tokenize(plan.prompt or "")
+
+
+def _prompt_problem(exc: ValueError) -> InferenceError:
+    """422 for a prompt the model cannot take; 503 when no chat template worker was free."""
+    from bitnet_sdk.model.chat import ChatTemplateBusy
+
+    if isinstance(exc, ChatTemplateBusy):
+        return InferenceError(503, "Service Unavailable", str(exc), slug="busy",
+                              headers={"Retry-After": "1"})
+    return unprocessable(str(exc))
 
 
 def _predict(model: Any, inputs: Any) -> Any:
