@@ -22,6 +22,8 @@ __all__ = ["blas_single_threaded", "pool", "workers"]
 
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
+_blas_users = 0
+_blas_limits: threadpool_limits | None = None
 
 
 def workers() -> int:
@@ -46,6 +48,21 @@ def pool() -> ThreadPoolExecutor:
 
 @contextmanager
 def blas_single_threaded() -> Iterator[None]:
-    """BLAS limited to one thread inside the block (see the module docstring)."""
-    with threadpool_limits(limits=1, user_api="blas"):
+    """BLAS limited to one thread inside the block (see the module docstring).
+
+    Counted, so concurrent runs (server jobs) share one limit: the first entrant sets it and
+    the last to leave restores the previous setting (nested ``threadpool_limits`` would
+    restore out of order)."""
+    global _blas_users, _blas_limits
+    with _lock:
+        if _blas_users == 0:
+            _blas_limits = threadpool_limits(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
         yield
+    finally:
+        with _lock:
+            _blas_users -= 1
+            if _blas_users == 0 and _blas_limits is not None:
+                _blas_limits.restore_original_limits()
+                _blas_limits = None
