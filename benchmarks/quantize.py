@@ -11,7 +11,9 @@ runs in a fresh process:
 * ``read f32`` — every tensor memory-mapped and widened to float32, tensor by tensor (the least
   any quantizer must do);
 * ``quantize <type>`` — ``bitnet_sdk.quantization.quantize(checkpoint, out.gguf, type)``: read,
-  absmean-quantize, pack, write, re-validate, and measure every layer (the report).
+  absmean-quantize, pack, write, re-validate, and measure every layer (the report);
+* with ``--reference``, each ``quantize <type>`` is followed by the same run with the BF16 fast
+  path off (``LLMOptions(fast=False)``: the float32 reference path), for a before/after ratio.
 
 Reported per run: wall seconds, MB/s of source weights (BF16 bytes), the ratio of that throughput
 to ``copy`` and ``read f32``, peak RSS (``VmHWM``, which counts memory-mapped file pages the
@@ -194,12 +196,36 @@ def _child(kind: str, folder: Path, out: Path) -> dict[str, Any]:
                 checksum += float(store.float32(name).ravel()[0])
             extra["checksum"] = checksum
         else:
-            report = quantize(folder, out, kind, backend=backend)
+            if kind.endswith("-ref"):
+                report = _reference_run(folder, out, kind.removesuffix("-ref"))
+            else:
+                report = quantize(folder, out, kind, backend=backend)
             extra = {"out_bytes": report.quantized_bytes, "ratio": report.compression_ratio,
                      "stages": report.stages, "mean_rel_err": report.summary()["mean_relative_error"]}
         seconds = time.perf_counter() - t0
+    if "out_bytes" in extra:  # outside the timed region: fast and reference outputs must match
+        import hashlib
+
+        with open(out, "rb") as f:
+            extra["sha256"] = hashlib.file_digest(f, "sha256").hexdigest()
     return {"kind": kind, "seconds": seconds, "peak_rss": _AnonPeak._read("VmHWM"),
             "peak_anon": anon.peak, "base_anon": base_anon, **extra}
+
+
+def _reference_run(folder: Path, out: Path, qtype: str) -> Any:
+    """The same run with the fast path off: every tensor through the reference path."""
+    from bitnet_sdk.quantization.calibration import Calibration
+    from bitnet_sdk.quantization.llm import LLMOptions, quantize_llm
+    from bitnet_sdk.quantization.progress import Progress
+    from bitnet_sdk.quantization.recipe import Recipe
+    from bitnet_sdk.quantization.report import QuantizationReport
+    from bitnet_sdk.quantization.sources.hf import HFSource
+
+    report = QuantizationReport(str(folder), str(out), "hf", "llm", qtype, "gguf", "")
+    opts = LLMOptions(qtype, Recipe.build(None, None, "f16"), Calibration(None, 0), (), 512, None, fast=False)
+    with HFSource(folder) as source:
+        report.original_bytes = source.original_bytes
+        return quantize_llm(source, out, opts, Progress(None), report)
 
 
 def _run_child(kind: str, folder: Path, out: Path) -> dict[str, Any]:
@@ -223,7 +249,7 @@ def _table(rows: list[dict[str, Any]], meta: dict[str, Any], markdown: bool) -> 
     for r in rows:
         tput = mb / r["seconds"]
         lines.append([
-            r["kind"] if r["kind"] in _BASELINES else f"quantize {r['kind']}",
+            r["kind"] if r["kind"] in _BASELINES else f"quantize {r['kind']}".replace("-ref", " (reference path)"),
             f"{r['seconds']:.2f}", f"{tput:.1f}", f"{tput / base['read']:.3f}", f"{tput / base['copy']:.3f}",
             f"{tput / base['read_f32']:.3f}",
             f"{r['peak_rss'] / 1e6:.0f}", f"{(r['peak_anon'] - r['base_anon']) / 1e6:.0f}",
@@ -245,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--types", default="tq2_0,i2_s,tq1_0", help="comma-separated targets")
     p.add_argument("--dir", type=Path, help="work folder (default: a temporary one, removed)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.add_argument("--reference", action="store_true",
+                   help="also run each type with the fast path off (the reference path), interleaved")
     p.add_argument("--child", nargs=3, metavar=("KIND", "FOLDER", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -261,11 +289,16 @@ def main(argv: list[str] | None = None) -> int:
               f"(largest tensor {meta['largest_f32_bytes'] / 1e6:.0f} MB as float32), built in "
               f"{time.perf_counter() - t0:.1f} s; cpus={os.cpu_count()}", flush=True)
         rows = []
-        for kind in [*_BASELINES, *args.types.split(",")]:
+        types = args.types.split(",")
+        for kind in [*_BASELINES, *(k for t in types for k in ((t, f"{t}-ref") if args.reference else (t,)))]:
             rows.append(_run_child(kind, work / "ckpt", work / f"out-{kind}.gguf"))
             for f in work.glob("out-*"):
                 f.unlink()
         print(_table(rows, meta, args.markdown))
+        for t in types:
+            pair = [r.get("sha256") for r in rows if r["kind"] in (t, f"{t}-ref")]
+            if len(pair) == 2:
+                print(f"# {t}: fast and reference outputs are {'byte-identical' if pair[0] == pair[1] else 'DIFFERENT'}")
         for r in rows:
             if "stages" in r:
                 stages = ", ".join(f"{k} {v:.2f} s" for k, v in r["stages"].items())

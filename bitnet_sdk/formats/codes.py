@@ -42,6 +42,8 @@ _ROW_BYTES = {
 # ceil(v * 256 / 243) for v = 0..242: TQ1_0's byte for five trits of value v.
 _TQ1_BYTE = ((np.arange(243, dtype=np.uint16) * 256 + 242) // 243).astype(np.uint8)
 _ALL_ZERO_TQ2 = np.uint64(0x5555555555555555)  # eight bytes of four code-1 (zero) lanes
+_ZERO_TQ1_QS = _TQ1_BYTE[121]  # five zero trits (code 1): 11111 in base 3
+_ZERO_TQ1_QH = _TQ1_BYTE[120]  # four zero trits and qh's fifth, always-0 trit: 11110
 
 
 def code_bytes(qtype: str, shape: tuple[int, int]) -> int:
@@ -90,7 +92,9 @@ def _tq1(codes: np.ndarray, scale: float, out: np.ndarray) -> None:
     blocks[:, :32] = _horner(c[:, :160].reshape(-1, 5, 32))
     blocks[:, 32:TQ1_0_QS_BYTES] = _horner(c[:, 160:240].reshape(-1, 5, 16))
     blocks[:, TQ1_0_QS_BYTES : TQ1_0_QS_BYTES + 4] = _horner(c[:, 240:].reshape(-1, 4, 4))
-    nonzero = (c != 1).any(axis=1)
+    zero = (blocks[:, :TQ1_0_QS_BYTES] == _ZERO_TQ1_QS).all(axis=1)
+    zero &= (blocks[:, TQ1_0_QS_BYTES : TQ1_0_QS_BYTES + 4] == _ZERO_TQ1_QH).all(axis=1)
+    nonzero = ~zero
     blocks[:, TQ1_0_BLOCK_BYTES - 2 :] = _d16(nonzero, scale).reshape(-1, 1).view(np.uint8)
 
 
