@@ -273,7 +273,8 @@ def quantize_llm(
         out.finish()
         report.quantized_bytes = out.path.stat().st_size
         report.quantized_weight_bytes = sum(
-            (projection_nbytes(opts.qtype, p.tensor.shape)[1] + 4 * p.scale_tensor) if p.tensor.projection
+            (projection_nbytes(opts.qtype, (p.tensor.shape[0], p.tensor.shape[1]))[1] + 4 * int(p.scale_tensor))
+            if p.tensor.projection
             else float_nbytes(p.type_id, p.tensor.shape) for p in planned
         )
         stages["quantize"] = time.perf_counter() - t0
