@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,17 +19,21 @@ from typing import Any
 from connexion import request
 
 from bitnet_sdk.api._http import json_response
+from bitnet_sdk.auth.principal import token_scopes
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem, bad_request, conflict, not_found, unprocessable
 from bitnet_sdk.service.jobs import queue as jobs
 from bitnet_sdk.service.jobs import webhooks
 from bitnet_sdk.service.jobs.views import job_view, latest_messages
+from bitnet_sdk.service.jobs.workers import WorkerPool
 from bitnet_sdk.service.pagination import InvalidCursor
 from bitnet_sdk.service.registry import models as registry
 from bitnet_sdk.store import Job
 
 __all__ = ["IDEMPOTENCY_HEADER", "cancel_job_response", "get_job_response", "idempotency_key", "job_body", "job_problems", "jobs_service",
            "owner_scope", "webhook_spec", "with_messages"]
+
+log = logging.getLogger(__name__)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -60,13 +65,13 @@ def idempotency_key() -> str | None:
 
 def owner_scope(token_info: dict[str, Any]) -> str | None:
     """Whose jobs the caller sees: their own, or everyone's (None) for an admin."""
-    scopes = str(token_info.get("scope") or "").split()
+    scopes = token_scopes(token_info)
     return None if "admin" in scopes else str(token_info["sub"])
 
 
-def jobs_service() -> Any:
+def jobs_service() -> WorkerPool:
     """The server's :class:`~bitnet_sdk.service.jobs.workers.WorkerPool` (503 when absent)."""
-    pool = current().services.get("jobs")
+    pool = current().jobs
     if pool is None:
         raise Problem(503, "Service Unavailable", "Jobs are not running on this server.",
                       slug="unavailable", headers={"Retry-After": "5"})
@@ -91,6 +96,8 @@ def webhook_spec(item: dict[str, Any], field_prefix: str = "") -> tuple[str | No
     try:
         webhooks.check_url(url, allow_private=current().settings.webhook_allow_private)
     except webhooks.UnsafeWebhookUrl as exc:
+        # The client learns only that the URL is refused; the operator's log says why.
+        log.info("webhook URL refused: %s", exc.operator_detail)
         raise unprocessable(str(exc), errors=[{"field": f"{field_prefix}webhook_url",
                                                "message": str(exc)}]) from None
     if secret is None:

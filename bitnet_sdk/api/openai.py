@@ -29,19 +29,19 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import connexion
 from connexion.exceptions import ProblemException
-from starlette.types import Receive
 
 from bitnet_sdk.api._http import json_response
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.metering import usage_hook
 from bitnet_sdk.server.problems import Problem
-from bitnet_sdk.server.streaming import EventStream, Unheard
+from bitnet_sdk.server.streaming import ClientGone, Disconnect, EventStream, Unheard
 from bitnet_sdk.service.inference import openai_compat as oc
-from bitnet_sdk.service.inference.plan import Caller, InferenceError
+from bitnet_sdk.service.inference.plan import InferenceError
 from bitnet_sdk.service.inference.service import InferenceService, StreamEvent
 
 __all__ = [
@@ -53,12 +53,6 @@ __all__ = [
     "visible_models",
 ]
 
-T = TypeVar("T")
-_background: set[asyncio.Task[Any]] = set()
-
-
-class _ClientGone(Exception):
-    """The client closed the connection before the answer was ready."""
 
 
 # -- models --------------------------------------------------------------------------------
@@ -68,7 +62,7 @@ def visible_models(token_info: dict[str, Any]) -> list[Any]:
     """Ready language models the caller may run, in the resolver's order. Blocking (database)."""
     from bitnet_sdk.service.registry import models
 
-    return models.runnable_models(models.Actor.from_token_info(token_info))
+    return models.runnable_models(Principal.from_token_info(token_info))
 
 
 def resolve_model(ident: str, token_info: dict[str, Any]) -> Any:
@@ -79,7 +73,7 @@ def resolve_model(ident: str, token_info: dict[str, Any]) -> Any:
     from bitnet_sdk.service.registry import models
 
     try:
-        return models.resolve_model(models.Actor.from_token_info(token_info), ident)
+        return models.resolve_model(Principal.from_token_info(token_info), ident)
     except models.AmbiguousModelName as exc:
         raise Problem(409, "Conflict", str(exc), slug="model-ambiguous", param="model",
                       openai_code="model_ambiguous", candidates=exc.candidates) from None
@@ -97,21 +91,41 @@ def _model_not_found(ident: str, exc: Exception | None = None) -> Problem:
                    openai_code="model_not_found")
 
 
-def _model_object(record: Any) -> dict[str, Any]:
+def _model_object(record: Any, token_info: dict[str, Any],
+                  listed_as: str | None = None) -> dict[str, Any]:
+    """``owned_by``: the caller's id on their own models, ``user`` on other users' (whose
+    ids are not for strangers), ``system`` on the server's."""
     owner = getattr(record, "owner_id", None)
-    return oc.model_object(record.id, int(record.created_at.timestamp()), owner)
+    if owner is not None and owner != token_info.get("sub"):
+        owner = "user"
+    return oc.model_object(listed_as or record.id, int(record.created_at.timestamp()), owner)
+
+
+def listed_models(token_info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``/models`` listing: each ready language model the caller sees by its id, and
+    before those by its name wherever that name resolves to it for this caller (with the
+    same :func:`resolve_model` a request uses, so a listed name is one that works). Blocking.
+    """
+    records = visible_models(token_info)
+    named: list[dict[str, Any]] = []
+    for name in dict.fromkeys(r.name for r in records if r.name and not r.name.startswith("mdl_")):
+        with contextlib.suppress(Problem):
+            target = resolve_model(name, token_info)
+            if target.kind == "llm" and target.status == "ready":
+                named.append(_model_object(target, token_info, name))
+    return named + [_model_object(r, token_info) for r in records]
 
 
 async def openai_list_models(token_info: dict[str, Any]) -> Any:
-    records = await asyncio.to_thread(visible_models, token_info)
-    return json_response({"object": "list", "data": [_model_object(r) for r in records]})
+    data = await asyncio.to_thread(listed_models, token_info)
+    return json_response({"object": "list", "data": data})
 
 
 async def openai_retrieve_model(model: str, token_info: dict[str, Any]) -> Any:
     record = await asyncio.to_thread(resolve_model, model, token_info)
     if record.kind != "llm" or record.status != "ready":
         raise _model_not_found(model)
-    return json_response(_model_object(record))
+    return json_response(_model_object(record, token_info))
 
 
 # -- completions ---------------------------------------------------------------------------
@@ -122,7 +136,7 @@ class _Job:
     """One OpenAI request, translated: who asks, what to run, how to answer."""
 
     chat: bool
-    caller: Caller
+    caller: Principal
     model_id: str
     generations: list[oc.Generation]
     logprobs: bool
@@ -151,7 +165,7 @@ async def _job(body: dict[str, Any], token_info: dict[str, Any], *, chat: bool) 
                       openai_code=exc.code) from None
     prefix = "chatcmpl" if chat else "cmpl"
     options = body.get("stream_options") or {}
-    return _Job(chat=chat, caller=Caller.from_token_info(token_info), model_id=record.id,
+    return _Job(chat=chat, caller=Principal.from_token_info(token_info), model_id=record.id,
                 generations=generations,
                 logprobs=bool(body.get("logprobs")) if chat else body.get("logprobs") is not None,
                 include_usage=bool(options.get("include_usage")),
@@ -159,19 +173,19 @@ async def _job(body: dict[str, Any], token_info: dict[str, Any], *, chat: bool) 
 
 
 async def _answer(job: _Job, stream: bool) -> Any:
-    watch, books = _Disconnect(connexion.request.receive), _Books()
+    watch, books = Disconnect(connexion.request.receive), _Books()
     try:
         if stream:
             return await _stream(job, watch, books)
         response = await _complete(job, watch, books)
-    except _ClientGone:
+    except ClientGone:
         await books.settle()
         body = oc.error_body("The client closed the connection.", "invalid_request_error",
                              code="client_closed")
         return Unheard(json.dumps(body), status_code=400, media_type="application/json")
     except InferenceError as exc:
         await books.settle()
-        raise _problem(exc, job.model_id) from None
+        raise _problem(exc, job) from None
     except ProblemException:
         await books.settle()
         raise
@@ -179,21 +193,28 @@ async def _answer(job: _Job, stream: bool) -> Any:
     return response
 
 
-async def _complete(job: _Job, watch: _Disconnect, books: _Books) -> Any:
+async def _complete(job: _Job, watch: Disconnect, books: _Books) -> Any:
     service, results = _service(), []
-    for number, generation in enumerate(job.generations):
+
+    def run(generation: oc.Generation) -> Awaitable[dict[str, Any]]:
+        return service.run(job.caller, generation.request, on_usage=usage_hook(),
+                           request_id=_request_id(job, generation), settled=books.new())
+
+    if await _together(job):
+        responses = await watch.guard(asyncio.gather(*map(run, job.generations)))
+        results = [oc.Result.from_response(g, r)
+                   for g, r in zip(job.generations, responses, strict=True)]
+    for number, generation in enumerate(job.generations if not results else ()):
         if number:
             await _check_quota()
-        response = await watch.guard(service.run(
-            job.caller, generation.request, request_id=_request_id(job, generation),
-            on_usage=usage_hook(), settled=books.new()))
+        response = await watch.guard(run(generation))
         results.append(oc.Result.from_response(generation, response))
     build = oc.chat_completion if job.chat else oc.text_completion
     return json_response(build(job.completion_id, job.created, job.model_id, results,
                                logprobs=job.logprobs))
 
 
-async def _stream(job: _Job, watch: _Disconnect, books: _Books) -> Any:
+async def _stream(job: _Job, watch: Disconnect, books: _Books) -> Any:
     """Answer once the first event is there, so problems before it are plain error responses."""
     cancel = threading.Event()
     meter = usage_hook()
@@ -203,13 +224,24 @@ async def _stream(job: _Job, watch: _Disconnect, books: _Books) -> Any:
         return _service().stream(job.caller, generation.request, cancel=cancel, on_usage=meter,
                                  request_id=_request_id(job, generation), settled=books.new())
 
-    events = events_of(job.generations[0])
+    pumps: list[asyncio.Task[None]] = []
+    together = await _together(job)
+    source = events_of
+    if together:  # every choice starts now (one batch, one prefill); their events wait in order
+        started = [_prefetch(events_of(g), pumps) for g in job.generations]
+
+        def source(generation: oc.Generation) -> AsyncIterator[StreamEvent]:
+            return started[job.generations.index(generation)]
+
+    events = source(job.generations[0])
     first = await watch.guard(anext(events))
-    body = _chunks(job, first, events, events_of)
+    body = _chunks(job, first, events, source, check_quota=not together)
 
     async def closed() -> None:
         cancel.set()  # stops the generation between two tokens, even if nobody reads on
         await _aclose(body)
+        for pump in pumps:
+            pump.cancel()
         await books.settle()  # its usage is in the request's record
 
     return EventStream(body, on_close=closed, media_type="text/event-stream",
@@ -217,15 +249,16 @@ async def _stream(job: _Job, watch: _Disconnect, books: _Books) -> Any:
 
 
 async def _chunks(job: _Job, first: StreamEvent, events: AsyncIterator[StreamEvent],
-                  events_of: Callable[[oc.Generation], AsyncIterator[StreamEvent]],
-                  ) -> AsyncGenerator[str, None]:
+                  events_of: Callable[[oc.Generation], AsyncIterator[StreamEvent]], *,
+                  check_quota: bool = True) -> AsyncGenerator[str, None]:
     builder = oc.ChunkBuilder(chat=job.chat, completion_id=job.completion_id,
                               created=job.created, model=job.model_id, logprobs=job.logprobs,
                               include_usage=job.include_usage)
     try:
         for number, generation in enumerate(job.generations):
             if number:
-                await _check_quota()
+                if check_quota:
+                    await _check_quota()
                 events = events_of(generation)
             event = first if number == 0 else await anext(events)
             opening = builder.start(generation)
@@ -241,11 +274,42 @@ async def _chunks(job: _Job, first: StreamEvent, events: AsyncIterator[StreamEve
             yield oc.sse(builder.usage_chunk())
         yield oc.SSE_DONE
     except (InferenceError, ProblemException) as exc:  # after the first event: the last message
-        problem = _problem(exc, job.model_id) if isinstance(exc, InferenceError) else exc
+        problem = _problem(exc, job) if isinstance(exc, InferenceError) else exc
         yield oc.sse(oc.error_from_problem(problem.status, {
             "type": problem.type, "detail": problem.detail, **(problem.ext or {})}))
     finally:  # closed early (client gone): stop the generation now, not when collected
         await _aclose(events)
+
+
+def _prefetch(events: AsyncIterator[StreamEvent],
+              pumps: list[asyncio.Task[None]]) -> AsyncIterator[StreamEvent]:
+    """Start iterating ``events`` now (its generation joins the batch); read them later.
+
+    The pump task is added to ``pumps``; cancelling it stops the generation.
+    """
+    queue: asyncio.Queue[tuple[StreamEvent | None, BaseException | None]] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for event in events:
+                queue.put_nowait((event, None))
+        except Exception as exc:
+            queue.put_nowait((None, exc))
+        finally:
+            queue.put_nowait((None, None))
+
+    pumps.append(asyncio.ensure_future(pump()))
+
+    async def read() -> AsyncGenerator[StreamEvent, None]:
+        while True:
+            event, error = await queue.get()
+            if error is not None:
+                raise error
+            if event is None:
+                return
+            yield event
+
+    return read()
 
 
 async def _aclose(iterator: AsyncIterator[Any]) -> None:
@@ -260,7 +324,7 @@ async def _aclose(iterator: AsyncIterator[Any]) -> None:
 
 
 def _service() -> InferenceService:
-    service = current().services.get("inference")
+    service = current().inference
     if service is None:
         raise Problem(503, "Service Unavailable", "Inference is not running on this server.",
                       slug="unavailable", headers={"Retry-After": "5"})
@@ -270,6 +334,29 @@ def _service() -> InferenceService:
 def _request_id(job: _Job, generation: oc.Generation) -> str:
     """The native request id of one generation (``req_`` + the completion id's hex, + index)."""
     return f"req_{job.completion_id.rpartition('-')[2]}{generation.index:02d}"
+
+
+async def _together(job: _Job) -> bool:
+    """Whether a request's choices run at once (batched, one prefill per prompt).
+
+    They do when the month's token quota surely covers them all (a bound of
+    each one's tokens: twice its prompt's bytes, plus a chat template, plus
+    ``max_tokens``). Near the quota they run one after another instead, so the
+    quota can stop the next one (see :func:`_check_quota`).
+    """
+    from bitnet_sdk.server import metering
+
+    if len(job.generations) < 2:
+        return False
+    if metering.current_usage() is None:
+        return True
+    bound = sum(2 * len(json.dumps(g.request.get("prompt") or g.request.get("messages")))
+                + 256 + int(g.request.get("max_tokens") or 0) for g in job.generations)
+    try:
+        await metering.acheck_quota("inference_tokens", bound)
+    except ProblemException:
+        return False
+    return True
 
 
 async def _check_quota() -> None:
@@ -284,18 +371,19 @@ async def _check_quota() -> None:
         await metering.acheck_quota("inference_tokens", 1)
 
 
-def _problem(exc: InferenceError, model_id: str) -> Problem:
+def _problem(exc: InferenceError, job: _Job) -> Problem:
     """A native inference problem, with the OpenAI status, ``param`` and ``code`` for it."""
     status, code, param = exc.status, None, None
     if exc.status == 404:
-        return _model_not_found(model_id)
+        return _model_not_found(job.model_id)
     if exc.status == 409:
         code = "model_ambiguous" if exc.slug == "model-ambiguous" else "model_not_ready"
         param = "model"
     elif exc.status == 422:  # OpenAI answers 400 for requests the model cannot take
         status = 400
         if "context window" in exc.detail:
-            code, param = "context_length_exceeded", "messages"
+            # The input that overflowed: chat's messages, a completion's prompt.
+            code, param = "context_length_exceeded", "messages" if job.chat else "prompt"
     return Problem(status, exc.title if status == exc.status else "Bad Request", exc.detail,
                    slug=exc.slug, headers=exc.headers or None, param=param, openai_code=code,
                    **exc.ext)
@@ -322,43 +410,6 @@ class _Books:
         for event in self._events:
             if not event.is_set():
                 await asyncio.to_thread(event.wait, timeout)
-
-
-class _Disconnect:
-    """Races work against the client's disconnect (one watcher per request).
-
-    The watcher is never cancelled: it awaits the server's shared disconnect
-    future, which cancelling would break for every other listener. It returns
-    once the client has gone or the response is complete.
-    """
-
-    def __init__(self, receive: Receive) -> None:
-        self._receive = receive
-        self._watcher: asyncio.Task[None] | None = None
-
-    async def guard(self, work: Awaitable[T]) -> T:
-        """``work``'s result; :class:`_ClientGone` (work cancelled) if the client left first."""
-        task = asyncio.ensure_future(work)
-        if self._watcher is None:
-            self._watcher = asyncio.ensure_future(self._gone())
-            _background.add(self._watcher)
-            self._watcher.add_done_callback(_background.discard)
-        try:
-            await asyncio.wait({task, self._watcher}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, InferenceError):
-                await task
-            raise _ClientGone
-        return task.result()
-
-    async def _gone(self) -> None:
-        with contextlib.suppress(Exception):
-            while (await self._receive())["type"] != "http.disconnect":
-                pass
 
 
 

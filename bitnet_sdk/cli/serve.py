@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bitnet_sdk.config import Settings
+from bitnet_sdk.config import Settings, parse_origins
 
 __all__ = ["register"]
 
@@ -19,8 +19,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="models, uploads, SQLite file and secrets (default ./data)")
     p.add_argument("--workers", type=int, help="in-server job worker threads (default 1)")
     p.add_argument("--backend", help="compute backend (default auto)")
+    p.add_argument("--max-batch-size", type=int, metavar="N",
+                   help="generations of one model decoded together in one step (default 16, "
+                        "BITNET_MAX_BATCH_SIZE); more wait in the model's queue")
+    p.add_argument("--queue-size", dest="model_queue_size", type=int, metavar="N",
+                   help="requests waiting per model before 503 (default 16, "
+                        "BITNET_MODEL_QUEUE_SIZE)")
     p.add_argument("--no-demo", dest="demo_model", action="store_const", const=False,
                    help="do not create the demo model on first start")
+    p.add_argument("--cors-origin", dest="cors_origins", action="append", metavar="ORIGIN",
+                   help="a web origin (scheme://host[:port], or *) allowed to call the API from "
+                        "browsers; repeat for several (default: none, or BITNET_CORS_ORIGINS)")
     p.set_defaults(func=run)
 
 
@@ -30,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env(
         host=args.host, port=args.port, database_url=args.database_url,
         data_dir=args.data_dir, workers=args.workers, backend=args.backend,
-        demo_model=args.demo_model,
+        demo_model=args.demo_model, max_batch_size=args.max_batch_size,
+        model_queue_size=args.model_queue_size,
+        cors_origins=parse_origins(",".join(args.cors_origins)) if args.cors_origins else None,
     )
     run_server(settings)
     return 0

@@ -15,12 +15,15 @@ from typing import Any
 import connexion
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
+from starlette.middleware.cors import CORSMiddleware
 
-from bitnet_sdk.api.inference import json_body_limit
 from bitnet_sdk.config import Settings
+from bitnet_sdk.server.asgi.security_headers import SecurityHeadersMiddleware
 from bitnet_sdk.server.client_address import trusted_networks
 from bitnet_sdk.server.context import AppContext, ContextMiddleware, request_id
+from bitnet_sdk.server.cors import cors_options
 from bitnet_sdk.server.lifecycle import shutdown, startup
+from bitnet_sdk.server.limits import json_body_limit
 from bitnet_sdk.server.method_guard import UndeclaredMethodGuard
 from bitnet_sdk.server.methods import install_method_not_allowed
 from bitnet_sdk.server.metrics import Metrics, MetricsMiddleware, RouteRecorder
@@ -47,6 +50,8 @@ API_BASE_PATH = "/v1"
 #: The OpenAI-compatible API (``openapi/openai.yaml``); its errors are OpenAI error objects.
 OPENAI_BASE_PATH = "/openai/v1"
 OPENAI_SPEC = "openai.yaml"
+#: Responses under these paths carry tokens or API keys: never stored by caches.
+CREDENTIAL_PATHS = (API_BASE_PATH + "/auth/", API_BASE_PATH + "/api-keys")
 
 
 def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
@@ -86,8 +91,14 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     # Its own resolver: the 501 list is the native spec's.
     app.add_api(spec_path(OPENAI_SPEC).name, resolver=ControllerResolver(),
                 base_path=OPENAI_BASE_PATH, validator_map=VALIDATOR_MAP)
-    ctx.operation_scopes = operation_scopes(load_spec())
+    ctx.operation_scopes = {**operation_scopes(load_spec()), **operation_scopes(load_spec(OPENAI_SPEC))}
     accepts = {**request_media_types(load_spec()), **request_media_types(load_spec(OPENAI_SPEC))}
+    # Outermost of ours: every response, problems included, carries the security headers.
+    app.add_middleware(SecurityHeadersMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
+                       no_store_prefixes=CREDENTIAL_PATHS)
+    if settings.cors_origins:  # next: preflights skip everything below
+        app.add_middleware(CORSMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
+                           **cors_options(settings.cors_origins))
     app.add_middleware(MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
                        metrics=ctx.metrics)
     app.add_middleware(ContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, ctx=ctx)
@@ -114,7 +125,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     # GET /quantize/batch is a 405, not GET /quantize/{job_id} with a job id "batch".
     app.add_middleware(UndeclaredMethodGuard, position=MiddlewarePosition.BEFORE_ROUTING,
                        spec=load_spec(), base_path=API_BASE_PATH)
-    app.bitnet = ctx  # type: ignore[attr-defined]
+    app.bitnet = ctx
     return app
 
 

@@ -12,7 +12,9 @@ for users):
   ``max_tokens`` defaults to 16 for completions; chat generates until the end
   token or the full context window unless ``max_completion_tokens`` (or the
   older ``max_tokens``, the former wins) bounds it.
-* **n > 1** runs ``n`` generations, one after the other. With a ``seed``,
+* **n > 1** runs ``n`` generations: together, in one batch on one prompt
+  prefill, when the month's quota surely covers them all, else one after
+  the other so the quota can stop the next one. With a ``seed``,
   choice 0 uses ``seed mod 2**32`` (so ``n=1`` reproduces the native API's
   result for that seed) and choice ``i`` a seed derived from ``(seed, i)``
   (:func:`derive_seed`); without one, every choice samples independently.
@@ -28,6 +30,10 @@ for users):
   prompt, so the first completion token's offset is the prompt's length.
 * **Errors** are ``{"error": {"message", "type", "param", "code"}}``
   (:func:`error_from_problem` maps every problem the server raises).
+* **Optional OpenAI fields** the server does not act on (``store``, ``metadata``,
+  ``service_tier``, ``parallel_tool_calls``, ``reasoning_effort``, ``user`` ...)
+  are accepted by the schema and ignored here; clients such as LangChain send them.
+* **system_fingerprint** names the server version (:data:`SYSTEM_FINGERPRINT`).
 """
 
 from __future__ import annotations
@@ -36,8 +42,11 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from bitnet_sdk import __version__
+from bitnet_sdk.model.sampler import SamplingParams
 
 __all__ = [
     "MAX_CHOICES",
@@ -114,6 +123,10 @@ class Result:
 # -- requests ------------------------------------------------------------------------------
 
 
+SYSTEM_FINGERPRINT = "fp_" + hashlib.sha256(f"bitnet-sdk {__version__}".encode()).hexdigest()[:10]
+"""OpenAI's ``system_fingerprint``: changes when the server version does (so may seeded outputs)."""
+
+
 def derive_seed(seed: int | None, index: int) -> int | None:
     """The native seed of choice ``index`` for an OpenAI ``seed`` (see the module docstring)."""
     if seed is None:
@@ -136,14 +149,16 @@ def _stop(body: Mapping[str, Any]) -> list[str]:
     return [stop] if isinstance(stop, str) else list(stop)
 
 
+#: OpenAI's sampling defaults where they differ from the runtime's (``SamplingParams()``).
+_OPENAI_SAMPLING = {**asdict(SamplingParams()), "temperature": 1.0}
+
+
 def _sampling(body: Mapping[str, Any], max_tokens: int) -> dict[str, Any]:
-    return {
-        "max_tokens": max_tokens,
-        "temperature": float(_given(body, "temperature", 1.0)),
-        "top_p": float(_given(body, "top_p", 1.0)),
-        "top_k": int(_given(body, "top_k", 0)),
-        "stop": _stop(body),
-    }
+    """The native request's sampler options: every ``SamplingParams`` field by name (the
+    seed apart: each choice derives its own, see :func:`derive_seed`)."""
+    options = {name: _given(body, name, _OPENAI_SAMPLING[name])
+               for name in SamplingParams.names() if name != "seed"}
+    return {"max_tokens": max_tokens, **options, "stop": _stop(body)}
 
 
 def _check_choices(count: int) -> None:
@@ -257,7 +272,8 @@ def chat_completion(completion_id: str, created: int, model: str, results: Seque
         "finish_reason": finish_reason(r.finish_reason),
     } for r in results]
     return {"id": completion_id, "object": "chat.completion", "created": created,
-            "model": model, "choices": choices, "usage": usage(results)}
+            "model": model, "system_fingerprint": SYSTEM_FINGERPRINT, "choices": choices,
+            "usage": usage(results)}
 
 
 def text_completion(completion_id: str, created: int, model: str, results: Sequence[Result],
@@ -269,7 +285,8 @@ def text_completion(completion_id: str, created: int, model: str, results: Seque
         "finish_reason": finish_reason(r.finish_reason),
     } for r in results]
     return {"id": completion_id, "object": "text_completion", "created": created,
-            "model": model, "choices": choices, "usage": usage(results)}
+            "model": model, "system_fingerprint": SYSTEM_FINGERPRINT, "choices": choices,
+            "usage": usage(results)}
 
 
 def model_object(model_id: str, created: int, owner_id: str | None) -> dict[str, Any]:
@@ -302,12 +319,13 @@ class ChunkBuilder:
         self.include_usage = include_usage
         self._head = {"id": completion_id,
                       "object": "chat.completion.chunk" if chat else "text_completion",
-                      "created": created, "model": model}
+                      "created": created, "model": model,
+                      "system_fingerprint": SYSTEM_FINGERPRINT}
         self._offset = 0
         self._results: list[Result] = []
 
     def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
-        chunk = {**self._head, "choices": choices}
+        chunk: dict[str, Any] = {**self._head, "choices": choices}
         if self.include_usage:
             chunk["usage"] = None
         return chunk
