@@ -3,6 +3,7 @@
 # installed only when missing (so a prepared machine does nothing here):
 #   aarch64 cross gcc + qemu-user  NEON/old-x86 kernel proofs under emulation (tests/kernels)
 #   postgresql                     the store/rate-limit/jobs tests on a real PostgreSQL
+#   chromium + chromium-driver     the developer portal's browser tests (tests/portal)
 # Node.js/npm and Go come with the machine; TypeScript is installed by the SDK
 # tests themselves from generators/toolchain/package-lock.json.
 set -euo pipefail
@@ -12,6 +13,8 @@ echo "== test tools"
 need=()
 command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need+=(postgresql)
 fi

@@ -29,6 +29,7 @@ from bitnet_sdk.server.method_guard import UndeclaredMethodGuard
 from bitnet_sdk.server.methods import install_method_not_allowed
 from bitnet_sdk.server.metrics import Metrics, MetricsMiddleware, RouteRecorder
 from bitnet_sdk.server.multipart import VALIDATOR_MAP, BodyLimitMiddleware
+from bitnet_sdk.server.portal import PortalMiddleware
 from bitnet_sdk.server.problems import (
     PROBLEM_MEDIA_TYPE,
     ProblemRenderer,
@@ -37,7 +38,6 @@ from bitnet_sdk.server.problems import (
 )
 from bitnet_sdk.server.ratelimit_middleware import RateLimitMiddleware
 from bitnet_sdk.server.resolver import ControllerResolver
-from bitnet_sdk.server.root import RootRedirect
 from bitnet_sdk.server.server_error import middlewares
 from bitnet_sdk.server.spec import (
     load_spec,
@@ -131,9 +131,9 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     # After security (needs the verified credential), before validation (invalid requests count).
     app.add_middleware(RateLimitMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION)
     install_error_handlers(app)
+    # The developer portal at / (its own files only; every other path is the API's).
+    app.add_middleware(PortalMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     install_method_not_allowed(app, load_spec(), API_BASE_PATH)
-    # A browser opening the server's address gets the API docs.
-    app.add_middleware(RootRedirect, position=MiddlewarePosition.BEFORE_ROUTING)
     # GET /quantize/batch is a 405, not GET /quantize/{job_id} with a job id "batch".
     app.add_middleware(UndeclaredMethodGuard, position=MiddlewarePosition.BEFORE_ROUTING,
                        spec=load_spec(), base_path=API_BASE_PATH)

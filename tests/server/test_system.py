@@ -137,10 +137,3 @@ def test_problems_carry_the_request_id(live_server, customer):
     r = httpx.get(live_server.url + "/v1/status")
     assert r.json()["request_id"] == r.headers["x-request-id"]
 
-
-def test_root_sends_a_browser_to_the_docs(live_server):
-    r = httpx.get(live_server.url + "/")
-    assert r.status_code == 302 and r.headers["location"] == "/v1/docs/"
-    docs = httpx.get(live_server.url + "/", follow_redirects=True)
-    assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
-    assert "swagger" in docs.text.lower()
