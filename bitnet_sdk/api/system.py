@@ -87,6 +87,7 @@ def get_status() -> Any:
         "queue": queue,
         "backends": usable,
         "workers": workers,
+        "process_id": os.getpid(),
     })
 
 
