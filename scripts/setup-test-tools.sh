@@ -3,6 +3,7 @@
 # installed only when missing (so a prepared machine does nothing here):
 #   aarch64 cross gcc + qemu-user  NEON/old-x86 kernel proofs under emulation (tests/kernels)
 #   postgresql                     the store/rate-limit/jobs tests on a real PostgreSQL
+#   redis-server                   the shared rate-limit tests on a real Redis
 # Node.js/npm and Go come with the machine; TypeScript is installed by the SDK
 # tests themselves from generators/toolchain/package-lock.json.
 set -euo pipefail
@@ -15,6 +16,7 @@ command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need+=(postgresql)
 fi
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -258,16 +258,11 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
 
     async def _consume_rate_limit(self, rid: str) -> bool:
         """Count the generation against the hourly budget, as the HTTP middleware does."""
-        from bitnet_sdk.service.accounting.ratelimit import (
-            check_and_consume,
-            customer_key,
-            tier_limit,
-        )
+        from bitnet_sdk.server.ratelimit_middleware import consume_request
 
         assert self._info is not None
-        limit, window = tier_limit(self.ctx.settings, str(self._info.get("tier") or ""))
-        decision = await asyncio.to_thread(
-            check_and_consume, customer_key(self._info["sub"]), limit, window)
+        decision = await consume_request(self.ctx.settings, self._info["sub"],
+                                         str(self._info.get("tier") or ""))
         if decision.allowed:
             return True
         self._error(rid, _problem(429, "Too Many Requests", "Hourly request budget spent; "
