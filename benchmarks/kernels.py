@@ -303,10 +303,10 @@ def run_case(rows: int, cols: int, tokens: int, backs: list[tuple[str, object]],
 
 
 def elementwise(isa: str, threads: int) -> list[str]:
-    """Fused element-wise kernels against ``bitnet_sdk.model.ops`` (numpy), median µs."""
+    """Fused element-wise kernels against ``bitnet_sdk.backends.ops`` (numpy), median µs."""
     from bitnet_kernels import KernelLibrary
 
-    from bitnet_sdk.model import ops
+    from bitnet_sdk.backends import ops
 
     lib = KernelLibrary.shared(isa, threads)
     rng = np.random.default_rng(0)

@@ -25,8 +25,8 @@ __all__ = ["__version__", "backends", "load", "quantize", "validate"]
 
 # name -> (module, attribute); resolved lazily by __getattr__ (PEP 562).
 _LAZY = {
-    "load": ("bitnet_sdk.model.loader", "load"),
-    "validate": ("bitnet_sdk.model.validate", "validate"),
+    "load": ("bitnet_sdk.loading", "load"),
+    "validate": ("bitnet_sdk.loading", "validate"),
     "quantize": ("bitnet_sdk.quantization.pipeline", "quantize"),
     "backends": ("bitnet_sdk.backends", None),
 }

@@ -28,5 +28,7 @@ fi
 
 echo "== ruff"
 ruff check .
+echo "== mypy"
+mypy  # files and settings: [tool.mypy] in pyproject.toml; incremental cache in .mypy_cache
 echo "== pytest"
 exec python -m pytest "$@"

@@ -18,11 +18,13 @@ from typing import Any
 from connexion import request
 
 from bitnet_sdk.api._http import json_response
+from bitnet_sdk.auth.principal import token_scopes
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem, bad_request, conflict, not_found, unprocessable
 from bitnet_sdk.service.jobs import queue as jobs
 from bitnet_sdk.service.jobs import webhooks
 from bitnet_sdk.service.jobs.views import job_view, latest_messages
+from bitnet_sdk.service.jobs.workers import WorkerPool
 from bitnet_sdk.service.pagination import InvalidCursor
 from bitnet_sdk.service.registry import models as registry
 from bitnet_sdk.store import Job
@@ -60,13 +62,13 @@ def idempotency_key() -> str | None:
 
 def owner_scope(token_info: dict[str, Any]) -> str | None:
     """Whose jobs the caller sees: their own, or everyone's (None) for an admin."""
-    scopes = str(token_info.get("scope") or "").split()
+    scopes = token_scopes(token_info)
     return None if "admin" in scopes else str(token_info["sub"])
 
 
-def jobs_service() -> Any:
+def jobs_service() -> WorkerPool:
     """The server's :class:`~bitnet_sdk.service.jobs.workers.WorkerPool` (503 when absent)."""
-    pool = current().services.get("jobs")
+    pool = current().jobs
     if pool is None:
         raise Problem(503, "Service Unavailable", "Jobs are not running on this server.",
                       slug="unavailable", headers={"Retry-After": "5"})

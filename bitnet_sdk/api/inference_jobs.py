@@ -24,9 +24,10 @@ from bitnet_sdk.api._jobs import (
     webhook_spec,
     with_messages,
 )
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem
-from bitnet_sdk.service.inference.plan import Caller, InferenceError, find_model
+from bitnet_sdk.service.inference.plan import InferenceError, find_model
 from bitnet_sdk.service.jobs import queue as jobs
 from bitnet_sdk.store import Job, write_transaction
 
@@ -39,7 +40,7 @@ _OPERATION = "createInferenceBatch"
 async def create_inference_batch(body: dict[str, Any], token_info: dict[str, Any]) -> Any:
     pool = jobs_service()
     key = idempotency_key()
-    caller = Caller.from_token_info(token_info)
+    caller = Principal.from_token_info(token_info)
     job, created = await asyncio.to_thread(_accept, caller, body, key)
     if created:
         pool.wake()
@@ -47,11 +48,11 @@ async def create_inference_batch(body: dict[str, Any], token_info: dict[str, Any
     return json_response(data, 202, {"Location": data["links"]["self"]})
 
 
-def _accept(caller: Caller, body: dict[str, Any], key: str | None) -> tuple[Job, bool]:
+def _accept(caller: Principal, body: dict[str, Any], key: str | None) -> tuple[Job, bool]:
     fingerprint = jobs.fingerprint(body)
     with job_problems():
         if key is not None:
-            replay = jobs.find_replay(caller.user_id, _KIND, _OPERATION, key, fingerprint, 1)
+            replay = jobs.find_replay(caller.subject, _KIND, _OPERATION, key, fingerprint, 1)
             if replay is not None:
                 return replay.jobs[0], False
         model_ids = _models(caller, body["requests"])
@@ -62,13 +63,13 @@ def _accept(caller: Caller, body: dict[str, Any], key: str | None) -> tuple[Job,
                     "operation": _OPERATION, "mode": "async", "secret_generated": generated},
             webhook_url=url, webhook_secret=secret)
         with write_transaction():
-            rows, created = jobs.create_jobs(caller.user_id, _KIND, [spec],
+            rows, created = jobs.create_jobs(caller.subject, _KIND, [spec],
                                              body_fingerprint=fingerprint, operation=_OPERATION,
                                              idempotency_key=key)
     return rows[0], created
 
 
-def _models(caller: Caller, requests: list[dict[str, Any]]) -> list[str]:
+def _models(caller: Principal, requests: list[dict[str, Any]]) -> list[str]:
     """The id of each request's model, in order; the first model that cannot run refuses all."""
     settings = current().settings
     resolved: dict[str, str] = {}

@@ -85,7 +85,7 @@ def _tokenizer(tok: dict[str, Any] | None) -> dict[str, Any] | None:
     if not tok or "error" in tok:
         return None
     return {
-        "type": _TOKENIZER_TYPES.get(tok.get("model"), str(tok.get("model") or "unknown")),
+        "type": _TOKENIZER_TYPES.get(str(tok.get("model")), str(tok.get("model") or "unknown")),
         "bos_token_id": tok.get("bos_id"),
         "eos_token_id": tok.get("eos_id"),
         "chat_template": bool(tok.get("chat_template")),

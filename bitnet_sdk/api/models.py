@@ -24,6 +24,7 @@ from starlette.responses import StreamingResponse
 
 from bitnet_sdk.api._http import json_response, no_content
 from bitnet_sdk.api.model_views import metadata_view, model_view, validation_view
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem, bad_request, conflict, forbidden, not_found
 from bitnet_sdk.service.accounting import storage_quota
@@ -84,8 +85,8 @@ def storage_problem(exc: storage_quota.StorageQuotaExceeded) -> Problem:
                    **exc.as_problem_detail())
 
 
-def _actor(token_info: dict[str, Any]) -> registry.Actor:
-    return registry.Actor.from_token_info(token_info)
+def _actor(token_info: dict[str, Any]) -> Principal:
+    return Principal.from_token_info(token_info)
 
 
 def list_models(token_info: dict[str, Any], cursor: str | None = None, limit: int = 20,
@@ -101,7 +102,7 @@ def list_models(token_info: dict[str, Any], cursor: str | None = None, limit: in
 async def create_model(body: dict[str, Any], token_info: dict[str, Any], file: Any = None) -> Any:
     """JSON: an empty ``pending_upload`` record. Multipart: the record and its (small) file."""
     actor = _actor(token_info)
-    fields = {k: body[k] for k in ("name", "description", "tags", "public") if k in body}
+    fields: dict[str, Any] = {k: body[k] for k in ("name", "description", "tags", "public") if k in body}
     with _problems():
         if file is None:
             record = await asyncio.to_thread(registry.create_model, actor, **fields)
@@ -113,7 +114,7 @@ async def create_model(body: dict[str, Any], token_info: dict[str, Any], file: A
     return json_response(model_view(record), 201, {"Location": model_view(record)["links"]["self"]})
 
 
-def _register_upload(actor: registry.Actor, file: Any, fields: dict[str, Any]) -> Any:
+def _register_upload(actor: Principal, file: Any, fields: dict[str, Any]) -> Any:
     settings = current().settings
     with uploads.copy_to_partial(file.file, settings.uploads_dir,
                                  max_bytes=uploads.multipart_limit(settings)) as partial:

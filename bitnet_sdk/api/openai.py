@@ -27,21 +27,21 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import connexion
 from connexion.exceptions import ProblemException
-from starlette.types import Receive
 
 from bitnet_sdk.api._http import json_response
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.metering import usage_hook
 from bitnet_sdk.server.problems import Problem
-from bitnet_sdk.server.streaming import EventStream, Unheard
+from bitnet_sdk.server.streaming import ClientGone, Disconnect, EventStream, Unheard
 from bitnet_sdk.service.inference import openai_compat as oc
-from bitnet_sdk.service.inference.plan import Caller, InferenceError
+from bitnet_sdk.service.inference.plan import InferenceError
 from bitnet_sdk.service.inference.service import InferenceService, StreamEvent
 
 __all__ = [
@@ -53,12 +53,6 @@ __all__ = [
     "visible_models",
 ]
 
-T = TypeVar("T")
-_background: set[asyncio.Task[Any]] = set()
-
-
-class _ClientGone(Exception):
-    """The client closed the connection before the answer was ready."""
 
 
 # -- models --------------------------------------------------------------------------------
@@ -68,7 +62,7 @@ def visible_models(token_info: dict[str, Any]) -> list[Any]:
     """Ready language models the caller may run, in the resolver's order. Blocking (database)."""
     from bitnet_sdk.service.registry import models
 
-    return models.runnable_models(models.Actor.from_token_info(token_info))
+    return models.runnable_models(Principal.from_token_info(token_info))
 
 
 def resolve_model(ident: str, token_info: dict[str, Any]) -> Any:
@@ -79,7 +73,7 @@ def resolve_model(ident: str, token_info: dict[str, Any]) -> Any:
     from bitnet_sdk.service.registry import models
 
     try:
-        return models.resolve_model(models.Actor.from_token_info(token_info), ident)
+        return models.resolve_model(Principal.from_token_info(token_info), ident)
     except models.AmbiguousModelName as exc:
         raise Problem(409, "Conflict", str(exc), slug="model-ambiguous", param="model",
                       openai_code="model_ambiguous", candidates=exc.candidates) from None
@@ -122,7 +116,7 @@ class _Job:
     """One OpenAI request, translated: who asks, what to run, how to answer."""
 
     chat: bool
-    caller: Caller
+    caller: Principal
     model_id: str
     generations: list[oc.Generation]
     logprobs: bool
@@ -151,7 +145,7 @@ async def _job(body: dict[str, Any], token_info: dict[str, Any], *, chat: bool) 
                       openai_code=exc.code) from None
     prefix = "chatcmpl" if chat else "cmpl"
     options = body.get("stream_options") or {}
-    return _Job(chat=chat, caller=Caller.from_token_info(token_info), model_id=record.id,
+    return _Job(chat=chat, caller=Principal.from_token_info(token_info), model_id=record.id,
                 generations=generations,
                 logprobs=bool(body.get("logprobs")) if chat else body.get("logprobs") is not None,
                 include_usage=bool(options.get("include_usage")),
@@ -159,12 +153,12 @@ async def _job(body: dict[str, Any], token_info: dict[str, Any], *, chat: bool) 
 
 
 async def _answer(job: _Job, stream: bool) -> Any:
-    watch, books = _Disconnect(connexion.request.receive), _Books()
+    watch, books = Disconnect(connexion.request.receive), _Books()
     try:
         if stream:
             return await _stream(job, watch, books)
         response = await _complete(job, watch, books)
-    except _ClientGone:
+    except ClientGone:
         await books.settle()
         body = oc.error_body("The client closed the connection.", "invalid_request_error",
                              code="client_closed")
@@ -179,7 +173,7 @@ async def _answer(job: _Job, stream: bool) -> Any:
     return response
 
 
-async def _complete(job: _Job, watch: _Disconnect, books: _Books) -> Any:
+async def _complete(job: _Job, watch: Disconnect, books: _Books) -> Any:
     service, results = _service(), []
     for number, generation in enumerate(job.generations):
         if number:
@@ -193,7 +187,7 @@ async def _complete(job: _Job, watch: _Disconnect, books: _Books) -> Any:
                                logprobs=job.logprobs))
 
 
-async def _stream(job: _Job, watch: _Disconnect, books: _Books) -> Any:
+async def _stream(job: _Job, watch: Disconnect, books: _Books) -> Any:
     """Answer once the first event is there, so problems before it are plain error responses."""
     cancel = threading.Event()
     meter = usage_hook()
@@ -260,7 +254,7 @@ async def _aclose(iterator: AsyncIterator[Any]) -> None:
 
 
 def _service() -> InferenceService:
-    service = current().services.get("inference")
+    service = current().inference
     if service is None:
         raise Problem(503, "Service Unavailable", "Inference is not running on this server.",
                       slug="unavailable", headers={"Retry-After": "5"})
@@ -322,43 +316,6 @@ class _Books:
         for event in self._events:
             if not event.is_set():
                 await asyncio.to_thread(event.wait, timeout)
-
-
-class _Disconnect:
-    """Races work against the client's disconnect (one watcher per request).
-
-    The watcher is never cancelled: it awaits the server's shared disconnect
-    future, which cancelling would break for every other listener. It returns
-    once the client has gone or the response is complete.
-    """
-
-    def __init__(self, receive: Receive) -> None:
-        self._receive = receive
-        self._watcher: asyncio.Task[None] | None = None
-
-    async def guard(self, work: Awaitable[T]) -> T:
-        """``work``'s result; :class:`_ClientGone` (work cancelled) if the client left first."""
-        task = asyncio.ensure_future(work)
-        if self._watcher is None:
-            self._watcher = asyncio.ensure_future(self._gone())
-            _background.add(self._watcher)
-            self._watcher.add_done_callback(_background.discard)
-        try:
-            await asyncio.wait({task, self._watcher}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, InferenceError):
-                await task
-            raise _ClientGone
-        return task.result()
-
-    async def _gone(self) -> None:
-        with contextlib.suppress(Exception):
-            while (await self._receive())["type"] != "http.disconnect":
-                pass
 
 
 

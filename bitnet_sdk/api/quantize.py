@@ -2,7 +2,7 @@
 
 Thin: checks and queueing are :mod:`bitnet_sdk.service.jobs.quantize`', the queue is
 :mod:`bitnet_sdk.service.jobs.queue`', execution the server's
-:class:`~bitnet_sdk.service.jobs.workers.WorkerPool` (``ctx.services["jobs"]``). Database and
+:class:`~bitnet_sdk.service.jobs.workers.WorkerPool` (``ctx.jobs``). Database and
 compute work runs in worker threads, never on the event loop.
 
 * ``quantizeModel`` answers ``200`` with the finished job when it ran within the request (a
@@ -33,13 +33,13 @@ from bitnet_sdk.api._jobs import (
     webhook_spec,
     with_messages,
 )
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.server import metering
 from bitnet_sdk.server.context import current, request_id
 from bitnet_sdk.server.problems import Problem, unprocessable
 from bitnet_sdk.service.accounting import usage
 from bitnet_sdk.service.jobs import quantize as qj
 from bitnet_sdk.service.jobs import queue as jobs
-from bitnet_sdk.service.registry import models as registry
 from bitnet_sdk.store import Job
 
 __all__ = ["cancel_quantize_job", "create_quantize_batch", "get_quantize_job",
@@ -51,13 +51,13 @@ _KIND = "quantize"
 async def quantize_model(body: dict[str, Any], token_info: dict[str, Any]) -> Any:
     pool = jobs_service()
     key = idempotency_key()
-    actor = registry.Actor.from_token_info(token_info)
+    actor = Principal.from_token_info(token_info)
     run_by = f"{jobs.REQUEST_OWNER_PREFIX}{pool.name}:{request_id()}"
     job, created = await asyncio.to_thread(_accept_one, actor, _tier(token_info), body, key,
                                            run_by, pool.options.lease_s)
     if created and job.status == "running":  # ours to compute, here and now
         done = await asyncio.wrap_future(pool.submit(job, run_by))
-        job = done or await asyncio.to_thread(Job.get_by_id, job.id)
+        job = done if done is not None else await asyncio.to_thread(Job.get_by_id, job.id)
     elif created:
         pool.wake()
     return await asyncio.to_thread(_answer, job)
@@ -75,7 +75,7 @@ def _quota_problems() -> Iterator[None]:
         raise metering.quota_problem(exc) from None
 
 
-def _accept_one(actor: registry.Actor, tier: str, body: dict[str, Any], key: str | None,
+def _accept_one(actor: Principal, tier: str, body: dict[str, Any], key: str | None,
                 run_by: str, lease_s: float) -> tuple[Job, bool]:
     fingerprint = jobs.fingerprint(body)
     with job_problems():
@@ -94,7 +94,7 @@ def _accept_one(actor: registry.Actor, tier: str, body: dict[str, Any], key: str
     return created_jobs[0], created
 
 
-def _item(actor: registry.Actor, body: dict[str, Any], index: int | None = None) -> qj.QuantizeItem:
+def _item(actor: Principal, body: dict[str, Any], index: int | None = None) -> qj.QuantizeItem:
     prefix = "" if index is None else f"items.{index}."
     try:
         source, run_sync = qj.plan_item(actor, body, in_batch=index is not None,
@@ -132,7 +132,7 @@ def _job_problem(job: Job) -> Problem:
 async def create_quantize_batch(body: dict[str, Any], token_info: dict[str, Any]) -> Any:
     pool = jobs_service()
     key = idempotency_key()
-    actor = registry.Actor.from_token_info(token_info)
+    actor = Principal.from_token_info(token_info)
     rows, created = await asyncio.to_thread(_accept_batch, actor, _tier(token_info), body, key)
     if created:
         pool.wake()
@@ -140,7 +140,7 @@ async def create_quantize_batch(body: dict[str, Any], token_info: dict[str, Any]
     return json_response({"jobs": data}, 202)
 
 
-def _accept_batch(actor: registry.Actor, tier: str, body: dict[str, Any],
+def _accept_batch(actor: Principal, tier: str, body: dict[str, Any],
                   key: str | None) -> tuple[list[Job], bool]:
     fingerprint = jobs.fingerprint(body)
     count = len(body["items"])

@@ -25,34 +25,19 @@ from typing import Any
 from connexion.exceptions import OAuthScopeProblem
 
 from bitnet_sdk import auth
-from bitnet_sdk.auth.api_keys import key_id_of
+from bitnet_sdk.auth import credentials
+from bitnet_sdk.auth.principal import token_scopes
 from bitnet_sdk.server.context import current
 
 __all__ = ["apikey_info", "resolve_credentials", "token_info"]
 
 
 def resolve_credentials(token: str) -> dict[str, Any] | None:
-    """token_info for a bearer token or API key, or None when it is not valid.
+    """token_info for a bearer token or API key under this server's settings, or None.
 
-    Blocking (database); also used by the WebSocket handler.
+    Blocking (database); see :func:`bitnet_sdk.auth.credentials.resolve_credentials`.
     """
-    settings = current().settings
-    try:
-        if auth.looks_like_api_key(token):
-            user, scopes = auth.verify_api_key(token, settings)
-            return {"sub": user.id, "scope": " ".join(scopes), "tier": user.tier,
-                    "auth": "api_key", "key_id": key_id_of(token)}
-        claims = auth.verify_access_token(token, settings)
-    except auth.AuthError:
-        return None
-    # The account as it is now: a disabled account's tokens stop at once, and a
-    # tier change or a withdrawn scope applies without waiting for a refresh.
-    user = auth.get_user(claims["sub"])
-    if user is None or user.disabled:
-        return None
-    held = set(user.scopes)
-    scope = " ".join(s for s in auth.claims_scopes(claims) if s in held)
-    return {**claims, "scope": scope, "tier": user.tier, "auth": "jwt"}
+    return credentials.resolve_credentials(token, current().settings)
 
 
 async def token_info(token: str) -> dict[str, Any] | None:
@@ -72,7 +57,7 @@ async def apikey_info(apikey: str, request: Any = None) -> dict[str, Any] | None
     if info is None:
         return None
     required = _operation_scopes(request)
-    held = set(info["scope"].split())
+    held = set(token_scopes(info))
     if not set(required) <= held:
         raise OAuthScopeProblem(required_scopes=required, token_scopes=sorted(held))
     return info

@@ -71,8 +71,7 @@ def get_version() -> Any:
 
 def get_status() -> Any:
     ctx = current()
-    cache = ctx.services.get("model_cache")
-    jobs = ctx.services.get("jobs")
+    cache, jobs = ctx.model_cache, ctx.jobs
     queue = jobs.queue_stats() if jobs else {"depth": 0, "running": 0, "oldest_queued_at": None}
     workers = jobs.worker_stats() if jobs else {"count": 0, "busy": 0}
     from bitnet_sdk import backends

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from bitnet_sdk.model import ops
+from bitnet_sdk.backends import ops
 from bitnet_sdk.ternary import TernaryTensor, quantize_activations
 
 __all__ = ["FUSED_OPS", "OPTIONAL_OPS", "REQUIRED_OPS", "Backend", "ForwardStep"]
@@ -161,7 +161,7 @@ class Backend(abc.ABC):
         """
         return np.asarray(x @ np.asarray(w, dtype=np.float32).T, dtype=np.float32)
 
-    # -- float layer ops (fallback: bitnet_sdk.model.ops) ------------------------
+    # -- float layer ops (fallback: bitnet_sdk.backends.ops) ------------------------
 
     def rms_norm(self, x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
         return ops.rms_norm(x, weight, eps)

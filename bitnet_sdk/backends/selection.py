@@ -22,7 +22,8 @@ else ``cpu``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from bitnet_sdk.backends.base import Backend
 from bitnet_sdk.backends.devices import device_record
@@ -30,20 +31,41 @@ from bitnet_sdk.backends.errors import (
     BackendError,
     BackendNotFoundError,
     BackendUnavailableError,
+    PluginError,
 )
+from bitnet_sdk.backends.facade import BackendHooks
 from bitnet_sdk.backends.info import BackendInfo
+from bitnet_sdk.backends.registry import BackendRegistry
 
-if TYPE_CHECKING:
-    from bitnet_sdk.backends.host import BackendHost
+__all__ = ["SELECT_ENV", "HostView", "describe_host", "select"]
 
-__all__ = ["SELECT_ENV", "describe_host", "select"]
+
+class HostView(Protocol):
+    """What selection needs of a host (``bitnet_sdk.backends.host.BackendHost`` is one).
+
+    A protocol rather than an import, so the host can use this module without a circle.
+    """
+
+    @property
+    def environ(self) -> Mapping[str, str]: ...
+    @property
+    def registry(self) -> BackendRegistry: ...
+    @property
+    def disabled(self) -> list[str]: ...
+    @property
+    def errors(self) -> list[PluginError]: ...
+    @property
+    def hooks(self) -> BackendHooks: ...
+    def available(self) -> list[BackendInfo]: ...
+    def info(self, name: str) -> BackendInfo | None: ...
+    def create(self, info: BackendInfo, device: str) -> Backend: ...
 
 #: Backend name used when ``get()`` is asked for ``auto``.
 SELECT_ENV = "BITNET_BACKEND"
 
 
 def select(
-    host: BackendHost, name: str | None, device: str, op: str | None
+    host: HostView, name: str | None, device: str, op: str | None
 ) -> tuple[Backend, BackendInfo, str]:
     """``(backend, info, reason)`` following the module's precedence rules."""
     requested, reason = (name or "auto").strip(), "explicit"
@@ -62,7 +84,7 @@ def select(
     return _select_auto(host, device, op)
 
 
-def _select_auto(host: BackendHost, device: str, op: str | None) -> tuple[Backend, BackendInfo, str]:
+def _select_auto(host: HostView, device: str, op: str | None) -> tuple[Backend, BackendInfo, str]:
     candidates = sorted(
         (i for i in host.available() if i.usable(device, op)),
         key=lambda i: (-i.priority, i.name),
@@ -95,7 +117,7 @@ AUTO_DEVICE = "auto"
 CPU = "cpu"
 
 
-def _auto_device(host: BackendHost, name: str | None, reason: str, op: str | None) -> str:
+def _auto_device(host: HostView, name: str | None, reason: str, op: str | None) -> str:
     """The concrete device ``device="auto"`` stands for (see the module docstring)."""
     if name is not None:
         info = _require(host, name, reason)
@@ -107,7 +129,7 @@ def _auto_device(host: BackendHost, name: str | None, reason: str, op: str | Non
     return accelerators[0][1] if accelerators else CPU
 
 
-def _require(host: BackendHost, name: str, reason: str) -> BackendInfo:
+def _require(host: HostView, name: str, reason: str) -> BackendInfo:
     info = host.info(name)
     via = f" (from {SELECT_ENV})" if reason == "env" else ""
     if info is None:
@@ -129,7 +151,7 @@ def _why_unusable(info: BackendInfo, device: str, op: str | None) -> str | None:
     return None
 
 
-def _summary(host: BackendHost) -> str:
+def _summary(host: HostView) -> str:
     """``available: numpy (cpu), ...; unavailable: ...; load errors: ...`` for error messages."""
     infos = host.available()
     ok = [f"{i.name} ({', '.join(i.devices)})" for i in infos if i.available]
@@ -142,7 +164,7 @@ def _summary(host: BackendHost) -> str:
     return "; ".join(parts)
 
 
-def describe_host(host: BackendHost, device: str) -> dict[str, Any]:
+def describe_host(host: HostView, device: str) -> dict[str, Any]:
     """What ``GET /v1/devices`` returns: backends, devices, the ``auto`` pick, errors.
 
     Shape (the API's ``Devices`` schema plus extras): ``auto`` (name or null),

@@ -14,7 +14,7 @@ from typing import Any
 __all__ = ["format_text", "register", "run"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "inspect",
         help="describe a BitNet GGUF model file",

@@ -2,8 +2,8 @@
 
 Each sub-command module exposes ``register(subparsers)``, which adds its parser
 and sets ``func`` (called with the parsed namespace, returns an exit code).
-Modules are imported lazily by name so ``bitnet --help`` stays fast and a
-broken optional part cannot take the whole CLI down.
+Modules are listed by name in :data:`COMMANDS` (help order); each imports its
+heavy dependencies inside ``func``, so ``bitnet --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ COMMANDS = (
     "quantize",
     "user",
     "sdk",
-    "demo",
 )
 
 
@@ -37,13 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"bitnet_sdk.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"bitnet_sdk.cli.{name}":
-                continue  # not written yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"bitnet_sdk.cli.{name}").register(sub)
     return parser
 
 

@@ -15,10 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bitnet_sdk import formats
+
 __all__ = ["format_report", "register", "run"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "quantize",
         help="quantize a model to ternary weights (GGUF)",
@@ -30,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("src", help="checkpoint folder, .gguf, .onnx, or .safetensors/.bin with config.json")
     p.add_argument("dst", help="output .gguf path (written atomically)")
-    p.add_argument("--type", dest="qtype", default="tq2_0", choices=("tq2_0", "tq1_0", "i2_s"),
+    p.add_argument("--type", dest="qtype", default="tq2_0", choices=formats.QTYPES,
                    help="ternary format (default: tq2_0)")
     p.add_argument("--format", default="gguf", choices=("gguf",), help="output container (default: gguf)")
     p.add_argument("--keep", action="append", default=[], metavar="GLOB",

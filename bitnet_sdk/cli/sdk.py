@@ -14,7 +14,7 @@ __all__ = ["register", "run"]
 LANGUAGES = ("python", "typescript", "go")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sdk",
         help="generate client SDKs from the OpenAPI spec",

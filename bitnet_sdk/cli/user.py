@@ -15,7 +15,7 @@ from typing import Any
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", dest="database_url", metavar="URL",
                         help="database URL (default sqlite:///<data-dir>/bitnet.db)")

@@ -12,7 +12,7 @@ import json
 __all__ = ["register", "run"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "validate",
         help="check a BitNet GGUF model file",
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from bitnet_sdk.model.validate import validate
+    from bitnet_sdk.loading import validate
 
     report = validate(args.file, check_data=not args.quick)
     if args.json:

@@ -2,9 +2,10 @@
 
 Each format module (:mod:`~bitnet_sdk.formats.tq2_0`, :mod:`~bitnet_sdk.formats.tq1_0`,
 :mod:`~bitnet_sdk.formats.i2_s`) converts a :class:`~bitnet_sdk.ternary.TernaryTensor` to the
-exact bytes a GGUF file holds and back, in vectorised numpy. This package adds a dispatch by
-format name (``"tq2_0" | "tq1_0" | "i2_s"``) or GGML type id (35, 34, 36; ids come from
-:mod:`~bitnet_sdk.formats.constants`). Shapes are ``(rows, cols)`` in numpy order, i.e. GGUF's
+exact bytes a GGUF file holds and back, in vectorised numpy. Each declares its facts once as
+``FORMAT`` (a :class:`~bitnet_sdk.formats.registry.PackedFormat`: name, GGML type id, block
+geometry, file type); :data:`FORMATS` collects them, and this package dispatches by format
+name (``"tq2_0" | "tq1_0" | "i2_s"``) or GGML type id (35, 34, 36). Shapes are ``(rows, cols)`` in numpy order, i.e. GGUF's
 ``ne`` reversed; packed data is a flat uint8 array.
 """
 
@@ -16,12 +17,16 @@ import numpy as np
 
 from bitnet_sdk.formats import i2_s, tq1_0, tq2_0
 from bitnet_sdk.formats._common import ByteSource
-from bitnet_sdk.formats.constants import QTYPE_IDS
+from bitnet_sdk.formats.registry import PackedFormat
 from bitnet_sdk.ternary.reference import TernaryTensor
 
 __all__ = [
+    "FORMATS",
     "QTYPES",
+    "QTYPE_IDS",
     "ByteSource",
+    "PackedFormat",
+    "by_type_id",
     "i2_s",
     "nbytes",
     "pack",
@@ -32,11 +37,22 @@ __all__ = [
     "unpack",
 ]
 
-_MODULES: dict[str, ModuleType] = {"tq2_0": tq2_0, "tq1_0": tq1_0, "i2_s": i2_s}
-_NAMES_BY_ID: dict[int, str] = {v: k for k, v in QTYPE_IDS.items()}
+#: The format modules, in the order formats are listed (the default first). A new format's
+#: module goes here, and nowhere else in the code.
+_MODULES: dict[str, ModuleType] = {m.FORMAT.name: m for m in (tq2_0, tq1_0, i2_s)}
 
-#: The format names this package packs and unpacks.
-QTYPES: tuple[str, ...] = tuple(_MODULES)
+#: Every packed format this package packs and unpacks, by name.
+FORMATS: dict[str, PackedFormat] = {name: m.FORMAT for name, m in _MODULES.items()}
+#: The format names.
+QTYPES: tuple[str, ...] = tuple(FORMATS)
+#: Format name -> GGML type id.
+QTYPE_IDS: dict[str, int] = {name: f.type_id for name, f in FORMATS.items()}
+_BY_ID: dict[int, PackedFormat] = {f.type_id: f for f in FORMATS.values()}
+
+
+def by_type_id(ggml_type: int) -> PackedFormat | None:
+    """The packed format of a GGML tensor type id, or None when it is not one of ours."""
+    return _BY_ID.get(int(ggml_type))
 
 
 def qtype_name(qtype: str | int) -> str:
@@ -50,8 +66,8 @@ def qtype_name(qtype: str | int) -> str:
         if name in _MODULES:
             return name
     elif isinstance(qtype, (int, np.integer)) and not isinstance(qtype, bool):
-        if int(qtype) in _NAMES_BY_ID:
-            return _NAMES_BY_ID[int(qtype)]
+        if int(qtype) in _BY_ID:
+            return _BY_ID[int(qtype)].name
     supported = ", ".join(f"{n} ({QTYPE_IDS[n]})" for n in QTYPES)
     raise ValueError(f"unsupported packed ternary format {qtype!r}; supported: {supported}")
 

@@ -43,7 +43,6 @@ __all__ = [
     "I2_S_TYPE_ID",
     "MODEL_ARCH",
     "QK_K",
-    "QTYPE_IDS",
     "TQ1_0_BLOCK_BYTES",
     "TQ1_0_BLOCK_SIZE",
     "TQ1_0_QH_BYTES",
@@ -96,13 +95,6 @@ I2_S_GROUP_SIZE: Final[int] = 32
 I2_S_TRAILER_BYTES: Final[int] = 32
 #: bitnet.cpp's ``LLAMA_FTYPE_MOSTLY_I2_S`` (``general.file_type``); upstream uses 40 for Q1_0.
 FTYPE_MOSTLY_I2_S: Final[int] = 40
-
-#: Format name -> GGML type id, for the packed ternary formats this package implements.
-QTYPE_IDS: Final[dict[str, int]] = {
-    "tq1_0": TQ1_0_TYPE_ID,
-    "tq2_0": TQ2_0_TYPE_ID,
-    "i2_s": I2_S_TYPE_ID,
-}
 
 # --- architectures (``general.architecture``) ----------------------------------------------------
 #: Upstream llama.cpp's name for BitNet b1.58 models (``gguf.MODEL_ARCH.BITNET``).

@@ -40,14 +40,22 @@ from bitnet_sdk.formats._common import (
     signed_codes,
 )
 from bitnet_sdk.formats.constants import (
+    FTYPE_MOSTLY_I2_S,
     I2_S_BLOCK_BYTES,
     I2_S_BLOCK_SIZE,
     I2_S_GROUP_SIZE,
     I2_S_TRAILER_BYTES,
+    I2_S_TYPE_ID,
 )
+from bitnet_sdk.formats.registry import PackedFormat
 from bitnet_sdk.ternary.reference import TernaryTensor
 
-__all__ = ["nbytes", "pack", "tensor_scale", "unpack", "unpack_raw"]
+__all__ = ["FORMAT", "nbytes", "pack", "tensor_scale", "unpack", "unpack_raw"]
+
+FORMAT = PackedFormat(name="i2_s", label="I2_S", type_id=I2_S_TYPE_ID,
+                      file_type=FTYPE_MOSTLY_I2_S, block_size=I2_S_BLOCK_SIZE,
+                      block_bytes=I2_S_BLOCK_BYTES, trailer_bytes=I2_S_TRAILER_BYTES,
+                      per_tensor_scale=True)
 
 _FMT = "I2_S"
 _LANES = I2_S_BLOCK_SIZE // I2_S_GROUP_SIZE  # 4 codes per byte

@@ -39,10 +39,17 @@ from bitnet_sdk.formats.constants import (
     TQ1_0_BLOCK_SIZE,
     TQ1_0_QH_BYTES,
     TQ1_0_QS_BYTES,
+    TQ1_0_TYPE_ID,
+    LlamaFileType,
 )
+from bitnet_sdk.formats.registry import PackedFormat
 from bitnet_sdk.ternary.reference import TernaryTensor
 
-__all__ = ["nbytes", "pack", "unpack", "unpack_blocks"]
+__all__ = ["FORMAT", "nbytes", "pack", "unpack", "unpack_blocks"]
+
+FORMAT = PackedFormat(name="tq1_0", label="TQ1_0", type_id=TQ1_0_TYPE_ID,
+                      file_type=int(LlamaFileType.MOSTLY_TQ1_0),
+                      block_size=TQ1_0_BLOCK_SIZE, block_bytes=TQ1_0_BLOCK_BYTES)
 
 _FMT = "TQ1_0"
 _TRITS = 5  # trits per byte: 3**5 = 243 <= 256

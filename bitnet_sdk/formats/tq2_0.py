@@ -35,10 +35,17 @@ from bitnet_sdk.formats.constants import (
     TQ2_0_BLOCK_SIZE,
     TQ2_0_GROUP_SIZE,
     TQ2_0_QS_BYTES,
+    TQ2_0_TYPE_ID,
+    LlamaFileType,
 )
+from bitnet_sdk.formats.registry import PackedFormat
 from bitnet_sdk.ternary.reference import TernaryTensor
 
-__all__ = ["nbytes", "pack", "unpack", "unpack_blocks"]
+__all__ = ["FORMAT", "nbytes", "pack", "unpack", "unpack_blocks"]
+
+FORMAT = PackedFormat(name="tq2_0", label="TQ2_0", type_id=TQ2_0_TYPE_ID,
+                      file_type=int(LlamaFileType.MOSTLY_TQ2_0),
+                      block_size=TQ2_0_BLOCK_SIZE, block_bytes=TQ2_0_BLOCK_BYTES)
 
 _FMT = "TQ2_0"
 _LANES = 4  # 2-bit codes per byte

@@ -9,6 +9,9 @@ carries ``finish_reason`` and the run's ``Timings``:
 * ``"stop"`` — a stop string appeared (the text is cut before it);
 * ``"length"`` — ``max_tokens`` were generated or the context window is full.
 
+Sampling: ``sampling=`` a :class:`~bitnet_sdk.model.sampler.SamplingParams`, or its
+fields as keywords (``temperature=0.7, top_k=40``; they override ``sampling``'s).
+
 Cancellation: pass ``cancel`` (a ``threading.Event`` or any callable returning
 ``True`` to stop). It is checked before every forward pass — between prompt
 batches and between tokens — and generation then ends without a finishing
@@ -18,16 +21,17 @@ generator (``gen.close()``) works too when the consumer owns the thread.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from bitnet_sdk.model.kv_cache import KVCache
-from bitnet_sdk.model.sampler import log_softmax, make_sampler, top_logprobs
+from bitnet_sdk.model.sampler import SamplingParams, log_softmax, make_sampler, top_logprobs
 from bitnet_sdk.model.textstream import IncrementalDetokenizer, StopMatcher
 
 __all__ = [
@@ -156,13 +160,11 @@ def generate(
     prompt: str | Sequence[int],
     *,
     max_tokens: int = 256,
-    temperature: float = 0.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int | None = None,
     stop: Sequence[str] = (),
     logprobs: int = 0,
     cancel: CancelHook = None,
+    sampling: SamplingParams | None = None,
+    **options: Any,
 ) -> Iterator[GenerationStep]:
     """An iterator of one ``GenerationStep`` per generated token (see the module docstring).
 
@@ -176,9 +178,14 @@ def generate(
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
     if logprobs < 0:
         raise ValueError(f"logprobs must be >= 0, got {logprobs}")
-    sample = make_sampler(temperature, top_k, top_p, seed)
+    sample = make_sampler(_sampling(sampling, options))
     ids = _prompt_ids(model, prompt)
     return _run(model, ids, sample, max_tokens, tuple(stop), logprobs, cancel)
+
+
+def _sampling(sampling: SamplingParams | None, options: dict[str, Any]) -> SamplingParams:
+    """``sampling`` with ``options`` (sampler keywords: ``temperature=``, ``top_k=`` …) applied."""
+    return SamplingParams(**options) if sampling is None else dataclasses.replace(sampling, **options)
 
 
 def _run(
@@ -241,13 +248,11 @@ def complete(
     prompt: str | Sequence[int],
     *,
     max_tokens: int = 256,
-    temperature: float = 0.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int | None = None,
     stop: Sequence[str] = (),
     logprobs: int | None = None,
     cancel: CancelHook = None,
+    sampling: SamplingParams | None = None,
+    **options: Any,
 ) -> Completion:
     """Run ``generate`` to the end and collect the result.
 
@@ -256,8 +261,8 @@ def complete(
     """
     ids = _prompt_ids(model, prompt)
     stream = generate(
-        model, ids, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
-        top_p=top_p, seed=seed, stop=stop, logprobs=logprobs or 0, cancel=cancel,
+        model, ids, max_tokens=max_tokens, stop=stop, logprobs=logprobs or 0, cancel=cancel,
+        sampling=_sampling(sampling, options),
     )
     t0 = time.perf_counter()
     steps = list(stream)

@@ -2,8 +2,9 @@
 
 ``read_model(path)`` maps the file into memory (``gguf.GGUFReader``; weights are
 never read until asked for) and returns a :class:`ModelFile`: raw metadata, the
-tensor directory, the :class:`~bitnet_sdk.model.config.ModelConfig`, the
-tokenizer description and tensors on demand.
+tensor directory and tensors on demand. Hyper-parameters and the vocabulary are
+read from it by ``ModelConfig.from_model_file`` (``config.py``) and
+``TokenizerSpec.from_metadata`` (``tokenizer.py``), which build on this module.
 
 Files we read
 -------------
@@ -40,9 +41,8 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGUF_MAGIC, GGMLQuantizationType, GGUFReader, GGUFValueType
@@ -54,16 +54,10 @@ from bitnet_sdk.formats.constants import (
     ARCH_BITNET_25,
     ARCH_BITNET_B158,
     BITNET_ARCHITECTURES,
-    I2_S_BLOCK_SIZE,
-    I2_S_TRAILER_BYTES,
     I2_S_TYPE_ID,
 )
 from bitnet_sdk.ternary import TernaryTensor
 from bitnet_sdk.ternary import dequantize as dequantize_ternary
-
-if TYPE_CHECKING:
-    from bitnet_sdk.model.config import ModelConfig
-    from bitnet_sdk.model.tokenizer import TokenizerSpec
 
 __all__ = [
     "ARCH_BITNET",
@@ -90,7 +84,7 @@ GGML_TYPE_I2_S = I2_S_TYPE_ID
 
 #: (block size in weights, bytes per block) for every type we can size.
 TYPE_SIZES: dict[int, tuple[int, int]] = {int(t): s for t, s in GGML_QUANT_SIZES.items()}
-TERNARY_TYPES = frozenset({int(GGMLQuantizationType.TQ1_0), int(GGMLQuantizationType.TQ2_0), GGML_TYPE_I2_S})
+TERNARY_TYPES = frozenset(formats.QTYPE_IDS.values())
 _FLOAT_TYPES = {
     int(GGMLQuantizationType.F32): np.float32,
     int(GGMLQuantizationType.F16): np.float16,
@@ -107,8 +101,9 @@ _SUPPORTED_VERSIONS = (2, 3)
 
 def type_name(ggml_type: int) -> str:
     """Human name of a ggml type id (``TQ2_0``, ``I2_S``, ``type_99`` if unknown)."""
-    if ggml_type == GGML_TYPE_I2_S:
-        return "I2_S"
+    fmt = formats.by_type_id(ggml_type)
+    if fmt is not None:
+        return fmt.label
     try:
         return GGMLQuantizationType(ggml_type).name
     except ValueError:
@@ -175,8 +170,9 @@ class TensorInfo:
 def tensor_nbytes(ggml_type: int, shape: tuple[int, ...]) -> int | None:
     """Bytes a tensor of this type and shape occupies, ``None`` if not computable."""
     n = math.prod(shape)
-    if ggml_type == GGML_TYPE_I2_S:
-        return n // 4 + I2_S_TRAILER_BYTES if len(shape) == 2 and shape[-1] % I2_S_BLOCK_SIZE == 0 else None
+    fmt = formats.by_type_id(ggml_type)
+    if fmt is not None and fmt.per_tensor_scale:  # one scale per matrix: I2_S is 2-D only
+        return fmt.tensor_nbytes(shape) if len(shape) == 2 else None
     sizes = TYPE_SIZES.get(ggml_type)
     if sizes is None or not shape:
         return None
@@ -242,7 +238,7 @@ class _CheckedReader(GGUFReader):
 
     def _string_array(self, offset: int, length: int) -> list[memoryview]:
         """``length`` strings from ``offset`` as memoryviews (ReaderField.contents() decodes them)."""
-        buf = memoryview(self.data)
+        buf = memoryview(self.data)  # type: ignore[arg-type]  # numpy's stubs lack memmap's buffer protocol
         end = len(buf)
         out: list[memoryview] = []
         for _ in range(length):
@@ -370,20 +366,6 @@ class ModelFile:
         """Value of an architecture key such as ``gguf.Keys.LLM.CONTEXT_LENGTH``, or None."""
         return self.metadata.get(template.format(arch=self.arch))
 
-    @cached_property
-    def config(self) -> ModelConfig:
-        """Hyper-parameters; raises ``ConfigError`` if the metadata is incomplete."""
-        from bitnet_sdk.model.config import ModelConfig
-
-        return ModelConfig.from_model_file(self)
-
-    @cached_property
-    def tokenizer_spec(self) -> TokenizerSpec:
-        """The vocabulary description; raises ``TokenizerError`` if absent or broken."""
-        from bitnet_sdk.model.tokenizer import TokenizerSpec
-
-        return TokenizerSpec.from_metadata(self.metadata)
-
     # -- tensors -------------------------------------------------------------
 
     def __contains__(self, name: object) -> bool:
@@ -442,7 +424,7 @@ class ModelFile:
         raw = self.raw(name)
         if info.is_ternary_type:
             try:
-                t = formats.unpack(info.ggml_type, raw, info.shape)  # type: ignore[arg-type]
+                t = formats.unpack(info.ggml_type, raw, info.shape)
             except ValueError as exc:
                 raise NotTernaryError(name, str(exc)) from exc
         else:

@@ -35,17 +35,28 @@ __all__ = ["ForwardConfig", "attention_block", "embed", "ffn_block", "forward", 
 class ForwardConfig(Protocol):
     """The hyperparameters the forward pass reads (``ModelConfig`` provides them)."""
 
-    n_layers: int
-    d_model: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    d_ff: int
-    rms_eps: float
-    rope_theta: float
-    rope_neox: bool
-    rope_dim: int
-    hidden_act: str
+    @property
+    def n_layers(self) -> int: ...
+    @property
+    def d_model(self) -> int: ...
+    @property
+    def n_heads(self) -> int: ...
+    @property
+    def n_kv_heads(self) -> int: ...
+    @property
+    def head_dim(self) -> int: ...
+    @property
+    def d_ff(self) -> int: ...
+    @property
+    def rms_eps(self) -> float: ...
+    @property
+    def rope_theta(self) -> float: ...
+    @property
+    def rope_neox(self) -> bool: ...
+    @property
+    def rope_dim(self) -> int: ...
+    @property
+    def hidden_act(self) -> str: ...
 
 
 def embed(weights: ModelWeights[Any], token_ids: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,7 +26,6 @@ import numpy as np
 
 from bitnet_sdk.backends import get as get_backend
 from bitnet_sdk.backends.base import Backend
-from bitnet_sdk.formats.constants import ARCH_BITNET_DENSE
 from bitnet_sdk.model import generate as _gen
 from bitnet_sdk.model.config import ModelConfig
 from bitnet_sdk.model.gguf_file import ModelFile, read_model
@@ -134,9 +133,9 @@ class Model:
     def generate(self, prompt: str | Sequence[int], **kwargs: Any) -> Iterator[_gen.GenerationStep]:
         """Stream ``GenerationStep`` records; keywords as ``bitnet_sdk.model.generate.generate``.
 
-        ``max_tokens``, ``temperature``, ``top_k``, ``top_p``, ``seed``,
-        ``stop``, ``logprobs`` (number of alternatives), ``cancel`` (a
-        ``threading.Event`` or a callable returning True to stop).
+        ``max_tokens``, ``stop``, ``logprobs`` (number of alternatives), ``cancel`` (a
+        ``threading.Event`` or a callable returning True to stop), ``sampling`` (a
+        ``SamplingParams``) or its fields (``temperature``, ``top_k``, ``top_p``, ``seed`` …).
         """
         return _gen.generate(self, prompt, **kwargs)
 
@@ -153,32 +152,37 @@ class Model:
 
 
 def _tokenizer_for(mf: ModelFile) -> Any:
-    from bitnet_sdk.model.tokenizer import Tokenizer
+    from bitnet_sdk.model.tokenizer import Tokenizer, TokenizerSpec
 
-    return Tokenizer.from_spec(mf.tokenizer_spec)
+    return Tokenizer.from_spec(TokenizerSpec.from_metadata(mf.metadata))
+
+
+#: Loads a file of another architecture: ``loader(path, backend)``.
+ArchLoader = Callable[[str | os.PathLike[str], str | Backend], Any]
 
 
 def load(
-    path: str | os.PathLike[str], backend: str | Backend = "auto", device: str = "auto"
+    path: str | os.PathLike[str], backend: str | Backend = "auto", device: str = "auto",
+    *, other_archs: Mapping[str, ArchLoader] | None = None,
 ) -> Model:
     """Load a BitNet GGUF model for ``backend`` (a name, ``"auto"``, or an instance).
 
     ``device="auto"`` runs on an accelerator when a usable backend offers one (MLX on
     Metal), else on the CPU; ``"cpu"``/``"gpu"`` ask for one (see ``bitnet_sdk.backends``).
 
-    Files of architecture ``bitnet-dense`` load as ``bitnet_sdk.dense.DenseModel`` (with
-    ``predict``). Raises ``FileNotFoundError`` for a missing file, ``GGUFFormatError`` /
+    A file whose architecture is a key of ``other_archs`` is loaded by that function
+    instead (``bitnet_sdk.loading.load`` passes the dense models' loader, so ``bitnet-dense``
+    files load as ``bitnet_sdk.dense.DenseModel``). Raises ``FileNotFoundError`` for a missing file, ``GGUFFormatError`` /
     ``ConfigError`` / ``NotTernaryError`` (all ``ValueError``) for a file that
     is not a runnable BitNet model, and the backend registry's errors for an
     unknown or unusable backend name.
     """
     t0 = time.perf_counter()
     mf = read_model(path)
-    if mf.arch == ARCH_BITNET_DENSE:  # ternary dense models converted from ONNX
-        from bitnet_sdk.dense.model import load as load_dense
-
-        return load_dense(path, backend)  # type: ignore[return-value]
-    config = mf.config
+    other = (other_archs or {}).get(mf.arch)
+    if other is not None:  # e.g. ternary dense models converted from ONNX
+        return other(path, backend)
+    config = ModelConfig.from_model_file(mf)
     if isinstance(backend, str):
         # Starting a backend (plugins, linking its compiled kernels) mostly runs outside
         # the GIL, so it overlaps the tokenizer's construction (pure Python).

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Collection
 from typing import Any
 
 from gguf import Keys, LlamaFileType
 
-from bitnet_sdk.formats.constants import FTYPE_MOSTLY_I2_S
+from bitnet_sdk import formats
 from bitnet_sdk.model.config import ConfigError, ModelConfig
 from bitnet_sdk.model.gguf_file import ModelFile, read_model
-from bitnet_sdk.model.tokenizer import TokenizerError
+from bitnet_sdk.model.tokenizer import TokenizerError, TokenizerSpec
 
 __all__ = ["MEMORY_FORMULA", "model_metadata"]
 
@@ -33,13 +34,15 @@ MEMORY_FORMULA = (
 )
 
 
-def _file_type_name(value: Any, has_i2_s: bool) -> str | None:
-    """``general.file_type`` by name; 40 is bitnet.cpp's MOSTLY_I2_S in files holding I2_S
-    (upstream llama.cpp later gave 40 to MOSTLY_Q1_0)."""
+def _file_type_name(value: Any, labels: Collection[str]) -> str | None:
+    """``general.file_type`` by name, given the tensor type names the file holds: a packed
+    format's file type names it when the file holds that format (40 is bitnet.cpp's MOSTLY_I2_S
+    in files holding I2_S; upstream llama.cpp later gave 40 to MOSTLY_Q1_0)."""
     if not isinstance(value, int) or isinstance(value, bool):
         return None
-    if value == FTYPE_MOSTLY_I2_S and has_i2_s:
-        return "MOSTLY_I2_S"
+    for fmt in formats.FORMATS.values():
+        if value == fmt.file_type and fmt.label in labels:
+            return f"MOSTLY_{fmt.label}"
     try:
         return LlamaFileType(value).name
     except ValueError:
@@ -63,7 +66,7 @@ def _quantization(mf: ModelFile) -> dict[str, Any]:
         for t, e in sorted(by_type.items())
     }
     return {
-        "file_type": _file_type_name(mf.metadata.get(Keys.General.FILE_TYPE), "I2_S" in by_type),
+        "file_type": _file_type_name(mf.metadata.get(Keys.General.FILE_TYPE), by_type),
         "tensor_types": types,
         "ternary_types": sorted({mf.tensors[n].type_name for n in mf.tensors if mf.is_projection(n)}),
         "ternary_bits_per_weight": round(8 * ternary_bytes / ternary_params, 4) if ternary_params else None,
@@ -72,7 +75,7 @@ def _quantization(mf: ModelFile) -> dict[str, Any]:
 
 def _tokenizer(mf: ModelFile) -> dict[str, Any]:
     try:
-        spec = mf.tokenizer_spec
+        spec = TokenizerSpec.from_metadata(mf.metadata)
     except TokenizerError as exc:
         return {"error": str(exc)}
     return {
@@ -131,7 +134,7 @@ def model_metadata(source: str | os.PathLike[str] | ModelFile) -> dict[str, Any]
         "errors": [],
     }
     try:
-        cfg = mf.config
+        cfg = ModelConfig.from_model_file(mf)
     except ConfigError as exc:
         out["model"] = None
         out["errors"] = [p.message for p in exc.problems]

@@ -371,7 +371,7 @@ class Tokenizer:
         from bitnet_sdk.model.gguf_file import ModelFile, read_model
 
         mf = source if isinstance(source, ModelFile) else read_model(source, strict=False)
-        return cls(mf.tokenizer_spec)
+        return cls(TokenizerSpec.from_metadata(mf.metadata))
 
     @staticmethod
     def _build_bpe(spec: TokenizerSpec) -> HFTokenizer:

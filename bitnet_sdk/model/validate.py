@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from gguf import GGMLQuantizationType, Keys
 
-from bitnet_sdk.formats.constants import ARCH_BITNET_DENSE
+from bitnet_sdk import formats
 from bitnet_sdk.model.config import ModelConfig, config_problems
 from bitnet_sdk.model.gguf_file import (
     TERNARY_PROJECTIONS,
@@ -50,7 +50,7 @@ from bitnet_sdk.model.gguf_file import (
     layout_problems,
     read_model,
 )
-from bitnet_sdk.model.tokenizer import tokenizer_problems
+from bitnet_sdk.model.tokenizer import TokenizerSpec, tokenizer_problems
 
 __all__ = ["Problem", "ValidationReport", "validate"]
 
@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 _F32, _F16, _BF16 = (int(GGMLQuantizationType.F32), int(GGMLQuantizationType.F16), int(GGMLQuantizationType.BF16))
 _FLOAT_TYPES = frozenset({_F32, _F16, _BF16})
 _PROJECTION_TYPES = TERNARY_TYPES | _FLOAT_TYPES
+_TERNARY_LABELS = "/".join(sorted(f.label for f in formats.FORMATS.values()))
 
 
 @dataclass
@@ -84,16 +85,23 @@ class ValidationReport:
         }
 
 
-def validate(path: str | os.PathLike[str], *, check_data: bool = True) -> ValidationReport:
+#: The problems of a file of another architecture: ``rules(path, check_data=...)``.
+ArchRules = Callable[..., Iterable[Problem]]
+
+
+def validate(path: str | os.PathLike[str], *, check_data: bool = True,
+             other_archs: Mapping[str, ArchRules] | None = None) -> ValidationReport:
     """Check a model file and list every problem found.
 
     ``check_data`` also decodes every ternary projection and scans float
     tensors for NaN/inf (reads the whole file once; off, only the header and
-    the directory are checked).
+    the directory are checked). A file whose architecture is a key of
+    ``other_archs`` is held to those rules instead (``bitnet_sdk.loading.validate``
+    passes the dense models' rules: the model package does not know them).
     """
     report = ValidationReport(str(path))
     try:
-        report.problems = list(_problems(path, report, check_data))
+        report.problems = list(_problems(path, report, check_data, other_archs or {}))
     except MemoryError:
         report.problems.append(Problem("internal_error", "ran out of memory while checking the file"))
     except Exception as exc:  # validate must report, never raise, whatever the file holds
@@ -102,7 +110,8 @@ def validate(path: str | os.PathLike[str], *, check_data: bool = True) -> Valida
     return report
 
 
-def _problems(path: str | os.PathLike[str], report: ValidationReport, check_data: bool) -> Iterator[Problem]:
+def _problems(path: str | os.PathLike[str], report: ValidationReport, check_data: bool,
+              other_archs: Mapping[str, ArchRules]) -> Iterator[Problem]:
     try:
         mf = read_model(path, strict=False)
     except FileNotFoundError:
@@ -116,10 +125,9 @@ def _problems(path: str | os.PathLike[str], report: ValidationReport, check_data
         return
     report.arch = mf.arch or None
     report.n_tensors = len(mf.tensors)
-    if mf.arch == ARCH_BITNET_DENSE:  # ternary dense models imported from ONNX have their own rules
-        from bitnet_sdk.dense.format import dense_problems
-
-        yield from dense_problems(path, check_data=check_data)
+    rules = other_archs.get(mf.arch)
+    if rules is not None:  # e.g. ternary dense models imported from ONNX have their own rules
+        yield from rules(path, check_data=check_data)
         return
     layout = layout_problems(mf)
     yield from layout
@@ -146,7 +154,7 @@ def _template_problems(mf: ModelFile) -> Iterator[Problem]:
     ``bitnet_sdk.model.chat``): one that cannot would fail every chat request."""
     from bitnet_sdk.model.chat import template_problem
 
-    template = mf.tokenizer_spec.chat_template
+    template = TokenizerSpec.from_metadata(mf.metadata).chat_template
     if template is None:
         return
     why = template_problem(template)
@@ -192,7 +200,7 @@ def _is_optional(name: str, cfg: ModelConfig) -> bool:
 def _tensor_problems(
     mf: ModelFile, expected: dict[str, tuple[tuple[int, ...], frozenset[int] | None]]
 ) -> Iterator[Problem]:
-    cfg = mf.config
+    cfg = ModelConfig.from_model_file(mf)
     for name, (shape, types) in expected.items():
         info = mf.tensors.get(name)
         if info is None:
@@ -201,7 +209,7 @@ def _tensor_problems(
         if info.shape != shape:
             yield Problem("tensor_shape", f"shape {list(info.shape)}, expected {list(shape)}", name)
         if types is not None and info.ggml_type not in types:
-            allowed = "ternary TQ1_0/TQ2_0/I2_S or F32/F16/BF16" if types is _PROJECTION_TYPES else "F32/F16/BF16"
+            allowed = f"ternary {_TERNARY_LABELS} or F32/F16/BF16" if types is _PROJECTION_TYPES else "F32/F16/BF16"
             yield Problem("tensor_type", f"type {info.type_name} is not usable here ({allowed})", name)
     for name, info in mf.tensors.items():
         if name in expected:

@@ -127,10 +127,11 @@ class WeightCache:
 
     def get(self, name: str) -> Any | None:
         """The prepared weight ``name`` backed by the mapped file, or ``None``."""
-        entry = self._entries.get(name) if self._map is not None else None
-        if entry is None:
+        mm = self._map
+        entry = self._entries.get(name) if mm is not None else None
+        if entry is None or mm is None:
             return None
-        arrays = {key: np.frombuffer(self._map, dtype=dtype, count=int(np.prod(shape)), offset=off).reshape(shape)
+        arrays = {key: np.frombuffer(mm, dtype=dtype, count=int(np.prod(shape)), offset=off).reshape(shape)
                   for key, (off, dtype, shape) in entry["arrays"].items()}  # fmt: skip
         return self.backend.prepared_from_arrays(entry["meta"], arrays)
 
@@ -177,7 +178,7 @@ class WeightCache:
                 f.write(MAGIC + len(header).to_bytes(8, "little") + header)
                 for off, a in order:
                     f.seek(start + off)
-                    f.write(memoryview(np.ascontiguousarray(a)).cast("B"))
+                    f.write(np.ascontiguousarray(a).data.cast("B"))
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

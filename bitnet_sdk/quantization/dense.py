@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from gguf import GGMLQuantizationType
 
+from bitnet_sdk import formats
 from bitnet_sdk.backends.base import Backend
 from bitnet_sdk.dense.format import ARCH, GRAPH_KEY, dense_problems
 from bitnet_sdk.dense.graph import Graph, Node
@@ -26,14 +27,12 @@ from bitnet_sdk.dense.model import load as load_dense
 from bitnet_sdk.model.gguf_file import type_name
 from bitnet_sdk.quantization.calibration import Calibration
 from bitnet_sdk.quantization.errors import OutputInvalidError, UnsupportedSourceError
-from bitnet_sdk.quantization.llm import FILE_TYPES
 from bitnet_sdk.quantization.measure import dense_agreement
 from bitnet_sdk.quantization.progress import Progress
 from bitnet_sdk.quantization.recipe import Recipe, encode_float, float_nbytes
 from bitnet_sdk.quantization.report import QuantizationReport, layer_report
 from bitnet_sdk.quantization.sources.onnx import OnnxSource
 from bitnet_sdk.quantization.writer import (
-    BLOCK_SIZES,
     AtomicGGUFWriter,
     encode_projection,
     projection_nbytes,
@@ -57,7 +56,7 @@ class DenseOptions:
 
 def _layout(src: OnnxSource, opts: DenseOptions) -> tuple[Graph, set[str]]:
     """The graph with padded widths for ternary layers, and the names of ternary weights."""
-    block = BLOCK_SIZES[opts.qtype]
+    block = formats.FORMATS[opts.qtype].block_size
     ternary: set[str] = set()
     nodes: list[Node] = []
     for node in src.graph.nodes:
@@ -101,7 +100,7 @@ def quantize_dense(
     with AtomicGGUFWriter(dst, ARCH) as out:
         gw = out.gguf
         gw.add_name(src.name)
-        gw.add_file_type(FILE_TYPES[opts.qtype])
+        gw.add_file_type(formats.FORMATS[opts.qtype].file_type)
         gw.add_quantization_version(2)
         gw.add_string(GRAPH_KEY, graph.to_json())
         order: list[tuple[str, Node | None]] = []
@@ -127,9 +126,9 @@ def quantize_dense(
         progress.start(len(order) + 2, "plan")
         t0 = time.perf_counter()
         out.begin()
-        for name, node in order:
-            if node is not None:
-                _write_weight(node, src, opts, out, ternary, report)
+        for name, weight_of in order:
+            if weight_of is not None:
+                _write_weight(weight_of, src, opts, out, ternary, report)
             else:
                 value = src.tensors[name]
                 out.write(name, encode_float(_F32, value.reshape(value.shape or (1,))))

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from gguf import GGMLQuantizationType, LlamaFileType
+from gguf import GGMLQuantizationType
 
+from bitnet_sdk import formats
 from bitnet_sdk.backends.base import Backend
 from bitnet_sdk.formats.constants import (
     ARCH_BITNET,
     ARCH_BITNET_25,
     ARCH_BITNET_B158,
     BITNET_ARCHITECTURES,
-    FTYPE_MOSTLY_I2_S,
 )
 from bitnet_sdk.model.gguf_file import NotTernaryError, ternarize_rows, type_name
 from bitnet_sdk.model.validate import validate
@@ -44,13 +44,8 @@ from bitnet_sdk.quantization.writer import (
 )
 from bitnet_sdk.ternary import TernaryTensor, dequantize, quantize_weights
 
-__all__ = ["FILE_TYPES", "LLMOptions", "default_arch", "quantize_llm"]
+__all__ = ["LLMOptions", "default_arch", "quantize_llm"]
 
-FILE_TYPES = {
-    "tq2_0": int(LlamaFileType.MOSTLY_TQ2_0),
-    "tq1_0": int(LlamaFileType.MOSTLY_TQ1_0),
-    "i2_s": FTYPE_MOSTLY_I2_S,
-}
 _F32 = int(GGMLQuantizationType.F32)
 _F16 = int(GGMLQuantizationType.F16)
 _TQ = ("tq2_0", "tq1_0")
@@ -87,6 +82,14 @@ class _Planned:
     @property
     def scale_name(self) -> str:
         return self.tensor.name.removesuffix(".weight") + ".scale"
+
+
+def _stored_nbytes(p: _Planned, qtype: str) -> int:
+    """Bytes a planned tensor takes in the file (with a projection's one-element scale)."""
+    if p.tensor.projection:
+        rows, cols = p.tensor.shape
+        return projection_nbytes(qtype, (rows, cols))[1] + 4 * int(p.scale_tensor)
+    return float_nbytes(p.type_id, p.tensor.shape)
 
 
 def _plan(source: LLMSource, opts: LLMOptions, out: AtomicGGUFWriter) -> list[_Planned]:
@@ -157,7 +160,7 @@ def quantize_llm(
     stages = report.stages
     with AtomicGGUFWriter(dst, arch) as out:
         source.write_metadata(out.gguf)
-        out.gguf.add_file_type(FILE_TYPES[opts.qtype])
+        out.gguf.add_file_type(formats.FORMATS[opts.qtype].file_type)
         out.gguf.add_quantization_version(2)
         planned = _plan(source, opts, out)
         progress.start(len(planned) + 2, "plan")
@@ -168,10 +171,7 @@ def quantize_llm(
             progress.step(p.tensor.name)
         out.finish()
         report.quantized_bytes = out.path.stat().st_size
-        report.quantized_weight_bytes = sum(
-            (projection_nbytes(opts.qtype, p.tensor.shape)[1] + 4 * p.scale_tensor) if p.tensor.projection
-            else float_nbytes(p.type_id, p.tensor.shape) for p in planned
-        )
+        report.quantized_weight_bytes = sum(_stored_nbytes(p, opts.qtype) for p in planned)
         stages["quantize"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         checked = validate(out.path)

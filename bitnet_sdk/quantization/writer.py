@@ -34,7 +34,6 @@ from bitnet_sdk.quantization.errors import QuantizationError
 from bitnet_sdk.ternary import TernaryTensor
 
 __all__ = [
-    "BLOCK_SIZES",
     "AtomicGGUFWriter",
     "EncodedProjection",
     "common_scale",
@@ -45,15 +44,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Weights per block along a row, per packed format.
-BLOCK_SIZES = {"tq2_0": 256, "tq1_0": 256, "i2_s": 128}
 _F16 = int(GGMLQuantizationType.F16)
 _F32 = int(GGMLQuantizationType.F32)
 
 
 def fits_block(qtype: str, cols: int) -> bool:
     """Whether a row of ``cols`` weights can be stored in ``qtype``."""
-    return cols % BLOCK_SIZES[qtype] == 0
+    return formats.FORMATS[qtype].fits(cols)
 
 
 def common_scale(t: TernaryTensor) -> float | None:
@@ -105,12 +102,13 @@ def encode_projection(qtype: str, t: TernaryTensor, *, scale_tensor: bool = Fals
     file then represents. Raises ``QuantizationError`` for an I2_S tensor with per-row scales.
     """
     cols = t.shape[1]
-    if qtype == "i2_s" and fits_block(qtype, cols):
+    fmt = formats.FORMATS[qtype]
+    if fmt.per_tensor_scale and fmt.fits(cols):
         s = common_scale(t)
         if s is None:
-            raise QuantizationError("I2_S stores one scale per tensor; this tensor has per-row scales")
+            raise QuantizationError(f"{fmt.label} stores one scale per tensor; this tensor has per-row scales")
         stored = _with_scale(t, s)
-        return EncodedProjection(formats.pack("i2_s", stored), formats.type_id("i2_s"), None, stored)
+        return EncodedProjection(formats.pack(qtype, stored), fmt.type_id, None, stored)
     packed, extra = _fit_scale(t, scale_tensor)
     held = packed.scale.astype(np.float16).astype(np.float32) * np.float32(1.0 if extra is None else extra)
     stored = TernaryTensor(packed.q, held.astype(np.float32))

@@ -16,11 +16,11 @@ import connexion
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 
-from bitnet_sdk.api.inference import json_body_limit
 from bitnet_sdk.config import Settings
 from bitnet_sdk.server.client_address import trusted_networks
 from bitnet_sdk.server.context import AppContext, ContextMiddleware, request_id
 from bitnet_sdk.server.lifecycle import shutdown, startup
+from bitnet_sdk.server.limits import json_body_limit
 from bitnet_sdk.server.method_guard import UndeclaredMethodGuard
 from bitnet_sdk.server.methods import install_method_not_allowed
 from bitnet_sdk.server.metrics import Metrics, MetricsMiddleware, RouteRecorder
@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     # GET /quantize/batch is a 405, not GET /quantize/{job_id} with a job id "batch".
     app.add_middleware(UndeclaredMethodGuard, position=MiddlewarePosition.BEFORE_ROUTING,
                        spec=load_spec(), base_path=API_BASE_PATH)
-    app.bitnet = ctx  # type: ignore[attr-defined]
+    app.bitnet = ctx
     return app
 
 

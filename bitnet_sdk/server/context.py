@@ -13,15 +13,18 @@ import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bitnet_sdk.config import Settings
 
 if TYPE_CHECKING:
     import peewee
-    from starlette.types import ASGIApp, Receive, Scope, Send
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from bitnet_sdk.server.metrics import Metrics
+    from bitnet_sdk.service.inference.model_cache import ModelCache
+    from bitnet_sdk.service.inference.service import InferenceService
+    from bitnet_sdk.service.jobs.workers import WorkerPool
 
 __all__ = ["SCOPE_KEY", "AppContext", "ContextMiddleware", "activated", "current", "request_id"]
 
@@ -47,8 +50,13 @@ class AppContext:
     operation_scopes: dict[str, list[str]] = field(default_factory=dict)
     #: operationIds still answering 501 (filled by the resolver).
     not_implemented: list[str] = field(default_factory=list)
-    #: Services attached at start-up (model cache, job runner, …), by name.
-    services: dict[str, Any] = field(default_factory=dict)
+    # Services attached at start-up (``lifecycle.startup``), None until then or when absent.
+    #: Loaded models under the memory budget, shared by every request.
+    model_cache: ModelCache | None = None
+    #: Inference for REST, SSE, the WebSocket and the OpenAI endpoints.
+    inference: InferenceService | None = None
+    #: Job worker threads, lease heartbeats and webhook deliveries.
+    jobs: WorkerPool | None = None
 
     @property
     def uptime_s(self) -> float:
@@ -76,7 +84,7 @@ class ContextMiddleware:
         ctx_token = _ctx.set(self.ctx)
         rid_token = _request_id.set(rid)
 
-        async def send_with_id(message: dict) -> None:
+        async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", rid.encode()))

@@ -44,19 +44,18 @@ async def startup(ctx: AppContext) -> None:
     from bitnet_sdk.service.inference.service import InferenceService
 
     # Loaded models shared by REST, SSE and WebSocket requests (stopped at shutdown).
-    cache = ModelCache.from_settings(settings)
-    ctx.services["model_cache"] = cache
-    ctx.services["inference"] = InferenceService(settings, cache)
+    ctx.model_cache = cache = ModelCache.from_settings(settings)
+    ctx.inference = inference = InferenceService(settings, cache)
     from bitnet_sdk.service.jobs.workers import start_job_services
 
     # Job worker threads (Settings.workers, may be 0), lease heartbeats, webhook deliveries.
-    ctx.services["jobs"] = await asyncio.to_thread(
-        start_job_services, settings, inference=ctx.services["inference"])
+    ctx.jobs = await asyncio.to_thread(start_job_services, settings, inference=inference)
     log.info("server started (data dir %s)", settings.data_dir)
 
 
 async def shutdown(ctx: AppContext) -> None:
-    for name, service in reversed(list(ctx.services.items())):
+    services = {"jobs": ctx.jobs, "inference": ctx.inference, "model_cache": ctx.model_cache}
+    for name, service in services.items():  # the reverse of the start-up order
         stop = getattr(service, "stop", None)
         if stop is not None:
             try:

@@ -44,12 +44,8 @@ def prepare(settings: Settings, say: Callable[[str], None] = print) -> None:
 
 def websocket_routes(app: Any) -> list[tuple[str, Any, dict[str, Any]]]:
     """Tornado WebSocket routes served beside the ASGI app (same port)."""
-    try:
-        from bitnet_sdk.server.websocket import routes
-    except ModuleNotFoundError as exc:
-        if exc.name != "bitnet_sdk.server.websocket":
-            raise
-        return []
+    from bitnet_sdk.server.websocket import routes
+
     return routes(app.bitnet)
 
 

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class ServerErrorMiddleware(_ConnexionServerError):
-    def error_response(self, request: Request, exc: Exception) -> Response:  # type: ignore[override]
+    def error_response(self, request: Request, exc: Exception) -> Response:
         log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
         body = {"type": "urn:bitnet:problem:internal", "title": "Internal Server Error",
                 "status": 500, "detail": "The server failed to handle this request."}

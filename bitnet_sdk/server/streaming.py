@@ -1,15 +1,62 @@
-"""Responses for streams whose client may go away: SSE token streams and late answers."""
+"""Clients that may go away: a guard that notices, SSE token streams and late answers."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["EventStream", "Unheard"]
+__all__ = ["ClientGone", "Disconnect", "EventStream", "Unheard"]
+
+T = TypeVar("T")
+_background: set[asyncio.Task[Any]] = set()
+
+
+class ClientGone(Exception):
+    """The client closed the connection before the answer was ready."""
+
+
+class Disconnect:
+    """Races a request's work against its client's disconnect (one watcher per request).
+
+    ``await Disconnect(receive).guard(work)`` is ``work``'s result, or raises
+    :class:`ClientGone` after cancelling ``work`` when the client left first. The watcher
+    is never cancelled: it awaits the server's shared disconnect future, which cancelling
+    would break for every other listener. It returns once the client has gone or the
+    response is complete.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def guard(self, work: Awaitable[T]) -> T:
+        task = asyncio.ensure_future(work)
+        if self._watcher is None:
+            self._watcher = asyncio.ensure_future(self._gone())
+            _background.add(self._watcher)
+            self._watcher.add_done_callback(_background.discard)
+        try:
+            await asyncio.wait({task, self._watcher}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not task.done():
+            task.cancel()
+            # The client has gone: nobody hears how the abandoned work ended.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            raise ClientGone
+        return task.result()
+
+    async def _gone(self) -> None:
+        with contextlib.suppress(Exception):
+            while (await self._receive())["type"] != "http.disconnect":
+                pass
 
 
 class EventStream(StreamingResponse):

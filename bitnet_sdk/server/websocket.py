@@ -46,10 +46,11 @@ from connexion.json_schema import Draft4RequestValidator
 from jsonschema import Draft4Validator
 from tornado.ioloop import IOLoop
 
-from bitnet_sdk.api.security import resolve_credentials
+from bitnet_sdk.auth.credentials import resolve_credentials
+from bitnet_sdk.auth.principal import Principal, token_scopes
 from bitnet_sdk.server.context import AppContext, activated
 from bitnet_sdk.server.spec import load_spec
-from bitnet_sdk.service.inference.plan import Caller, InferenceError
+from bitnet_sdk.service.inference.plan import InferenceError
 
 __all__ = [
     "AUTH_TIMEOUT_S",
@@ -196,7 +197,7 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
         if info is None:
             self.close(4401, "missing, invalid or expired credentials")
             return False
-        scopes = str(info.get("scope") or "").split()
+        scopes = token_scopes(info)
         if "inference" not in scopes:
             self.close(4403, "the credential lacks the inference scope")
             return False
@@ -209,7 +210,7 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
     async def _credentials(self, token: str) -> dict[str, Any] | None:
         def resolve() -> dict[str, Any] | None:
             with activated(self.ctx):
-                return resolve_credentials(token)
+                return resolve_credentials(token, self.ctx.settings)
 
         return await asyncio.to_thread(resolve)
 
@@ -244,13 +245,13 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
         generation = _Generation(rid)
         self._generations[rid] = generation
         generation.task = asyncio.get_running_loop().create_task(
-            self._generate(generation, Caller.from_token_info(self._info), msg["request"]))
+            self._generate(generation, Principal.from_token_info(self._info), msg["request"]))
 
     async def _authenticate_again(self) -> bool:
         """Credentials can expire or be revoked while the connection lives."""
         assert self._token is not None
         info = await self._credentials(self._token)
-        if info is None or "inference" not in str(info.get("scope") or "").split():
+        if info is None or "inference" not in token_scopes(info):
             self.close(4401 if info is None else 4403, "credentials no longer valid")
             return False
         self._info = info
@@ -270,12 +271,15 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
                                   retry_after=decision.retry_after_s))
         return False
 
-    async def _generate(self, generation: _Generation, caller: Caller,
+    async def _generate(self, generation: _Generation, caller: Principal,
                         request: dict[str, Any]) -> None:
         rid = generation.request_id
         inference_id = f"req_{uuid.uuid4().hex[:24]}"
         try:
-            service = self.ctx.services["inference"]
+            service = self.ctx.inference
+            if service is None:
+                raise InferenceError(503, "Service Unavailable",
+                                     "Inference is not running on this server.", slug="unavailable")
             async for kind, data in service.stream(caller, request, request_id=inference_id,
                                                    cancel=generation.cancel):
                 self._send({"type": kind, "request_id": rid, **data})
@@ -309,7 +313,7 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
                                        job_id=job_id))
             return
         assert self._info is not None
-        scopes = str(self._info.get("scope") or "").split()
+        scopes = token_scopes(self._info)
         owner = None if "admin" in scopes else str(self._info["sub"])
         first = await asyncio.to_thread(_job_now, job_id, owner)
         if first is None:

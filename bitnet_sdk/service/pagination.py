@@ -100,7 +100,7 @@ def paginate(
     """
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be within 1..{MAX_LIMIT}, got {limit}")
-    created: Any = model.created_at  # type: ignore[attr-defined]
+    created: Any = model.created_at
     key: Any = model._meta.primary_key
     if cursor is not None:
         after = Cursor.decode(cursor)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee
 
@@ -23,6 +23,10 @@ __all__ = ["JSONField", "UTCDateTimeField", "epoch_to_utc", "utc_to_epoch", "utc
 
 class JSONField(peewee.TextField):
     """Any JSON-serialisable value, stored as compact JSON text (``None`` stays SQL NULL)."""
+
+    if TYPE_CHECKING:  # peewee is untyped: on an instance the field reads and takes values
+        def __get__(self, instance: Any, owner: Any) -> Any: ...
+        def __set__(self, instance: Any, value: Any) -> None: ...
 
     def db_value(self, value: Any) -> Any:
         if value is None or isinstance(value, peewee.Node):
@@ -40,6 +44,10 @@ class UTCDateTimeField(peewee.DateTimeField):
 
     Naive datetimes given to the field are taken to be UTC already.
     """
+
+    if TYPE_CHECKING:  # peewee is untyped: on an instance the field reads and takes values
+        def __get__(self, instance: Any, owner: Any) -> Any: ...
+        def __set__(self, instance: Any, value: Any) -> None: ...
 
     def db_value(self, value: Any) -> Any:
         if isinstance(value, datetime) and value.tzinfo is not None:

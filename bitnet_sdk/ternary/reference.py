@@ -60,7 +60,7 @@ class TernaryTensor:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.q.shape  # type: ignore[return-value]
+        return self.q.shape
 
     @classmethod
     def from_scalar(cls, q: np.ndarray, scale: float) -> TernaryTensor:

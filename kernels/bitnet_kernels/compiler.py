@@ -56,7 +56,7 @@ _init_lock = threading.Lock()
 _initialised = False
 
 
-def _llvm() -> llvm_binding:  # type: ignore[valid-type]
+def _llvm() -> llvm_binding:
     """``llvmlite.binding``, imported on first use (loading LLVM takes a few tenths of a second)
     and with every target LLVM was built with registered (needed for cross objects)."""
     global _initialised

@@ -2,7 +2,7 @@
 
 Why JIT these at all: numpy makes one pass over memory per operator (RMSNorm
 is square, mean, add, sqrt, divide, multiply); these kernels fuse each op
-into one or two passes. They agree with ``bitnet_sdk.model.ops`` within
+into one or two passes. They agree with ``bitnet_sdk.backends.ops`` within
 float32 rounding: sums are taken in a different order (lane-wise partial sums,
 then a fixed tree), and ``exp`` is a Cephes-style polynomial (≤ 2 ulp on the
 normal range — measured < 1 ulp — with gradual underflow and overflow to ``inf``), so that the

@@ -71,7 +71,7 @@ def _ptr(a: np.ndarray | None) -> int | None:
     if a is None:
         return None
     try:
-        return ctypes.addressof(ctypes.c_char.from_buffer(a))
+        return ctypes.addressof(ctypes.c_char.from_buffer(a))  # type: ignore[arg-type]  # numpy's stubs lack the buffer protocol
     except (TypeError, ValueError, BufferError):  # read-only or empty
         return a.__array_interface__["data"][0]
 
@@ -93,7 +93,7 @@ class _Scratch(threading.local):
         self.tokens = 0
         self.cols = 0
 
-    def get(self, tokens: int, cols: int) -> tuple[np.ndarray, int, int, int]:
+    def get(self, tokens: int, cols: int) -> tuple[np.ndarray, int | None, int | None, int | None]:
         """``(xq [tokens, cols] view, xq address, a address, xsum address)``."""
         if tokens > self.tokens or cols > self.cols:
             self.tokens, self.cols = max(tokens, self.tokens), max(cols, self.cols)

@@ -16,14 +16,25 @@ and synchronising at native barriers; this class is the seam it will replace.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from bitnet_llvm.backend import LlvmBackend
+from bitnet_kernels import KernelLibrary
 
 __all__ = ["LlvmForwardStep"]
+
+
+class StepBackend(Protocol):
+    """What the step needs of its backend (``LlvmBackend`` is one); a protocol, not an
+    import, so the backend module can build steps without an import circle."""
+
+    kernels: KernelLibrary
+
+    def attention(
+        self, q: np.ndarray, k: np.ndarray, v: np.ndarray, q_positions: np.ndarray
+    ) -> np.ndarray: ...
+
+    def head(self, w: Any, x: np.ndarray) -> np.ndarray: ...
 
 #: RoPE table growth, in positions (doubles beyond).
 _ROPE_CHUNK = 256
@@ -55,7 +66,7 @@ class _RopeTable:
 class LlvmForwardStep:
     """``step(token_ids, start_pos, cache, last_only) -> logits`` for one loaded model."""
 
-    def __init__(self, backend: LlvmBackend, cfg: Any, weights: Any) -> None:
+    def __init__(self, backend: StepBackend, cfg: Any, weights: Any) -> None:
         self.backend, self.cfg, self.weights = backend, cfg, weights
         self.lib = backend.kernels
         self.rope = _RopeTable(cfg.rope_theta, cfg.rope_dim)

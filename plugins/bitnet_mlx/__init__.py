@@ -24,14 +24,8 @@ import importlib.metadata
 import importlib.util
 import logging
 
-from bitnet_sdk.backends import (
-    OPTIONAL_OPS,
-    REQUIRED_OPS,
-    Backend,
-    BackendRegistry,
-    BackendSpec,
-    hookimpl,
-)
+from bitnet_mlx.capabilities import CAPABILITIES
+from bitnet_sdk.backends import Backend, BackendRegistry, BackendSpec, hookimpl
 
 __all__ = ["CAPABILITIES", "PRIORITY", "bitnet_register_backends", "devices", "mlx_installed"]
 
@@ -39,8 +33,6 @@ log = logging.getLogger(__name__)
 
 #: Above numpy (0), below llvm (the fast CPU path): see the module docstring.
 PRIORITY = 50
-#: Every op is native (fused MLX kernels where MLX has them).
-CAPABILITIES = frozenset(REQUIRED_OPS + OPTIONAL_OPS)
 
 
 def mlx_installed() -> bool:

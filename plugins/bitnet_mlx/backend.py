@@ -19,8 +19,8 @@ from contextlib import contextmanager
 import mlx.core as mx
 import numpy as np
 
-from bitnet_mlx import CAPABILITIES
 from bitnet_mlx import layers as L
+from bitnet_mlx.capabilities import CAPABILITIES
 from bitnet_mlx.kernels import LinearKernels
 from bitnet_mlx.packing import PackedTernary, pack_ternary
 from bitnet_sdk.backends import Backend, BackendUnavailableError
@@ -60,7 +60,7 @@ class MlxBackend(Backend):
             raise BackendUnavailableError(f"mlx backend: unknown device {device!r} (cpu, gpu)")
         if device == "gpu" and not mx.metal.is_available():
             raise BackendUnavailableError("mlx backend: device 'gpu' needs Metal (Apple silicon)")
-        super().__init__(device, variant=f"mlx {mx.__version__}" + (" metal" if device == "gpu" else ""))
+        super().__init__(device, variant=f"mlx {mx.__version__}" + (" metal" if device == "gpu" else ""))  # type: ignore[attr-defined]  # mlx.core's stubs omit __version__
         self._device = mx.Device(DEVICES[device])
         self._kernels = LinearKernels(compile=compile, qmm_max_n=qmm_max_n)
 

@@ -1,4 +1,4 @@
-"""Float layer ops of a BitNet block on MLX, matching ``bitnet_sdk.model.ops``.
+"""Float layer ops of a BitNet block on MLX, matching ``bitnet_sdk.backends.ops``.
 
 Fused MLX kernels where MLX has them (``mx.fast.rms_norm``, ``mx.fast.rope``,
 ``mx.fast.scaled_dot_product_attention``), plain MLX element-wise ops

@@ -1,4 +1,4 @@
-"""The numpy reference backend: ``bitnet_sdk.ternary`` and ``bitnet_sdk.model.ops`` as a ``Backend``.
+"""The numpy reference backend: ``bitnet_sdk.ternary`` and ``bitnet_sdk.backends.ops`` as a ``Backend``.
 
 Slow but exact by construction, it is what every other backend is compared
 against and the backend of last resort (priority 0). Weights stay

@@ -273,7 +273,7 @@ def test_client_disconnect_cancels_the_generation(live_server: Any, customer: Ac
 
 def test_bodies_over_the_limit_are_413_before_validation(live_server: Any,
                                                          customer: Account) -> None:
-    from bitnet_sdk.api.inference import INFERENCE_JSON_LIMIT
+    from bitnet_sdk.server.limits import INFERENCE_JSON_LIMIT
 
     rows = INFERENCE_JSON_LIMIT // (4 * 60000) + 1  # "0.0," per number
     r = infer(live_server, customer, model="mdl_0123456789abc", inputs=[[0.0] * 60000] * rows)

@@ -155,7 +155,7 @@ def test_jobs_are_private_to_their_owner_and_visible_to_admins(live_server, cust
 
 def test_finished_jobs_are_posted_to_the_webhook_signed_and_retried(live_server, customer,
                                                                     source):
-    live_server.app.bitnet.services["jobs"].webhooks.retry_delays_s = (0.2,)
+    live_server.app.bitnet.jobs.webhooks.retry_delays_s = (0.2,)
     with Receiver([500, 200]) as receiver:
         r = _post(live_server, "/quantize", {"model_id": source, "qtype": "tq2_0", "mode": "async",
                                              "webhook_url": receiver.url}, customer)

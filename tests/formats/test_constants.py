@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gguf
 
+from bitnet_sdk import formats
 from bitnet_sdk.formats import constants as c
 
 
@@ -26,7 +27,7 @@ def test_i2_s_id_is_free_in_upstream_gguf() -> None:
     """bitnet.cpp's 36 must not name an upstream type, or files would be read as the wrong one."""
     assert c.I2_S_TYPE_ID == 36
     assert c.I2_S_TYPE_ID not in {int(t) for t in gguf.GGMLQuantizationType}
-    assert c.QTYPE_IDS == {"tq1_0": 34, "tq2_0": 35, "i2_s": 36}
+    assert formats.QTYPE_IDS == {"tq1_0": 34, "tq2_0": 35, "i2_s": 36}
 
 
 def test_architecture_names() -> None:

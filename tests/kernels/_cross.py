@@ -25,7 +25,7 @@ from bitnet_kernels.isa import ISAS
 from bitnet_kernels.layout import PackedTernary, pack_ternary
 from bitnet_kernels.module import build_kernel_module
 
-from bitnet_sdk.model import ops
+from bitnet_sdk.backends import ops
 from bitnet_sdk.ternary import (
     TernaryTensor,
     quantize_activations,

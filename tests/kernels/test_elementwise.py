@@ -1,4 +1,4 @@
-"""Element-wise kernels against ``bitnet_sdk.model.ops``, and the ``exp`` they share."""
+"""Element-wise kernels against ``bitnet_sdk.backends.ops``, and the ``exp`` they share."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from bitnet_kernels.isa import ISAS, supported_isas
 from bitnet_kernels.library import KernelLibrary
 from llvmlite import ir
 
-from bitnet_sdk.model import ops
+from bitnet_sdk.backends import ops
 
 
 def _x(shape: tuple[int, ...], seed: int, spread: float = 8.0) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitnet_sdk.model import ops
+from bitnet_sdk.backends import ops
 from bitnet_sdk.model.kv_cache import KVCache
 from bitnet_sdk.model.loader import load
 from bitnet_sdk.testing.parity import build_conditioned_model

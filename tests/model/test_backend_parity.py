@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from bitnet_sdk.backends import available
+from bitnet_sdk.model.config import ModelConfig
 from bitnet_sdk.model.gguf_file import read_model
 from bitnet_sdk.model.loader import load
 from bitnet_sdk.model.reference import compare_logits, reference_forward
@@ -55,7 +56,7 @@ def test_logits_agree_with_numpy_and_reference(backend: str, model_path: Path, t
     assert ours.dtype == np.float32 and ours.shape == (len(token_ids), 512)
     baseline = load(model_path, backend="numpy").forward(token_ids)
     mf = read_model(model_path)
-    reference = reference_forward(mf, mf.config, token_ids)
+    reference = reference_forward(mf, ModelConfig.from_model_file(mf), token_ids)
     for yardstick in (baseline, reference):
         agreement = compare_logits(ours, yardstick)
         assert agreement.tight_fraction >= 0.75, agreement
@@ -69,7 +70,7 @@ def reference_greedy(path: Path, prompt_ids: list[int], n: int) -> list[int]:
     mf = read_model(path)
     ids = list(prompt_ids)
     for _ in range(n):
-        ids.append(int(np.argmax(reference_forward(mf, mf.config, ids)[-1])))
+        ids.append(int(np.argmax(reference_forward(mf, ModelConfig.from_model_file(mf), ids)[-1])))
     return ids[len(prompt_ids) :]
 
 

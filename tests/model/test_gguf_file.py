@@ -88,7 +88,7 @@ def test_f16_tensors_are_converted_once(files: dict) -> None:
 
 
 def test_config_from_metadata(files: dict) -> None:
-    cfg = read_model(files["tq2_0"]).config
+    cfg = ModelConfig.from_model_file(read_model(files["tq2_0"]))
     assert (cfg.arch, cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.n_kv_heads) == ("bitnet", 2, 256, 4, 2)
     assert (cfg.head_dim, cfg.d_ff, cfg.vocab_size, cfg.context_length) == (64, 512, 512, 512)
     assert cfg.rope_theta == 500000.0 and cfg.rope_neox and cfg.rope_style == "neox" and cfg.rope_dim == 64
@@ -97,7 +97,7 @@ def test_config_from_metadata(files: dict) -> None:
     assert cfg.tie_embeddings
     assert (cfg.bos_id, cfg.eos_id) == (504, 505)
     # the bitnet.cpp architectures default to squared ReLU
-    assert read_model(files["i2_s"]).config.hidden_act == "relu2"
+    assert ModelConfig.from_model_file(read_model(files["i2_s"])).hidden_act == "relu2"
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.n_layers = 3  # type: ignore[misc]
 
@@ -115,18 +115,18 @@ def test_kv_cache_formula() -> None:
 
 def test_hidden_activation_key(tmp_path) -> None:
     relu = build_model(tmp_path / "relu.gguf", qtype="f16", hidden_act="relu2", n_layers=1)
-    assert read_model(relu).config.hidden_act == "relu2"
+    assert ModelConfig.from_model_file(read_model(relu)).hidden_act == "relu2"
     swish = build_model(tmp_path / "swish.gguf", qtype="f16", hidden_act="swish", n_layers=1)
-    assert read_model(swish).config.hidden_act == "silu"
+    assert ModelConfig.from_model_file(read_model(swish)).hidden_act == "silu"
     gelu = build_model(tmp_path / "gelu.gguf", qtype="f16", hidden_act="gelu", n_layers=1)
     with pytest.raises(ConfigError, match="gelu"):
-        _ = read_model(gelu).config
+        _ = ModelConfig.from_model_file(read_model(gelu))
 
 
 def test_untied_output_head(tmp_path) -> None:
     p = build_model(tmp_path / "untied.gguf", qtype="f32", tie_embeddings=False, n_layers=1)
     mf = read_model(p)
-    assert not mf.config.tie_embeddings
+    assert not ModelConfig.from_model_file(mf).tie_embeddings
     out = mf.tensor("output.weight")
     assert out.shape == (512, 256) and not np.array_equal(out, mf.tensor("token_embd.weight"))
 
@@ -145,13 +145,13 @@ def test_scale_tensors_multiply_the_weights(tmp_path) -> None:
 def test_config_errors_name_the_key(tmp_path) -> None:
     p = build_model(tmp_path / "nohead.gguf", n_layers=1, metadata_overrides={"bitnet.attention.head_count": None})
     with pytest.raises(ConfigError, match=r"bitnet\.attention\.head_count"):
-        _ = read_model(p).config
+        _ = ModelConfig.from_model_file(read_model(p))
     p = build_model(tmp_path / "kv.gguf", n_layers=1, metadata_overrides={"bitnet.attention.head_count_kv": 3})
     with pytest.raises(ConfigError, match="multiple of 3"):
-        _ = read_model(p).config
+        _ = ModelConfig.from_model_file(read_model(p))
     p = build_model(tmp_path / "arch.gguf", n_layers=1, metadata_overrides={"general.architecture": "llama"})
     with pytest.raises(ConfigError, match="llama"):
-        _ = read_model(p).config
+        _ = ModelConfig.from_model_file(read_model(p))
 
 
 def _write_float_model(path, w: np.ndarray) -> None:

@@ -25,6 +25,7 @@ which key wins and comparisons measure chaos, not correctness.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ llama_cpp = pytest.importorskip(
     "llama_cpp", reason="llama-cpp-python is not importable (pip install llama-cpp-python)"
 )
 
+from bitnet_sdk.model.config import ModelConfig  # noqa: E402
 from bitnet_sdk.model.gguf_file import read_model  # noqa: E402
 from bitnet_sdk.model.loader import load  # noqa: E402
 from bitnet_sdk.model.reference import compare_logits, reference_forward  # noqa: E402
@@ -75,7 +77,7 @@ def test_reference_is_llamacpp_graph(model_path: Path, token_ids: list[int]) -> 
     mf = read_model(model_path)
     f32 = mf.tensor_info("token_embd.weight").type_name == "F32"
     ref = reference_forward(
-        mf, mf.config, token_ids,
+        mf, ModelConfig.from_model_file(mf), token_ids,
         activations="none" if f32 else "block256",
         f16_head_input=not f32,
     )
@@ -109,6 +111,6 @@ def test_a_wrong_architecture_would_be_caught(model_path: Path, token_ids: list[
     """The tolerance above is tight enough to see a real mistake (here: SiLU vs squared ReLU)."""
     theirs = llamacpp_logits(model_path, token_ids)
     mf = read_model(model_path)
-    wrong = reference_forward(mf, mf.config.__class__(**{**mf.config.__dict__, "hidden_act": "relu2"}), token_ids)
+    wrong = reference_forward(mf, dataclasses.replace(ModelConfig.from_model_file(mf), hidden_act="relu2"), token_ids)
     agreement = compare_logits(wrong, theirs)
     assert agreement.median_abs > 0.02 * agreement.scale, agreement

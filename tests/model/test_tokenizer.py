@@ -106,7 +106,7 @@ def test_flags_and_defaults(tmp_path: Path) -> None:
     assert ids[0] == tiny_bpe_vocab().bos_id and ids[-1] == tiny_bpe_vocab().eos_id
     # llama-bpe without an add_bos key: llama.cpp's default for LLaMA-3 vocabularies is to add BOS
     p = build_model(tmp_path / "nokey.gguf", n_layers=1, metadata_overrides={"tokenizer.ggml.add_bos_token": None})
-    assert read_model(p).tokenizer_spec.add_bos is True
+    assert TokenizerSpec.from_metadata(read_model(p).metadata).add_bos is True
 
 
 def test_spec_errors() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from bitnet_sdk.model.validate import validate
+from bitnet_sdk.loading import validate
 from bitnet_sdk.quantization import quantize
 
 

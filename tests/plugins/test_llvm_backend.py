@@ -7,8 +7,7 @@ import pytest
 from bitnet_kernels import ISA_ENV, THREADS_ENV, PackedTernary, supported_isas
 from bitnet_llvm import PRIORITY, LlvmBackend
 
-from bitnet_sdk.backends import BackendHost, BackendUnavailableError
-from bitnet_sdk.model import ops
+from bitnet_sdk.backends import BackendHost, BackendUnavailableError, ops
 from bitnet_sdk.ternary import (
     TernaryTensor,
     quantize_activations,

@@ -1,4 +1,4 @@
-"""The MLX backend's fused float ops against ``bitnet_sdk.model.ops`` (MLX CPU device).
+"""The MLX backend's fused float ops against ``bitnet_sdk.backends.ops`` (MLX CPU device).
 
 Tolerances (float32 results compared with the float32 numpy reference):
 
@@ -20,7 +20,7 @@ mx = pytest.importorskip("mlx.core", reason="the mlx package is not installed (p
 from bitnet_mlx.backend import MlxBackend  # noqa: E402
 from bitnet_mlx.layers import attention_mask  # noqa: E402
 
-from bitnet_sdk.model import ops  # noqa: E402
+from bitnet_sdk.backends import ops  # noqa: E402
 
 RTOL, ATOL = 1e-5, 1e-6
 

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from bitnet_numpy import NumpyBackend
 
-from bitnet_sdk.backends import OPTIONAL_OPS, REQUIRED_OPS, BackendHost
-from bitnet_sdk.model import ops
+from bitnet_sdk.backends import OPTIONAL_OPS, REQUIRED_OPS, BackendHost, ops
 from bitnet_sdk.ternary import TernaryTensor, quantize_activations, quantize_weights, ternary_linear
 
 

@@ -15,6 +15,7 @@ import pytest
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not importable (pip install llama-cpp-python)")
 
+from bitnet_sdk.model.config import ModelConfig  # noqa: E402
 from bitnet_sdk.model.gguf_file import read_model  # noqa: E402
 from bitnet_sdk.model.reference import compare_logits, reference_forward  # noqa: E402
 from bitnet_sdk.model.tokenizer import Tokenizer  # noqa: E402
@@ -51,7 +52,7 @@ def test_llamacpp_runs_the_converted_checkpoint(tmp_path: Path, silu_checkpoint:
     ids, theirs = _llamacpp(out, TEXT)
     mf = read_model(out)
     assert ids == Tokenizer.from_gguf(mf).encode(TEXT)
-    ref = reference_forward(mf, mf.config, ids, activations="block256", f16_head_input=True)
+    ref = reference_forward(mf, ModelConfig.from_model_file(mf), ids, activations="block256", f16_head_input=True)
     agreement = compare_logits(theirs, ref)
     assert agreement.argmax_agreement == 1.0, agreement
     assert agreement.min_cosine >= 0.99999, agreement
@@ -74,7 +75,7 @@ def test_bitnet_cpp_i2s_becomes_a_file_llamacpp_loads(tmp_path: Path) -> None:
     quantize(i2s, tmp_path / "b.gguf", "tq2_0", backend="numpy")
     ids, theirs = _llamacpp(tmp_path / "b.gguf", TEXT)
     mf = read_model(tmp_path / "b.gguf")
-    ref = reference_forward(mf, mf.config, ids, activations="block256", f16_head_input=True)
+    ref = reference_forward(mf, ModelConfig.from_model_file(mf), ids, activations="block256", f16_head_input=True)
     agreement = compare_logits(theirs, ref)
     assert agreement.argmax_agreement == 1.0, agreement
     assert agreement.min_cosine >= 0.99999, agreement

@@ -10,6 +10,7 @@ import pytest
 from gguf import GGMLQuantizationType
 
 import bitnet_sdk
+from bitnet_sdk.model.config import ModelConfig
 from bitnet_sdk.model.gguf_file import read_model
 from bitnet_sdk.model.reference import reference_forward
 from bitnet_sdk.quantization.errors import QuantizationError
@@ -102,7 +103,7 @@ def test_perplexity_is_measured(tmp_path: Path, hf_checkpoint: tuple[Path, dict]
     for text in texts:
         ids = model.tokenize(text)[:12]
         nll_q += _nll(model.forward(ids), ids)
-        nll_src += _nll(reference_forward(ref_mf, ref_mf.config, ids, activations="none"), ids)
+        nll_src += _nll(reference_forward(ref_mf, ModelConfig.from_model_file(ref_mf), ids, activations="none"), ids)
         n += len(ids) - 1
     c = report.calibration
     assert c is not None and c["tokens"] == n == 22
@@ -197,7 +198,7 @@ def test_arch_override_and_explicit_activation(tmp_path: Path, hf_checkpoint: tu
     mf = read_model(tmp_path / "m.gguf")
     assert report.arch == mf.arch == "bitnet"
     assert mf.metadata["bitnet.hidden_activation"] == "relu2"  # llama.cpp's bitnet defaults to SiLU
-    assert mf.config.hidden_act == "relu2"
+    assert ModelConfig.from_model_file(mf).hidden_act == "relu2"
 
 
 def test_bad_arguments(tmp_path: Path, hf_checkpoint: tuple[Path, dict]) -> None:

@@ -50,7 +50,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str =
 
 def cache_stats(live_server: Any) -> dict[str, int]:
     """The running server's model cache totals (running, queued, models, ...)."""
-    return live_server.app.bitnet.services["model_cache"].stats()
+    return live_server.app.bitnet.model_cache.stats()
 
 
 def schema_errors(name: str, instance: Any) -> list[str]:

@@ -23,7 +23,7 @@ import numpy as np
 from gguf import GGUFValueType, GGUFWriter, Keys
 
 from bitnet_sdk.formats.constants import ARCH_BITNET_DENSE, BITNET_ARCHITECTURES
-from bitnet_sdk.model.config import HIDDEN_ACT_KEY, ConfigError
+from bitnet_sdk.model.config import HIDDEN_ACT_KEY, ConfigError, ModelConfig
 from bitnet_sdk.model.gguf_file import GGUFFormatError, ModelFile, read_model
 from bitnet_sdk.quantization.errors import UnsupportedSourceError
 from bitnet_sdk.quantization.sources.base import LLMSource, LLMTensor
@@ -64,7 +64,7 @@ class GGUFSource(LLMSource):
                 f"({', '.join(BITNET_ARCHITECTURES)}){hint}"
             )
         try:
-            cfg = self.mf.config
+            cfg = ModelConfig.from_model_file(self.mf)
         except ConfigError as exc:
             raise UnsupportedSourceError(f"{self.path}: {exc}") from exc
         self.source_arch = arch

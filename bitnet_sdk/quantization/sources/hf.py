@@ -132,7 +132,7 @@ def _open_store(path: Path) -> tuple[Path, ShardedSafetensors | TorchStateDict]:
         if path.suffix in TORCH_SUFFIXES:
             return folder, TorchStateDict([path])
         raise UnsupportedSourceError(f"{path}: not a safetensors or PyTorch weights file")
-    store = ShardedSafetensors.from_dir(folder)
+    store: ShardedSafetensors | TorchStateDict | None = ShardedSafetensors.from_dir(folder)
     if store is None:
         store = TorchStateDict.from_dir(folder)
     if store is None:

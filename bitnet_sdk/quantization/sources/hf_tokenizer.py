@@ -124,16 +124,16 @@ def read_vocab(folder: Path, n_vocab: int) -> HFVocab:
         scores.append(-float(i) if types[-1] == int(TokenType.NORMAL) else 0.0)
     config_path = folder / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    special = SpecialVocab(folder, load_merges=not spm, n_vocab=n_vocab)
+    special_vocab = SpecialVocab(folder, load_merges=not spm, n_vocab=n_vocab)
     if spm:
         unk = vocab.get("<unk>")
         if unk is not None and unk < n_vocab:
             types[unk] = int(TokenType.UNKNOWN)
-            special.special_token_ids.setdefault("unk", unk)
-        return HFVocab("llama", None, tokens, types, scores, _space_prefix(tj, config), special)
-    if not special.merges:
+            special_vocab.special_token_ids.setdefault("unk", unk)
+        return HFVocab("llama", None, tokens, types, scores, _space_prefix(tj, config), special_vocab)
+    if not special_vocab.merges:
         raise UnsupportedSourceError(f"{path}: a byte-level BPE tokenizer needs merges")
-    return HFVocab("gpt2", _pre_tokenizer(tj), tokens, types, None, None, special)
+    return HFVocab("gpt2", _pre_tokenizer(tj), tokens, types, None, None, special_vocab)
 
 
 def write_vocab(gw: GGUFWriter, vocab: HFVocab) -> None:

@@ -267,7 +267,7 @@ class ASGIHandler(tornado.web.RequestHandler):
 
     def prepare(self) -> None:
         self._auto_finish = False
-        self.request.connection.set_max_body_size(self._context.max_body_size)  # type: ignore[attr-defined]
+        self.request.connection.set_max_body_size(self._context.max_body_size)  # type: ignore[union-attr]  # HTTPServer's connections are HTTP1Connection
         scope = self._scope()
         self.verb = scope["method"]
         headers = self.request.headers
@@ -454,7 +454,7 @@ class ASGIHandler(tornado.web.RequestHandler):
         logger.debug("closing connection: %s", reason)
         self._response_complete = True
         _resolve(self._disconnect_waiter)
-        self.request.connection.close()  # type: ignore[attr-defined]
+        self.request.connection.close()  # type: ignore[union-attr]  # HTTPServer's connections are HTTP1Connection
 
 
 def _server_address(connection: Any) -> tuple[str, int | None] | None:

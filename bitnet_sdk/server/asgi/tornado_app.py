@@ -279,7 +279,7 @@ def _install_signal_handlers(stop: asyncio.Event, server: BridgeServer) -> list[
             server.application.bridge.cancel_all()
         stop.set()
 
-    installed = []
+    installed: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, on_signal)

@@ -16,6 +16,8 @@ Blocking (database): call from worker threads.
 
 from __future__ import annotations
 
+from typing import Any
+
 import peewee
 
 from bitnet_sdk.config import Settings
@@ -37,7 +39,7 @@ class StorageQuotaExceeded(Exception):
                          f"{requested} more requested; delete models to make room.")
         self.used, self.limit, self.requested = used, limit, requested
 
-    def as_problem_detail(self) -> dict[str, object]:
+    def as_problem_detail(self) -> dict[str, Any]:
         return {"quota": QUOTA_NAME, "used": self.used, "limit": self.limit,
                 "requested": self.requested}
 

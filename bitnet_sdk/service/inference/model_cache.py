@@ -53,6 +53,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, TypeVar
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "CacheStopped",
     "Lease",
     "ModelCache",
+    "ModelRef",
     "ModelSpec",
     "ModelTooLarge",
     "QueueFull",
@@ -120,23 +122,52 @@ class CacheStopped(CacheError):
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """What to load: the model's id and display name, its file, size, backend name and version.
+class ModelRef:
+    """A stored model as the runtime needs it: the one model reference of the inference path.
 
-    ``version`` (the file's hash, say) tells copies apart: a request for another
+    ``version`` (the file's sha256) changes when the file does: a request for another
     version of a cached model makes the cached copy stale.
     """
 
-    model_id: str
+    id: str
     name: str
-    path: str
+    kind: str
+    path: Path
     size_bytes: int
-    backend: str
+    parameters: int
     version: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to load: a model for a backend (one cached copy per pair)."""
+
+    model: ModelRef
+    backend: str
 
     @property
     def key(self) -> tuple[str, str]:
-        return (self.model_id, self.backend)
+        return (self.model.id, self.backend)
+
+    @property
+    def model_id(self) -> str:
+        return self.model.id
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def path(self) -> str:
+        return str(self.model.path)
+
+    @property
+    def size_bytes(self) -> int:
+        return self.model.size_bytes
+
+    @property
+    def version(self) -> str:
+        return self.model.version
 
 
 class _Waiter:
@@ -559,7 +590,7 @@ class ModelCache:
 
 
 def _default_loader(spec: ModelSpec) -> Any:
-    from bitnet_sdk.model.loader import load
+    from bitnet_sdk.loading import load
 
     return load(spec.path, backend=spec.backend)
 

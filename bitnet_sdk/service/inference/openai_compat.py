@@ -36,8 +36,10 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from bitnet_sdk.model.sampler import SamplingParams
 
 __all__ = [
     "MAX_CHOICES",
@@ -136,14 +138,16 @@ def _stop(body: Mapping[str, Any]) -> list[str]:
     return [stop] if isinstance(stop, str) else list(stop)
 
 
+#: OpenAI's sampling defaults where they differ from the runtime's (``SamplingParams()``).
+_OPENAI_SAMPLING = {**asdict(SamplingParams()), "temperature": 1.0}
+
+
 def _sampling(body: Mapping[str, Any], max_tokens: int) -> dict[str, Any]:
-    return {
-        "max_tokens": max_tokens,
-        "temperature": float(_given(body, "temperature", 1.0)),
-        "top_p": float(_given(body, "top_p", 1.0)),
-        "top_k": int(_given(body, "top_k", 0)),
-        "stop": _stop(body),
-    }
+    """The native request's sampler options: every ``SamplingParams`` field by name (the
+    seed apart: each choice derives its own, see :func:`derive_seed`)."""
+    options = {name: _given(body, name, _OPENAI_SAMPLING[name])
+               for name in SamplingParams.names() if name != "seed"}
+    return {"max_tokens": max_tokens, **options, "stop": _stop(body)}
 
 
 def _check_choices(count: int) -> None:
@@ -307,7 +311,7 @@ class ChunkBuilder:
         self._results: list[Result] = []
 
     def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
-        chunk = {**self._head, "choices": choices}
+        chunk: dict[str, Any] = {**self._head, "choices": choices}
         if self.include_usage:
             chunk["usage"] = None
         return chunk

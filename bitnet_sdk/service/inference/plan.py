@@ -22,18 +22,19 @@ of a unit so that no request that ran is free.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.config import Settings
+from bitnet_sdk.model.sampler import SamplingParams
+from bitnet_sdk.service.inference.model_cache import ModelRef
 
 __all__ = [
     "DEFAULTS",
-    "Caller",
     "GenerationParams",
     "InferenceError",
     "ModelRef",
@@ -43,7 +44,8 @@ __all__ = [
     "plan_request",
 ]
 
-#: The spec's defaults for ``InferenceRequest`` (Connexion does not fill them in).
+#: The spec's defaults for ``InferenceRequest`` (Connexion does not fill them in); a sampler
+#: option whose spec default is the runtime's (``SamplingParams``) needs no entry.
 DEFAULTS: dict[str, Any] = {
     "max_tokens": 256,
     "temperature": 0.8,
@@ -86,43 +88,11 @@ def unprocessable(detail: str, **ext: Any) -> InferenceError:
 
 
 @dataclass(frozen=True)
-class Caller:
-    """Who asks: the user id (``token_info["sub"]``), their tier, whether they administer."""
-
-    user_id: str
-    tier: str = "developer"
-    is_admin: bool = False
-
-    @classmethod
-    def from_token_info(cls, token_info: dict[str, Any]) -> Caller:
-        scopes = str(token_info.get("scope") or "").split()
-        return cls(str(token_info["sub"]), str(token_info.get("tier") or "developer"),
-                   "admin" in scopes)
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A model the caller may run, as the runtime needs it."""
-
-    id: str
-    name: str
-    kind: str
-    path: Path
-    size_bytes: int
-    parameters: int
-    #: Changes when the file does (its sha256): a cached copy of another version is stale.
-    version: str = ""
-
-
-@dataclass(frozen=True)
 class GenerationParams:
     """Sampling and output settings of a language-model request, defaults applied."""
 
     max_tokens: int
-    temperature: float
-    top_k: int
-    top_p: float
-    seed: int | None
+    sampling: SamplingParams
     stop: tuple[str, ...]
     return_probabilities: bool
     top_logprobs: int
@@ -158,7 +128,7 @@ def compute_units(work_items: int, parameters: int) -> float:
 # -- the model ----------------------------------------------------------------------------
 
 
-def find_model(ident: str, caller: Caller, settings: Settings) -> ModelRef:
+def find_model(ident: str, caller: Principal, settings: Settings) -> ModelRef:
     """The model ``ident`` names for ``caller``; :class:`InferenceError` 404/409 otherwise.
 
     Resolution is the registry's (:func:`bitnet_sdk.service.registry.models.resolve_model`).
@@ -166,7 +136,7 @@ def find_model(ident: str, caller: Caller, settings: Settings) -> ModelRef:
     from bitnet_sdk.service.registry import models
 
     try:
-        record = models.resolve_model(models.Actor(caller.user_id, caller.is_admin), ident)
+        record = models.resolve_model(caller, ident)
     except models.AmbiguousModelName as exc:
         raise InferenceError(409, "Conflict", str(exc), slug="model-ambiguous",
                              candidates=exc.candidates) from None
@@ -219,7 +189,7 @@ def _file_parameters(path: str, _size: int, _mtime_ns: int) -> int:
 # -- the request --------------------------------------------------------------------------
 
 
-def plan_request(caller: Caller, request: dict[str, Any], settings: Settings, *,
+def plan_request(caller: Principal, request: dict[str, Any], settings: Settings, *,
                  streaming: bool = False) -> Plan:
     """Check ``request`` (already schema-valid) for ``caller``; blocking. See the module docstring."""
     model = find_model(str(request["model"]), caller, settings)
@@ -230,9 +200,6 @@ def plan_request(caller: Caller, request: dict[str, Any], settings: Settings, *,
                                     for n in (given or list(_INPUTS))])
     params = _params(request)
     _check_kind(model, given[0], streaming)
-    if model.kind == "dense" and importlib.util.find_spec("bitnet_sdk.dense") is None:
-        raise unprocessable(f"Model {model.id} is a dense model; this server cannot run "
-                            "dense models yet.")
     backend = _backend_name(str(request.get("backend") or "auto"), settings)
     _check_quota(caller, settings, model)
     messages = request.get("messages")
@@ -247,11 +214,12 @@ def _params(request: dict[str, Any]) -> GenerationParams:
         raise unprocessable("top_logprobs needs return_probabilities.",
                             errors=[{"field": "top_logprobs",
                                      "message": "set return_probabilities to true"}])
-    seed = request.get("seed")
+    try:
+        sampling = SamplingParams.from_mapping(values)
+    except (TypeError, ValueError) as exc:
+        raise unprocessable(str(exc)) from None
     return GenerationParams(
-        max_tokens=int(values["max_tokens"]), temperature=float(values["temperature"]),
-        top_k=int(values["top_k"]), top_p=float(values["top_p"]),
-        seed=None if seed is None else int(seed), stop=tuple(values["stop"]),
+        max_tokens=int(values["max_tokens"]), sampling=sampling, stop=tuple(values["stop"]),
         return_probabilities=bool(values["return_probabilities"]),
         top_logprobs=int(values["top_logprobs"]),
     )
@@ -281,7 +249,7 @@ def _backend_name(requested: str, settings: Settings) -> str:
                             errors=[{"field": "backend", "message": str(exc)}]) from None
 
 
-def _check_quota(caller: Caller, settings: Settings, model: ModelRef) -> None:
+def _check_quota(caller: Principal, settings: Settings, model: ModelRef) -> None:
     """Refuse when the month's token or compute-unit quota is already spent (a check, not a
     reservation: see ``bitnet_sdk.service.accounting.usage``)."""
     from bitnet_sdk.service.accounting import usage

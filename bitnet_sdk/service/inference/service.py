@@ -37,9 +37,10 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.config import Settings
 from bitnet_sdk.service.inference import dense_io
 from bitnet_sdk.service.inference.model_cache import (
@@ -51,7 +52,6 @@ from bitnet_sdk.service.inference.model_cache import (
     WaitTimeout,
 )
 from bitnet_sdk.service.inference.plan import (
-    Caller,
     InferenceError,
     Plan,
     compute_units,
@@ -59,7 +59,7 @@ from bitnet_sdk.service.inference.plan import (
     unprocessable,
 )
 
-__all__ = ["Caller", "InferenceError", "InferenceService", "StreamEvent"]
+__all__ = ["InferenceError", "InferenceService", "StreamEvent"]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ _CANCEL_POLL_S = 0.2
 class _Run:
     """One language-model generation: filled by the compute thread, read after its end."""
 
-    def __init__(self, plan: Plan, caller: Caller, request_id: str, started: float,
+    def __init__(self, plan: Plan, caller: Principal, request_id: str, started: float,
                  cancel: threading.Event | None, on_usage: UsageHook | None) -> None:
         self.plan, self.caller, self.request_id = plan, caller, request_id
         self.started = started
@@ -154,9 +154,9 @@ class InferenceService:
 
     # -- public API ----------------------------------------------------------------
 
-    async def stream(self, caller: Caller, request: dict[str, Any], *, request_id: str,
+    async def stream(self, caller: Principal, request: dict[str, Any], *, request_id: str,
                      cancel: threading.Event | None = None, on_usage: UsageHook | None = None,
-                     settled: threading.Event | None = None) -> AsyncIterator[StreamEvent]:
+                     settled: threading.Event | None = None) -> AsyncGenerator[StreamEvent, None]:
         """Generate with a language model, yielding tokens as they come, then ``done``.
 
         ``on_usage(tokens_in, tokens_out, compute_units)`` receives the usage instead
@@ -178,7 +178,7 @@ class InferenceService:
             if settled is not None and (run is None or not run.worker_started):
                 settled.set()
 
-    async def run(self, caller: Caller, request: dict[str, Any], *, request_id: str,
+    async def run(self, caller: Principal, request: dict[str, Any], *, request_id: str,
                   cancel: threading.Event | None = None, on_usage: UsageHook | None = None,
                   settled: threading.Event | None = None) -> dict[str, Any]:
         """Run one request to the end and return the ``InferenceResponse`` (see :meth:`stream`)."""
@@ -202,14 +202,14 @@ class InferenceService:
             if settled is not None and (run is None or not run.worker_started):
                 settled.set()
 
-    def run_sync(self, caller: Caller, request: dict[str, Any], *, request_id: str,
+    def run_sync(self, caller: Principal, request: dict[str, Any], *, request_id: str,
                  cancel: threading.Event | None = None) -> dict[str, Any]:
         """Blocking :meth:`run` for worker threads (batch jobs); computes in the calling thread."""
         started = time.monotonic()
         plan = plan_request(caller, request, self.settings)
         try:
             lease = self.cache.acquire_sync(
-                _spec(plan), user=caller.user_id, cancel=cancel,
+                _spec(plan), user=caller.subject, cancel=cancel,
                 timeout=max(0.0, started + self.settings.request_timeout_s - time.monotonic()))
         except Exception as exc:
             raise _acquire_problem(exc, self.settings) from exc
@@ -293,8 +293,7 @@ class InferenceService:
         try:
             ids = _prompt_ids(model, run.plan, run.cancelled)
             steps = model.generate(
-                ids, max_tokens=params.max_tokens, temperature=params.temperature,
-                top_k=params.top_k, top_p=params.top_p, seed=params.seed, stop=params.stop,
+                ids, max_tokens=params.max_tokens, sampling=params.sampling, stop=params.stop,
                 logprobs=params.logprobs, cancel=run.cancelled)
         except ValueError as exc:  # prompt too long, empty, bad chat template, ...
             emit(("error", _prompt_problem(exc)))
@@ -322,11 +321,11 @@ class InferenceService:
                         usage["compute_units"], status)
         emit(("error", failure) if failure else ("end", None))
 
-    async def _acquire(self, plan: Plan, caller: Caller, deadline: float,
+    async def _acquire(self, plan: Plan, caller: Principal, deadline: float,
                        cancel: threading.Event | None) -> Lease | None:
         """A lease, or None when ``cancel`` was set while waiting."""
         task = asyncio.ensure_future(self.cache.acquire(
-            _spec(plan), user=caller.user_id, timeout=_remaining(deadline)))
+            _spec(plan), user=caller.subject, timeout=_remaining(deadline)))
         try:
             while True:
                 done, _ = await asyncio.wait({task}, timeout=_CANCEL_POLL_S)
@@ -385,7 +384,7 @@ class InferenceService:
             if run.on_usage is not None:
                 run.on_usage(tokens_in, tokens_out, units)
             else:
-                usage.record_usage(run.caller.user_id, usage.OP_INFERENCE, tokens_in=tokens_in,
+                usage.record_usage(run.caller.subject, usage.OP_INFERENCE, tokens_in=tokens_in,
                                    tokens_out=tokens_out, compute_units=units,
                                    status_code=status, request_id=run.request_id)
         except Exception:  # metering must not fail the answer; it is logged loudly
@@ -393,8 +392,7 @@ class InferenceService:
 
 
 def _spec(plan: Plan) -> ModelSpec:
-    m = plan.model
-    return ModelSpec(m.id, m.name, str(m.path), m.size_bytes, plan.backend, m.version)
+    return ModelSpec(plan.model, plan.backend)
 
 
 def _prompt_ids(model: Any, plan: Plan, cancel: Callable[[], bool]) -> list[int]:

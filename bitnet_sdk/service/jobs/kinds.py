@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.config import Settings
 from bitnet_sdk.store import ModelRecord, User
 
@@ -209,14 +210,14 @@ def quantize_result(record: ModelRecord, source: ModelRecord) -> dict[str, Any]:
 
 def run_inference_batch(ctx: JobContext) -> dict[str, Any]:
     """Run every request in order; one failing request does not fail the job."""
-    from bitnet_sdk.service.inference.plan import Caller, InferenceError
+    from bitnet_sdk.service.inference.plan import InferenceError
 
     requests = ctx.params["request"]["requests"]
     user = User.get_or_none(User.id == ctx.owner_id)
     if user is None or user.disabled:
         raise JobFailed(problem(403, "Forbidden", "The account that created the job cannot run "
                                 "it any more.", "forbidden"))
-    caller = Caller(user.id, user.tier, bool(user.is_admin))
+    caller = Principal(user.id, user.tier, bool(user.is_admin))
     service = ctx.inference()
     results: list[dict[str, Any]] = []
     for index, request in enumerate(requests):

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.config import Settings
 from bitnet_sdk.service.accounting import usage
 from bitnet_sdk.service.jobs import queue as jobs
@@ -61,7 +62,7 @@ class QuantizeItem:
                             webhook_secret=self.webhook_secret)
 
 
-def plan_item(actor: registry.Actor, request: dict[str, Any], *, in_batch: bool = False,
+def plan_item(actor: Principal, request: dict[str, Any], *, in_batch: bool = False,
               field_prefix: str = "") -> tuple[ModelRecord, bool]:
     """Check one request for ``actor``; returns ``(source, run_sync)``. See the module doc."""
     source = registry.get_model(actor, request["model_id"])

@@ -1,7 +1,7 @@
 """Job workers: threads that claim jobs from the database queue and run them.
 
 One :class:`WorkerPool` runs inside every server (``Settings.workers`` threads, registered as
-``ctx.services["jobs"]``) and inside every ``bitnet worker`` process; they all share the queue
+``ctx.jobs``) and inside every ``bitnet worker`` process; they all share the queue
 through the database (:mod:`bitnet_sdk.service.jobs.queue`), so jobs run wherever a thread is free.
 
 * Each worker thread loops: claim the oldest runnable job with a lease, run it
@@ -128,8 +128,9 @@ class WorkerPool:
     def start(self) -> WorkerPool:
         """Start the worker threads (``options.concurrency``, may be 0), heartbeat, webhooks."""
         self._unsubscribe = hub.subscribe(self._on_event)
-        targets = [(f"bitnet-job-worker-{i}", self._work, (f"{self.name}/{i}",))
-                   for i in range(self.options.concurrency)]
+        targets: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = [
+            (f"bitnet-job-worker-{i}", self._work, (f"{self.name}/{i}",))
+            for i in range(self.options.concurrency)]
         targets.append(("bitnet-job-heartbeat", self._heartbeats, ()))
         for name, target, args in targets:
             thread = threading.Thread(target=target, args=args, name=name, daemon=True)

@@ -2,7 +2,7 @@
 
 :func:`inspect_file` is the one check every file passes before the registry
 lets a row point at it (uploads, the demo model, a quantizer's output).
-Files are checked by :func:`bitnet_sdk.model.validate.validate` (which holds
+Files are checked by :func:`bitnet_sdk.loading.validate` (which holds
 dense models, GGUF architecture ``bitnet-dense``, to their own rules); the
 metadata is :func:`bitnet_sdk.model.metadata.model_metadata`'s, plus ``kind``
 and input/output shapes for dense models. Blocking: reads the whole file.
@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bitnet_sdk import formats
 from bitnet_sdk.store.fields import utcnow
 from bitnet_sdk.store.models import MODEL_KINDS
 
 __all__ = ["MODEL_QTYPES", "FileReport", "inspect_file"]
 
 #: Storage types a model's ``qtype`` may name (the spec's ``ModelQType``).
-MODEL_QTYPES = ("f32", "f16", "bf16", "q8_0", "tq2_0", "tq1_0", "i2_s")
+MODEL_QTYPES = ("f32", "f16", "bf16", "q8_0", *formats.QTYPES)
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,8 @@ class FileReport:
 def inspect_file(path: Path) -> FileReport:
     """Validate a model file and, when valid, read its metadata (reads the whole file)."""
     from bitnet_sdk.formats.constants import ARCH_BITNET_DENSE
+    from bitnet_sdk.loading import validate
     from bitnet_sdk.model.metadata import model_metadata
-    from bitnet_sdk.model.validate import validate
 
     result = validate(path)
     validation = {

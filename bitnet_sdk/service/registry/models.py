@@ -43,6 +43,7 @@ from typing import Any
 
 import peewee
 
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.config import Settings
 from bitnet_sdk.service.accounting import storage_quota
 from bitnet_sdk.service.pagination import DEFAULT_LIMIT, Page, paginate
@@ -56,7 +57,6 @@ __all__ = [
     "ACTIVE_JOB_STATUSES",
     "MODEL_QTYPES",
     "UPLOADABLE_STATUSES",
-    "Actor",
     "AmbiguousModelName",
     "FileReport",
     "InvalidModelFile",
@@ -144,29 +144,16 @@ class InvalidModelFile(RegistryError):
         self.report = report
 
 
-@dataclass(frozen=True)
-class Actor:
-    """Who is asking: a user id (None for the server itself) and whether they administer."""
-
-    user_id: str | None
-    is_admin: bool = False
-
-    @classmethod
-    def from_token_info(cls, token_info: dict[str, Any]) -> Actor:
-        scopes = str(token_info.get("scope") or "").split()
-        return cls(str(token_info["sub"]), "admin" in scopes)
-
-
 # -- reading ---------------------------------------------------------------------------
 
 
-def _visible(actor: Actor) -> Any:
+def _visible(actor: Principal) -> Any:
     if actor.is_admin:
         return peewee.SQL("1 = 1")
     return (ModelRecord.public == True) | (ModelRecord.owner == actor.user_id)  # noqa: E712
 
 
-def get_model(actor: Actor, model_id: str) -> ModelRecord:
+def get_model(actor: Principal, model_id: str) -> ModelRecord:
     """The model if ``actor`` may see it, else :class:`ModelNotFound`."""
     record = ModelRecord.get_or_none((ModelRecord.id == model_id) & _visible(actor))
     if record is None:
@@ -184,7 +171,7 @@ def _operator_owned() -> Any:
     return ModelRecord.owner.is_null() | ModelRecord.owner.in_(admins)
 
 
-def resolve_model(actor: Actor, ident: str) -> ModelRecord:
+def resolve_model(actor: Principal, ident: str) -> ModelRecord:
     """The model ``ident`` names for ``actor``: the one rule for names (module docstring).
 
     1. an id of a model ``actor`` may see is that model;
@@ -218,7 +205,7 @@ def resolve_model(actor: Actor, ident: str) -> ModelRecord:
     raise UnknownModelName(ident, [r.id for r in public])
 
 
-def runnable_models(actor: Actor, *, kind: str = "llm") -> list[ModelRecord]:
+def runnable_models(actor: Principal, *, kind: str = "llm") -> list[ModelRecord]:
     """Ready models of ``kind`` ``actor`` may run, in the resolver's order of precedence.
 
     The caller's own first, then the operator's, then other accounts' public
@@ -240,7 +227,7 @@ def runnable_models(actor: Actor, *, kind: str = "llm") -> list[ModelRecord]:
 
 
 def list_models(
-    actor: Actor,
+    actor: Principal,
     *,
     cursor: str | None = None,
     limit: int = DEFAULT_LIMIT,
@@ -305,7 +292,7 @@ def lock_model(model_id: str) -> None:
     advisory_lock(f"model:{model_id}")
 
 
-def _writable(actor: Actor, model_id: str) -> ModelRecord:
+def _writable(actor: Principal, model_id: str) -> ModelRecord:
     record = get_model(actor, model_id)
     if not (actor.is_admin or (record.owner_id is not None and record.owner_id == actor.user_id)):
         raise PermissionDenied(f"Only the owner of model {model_id!r} may change it.")
@@ -330,7 +317,7 @@ def _check_name_free(owner_id: str | None, name: str, exclude: str | None = None
 
 
 def create_model(
-    actor: Actor,
+    actor: Principal,
     *,
     name: str,
     description: str | None = "",
@@ -344,7 +331,7 @@ def create_model(
                                   tags=list(tags), public=bool(public), status="pending_upload")
 
 
-def update_model(actor: Actor, model_id: str, changes: dict[str, Any]) -> ModelRecord:
+def update_model(actor: Principal, model_id: str, changes: dict[str, Any]) -> ModelRecord:
     """Change ``name``, ``description``, ``tags`` or ``public``; other keys are a ValueError."""
     unknown = set(changes) - _UPDATABLE
     if unknown:
@@ -368,7 +355,7 @@ def update_model(actor: Actor, model_id: str, changes: dict[str, Any]) -> ModelR
         return record
 
 
-def delete_model(actor: Actor, model_id: str, settings: Settings) -> None:
+def delete_model(actor: Principal, model_id: str, settings: Settings) -> None:
     """Delete the model's file and record; :class:`ModelConflict` while jobs use it."""
     with write_transaction():
         lock_model(model_id)
@@ -398,7 +385,7 @@ def _standard_path(settings: Settings, model_id: str) -> Path:
 # -- files -----------------------------------------------------------------------------
 
 
-def check_upload(actor: Actor, model_id: str) -> ModelRecord:
+def check_upload(actor: Principal, model_id: str) -> ModelRecord:
     """The model if ``actor`` may upload its file now (404 / 403 / 409 errors otherwise)."""
     record = _writable(actor, model_id)
     if record.status not in UPLOADABLE_STATUSES:
@@ -409,7 +396,7 @@ def check_upload(actor: Actor, model_id: str) -> ModelRecord:
 
 
 def attach_file(
-    actor: Actor,
+    actor: Principal,
     model_id: str,
     partial: uploads.PartialFile,
     report: FileReport,
@@ -430,7 +417,7 @@ def attach_file(
     return record
 
 
-def record_invalid(actor: Actor, model_id: str, report: FileReport) -> ModelRecord:
+def record_invalid(actor: Principal, model_id: str, report: FileReport) -> ModelRecord:
     """Note a failed upload: the row becomes ``invalid`` with the report (no file is kept)."""
     with write_transaction():
         lock_model(model_id)
@@ -496,9 +483,9 @@ def register_file(
     _check_name_free(owner_id, name, lock=False)  # before reading a large file for nothing
     size = source.stat().st_size if isinstance(source, Path) else source.size
     storage_quota.check(owner_id, size, settings)  # early, unlocked: reserve() below decides
-    if isinstance(source, Path):
-        source = _StagedPath(source, size, uploads.sha256_file(source))
-    report = report or inspect_file(source.path)
+    staged = (_StagedPath(source, size, uploads.sha256_file(source))
+              if isinstance(source, Path) else source)
+    report = report or inspect_file(staged.path)
     if not report.ok:
         raise InvalidModelFile(report.validation)
     model_id = new_id("mdl")
@@ -508,16 +495,16 @@ def register_file(
     try:
         with write_transaction():
             _check_name_free(owner_id, name)
-            storage_quota.reserve(owner_id, source.size, settings)
-            source.publish(target)
+            storage_quota.reserve(owner_id, staged.size, settings)
+            staged.publish(target)
             record = ModelRecord(id=model_id, owner=owner_id, name=name,
                                  description=description or "", tags=list(tags),
                                  public=bool(public), source_model=source_model_id,
                                  quantization_report=quantization_report)
-            _set_file(record, settings, target, source, report)
+            _set_file(record, settings, target, staged, report)
             record.save(force_insert=True)
     except BaseException:
-        if source.path == target:  # published, but the row did not follow: take the file back
+        if staged.path == target:  # published, but the row did not follow: take the file back
             target.unlink(missing_ok=True)
         raise
     log.info("registered model %s (%s)", model_id, name, extra={"model_id": model_id})

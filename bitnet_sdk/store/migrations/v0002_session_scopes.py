@@ -10,7 +10,7 @@ scopes is exactly what this migration exists to prevent.
 from __future__ import annotations
 
 import peewee
-from playhouse.migrate import migrate
+from playhouse.migrate import SchemaMigrator, migrate
 
 from bitnet_sdk.store.fields import JSONField
 
@@ -18,6 +18,4 @@ __all__ = ["apply"]
 
 
 def apply(db: peewee.Database) -> None:
-    from bitnet_sdk.store.migrations import schema_migrator
-
-    migrate(schema_migrator(db).add_column("refresh_tokens", "scopes", JSONField(null=True)))
+    migrate(SchemaMigrator.from_database(db).add_column("refresh_tokens", "scopes", JSONField(null=True)))

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 import bitnet_sdk
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.dense import Prediction
 from bitnet_sdk.server.spec import load_spec
 from bitnet_sdk.service.inference import dense_io
 from bitnet_sdk.service.inference.model_cache import ModelCache
-from bitnet_sdk.service.inference.plan import DEFAULTS, Caller, InferenceError, compute_units
+from bitnet_sdk.service.inference.plan import DEFAULTS, InferenceError, compute_units
 from bitnet_sdk.service.inference.service import InferenceService
 from bitnet_sdk.store.testing import temporary_database
 from tests.support.inference import ModelFiles, inference_settings, register_model
@@ -91,7 +92,7 @@ def test_run_sync_answers_like_the_runtime_and_records_usage(
     svc, user = service
     source = ModelFiles(tmp_path / "models").get()
     model_id = register_model(svc.settings, source, owner_id=user.id, name="m")
-    caller = Caller(user.id, user.tier)
+    caller = Principal(user.id, user.tier)
     answer = svc.run_sync(caller, {"model": "m", "prompt": "Hello", "max_tokens": 5,
                                    "temperature": 0}, request_id="req_0123456789ab")
     local = bitnet_sdk.load(source, backend="numpy").complete("Hello", max_tokens=5)

@@ -8,6 +8,7 @@ import asyncio
 import threading
 from collections import Counter
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -16,6 +17,7 @@ from bitnet_sdk.service.inference.model_cache import (
     CacheBusy,
     CacheStopped,
     ModelCache,
+    ModelRef,
     ModelSpec,
     ModelTooLarge,
     QueueFull,
@@ -46,8 +48,9 @@ class Loads:
 
 
 def spec(model_id: str, size: int = 100, version: str = "v1") -> ModelSpec:
-    return ModelSpec(model_id, f"name-{model_id}", f"/models/{model_id}.gguf", size, "numpy",
-                     version)
+    model = ModelRef(model_id, f"name-{model_id}", "llm", Path(f"/models/{model_id}.gguf"), size,
+                     0, version)
+    return ModelSpec(model, "numpy")
 
 
 def run(coro: Callable[[], Coroutine[Any, Any, T]]) -> T:

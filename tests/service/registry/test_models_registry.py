@@ -10,11 +10,11 @@ import peewee
 import pytest
 
 from bitnet_sdk.api.model_views import metadata_view
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.config import Settings
 from bitnet_sdk.service.registry import models as registry
 from bitnet_sdk.service.registry.demo import DEMO_MODEL_NAME, ensure_demo_model
 from bitnet_sdk.service.registry.models import (
-    Actor,
     InvalidModelFile,
     ModelConflict,
     ModelNotFound,
@@ -45,18 +45,18 @@ def model_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 @pytest.fixture
-def alice(db: peewee.Database) -> Actor:
-    return Actor(User.create(email="alice@example.com").id)
+def alice(db: peewee.Database) -> Principal:
+    return Principal(User.create(email="alice@example.com").id)
 
 
 @pytest.fixture
-def bob(db: peewee.Database) -> Actor:
-    return Actor(User.create(email="bob@example.com").id)
+def bob(db: peewee.Database) -> Principal:
+    return Principal(User.create(email="bob@example.com").id)
 
 
 @pytest.fixture
-def root(db: peewee.Database) -> Actor:
-    return Actor(User.create(email="root@example.com", is_admin=True).id, is_admin=True)
+def root(db: peewee.Database) -> Principal:
+    return Principal(User.create(email="root@example.com", is_admin=True).id, is_admin=True)
 
 
 def _staged(settings: Settings, data: bytes) -> PartialFile:
@@ -66,7 +66,7 @@ def _staged(settings: Settings, data: bytes) -> PartialFile:
     return partial
 
 
-def _upload(actor: Actor, model_id: str, settings: Settings, data: bytes) -> ModelRecord:
+def _upload(actor: Principal, model_id: str, settings: Settings, data: bytes) -> ModelRecord:
     with _staged(settings, data) as partial:
         report = registry.inspect_file(partial.path)
         if not report.ok:
@@ -75,7 +75,7 @@ def _upload(actor: Actor, model_id: str, settings: Settings, data: bytes) -> Mod
         return registry.attach_file(actor, model_id, partial, report, settings)
 
 
-def test_visibility_own_public_and_admin(alice: Actor, bob: Actor, root: Actor) -> None:
+def test_visibility_own_public_and_admin(alice: Principal, bob: Principal, root: Principal) -> None:
     mine = registry.create_model(alice, name="mine")
     shared = registry.create_model(alice, name="shared", public=True)
     theirs = registry.create_model(bob, name="theirs")
@@ -91,7 +91,7 @@ def test_visibility_own_public_and_admin(alice: Actor, bob: Actor, root: Actor) 
         registry.get_model(alice, "mdl_doesnotexist")
 
 
-def test_only_owner_or_admin_writes(alice: Actor, bob: Actor, root: Actor, settings: Settings) -> None:
+def test_only_owner_or_admin_writes(alice: Principal, bob: Principal, root: Principal, settings: Settings) -> None:
     shared = registry.create_model(alice, name="shared", public=True)
     private = registry.create_model(alice, name="private")
     with pytest.raises(PermissionDenied):
@@ -107,7 +107,7 @@ def test_only_owner_or_admin_writes(alice: Actor, bob: Actor, root: Actor, setti
     assert updated.updated_at >= shared.updated_at
 
 
-def test_names_are_unique_per_owner(alice: Actor, bob: Actor) -> None:
+def test_names_are_unique_per_owner(alice: Principal, bob: Principal) -> None:
     first = registry.create_model(alice, name="m")
     with pytest.raises(ModelConflict):
         registry.create_model(alice, name="m")
@@ -120,7 +120,7 @@ def test_names_are_unique_per_owner(alice: Actor, bob: Actor) -> None:
         registry.update_model(alice, first.id, {"status": "ready"})
 
 
-def test_filters(alice: Actor, settings: Settings, model_bytes: bytes) -> None:
+def test_filters(alice: Principal, settings: Settings, model_bytes: bytes) -> None:
     ready = registry.create_model(alice, name="Alpha_1")
     _upload(alice, ready.id, settings, model_bytes)
     registry.create_model(alice, name="alpha-2")
@@ -135,7 +135,7 @@ def test_filters(alice: Actor, settings: Settings, model_bytes: bytes) -> None:
 
 
 def test_upload_makes_ready_and_the_row_follows_the_file(
-    alice: Actor, settings: Settings, model_bytes: bytes
+    alice: Principal, settings: Settings, model_bytes: bytes
 ) -> None:
     record = registry.create_model(alice, name="m")
     ready = _upload(alice, record.id, settings, model_bytes)
@@ -154,7 +154,7 @@ def test_upload_makes_ready_and_the_row_follows_the_file(
 
 
 def test_invalid_upload_keeps_no_file_and_reports(
-    alice: Actor, settings: Settings, model_bytes: bytes
+    alice: Principal, settings: Settings, model_bytes: bytes
 ) -> None:
     record = registry.create_model(alice, name="m")
     with pytest.raises(InvalidModelFile) as err:
@@ -173,7 +173,7 @@ def test_kind_and_qtype_come_from_the_file(tmp_path: Path, qtype: str) -> None:
     assert report.ok and (report.kind, report.qtype) == ("llm", qtype)
 
 
-def test_register_file(alice: Actor, settings: Settings, model_bytes: bytes, tmp_path: Path) -> None:
+def test_register_file(alice: Principal, settings: Settings, model_bytes: bytes, tmp_path: Path) -> None:
     with _staged(settings, model_bytes) as partial:
         record = registry.register_file(settings, partial, owner_id=alice.user_id, name="r",
                                         tags=["t"], public=True)
@@ -196,7 +196,7 @@ def test_register_file(alice: Actor, settings: Settings, model_bytes: bytes, tmp
 
 
 def test_delete_refused_while_a_job_uses_the_model(
-    alice: Actor, settings: Settings, model_bytes: bytes
+    alice: Principal, settings: Settings, model_bytes: bytes
 ) -> None:
     record = registry.create_model(alice, name="m")
     _upload(alice, record.id, settings, model_bytes)
@@ -222,7 +222,7 @@ def test_delete_refused_while_a_job_uses_the_model(
 
 
 def test_recover_finishes_deletions_and_removes_partials(
-    alice: Actor, settings: Settings, model_bytes: bytes
+    alice: Principal, settings: Settings, model_bytes: bytes
 ) -> None:
     record = registry.create_model(alice, name="m")
     _upload(alice, record.id, settings, model_bytes)
@@ -235,7 +235,7 @@ def test_recover_finishes_deletions_and_removes_partials(
 
 
 def test_demo_model_is_public_and_owned_by_the_server(
-    db: peewee.Database, settings: Settings, bob: Actor
+    db: peewee.Database, settings: Settings, bob: Principal
 ) -> None:
     model_id = ensure_demo_model(settings)
     assert model_id is not None
@@ -270,7 +270,7 @@ def _dense_model(tmp_path: Path) -> Path:
     return dst
 
 
-def test_dense_models_are_registered_as_dense(alice: Actor, settings: Settings,
+def test_dense_models_are_registered_as_dense(alice: Principal, settings: Settings,
                                               tmp_path: Path) -> None:
     report = registry.inspect_file(_dense_model(tmp_path))
     assert report.ok, report.validation
