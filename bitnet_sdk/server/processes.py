@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from bitnet_sdk.config import Settings
 
@@ -43,14 +44,17 @@ _EARLY_EXIT_S = 5.0
 _MAX_EARLY_EXITS = 3
 
 
-def serve_processes(settings: Settings, say: Callable[[str], None] = print) -> int:
-    """Prepare once, bind once, run ``settings.processes`` children; returns the exit status."""
+def serve_processes(settings: Settings, websocket_routes: Callable[[Any], list[Any]],
+                    say: Callable[[str], None] = print) -> int:
+    """Bind once, run ``settings.processes`` children; returns the exit status.
+
+    Call after the store is prepared (:func:`bitnet_sdk.server.run.prepare`), before any
+    thread starts. ``websocket_routes(app)``: the Tornado routes served beside the app.
+    """
     from tornado.netutil import bind_sockets
 
     from bitnet_sdk.server import app as _app  # noqa: F401  (import once, shared by the forks)
-    from bitnet_sdk.server.run import prepare
 
-    prepare(settings, say)
     if threading.active_count() > 1:  # forking a process with threads copies held locks
         raise RuntimeError("serve --processes must fork before any thread starts")
     sockets = bind_sockets(settings.port, settings.host)
@@ -60,7 +64,7 @@ def serve_processes(settings: Settings, say: Callable[[str], None] = print) -> i
     parent = os.getpid()
 
     def child() -> None:
-        _serve_child(settings, sockets, parent)
+        _serve_child(settings, sockets, parent, websocket_routes)
 
     supervisor = Supervisor(child, settings.processes)
     say(f"BitNet SDK serving on {url} with {settings.processes} processes  (docs: {url}/v1/docs)")
@@ -71,11 +75,11 @@ def serve_processes(settings: Settings, say: Callable[[str], None] = print) -> i
             sock.close()
 
 
-def _serve_child(settings: Settings, sockets: list[socket.socket], parent: int) -> None:
+def _serve_child(settings: Settings, sockets: list[socket.socket], parent: int,
+                 websocket_routes: Callable[[Any], list[Any]]) -> None:
     """One server process: build the app, serve on the inherited sockets until told to stop."""
     from bitnet_sdk.server.app import create_app
     from bitnet_sdk.server.asgi.tornado_app import serve_async
-    from bitnet_sdk.server.run import websocket_routes
 
     app = create_app(settings)
 

@@ -55,14 +55,14 @@ def run_server(settings: Settings, say: Callable[[str], None] = print) -> int:
     ``settings.processes > 1``: several forked server processes share the port
     (:mod:`bitnet_sdk.server.processes`).
     """
+    prepare(settings, say)
     if settings.processes > 1:
         from bitnet_sdk.server.processes import serve_processes
 
-        return serve_processes(settings, say)
+        return serve_processes(settings, websocket_routes, say)
     from bitnet_sdk.server.app import create_app
     from bitnet_sdk.server.asgi.tornado_app import serve
 
-    prepare(settings, say)
     app = create_app(settings)
 
     def started(server: Any) -> None:
