@@ -11,8 +11,9 @@ import os
 import secrets
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_TIERS", "Settings", "TierLimits"]
+__all__ = ["DEFAULT_TIERS", "Settings", "TierLimits", "parse_origins"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ class Settings:
     backend: str = "auto"
     #: Demo model created on first start when the store has no models.
     demo_model: bool = True
+    #: Web origins allowed to call the API from browsers (``*``: any); none by default.
+    #: ``BITNET_CORS_ORIGINS`` takes them comma separated.
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Accept str paths from callers; everything downstream relies on Path.
@@ -133,6 +137,19 @@ class Settings:
         return path.read_text().strip()
 
 
+def parse_origins(raw: str) -> tuple[str, ...]:
+    """Origins from a comma-separated list, each checked (``ValueError`` names a bad one)."""
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if origin == "*":
+            continue
+        parts = urlsplit(origin)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path or parts.query:
+            raise ValueError(f"CORS origin {origin!r} is not '*' or scheme://host[:port]")
+    return origins
+
+
+
 def _coerce(type_name: object, raw: str) -> object:
     t = str(type_name)
     if t == "bool":
@@ -143,4 +160,6 @@ def _coerce(type_name: object, raw: str) -> object:
         return float(raw)
     if t == "Path":
         return Path(raw)
+    if t == "tuple[str, ...]":  # the only tuple field
+        return parse_origins(raw)
     return raw

@@ -114,13 +114,10 @@ def _login_blocking(
 
 
 async def login(body: dict[str, Any]) -> Any:
-    """JSON ``{email, password, scopes?}`` or an OAuth2 password grant form."""
-    if "grant_type" in body:  # the form (the schema pins grant_type to "password")
-        email, scopes = body["username"], parse_scope(body.get("scope")) or None
-    else:
-        email, scopes = body["email"], body.get("scopes")
+    """JSON ``{email, password, scopes?}`` (the only body type: client generators handle one best)."""
     pair = await asyncio.to_thread(
-        _login_blocking, email, body["password"], scopes, _client_address(), current().settings
+        _login_blocking, body["email"], body["password"], body.get("scopes"), _client_address(),
+        current().settings,
     )
     return json_response(_token_json(pair), 200, _NO_STORE)
 
@@ -139,10 +136,9 @@ def _refresh_blocking(token: str, scopes: list[str] | None, settings: Settings) 
 
 
 async def refresh_token(body: dict[str, Any]) -> Any:
-    """Rotate a refresh token (JSON or OAuth2 refresh grant form)."""
-    scopes = parse_scope(body.get("scope")) or None
+    """Rotate a refresh token (JSON ``{refresh_token}``)."""
     pair = await asyncio.to_thread(
-        _refresh_blocking, body["refresh_token"], scopes, current().settings
+        _refresh_blocking, body["refresh_token"], body.get("scopes"), current().settings
     )
     return json_response(_token_json(pair), 200, _NO_STORE)
 

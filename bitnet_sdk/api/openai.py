@@ -91,14 +91,29 @@ def _model_not_found(ident: str, exc: Exception | None = None) -> Problem:
                    openai_code="model_not_found")
 
 
-def _model_object(record: Any) -> dict[str, Any]:
+def _model_object(record: Any, listed_as: str | None = None) -> dict[str, Any]:
     owner = getattr(record, "owner_id", None)
-    return oc.model_object(record.id, int(record.created_at.timestamp()), owner)
+    return oc.model_object(listed_as or record.id, int(record.created_at.timestamp()), owner)
+
+
+def listed_models(token_info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``/models`` listing: each ready language model the caller sees by its id, and
+    before those by its name wherever that name resolves to it for this caller (with the
+    same :func:`resolve_model` a request uses, so a listed name is one that works). Blocking.
+    """
+    records = visible_models(token_info)
+    named: list[dict[str, Any]] = []
+    for name in dict.fromkeys(r.name for r in records if r.name and not r.name.startswith("mdl_")):
+        with contextlib.suppress(Problem):
+            target = resolve_model(name, token_info)
+            if target.kind == "llm" and target.status == "ready":
+                named.append(_model_object(target, name))
+    return named + [_model_object(r) for r in records]
 
 
 async def openai_list_models(token_info: dict[str, Any]) -> Any:
-    records = await asyncio.to_thread(visible_models, token_info)
-    return json_response({"object": "list", "data": [_model_object(r) for r in records]})
+    data = await asyncio.to_thread(listed_models, token_info)
+    return json_response({"object": "list", "data": data})
 
 
 async def openai_retrieve_model(model: str, token_info: dict[str, Any]) -> Any:
@@ -165,7 +180,7 @@ async def _answer(job: _Job, stream: bool) -> Any:
         return Unheard(json.dumps(body), status_code=400, media_type="application/json")
     except InferenceError as exc:
         await books.settle()
-        raise _problem(exc, job.model_id) from None
+        raise _problem(exc, job) from None
     except ProblemException:
         await books.settle()
         raise
@@ -235,7 +250,7 @@ async def _chunks(job: _Job, first: StreamEvent, events: AsyncIterator[StreamEve
             yield oc.sse(builder.usage_chunk())
         yield oc.SSE_DONE
     except (InferenceError, ProblemException) as exc:  # after the first event: the last message
-        problem = _problem(exc, job.model_id) if isinstance(exc, InferenceError) else exc
+        problem = _problem(exc, job) if isinstance(exc, InferenceError) else exc
         yield oc.sse(oc.error_from_problem(problem.status, {
             "type": problem.type, "detail": problem.detail, **(problem.ext or {})}))
     finally:  # closed early (client gone): stop the generation now, not when collected
@@ -278,18 +293,19 @@ async def _check_quota() -> None:
         await metering.acheck_quota("inference_tokens", 1)
 
 
-def _problem(exc: InferenceError, model_id: str) -> Problem:
+def _problem(exc: InferenceError, job: _Job) -> Problem:
     """A native inference problem, with the OpenAI status, ``param`` and ``code`` for it."""
     status, code, param = exc.status, None, None
     if exc.status == 404:
-        return _model_not_found(model_id)
+        return _model_not_found(job.model_id)
     if exc.status == 409:
         code = "model_ambiguous" if exc.slug == "model-ambiguous" else "model_not_ready"
         param = "model"
     elif exc.status == 422:  # OpenAI answers 400 for requests the model cannot take
         status = 400
         if "context window" in exc.detail:
-            code, param = "context_length_exceeded", "messages"
+            # The input that overflowed: chat's messages, a completion's prompt.
+            code, param = "context_length_exceeded", "messages" if job.chat else "prompt"
     return Problem(status, exc.title if status == exc.status else "Bad Request", exc.detail,
                    slug=exc.slug, headers=exc.headers or None, param=param, openai_code=code,
                    **exc.ext)

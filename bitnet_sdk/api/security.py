@@ -1,8 +1,10 @@
 """Connexion security functions for the spec's two schemes.
 
-``bearer`` (oauth2-typed so Connexion checks scopes and answers 403 when one is
-missing) carries a JWT access token or an API key; ``apiKey`` carries an API key
-in ``X-API-Key``. Both return Connexion ``token_info``: a dict with ``sub`` (the
+``bearer`` (HTTP bearer) carries a JWT access token or an API key; ``apiKey``
+carries an API key in ``X-API-Key``. Neither scheme type can list scopes in
+OpenAPI 3.0, so each operation names the scopes it needs in ``x-scopes`` and both
+functions enforce them here (403 when one is missing; an operation that cannot
+be placed needs ``admin``: deny by default). Both return Connexion ``token_info``: a dict with ``sub`` (the
 user id) and ``scope`` (space-separated), which handlers receive as
 ``token_info``/``user``. Returning None makes Connexion answer 401.
 
@@ -29,7 +31,7 @@ from bitnet_sdk.auth import credentials
 from bitnet_sdk.auth.principal import token_scopes
 from bitnet_sdk.server.context import current
 
-__all__ = ["apikey_info", "resolve_credentials", "token_info"]
+__all__ = ["apikey_info", "bearer_info", "resolve_credentials"]
 
 
 def resolve_credentials(token: str) -> dict[str, Any] | None:
@@ -40,20 +42,22 @@ def resolve_credentials(token: str) -> dict[str, Any] | None:
     return credentials.resolve_credentials(token, current().settings)
 
 
-async def token_info(token: str) -> dict[str, Any] | None:
-    return await asyncio.to_thread(resolve_credentials, token)
+async def bearer_info(token: str, request: Any = None) -> dict[str, Any] | None:
+    """token_info for ``Authorization: Bearer``, with the operation's ``x-scopes`` enforced."""
+    info = await asyncio.to_thread(resolve_credentials, token)
+    return _with_scopes(info, request)
 
 
 async def apikey_info(apikey: str, request: Any = None) -> dict[str, Any] | None:
-    """token_info for ``X-API-Key``, with the operation's scopes enforced.
-
-    OpenAPI 3.0 lets only oauth2 schemes list scopes, so the spec writes
-    ``apiKey: []``; the scopes an operation needs are those of its ``bearer``
-    requirement, looked up here by operationId.
-    """
+    """token_info for ``X-API-Key``, with the operation's ``x-scopes`` enforced."""
     if not auth.looks_like_api_key(apikey):
         return None
     info = await asyncio.to_thread(resolve_credentials, apikey)
+    return _with_scopes(info, request)
+
+
+def _with_scopes(info: dict[str, Any] | None, request: Any) -> dict[str, Any] | None:
+    """``info`` when it holds every scope the operation needs; 403 problem otherwise."""
     if info is None:
         return None
     required = _operation_scopes(request)

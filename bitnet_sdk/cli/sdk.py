@@ -35,8 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--spec", metavar="PATH", help="OpenAPI document (default: the project's openapi/bitnet.yaml)")
     gen.add_argument("--package-name", metavar="NAME",
                      help="Python import package or npm package name (default bitnet_client / bitnet-client)")
-    gen.add_argument("--go-module", metavar="PATH", default="example.com/bitnet",
-                     help="Go module path written to go.mod (default %(default)s)")
+    gen.add_argument("--go-module", metavar="PATH",
+                     help="Go module path written to go.mod (default: from --repository, else example.com/bitnet)")
+    gen.add_argument("--repository", metavar="URL",
+                     help="source repository of the SDK, written into package.json / pyproject.toml")
     gen.add_argument("--go-package", metavar="NAME", default="bitnet", help="Go package name (default %(default)s)")
     gen.set_defaults(func=run)
 
@@ -45,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from bitnet_generators import SpecError
     from bitnet_generators.generate import SdkOptions, generate
 
-    options = SdkOptions(package_name=args.package_name, go_module=args.go_module, go_package=args.go_package)
+    options = SdkOptions(package_name=args.package_name, go_module=args.go_module, go_package=args.go_package,
+                         repository=args.repository)
     try:
         written = generate(args.lang, args.out, spec=args.spec, options=options)
     except SpecError as exc:

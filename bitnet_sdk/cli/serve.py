@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bitnet_sdk.config import Settings
+from bitnet_sdk.config import Settings, parse_origins
 
 __all__ = ["register"]
 
@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", help="compute backend (default auto)")
     p.add_argument("--no-demo", dest="demo_model", action="store_const", const=False,
                    help="do not create the demo model on first start")
+    p.add_argument("--cors-origin", dest="cors_origins", action="append", metavar="ORIGIN",
+                   help="a web origin (scheme://host[:port], or *) allowed to call the API from "
+                        "browsers; repeat for several (default: none, or BITNET_CORS_ORIGINS)")
     p.set_defaults(func=run)
 
 
@@ -36,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, database_url=args.database_url,
         data_dir=args.data_dir, workers=args.workers, backend=args.backend,
         demo_model=args.demo_model, processes=args.processes, redis_url=args.redis_url,
+        cors_origins=parse_origins(",".join(args.cors_origins)) if args.cors_origins else None,
     )
     if settings.processes < 1:
         print("bitnet serve: --processes must be at least 1", file=sys.stderr)

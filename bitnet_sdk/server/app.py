@@ -15,10 +15,12 @@ from typing import Any
 import connexion
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
+from starlette.middleware.cors import CORSMiddleware
 
 from bitnet_sdk.config import Settings
 from bitnet_sdk.server.client_address import trusted_networks
 from bitnet_sdk.server.context import AppContext, ContextMiddleware, request_id
+from bitnet_sdk.server.cors import cors_options
 from bitnet_sdk.server.lifecycle import shutdown, startup
 from bitnet_sdk.server.limits import json_body_limit
 from bitnet_sdk.server.method_guard import UndeclaredMethodGuard
@@ -86,8 +88,11 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     # Its own resolver: the 501 list is the native spec's.
     app.add_api(spec_path(OPENAI_SPEC).name, resolver=ControllerResolver(),
                 base_path=OPENAI_BASE_PATH, validator_map=VALIDATOR_MAP)
-    ctx.operation_scopes = operation_scopes(load_spec())
+    ctx.operation_scopes = {**operation_scopes(load_spec()), **operation_scopes(load_spec(OPENAI_SPEC))}
     accepts = {**request_media_types(load_spec()), **request_media_types(load_spec(OPENAI_SPEC))}
+    if settings.cors_origins:  # first added, outermost: preflights skip everything below
+        app.add_middleware(CORSMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
+                           **cors_options(settings.cors_origins))
     app.add_middleware(MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
                        metrics=ctx.metrics)
     app.add_middleware(ContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, ctx=ctx)

@@ -68,15 +68,9 @@ def iter_operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, 
 
 
 def operation_scopes(spec: dict[str, Any]) -> dict[str, list[str]]:
-    """operationId → the scopes of its ``bearer`` requirement ([] when unsecured)."""
-    default = spec.get("security", [])
-    result: dict[str, list[str]] = {}
-    for _, _, op in iter_operations(spec):
-        scopes: list[str] = []
-        for requirement in op.get("security", default):
-            scopes.extend(requirement.get("bearer", []))
-        result[op["operationId"]] = scopes
-    return result
+    """operationId → the scopes its ``x-scopes`` names (else the document's; [] when neither)."""
+    default = spec.get("x-scopes", [])
+    return {op["operationId"]: list(op.get("x-scopes", default)) for _, _, op in iter_operations(spec)}
 
 
 def request_media_types(spec: dict[str, Any]) -> dict[str, frozenset[str]]:

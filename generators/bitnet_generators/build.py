@@ -49,7 +49,8 @@ def build_api(spec: Spec) -> Api:
         description=str(info.get("description") or "").strip(), base_path=base_path,
         spec_name=spec.name, spec_sha256=spec.sha256,
         types=tuple(converter.types[k] for k in sorted(converter.types)),
-        operations=tuple(operations), auth=auth, problem_type=problem_type, extras={"tree": tree},
+        operations=tuple(operations), auth=auth, problem_type=problem_type,
+        license=_license(tree), extras={"tree": tree},
     )
 
 
@@ -63,6 +64,14 @@ def _base_path(tree: dict[str, Any], problems: ProblemCollector) -> str:
         problems.add("#/servers/0/url", "server URL variables are not supported")
         return ""
     return urlsplit(url).path.rstrip("/")
+
+
+def _license(tree: dict[str, Any]) -> str | None:
+    """``info.license.name`` (an SPDX identifier for package metadata), when given."""
+    info = tree.get("info")
+    licence = info.get("license") if isinstance(info, dict) else None
+    name = licence.get("name") if isinstance(licence, dict) else None
+    return str(name) if name else None
 
 
 def _security_schemes(tree: dict[str, Any], problems: ProblemCollector) -> dict[str, str]:
@@ -91,14 +100,17 @@ def _auth(tree: dict[str, Any], schemes: dict[str, str], operations: list[Operat
     token_path = refresh_path = None
     raw = (tree.get("components") or {}).get("securitySchemes") or {}
     for name in sorted(raw):
-        flows = (raw[name] or {}).get("flows") or {}
-        password = flows.get("password") or {}
+        scheme = raw[name] or {}
+        password = (scheme.get("flows") or {}).get("password") or {}
         at = pointer("components", "securitySchemes", name, "flows", "password")
         if password.get("tokenUrl"):
             token_path = _operation_path(password["tokenUrl"], operations, base_path, f"{at}/tokenUrl", problems)
         if password.get("refreshUrl"):
             refresh_path = _operation_path(password["refreshUrl"], operations, base_path,
                                            f"{at}/refreshUrl", problems)
+        if scheme.get("x-refreshUrl"):  # an HTTP bearer scheme names its refresh endpoint so
+            refresh_path = _operation_path(scheme["x-refreshUrl"], operations, base_path,
+                                           pointer("components", "securitySchemes", name, "x-refreshUrl"), problems)
     return Auth(bearer="bearer" in schemes.values(), api_key_header=api_keys[0] if api_keys else None,
                 token_path=token_path, refresh_path=refresh_path)
 

@@ -23,13 +23,25 @@ class SdkOptions:
     """Names of the generated packages (defaults suit this project's API).
 
     ``package_name``: Python import package / npm package (``bitnet_client`` / ``bitnet-client``);
-    ``go_module``: the Go module path; ``go_package``: the Go package name.
+    ``go_module``: the Go module path (default: from ``repository``, else ``example.com/bitnet``);
+    ``go_package``: the Go package name; ``repository``: the SDK's source repository URL,
+    written into the package metadata (npm ``repository``, Python ``project.urls``).
     """
 
     package_name: str | None = None
-    go_module: str = "example.com/bitnet"
+    go_module: str | None = None
     go_package: str = "bitnet"
     client_name: str = "BitNetClient"
+    repository: str | None = None
+
+    def module_path(self) -> str:
+        """The Go module path: given, or the repository URL without its scheme and ``.git``."""
+        if self.go_module:
+            return self.go_module
+        if self.repository:
+            bare = self.repository.split("://", 1)[-1].removesuffix("/").removesuffix(".git")
+            return bare.removeprefix("git@").replace(":", "/")
+        return "example.com/bitnet"
 
 
 def render_files(language: str, api: Api, options: SdkOptions | None = None) -> dict[str, str]:
@@ -39,18 +51,18 @@ def render_files(language: str, api: Api, options: SdkOptions | None = None) -> 
         from bitnet_generators.typescript import TsOptions, render
 
         return render(api, TsOptions(package_name=options.package_name or "bitnet-client",
-                                     client_name=options.client_name))
+                                     client_name=options.client_name, repository=options.repository))
     if language == "go":
         from bitnet_generators.golang import GoOptions
         from bitnet_generators.golang import render as render_go
 
-        return render_go(api, GoOptions(module=options.go_module, package=options.go_package))
+        return render_go(api, GoOptions(module=options.module_path(), package=options.go_package))
     if language == "python":
         from bitnet_generators.python import PyOptions
         from bitnet_generators.python import render as render_py
 
         return render_py(api, PyOptions(package_name=options.package_name or "bitnet_client",
-                                        client_name=options.client_name))
+                                        client_name=options.client_name, repository=options.repository))
     raise ValueError(f"unknown language {language!r}; choose from {', '.join(LANGUAGES)}")
 
 

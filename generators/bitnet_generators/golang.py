@@ -100,7 +100,8 @@ def render(api: Api, options: GoOptions | None = None) -> dict[str, str]:
     header = provenance(api)
     env = environment("go")
     env.filters.update(go_comment=_comment, go_doc=lambda text: _comment(text).rstrip("\n"), quote=_quote)
-    context = {"api": api, "types": types, "ops": ops, "options": options, "header": header}
+    context = {"api": api, "types": types, "ops": ops, "options": options, "header": header,
+               "websocket_path": next(iter((api.extras.get("tree") or {}).get("x-websockets") or {}), None)}
     files = {}
     for rel in ("go.mod", "README.md", "doc.go", "models.go", "operations.go"):
         text = env.get_template(rel + ".j2").render(context)

@@ -208,6 +208,7 @@ class Api:
     operations: tuple[Operation, ...]
     auth: Auth
     problem_type: str | None = None
+    license: str | None = None  # info.license.name (an SPDX identifier, e.g. MIT)
     extras: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def type(self, name: str) -> NamedType:

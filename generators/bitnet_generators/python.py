@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +47,7 @@ _COMMENT = {".py": "# {}", ".toml": "# {}", ".md": "<!-- {} -->", ".gitignore": 
 class PyOptions:
     package_name: str = "bitnet_client"
     client_name: str = "BitNetClient"
+    repository: str | None = None  # project.urls.Repository (omitted when None)
 
 
 def render(api: Api, options: PyOptions | None = None) -> dict[str, str]:
@@ -79,8 +81,29 @@ def render(api: Api, options: PyOptions | None = None) -> dict[str, str]:
         runtime.mkdir()
         for name, text in static_files("python").items():
             (runtime / name).write_text(text, encoding="utf-8")
-        _format(out)
+        _format(out)  # first: it turns Union[...] into the X | Y form the widening reads
+        if _widen_dict_bodies(package):
+            _format(out)
         return {str(p.relative_to(out)): _with_header(p, header) for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+_DICT_BODY = re.compile(r"body = (\w+)\.from_dict\(body\)")
+
+
+def _widen_dict_bodies(package: Path) -> bool:
+    """Type ``body`` as ``Model | dict[str, Any]`` where the endpoint reads a dict as that model."""
+    modules = list((package / "api").rglob("*.py"))
+    models = {m for path in modules for m in _DICT_BODY.findall(path.read_text(encoding="utf-8"))}
+    if not models:
+        return False
+    names = "|".join(sorted(models))
+    annotation = re.compile(rf"\bbody: ((?:\w+ \| )*(?:{names})\b(?: \| \w+)*)")
+    for path in [*modules, package / "sdk.py"]:
+        text = path.read_text(encoding="utf-8")
+        widened = annotation.sub(lambda m: f"body: {m.group(1)} | dict[str, Any]", text)
+        if widened != text:
+            path.write_text(widened, encoding="utf-8")
+    return True
 
 
 def _spec_for(api: Api) -> dict[str, Any]:
@@ -112,7 +135,10 @@ def _view(api: Api, options: PyOptions, data: Any, prefix: str) -> dict[str, Any
     extra = {e.type.name for op in api.operations for e in op.result.events if not e.error and e.type.name}
     extra |= {op.pagination.item.name for op in api.operations if op.pagination and op.pagination.item.name}
     imported = {line.rsplit(" import ", 1)[-1] for line in imports}
-    return {"extra_models": sorted(extra - imported), "title": api.title, "version": api.version, "base_path": api.base_path, "api_key_header": api.auth.api_key_header,
+    return {"extra_models": sorted(extra - imported), "title": api.title, "version": api.version,
+            "license": api.license, "repository": options.repository, "package": options.package_name,
+            "websocket_path": next(iter(_spec_for(api).get("x-websockets") or {}), None),
+            "base_path": api.base_path, "api_key_header": api.auth.api_key_header,
             "refresh_path": api.auth.refresh_path, "client_name": options.client_name, "ops": ops,
             "model_imports": sorted(imports)}
 

@@ -22,7 +22,11 @@ __all__ = ["TsOptions", "render", "ts_type"]
 
 #: Names the runtime exports from the package root; a spec type of the same name would clash.
 RUNTIME_NAMES = frozenset({"ApiError", "TimeoutError", "WaitTimeoutError", "ProblemField", "ClientOptions",
-                           "RequestOptions", "Tokens", "BinaryBody", "RetryOptions", "WaitOptions"})
+                           "RequestOptions", "Tokens", "BinaryBody", "RetryOptions", "WaitOptions",
+                           "BadRequestError", "AuthenticationError", "PermissionDeniedError", "NotFoundError",
+                           "ConflictError", "UnprocessableEntityError", "RateLimitError", "InternalServerError",
+                           "ConnectionError", "InferenceSocket", "SocketMessage", "SocketOptions",
+                           "WebSocketConstructor"})
 _SCALARS = {"string": "string", "integer": "number", "number": "number", "boolean": "boolean",
             "any": "unknown", "binary": "Blob", "object": "Record<string, unknown>"}
 _BODY_SUFFIX = {"json": "Json", "multipart": "Multipart", "form": "Form", "binary": "Raw"}
@@ -31,10 +35,12 @@ _CORE_CALL = {"json": "json", "none": "empty", "text": "text", "binary": "raw"}
 
 @dataclass(frozen=True)
 class TsOptions:
-    """``package_name``: the npm name; ``client_name``: the exported client class."""
+    """``package_name``: the npm name; ``client_name``: the exported client class;
+    ``repository``: the source repository URL for ``package.json`` (omitted when None)."""
 
     package_name: str = "bitnet-client"
     client_name: str = "BitNetClient"
+    repository: str | None = None
 
 
 def ts_type(ref: TypeRef) -> str:
@@ -84,7 +90,8 @@ def render(api: Api, options: TsOptions | None = None) -> dict[str, str]:
     env = environment("typescript")
     env.filters.update(ts_type=ts_type, ts_property=ts_property, json=json.dumps)
     context = {"api": api, "ops": ops, "types": [_type_view(t) for t in api.types], "options": options,
-               "header": header, "doc_lines": doc_lines, "model_imports": _model_imports(api)}
+               "header": header, "doc_lines": doc_lines, "model_imports": _model_imports(api),
+               "websocket_path": next(iter((api.extras.get("tree") or {}).get("x-websockets") or {}), None)}
     files = {rel: env.get_template(rel + ".j2").render(context)
              for rel in ("package.json", "tsconfig.json", "README.md", "src/index.ts", "src/models.ts",
                          "src/client.ts")}

@@ -68,10 +68,10 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def test_oauth2_password_form_and_narrowed_scopes(live_server, customer):
-    form = {"grant_type": "password", "username": customer.email,
-            "password": customer.password, "scope": "inference"}
-    r = httpx.post(_url(live_server, "/auth/login"), data=form)
+def test_login_narrowed_scopes_and_json_only(live_server, customer):
+    form = {"grant_type": "password", "username": customer.email, "password": customer.password}
+    assert httpx.post(_url(live_server, "/auth/login"), data=form).status_code == 415
+    r = _login(live_server, customer.email, customer.password, scopes=["inference"])
     assert r.status_code == 200, r.text
     token = r.json()["access_token"]
     assert r.json()["scope"] == "inference"
@@ -111,11 +111,10 @@ def test_refresh_rotates_and_reuse_ends_the_session(live_server, customer):
     _problem(later, 401)
 
 
-def test_refresh_grant_form_and_garbage_tokens(live_server, customer):
+def test_refresh_narrowed_scopes_and_garbage_tokens(live_server, customer):
     pair = _login(live_server, customer.email, customer.password).json()
-    form = {"grant_type": "refresh_token", "refresh_token": pair["refresh_token"],
-            "scope": "models:read"}
-    r = httpx.post(_url(live_server, "/auth/refresh"), data=form)
+    body = {"refresh_token": pair["refresh_token"], "scopes": ["models:read"]}
+    r = httpx.post(_url(live_server, "/auth/refresh"), json=body)
     assert r.status_code == 200 and r.json()["scope"] == "models:read", r.text
     for garbage in ("bnr_x.y", "not-a-token", pair["access_token"]):
         r = httpx.post(_url(live_server, "/auth/refresh"), json={"refresh_token": garbage})

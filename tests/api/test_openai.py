@@ -7,9 +7,12 @@ for the same request, so every test can fail on its own.
 
 from __future__ import annotations
 
+import json
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +21,7 @@ import pytest
 
 from bitnet_sdk.config import DEFAULT_TIERS, Settings, TierLimits
 from tests.conftest import Account, make_account
+from tests.generators._toolchain import node_modules, run
 from tests.support.inference import LLAMA3_CHAT_TEMPLATE, ModelFiles, register_model
 
 PROMPT = "The quick brown fox"
@@ -129,12 +133,21 @@ def test_models_are_the_ready_language_models_the_caller_sees(server, model_file
 
     with client_for(server.url, api_key(settings, me.user_id)) as client:
         listed = client.models.list()
-        visible = {m.id for m in listed.data}
+        visible = {m.id for m in listed.data if m.id.startswith("mdl_")}
+        names = [m.id for m in listed.data if not m.id.startswith("mdl_")]
         assert mine in visible and public in visible
         assert visible <= _public_ids(settings) | {mine}
         first = next(m for m in listed.data if m.id == mine)
         assert (first.object, first.owned_by) == ("model", me.user_id)
         assert client.models.retrieve(public).id == public
+        # Names are listed too (what chat UIs show), each once, and only names that resolve
+        # for this caller, to a listed model (another customer's "shared" does not).
+        assert "mine" in names and len(names) == len(set(names))
+        assert not {"shared", "secret", "uploading", "classifier"} & set(names)
+        for name in names:
+            assert client.models.retrieve(name).id in visible
+        by_name = next(m for m in listed.data if m.id == "mine")
+        assert (by_name.object, by_name.owned_by) == ("model", me.user_id)
         for hidden in ("shared", "secret", "uploading", "classifier", server.model_id):
             with pytest.raises(openai.NotFoundError):
                 client.models.retrieve(hidden)
@@ -448,7 +461,35 @@ def test_rules_beyond_the_schema_are_bad_requests(oai):
     assert caught.value.param == "top_logprobs"
     with pytest.raises(openai.BadRequestError) as caught:
         oai.client.completions.create(model="tiny", prompt=PROMPT * 200, max_tokens=1)
-    assert caught.value.code == "context_length_exceeded"
+    assert (caught.value.code, caught.value.param) == ("context_length_exceeded", "prompt")
+    long = [{"role": "user", "content": PROMPT * 200}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai.client.chat.completions.create(model="tiny", messages=long, max_tokens=1)
+    assert (caught.value.code, caught.value.param) == ("context_length_exceeded", "messages")
+
+
+#: OpenAI request fields clients send (LangChain, Open WebUI ...) that the server accepts
+#: and does not act on.
+OPTIONAL_FIELDS = {"store": False, "metadata": {"app": "test"}, "service_tier": "auto",
+                   "parallel_tool_calls": False, "reasoning_effort": "low", "user": "u-1",
+                   "prompt_cache_key": "k", "safety_identifier": "s"}
+
+
+def test_optional_openai_fields_are_accepted_and_change_nothing(oai):
+    plain = oai.client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=6,
+                                               temperature=0)
+    extra = oai.client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=6,
+                                               temperature=0, **OPTIONAL_FIELDS)
+    assert extra.choices[0].message.content == plain.choices[0].message.content
+    assert extra.system_fingerprint == plain.system_fingerprint
+    assert extra.system_fingerprint.startswith("fp_")
+    chunks = list(oai.client.chat.completions.create(
+        model="tiny", messages=MESSAGES, max_tokens=6, temperature=0, stream=True, **OPTIONAL_FIELDS))
+    assert {c.system_fingerprint for c in chunks} == {plain.system_fingerprint}
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == \
+        plain.choices[0].message.content
+    completion = oai.client.completions.create(model="tiny", prompt=PROMPT, max_tokens=2)
+    assert completion.system_fingerprint == plain.system_fingerprint
 
 
 def test_models_that_cannot_run_say_why(server, oai, model_files):
@@ -522,3 +563,34 @@ def test_usage_is_recorded_for_the_keys_owner(server):
     assert chats.requests == 1
     assert chats.prompt_tokens == chat.usage.prompt_tokens
     assert chats.completion_tokens == chat.usage.completion_tokens
+
+
+# -- other clients -------------------------------------------------------------------------
+
+
+def test_langchain_chat_openai(oai):
+    """LangChain's ``ChatOpenAI`` (it sends fields of its own, such as ``stream_options``)."""
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(base_url=oai.url + "/openai/v1", api_key=oai.key, model="tiny", temperature=0,
+                      max_tokens=6, max_retries=0)
+    native = oai.native(messages=[{"role": "user", "content": "Hi"}], max_tokens=6, temperature=0)
+    answer = chat.invoke("Hi")
+    assert answer.content == native["text"]
+    assert answer.response_metadata["system_fingerprint"].startswith("fp_")
+    assert "".join(str(c.content) for c in chat.stream("Hi")) == native["text"]
+
+
+def test_node_openai_package(oai, tmp_path):
+    if shutil.which("node") is None:
+        pytest.skip("Node is not installed: cannot run the Node openai package")
+    (tmp_path / "node_modules").symlink_to(node_modules())
+    script = tmp_path / "openai_node.mjs"
+    shutil.copy(Path(__file__).parent / "clients" / "openai_node.mjs", script)
+    result = json.loads(run(["node", str(script), oai.url, oai.key, "tiny"], tmp_path))
+    native = oai.native(messages=[{"role": "user", "content": "What is the capital of France?"}],
+                        max_tokens=6, temperature=0)
+    assert oai.model_id in result["ids"] and "tiny" in result["ids"]
+    assert result["text"] == result["streamed"] == native["text"]
+    assert result["fingerprint"].startswith("fp_")
+    assert result["overflow"] == {"status": 400, "code": "context_length_exceeded", "param": "prompt"}

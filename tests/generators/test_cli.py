@@ -28,6 +28,14 @@ def test_go_module_path_and_package_are_options(tmp_path: Path) -> None:
     assert all("\npackage bn\n" in p.read_text() for p in out.glob("*.go"))
 
 
+def test_repository_option_sets_metadata_and_the_go_module(tmp_path: Path) -> None:
+    repo = "https://github.com/acme/bitnet-go"
+    assert bitnet(["sdk", "generate", "--lang", "go", "--out", str(tmp_path / "go"), "--repository", repo]) == 0
+    assert "module github.com/acme/bitnet-go\n" in (tmp_path / "go" / "go.mod").read_text()
+    assert bitnet(["sdk", "generate", "--lang", "typescript", "--out", str(tmp_path / "ts"), "--repository", repo]) == 0
+    assert f'"url": "{repo}"' in (tmp_path / "ts" / "package.json").read_text()
+
+
 def test_unknown_language_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         bitnet(["sdk", "generate", "--lang", "cobol", "--out", "x"])

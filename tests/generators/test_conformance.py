@@ -21,7 +21,7 @@ from tests.conftest import make_account
 from ._toolchain import EXAMPLES, go, go_env, node_modules, run, tsc
 
 STEPS = ("login", "api_key", "upload_multipart", "upload_raw", "list", "quantize", "inference", "stream",
-         "usage", "not_found", "rate_limited", "refresh")
+         "websocket", "usage", "not_found", "rate_limited", "connection_error", "refresh")
 
 
 @pytest.fixture
@@ -67,10 +67,16 @@ def check_steps(output: str, model_file: Path) -> None:
     stream = steps["stream"]
     assert stream["tokens"] >= 1
     assert stream["joined"] == stream["done_text"] == steps["inference"]["text"]  # greedy: same text
+    assert steps["websocket"]["joined"] == steps["inference"]["text"]  # the same generation over WebSocket
+    assert steps["websocket"]["last"] == "done" and steps["websocket"]["user"].startswith("usr_")
     assert steps["usage"]["requests"] > 0 and "runInference" in steps["usage"]["operations"]
     assert steps["not_found"]["status"] == 404 and steps["not_found"]["request_id"]
+    assert steps["not_found"]["kind"] == "NotFoundError"  # the typed subclass (Go: errors.Is)
+    assert steps["api_key"].get("raw_status", 200) == 200  # TypeScript and Go: the raw response
     limited = steps["rate_limited"]
     assert limited["status"] == 429 and limited["calls"] == 4 and limited["retry_after"] > 0
+    assert limited["kind"] == "RateLimitError"
+    assert steps["connection_error"]["kind"] == "ConnectionError" and steps["connection_error"]["cause"]
     assert steps["refresh"] == {"email": "root@example.com", "refreshed": 1}
 
 
@@ -94,7 +100,10 @@ def test_typescript_sdk_scenario(sdk_dir, scenario_env: dict[str, str], tmp_path
     (modules / "@types" / "node").symlink_to(node_modules() / "@types" / "node")
     (modules / "undici-types").symlink_to(node_modules() / "undici-types")
     run([tsc(), "-p", "tsconfig.json"], example)
-    output = run(["node", "dist/scenario.js"], example, env=scenario_env, timeout=600)
+    # WebSocket is global from Node 22; Node 20 and 21 have it behind this flag.
+    flags = ["--experimental-websocket"] if int(run(["node", "-p", "process.versions.node.split('.')[0]"],
+                                                     example).strip()) < 22 else []
+    output = run(["node", *flags, "dist/scenario.js"], example, env=scenario_env, timeout=600)
     check(output, Path(scenario_env["BITNET_MODEL_FILE"]))
 
 

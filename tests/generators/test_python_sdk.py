@@ -128,6 +128,61 @@ def test_request_id_falls_back_to_the_header(sdk: ModuleType) -> None:
     assert caught.value.request_id == "req_h" and caught.value.status == 404
 
 
+def test_error_answers_raise_one_subclass_per_status(sdk: ModuleType) -> None:
+    expected = {400: sdk.BadRequestError, 401: sdk.AuthenticationError, 403: sdk.PermissionDeniedError,
+                404: sdk.NotFoundError, 409: sdk.ConflictError, 422: sdk.UnprocessableEntityError,
+                429: sdk.RateLimitError, 500: sdk.InternalServerError, 503: sdk.InternalServerError,
+                418: sdk.ApiError}
+    for status, kind in expected.items():
+        peer = Peer(problem(status, headers={"Retry-After": "3600"}))
+        with pytest.raises(sdk.ApiError) as caught:
+            client_for(sdk, peer, token="t", retry=sdk.NO_RETRY).get_account()
+        assert type(caught.value) is kind and caught.value.status == status
+
+
+def test_transport_failures_raise_connection_errors(sdk: ModuleType) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    def stall(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    with pytest.raises(sdk.ApiConnectionError) as caught:
+        client_for(sdk, Peer(refuse, refuse, refuse, refuse), token="t").get_account()
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert not isinstance(caught.value, sdk.ApiTimeoutError)
+    with pytest.raises(sdk.ApiTimeoutError):
+        client_for(sdk, Peer(stall), token="t", retry=sdk.NO_RETRY).get_account()
+
+
+def test_environment_user_agent_per_call_options_and_dict_bodies(sdk: ModuleType,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = {"access_token": "t1", "refresh_token": "r1", "token_type": "Bearer", "expires_in": 900,
+              "refresh_expires_in": 9, "scope": ""}
+    peer = Peer(httpx.Response(200, json=tokens), problem(404), problem(404))
+    monkeypatch.setenv("BITNET_BASE_URL", "http://env.test")
+    monkeypatch.setenv("BITNET_API_KEY", "bn_env")
+    client = sdk.BitNetClient(httpx_args={"transport": httpx.MockTransport(peer)})
+    assert client.login(body={"email": "a@example.com", "password": "pw"}).access_token == "t1"
+    login = peer.requests[0]
+    assert login.url == "http://env.test/v1/auth/login"
+    assert json.loads(login.content) == {"email": "a@example.com", "password": "pw"}
+    assert login.headers["User-Agent"] == "bitnet-client/1.0.0 (python)"
+    quick = client.with_options(timeout=2.5, headers={"X-Trace": "1"}, retry=sdk.NO_RETRY)
+    with pytest.raises(sdk.NotFoundError):
+        quick.get_model("mdl_0123456789")
+    sent = peer.requests[1]
+    assert sent.headers["X-API-Key"] == "bn_env" and sent.headers["X-Trace"] == "1"
+    assert sent.extensions["timeout"]["read"] == 2.5
+    client.set_tokens("t2")  # the view shares the client's credentials
+    with pytest.raises(sdk.NotFoundError):
+        quick.get_model("mdl_0123456789")
+    assert peer.requests[2].headers["Authorization"] == "Bearer t2"
+    monkeypatch.delenv("BITNET_BASE_URL")
+    with pytest.raises(ValueError, match="BITNET_BASE_URL"):
+        sdk.BitNetClient()
+
+
 def test_401_refreshes_once_and_retries_with_the_new_token(sdk: ModuleType) -> None:
     user = {"id": "usr_0123456789", "email": "a@example.com", "tier": "developer", "is_admin": False,
             "created_at": "2025-04-01T12:00:00Z", "credential_type": "access_token", "scopes": []}
@@ -140,7 +195,7 @@ def test_401_refreshes_once_and_retries_with_the_new_token(sdk: ModuleType) -> N
     first, refresh, retried = peer.requests
     assert first.headers["Authorization"] == "Bearer t0" and retried.headers["Authorization"] == "Bearer t1"
     assert refresh.url.path == "/v1/auth/refresh" and "Authorization" not in refresh.headers
-    assert dict(httpx.QueryParams(refresh.content.decode())) == {"grant_type": "refresh_token", "refresh_token": "r0"}
+    assert json.loads(refresh.content) == {"refresh_token": "r0"}
     assert [t.access_token for t in seen] == ["t1"] and client.client.refresh_token == "r1"
     peer = Peer(problem(401), problem(401))  # the refresh itself fails: the first 401 is raised
     with pytest.raises(sdk.ApiError) as caught:
@@ -217,11 +272,18 @@ def test_raw_upload_streams_the_file_and_rewinds_it_for_a_retry(sdk: ModuleType,
              "created_at": "2025-04-01T12:00:00Z", "updated_at": "2025-04-01T12:00:00Z",
              "links": {"self": "s", "file": "f", "metadata": "m", "validation": "v"}}
     peer = Peer(problem(503, headers={"Retry-After": "0"}), httpx.Response(200, json=model))
+    progress: list[tuple[int, int | None]] = []
     with path.open("rb") as f:
-        got = client_for(sdk, peer, token="t").upload_model_file("mdl_0123456789", body=sdk.File(payload=f))
+        payload = sdk.with_progress(f, lambda sent, total: progress.append((sent, total)))
+        got = client_for(sdk, peer, token="t").upload_model_file("mdl_0123456789", body=sdk.File(payload=payload))
     assert got.status == "ready"
     assert [r.content for r in peer.requests] == [data, data]
     assert peer.requests[1].headers["Content-Type"] == "application/octet-stream"
+    assert peer.requests[1].headers["Content-Length"] == str(len(data))
+    # Upload progress: to the full size, then again from the start for the retry.
+    ends = [i for i, (sent, _) in enumerate(progress) if sent == len(data)]
+    assert len(ends) == 2 and progress[-1] == (len(data), len(data)) and progress[ends[0] + 1][0] < len(data)
+    assert all(total == len(data) for _, total in progress)
 
 
 def test_async_client_shares_the_behaviour(sdk: ModuleType) -> None:

@@ -36,7 +36,8 @@ def test_security_follows_the_spec(api: Api, raw: dict[str, Any]) -> None:
     assert {op.id for op in api.operations if not op.secured} == open_ops
     assert {"login", "refreshToken", "getHealth"} <= open_ops
     assert api.auth.bearer and api.auth.api_key_header == "X-API-Key"
-    assert (api.base_path, api.auth.token_path, api.auth.refresh_path) == ("/v1", "/auth/login", "/auth/refresh")
+    # HTTP bearer: no OAuth2 tokenUrl; the refresh endpoint is the scheme's x-refreshUrl.
+    assert (api.base_path, api.auth.token_path, api.auth.refresh_path) == ("/v1", None, "/auth/refresh")
     assert api.problem_type == "Problem"
 
 

@@ -25,6 +25,7 @@ with warnings.catch_warnings():
     # connexion 3.3 imports RefResolver and RefResolutionError, deprecated since jsonschema 4.18.
     warnings.filterwarnings("ignore", r"jsonschema\.(exceptions\.)?RefResol", DeprecationWarning)
     import connexion
+    from connexion.exceptions import OAuthScopeProblem
     from connexion.resolver import Resolver
 
 FAKE_SECURITY = "bitnet_openapi_test_security"
@@ -34,9 +35,19 @@ SPEC = load_spec()
 OPERATIONS = list(iter_operations(SPEC))
 
 
-def _token_info(token: str) -> dict[str, Any] | None:
+# By operationId (Connexion routes as ``<controller>.<operationId>``).
+SCOPES_OF = {o.operation_id: o.op.get("x-scopes", []) for o in OPERATIONS}
+
+
+def _bearer_info(token: str, request: Any = None) -> dict[str, Any] | None:
+    """Like the real one: the operation (from Connexion's routing) names its ``x-scopes``."""
     scopes = TOKENS.get(token)
-    return None if scopes is None else {"sub": f"usr_{token}", "scope": scopes}
+    if scopes is None:
+        return None
+    handler = request.scope["extensions"]["connexion_routing"]["operation_id"].rpartition(".")[2]
+    if not set(SCOPES_OF[handler]) <= set(scopes):
+        raise OAuthScopeProblem(required_scopes=SCOPES_OF[handler], token_scopes=scopes)
+    return {"sub": f"usr_{token}", "scope": scopes}
 
 
 def _apikey_info(key: str) -> dict[str, Any] | None:
@@ -91,10 +102,10 @@ class ConventionResolver(Resolver):
 def client() -> Iterator[TestClient]:
     spec = load_spec()
     schemes = spec["components"]["securitySchemes"]
-    schemes["bearer"]["x-tokenInfoFunc"] = f"{FAKE_SECURITY}.token_info"
+    schemes["bearer"]["x-bearerInfoFunc"] = f"{FAKE_SECURITY}.bearer_info"
     schemes["apiKey"]["x-apikeyInfoFunc"] = f"{FAKE_SECURITY}.apikey_info"
     fake = types.ModuleType(FAKE_SECURITY)
-    fake.token_info = _token_info  # type: ignore[attr-defined]
+    fake.bearer_info = _bearer_info  # type: ignore[attr-defined]
     fake.apikey_info = _apikey_info  # type: ignore[attr-defined]
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(sys.modules, FAKE_SECURITY, fake)
@@ -222,9 +233,12 @@ def test_raw_upload_is_passed_through_with_or_without_content_length(client: Tes
     assert chunked.headers["X-Body-Bytes"] == "20"
 
 
-def test_login_accepts_an_oauth2_password_grant_form(client: TestClient) -> None:
-    form = {"grant_type": "password", "username": "ada@example.com", "password": "pw"}
-    response = client.post("/v1/auth/login", data=form)
+def test_login_takes_json_only(client: TestClient) -> None:
+    """One body type: client generators handle an operation with two badly."""
+    response = client.post("/v1/auth/login", json={"email": "ada@example.com", "password": "pw"})
     assert response.status_code == 200, response.text
     assert response.headers["X-Handler"] == "bitnet_sdk.api.auth.login"
-    _assert_problem(client.post("/v1/auth/login", data={**form, "grant_type": "magic"}), 400)
+    form = {"grant_type": "password", "username": "ada@example.com", "password": "pw"}
+    _assert_problem(client.post("/v1/auth/login", data=form), 415)
+
+

@@ -28,6 +28,10 @@ for users):
   prompt, so the first completion token's offset is the prompt's length.
 * **Errors** are ``{"error": {"message", "type", "param", "code"}}``
   (:func:`error_from_problem` maps every problem the server raises).
+* **Optional OpenAI fields** the server does not act on (``store``, ``metadata``,
+  ``service_tier``, ``parallel_tool_calls``, ``reasoning_effort``, ``user`` ...)
+  are accepted by the schema and ignored here; clients such as LangChain send them.
+* **system_fingerprint** names the server version (:data:`SYSTEM_FINGERPRINT`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bitnet_sdk import __version__
 from bitnet_sdk.model.sampler import SamplingParams
 
 __all__ = [
@@ -114,6 +119,10 @@ class Result:
 
 
 # -- requests ------------------------------------------------------------------------------
+
+
+SYSTEM_FINGERPRINT = "fp_" + hashlib.sha256(f"bitnet-sdk {__version__}".encode()).hexdigest()[:10]
+"""OpenAI's ``system_fingerprint``: changes when the server version does (so may seeded outputs)."""
 
 
 def derive_seed(seed: int | None, index: int) -> int | None:
@@ -261,7 +270,8 @@ def chat_completion(completion_id: str, created: int, model: str, results: Seque
         "finish_reason": finish_reason(r.finish_reason),
     } for r in results]
     return {"id": completion_id, "object": "chat.completion", "created": created,
-            "model": model, "choices": choices, "usage": usage(results)}
+            "model": model, "system_fingerprint": SYSTEM_FINGERPRINT, "choices": choices,
+            "usage": usage(results)}
 
 
 def text_completion(completion_id: str, created: int, model: str, results: Sequence[Result],
@@ -273,7 +283,8 @@ def text_completion(completion_id: str, created: int, model: str, results: Seque
         "finish_reason": finish_reason(r.finish_reason),
     } for r in results]
     return {"id": completion_id, "object": "text_completion", "created": created,
-            "model": model, "choices": choices, "usage": usage(results)}
+            "model": model, "system_fingerprint": SYSTEM_FINGERPRINT, "choices": choices,
+            "usage": usage(results)}
 
 
 def model_object(model_id: str, created: int, owner_id: str | None) -> dict[str, Any]:
@@ -306,7 +317,8 @@ class ChunkBuilder:
         self.include_usage = include_usage
         self._head = {"id": completion_id,
                       "object": "chat.completion.chunk" if chat else "text_completion",
-                      "created": created, "model": model}
+                      "created": created, "model": model,
+                      "system_fingerprint": SYSTEM_FINGERPRINT}
         self._offset = 0
         self._results: list[Result] = []
 

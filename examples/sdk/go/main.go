@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -55,8 +56,12 @@ func main() {
 	say("login", map[string]any{"email": me.Email, "credential": me.CredentialType})
 
 	key := must(client.CreateAPIKey(ctx, bitnet.APIKeyCreate{Name: "sdk-tour"}))
-	byKey := bitnet.NewClient(baseURL, bitnet.WithAPIKey(key.Key))
-	say("api_key", map[string]any{"prefix": key.Prefix, "credential": must(byKey.GetCurrentUser(ctx)).CredentialType})
+	os.Setenv("BITNET_BASE_URL", baseURL)
+	os.Setenv("BITNET_API_KEY", key.Key)
+	byKey := bitnet.NewClient("") // configured from BITNET_BASE_URL and BITNET_API_KEY
+	var raw *http.Response
+	viaKey := must(byKey.GetCurrentUser(ctx, bitnet.WithResponseInto(&raw)))
+	say("api_key", map[string]any{"prefix": key.Prefix, "credential": viaKey.CredentialType, "raw_status": raw.StatusCode})
 
 	file := must(os.Open(modelFile))
 	small := must(client.CreateModelMultipart(ctx, bitnet.ModelUploadForm{
@@ -113,6 +118,27 @@ func main() {
 	}
 	say("stream", map[string]any{"tokens": len(pieces), "joined": strings.Join(pieces, ""), "done_text": doneText})
 
+	socket := must(client.ConnectInferenceSocket(ctx)) // the same generation over the WebSocket
+	var joined strings.Builder
+	last := ""
+	for message, err := range socket.Generate(request, "") {
+		if err != nil {
+			log.Fatal(err)
+		}
+		if message.Type == "token" {
+			joined.WriteString(message.Text)
+		}
+		last = message.Type
+	}
+	var ready struct {
+		UserID string `json:"user_id"`
+	}
+	if err := socket.Ready.Decode(&ready); err != nil {
+		log.Fatal(err)
+	}
+	socket.Close()
+	say("websocket", map[string]any{"joined": joined.String(), "last": last, "user": ready.UserID})
+
 	usage := must(client.GetAccountUsage(ctx, &bitnet.GetAccountUsageParams{GroupBy: bitnet.GetAccountUsageGroupByOperation}))
 	operations := []string{}
 	for _, bucket := range usage.Buckets {
@@ -122,8 +148,11 @@ func main() {
 	say("usage", map[string]any{"requests": usage.Totals.Requests, "operations": operations})
 
 	var apiErr *bitnet.APIError
-	if _, err := client.GetModel(ctx, "mdl_0000000000missing"); errors.As(err, &apiErr) {
-		say("not_found", map[string]any{"status": apiErr.StatusCode, "title": apiErr.Title, "request_id": apiErr.RequestID})
+	_, err := client.GetModel(ctx, "mdl_0000000000missing", bitnet.WithRequestTimeout(10*time.Second),
+		bitnet.WithRequestHeader("X-Tour", "1"))
+	if errors.As(err, &apiErr) && errors.Is(err, bitnet.ErrNotFound) {
+		say("not_found", map[string]any{"status": apiErr.StatusCode, "title": apiErr.Title, "request_id": apiErr.RequestID,
+			"kind": "NotFoundError"})
 	} else {
 		log.Fatalf("expected an APIError, got %v", err)
 	}
@@ -133,14 +162,21 @@ func main() {
 		policy.MaxRetryAfter = 5 * time.Second
 		smallTier := bitnet.NewClient(baseURL, bitnet.WithToken(limited), bitnet.WithRetry(policy))
 		for calls := 1; calls < 50; calls++ {
-			if _, err := smallTier.GetCurrentUser(ctx); errors.As(err, &apiErr) {
+			if _, err := smallTier.GetCurrentUser(ctx); errors.As(err, &apiErr) && errors.Is(err, bitnet.ErrRateLimit) {
 				say("rate_limited", map[string]any{"status": apiErr.StatusCode, "calls": calls,
-					"retry_after": apiErr.RetryAfter.Seconds()})
+					"retry_after": apiErr.RetryAfter.Seconds(), "kind": "RateLimitError"})
 				break
 			} else if err != nil {
 				log.Fatal(err)
 			}
 		}
+	}
+
+	var connErr *bitnet.ConnectionError
+	if _, err := bitnet.NewClient("http://127.0.0.1:9", bitnet.WithRetry(bitnet.NoRetry)).GetVersion(ctx); errors.As(err, &connErr) {
+		say("connection_error", map[string]any{"kind": "ConnectionError", "cause": fmt.Sprintf("%T", connErr.Unwrap())})
+	} else {
+		log.Fatalf("expected a ConnectionError, got %v", err)
 	}
 
 	fresh := must(client.Login(ctx, login))

@@ -16,7 +16,14 @@ import os
 import sys
 from pathlib import Path
 
-from bitnet_client import ApiError, BitNetClient, File, RetryPolicy
+from bitnet_client import (
+    ApiConnectionError,
+    BitNetClient,
+    File,
+    NotFoundError,
+    RateLimitError,
+    RetryPolicy,
+)
 from bitnet_client.models import (
     ApiKeyCreate,
     InferenceRequest,
@@ -34,13 +41,15 @@ def say(step: str, **fields: object) -> None:
 def main() -> int:
     url, model_file = os.environ["BITNET_URL"], Path(os.environ["BITNET_MODEL_FILE"])
     with BitNetClient(url) as client:
-        tokens = client.login(body=LoginRequest(email=os.environ["BITNET_EMAIL"], password=os.environ["BITNET_PASSWORD"]))
+        # A plain dict is accepted wherever a body model is.
+        tokens = client.login(body={"email": os.environ["BITNET_EMAIL"], "password": os.environ["BITNET_PASSWORD"]})
         client.set_tokens(tokens.access_token, tokens.refresh_token)
         me = client.get_current_user()
         say("login", email=me.email, credential=me.credential_type)
 
         key = client.create_api_key(body=ApiKeyCreate(name="sdk-tour"))
-        with BitNetClient(url, api_key=key.key) as by_key:
+        os.environ["BITNET_BASE_URL"], os.environ["BITNET_API_KEY"] = url, key.key
+        with BitNetClient() as by_key:  # configured from BITNET_BASE_URL and BITNET_API_KEY
             say("api_key", prefix=key.prefix, credential=by_key.get_current_user().credential_type)
 
         with model_file.open("rb") as f:
@@ -75,13 +84,18 @@ def main() -> int:
                     done = event.data
         say("stream", tokens=len(pieces), joined="".join(pieces), done_text=done.text if done else None)
 
+        with client.connect_inference_socket() as socket:  # the same generation over the WebSocket
+            messages = list(socket.generate(request))
+        say("websocket", joined="".join(m["text"] for m in messages if m["type"] == "token"),
+            last=messages[-1]["type"], user=socket.ready["user_id"])
+
         usage = client.get_account_usage(group_by="operation")
         say("usage", requests=usage.totals.requests, operations=sorted(b.key for b in usage.buckets))
 
         try:
-            client.get_model("mdl_0000000000missing")
-        except ApiError as err:
-            say("not_found", status=err.status, title=err.title, request_id=err.request_id)
+            client.with_options(timeout=10, headers={"X-Tour": "1"}).get_model("mdl_0000000000missing")
+        except NotFoundError as err:
+            say("not_found", status=err.status, title=err.title, request_id=err.request_id, kind=type(err).__name__)
 
         limited = os.environ.get("BITNET_LIMITED_TOKEN")
         if limited:
@@ -89,9 +103,15 @@ def main() -> int:
                 for calls in range(1, 50):
                     try:
                         small_tier.get_current_user()
-                    except ApiError as err:
-                        say("rate_limited", status=err.status, calls=calls, retry_after=err.retry_after)
+                    except RateLimitError as err:
+                        say("rate_limited", status=err.status, calls=calls, retry_after=err.retry_after,
+                            kind=type(err).__name__)
                         break
+
+        try:
+            BitNetClient("http://127.0.0.1:9", retry=RetryPolicy(max_retries=0)).get_version()
+        except ApiConnectionError as err:
+            say("connection_error", kind="ConnectionError", cause=type(err.__cause__).__name__)
 
         fresh = client.login(body=LoginRequest(email=os.environ["BITNET_EMAIL"], password=os.environ["BITNET_PASSWORD"]))
         renewed: list[str] = []

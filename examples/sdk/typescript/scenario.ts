@@ -12,7 +12,14 @@ import { createReadStream, openAsBlob, readFileSync, statSync } from "node:fs";
 import { basename } from "node:path";
 import { Readable } from "node:stream";
 
-import { ApiError, BitNetClient, type InferenceRequest, type StreamDoneEvent } from "bitnet-client";
+import {
+  BitNetClient,
+  ConnectionError,
+  NotFoundError,
+  RateLimitError,
+  type InferenceRequest,
+  type StreamDoneEvent,
+} from "bitnet-client";
 
 function say(step: string, fields: Record<string, unknown>): void {
   console.log(JSON.stringify({ step, ...fields }));
@@ -36,8 +43,12 @@ async function main(): Promise<void> {
   say("login", { email: me.email, credential: me.credential_type });
 
   const key = await client.createApiKey({ name: "sdk-tour" });
-  const byKey = new BitNetClient({ baseUrl, apiKey: key.key });
-  say("api_key", { prefix: key.prefix, credential: (await byKey.getCurrentUser()).credential_type });
+  process.env.BITNET_BASE_URL = baseUrl;
+  process.env.BITNET_API_KEY = key.key;
+  const byKey = new BitNetClient(); // configured from BITNET_BASE_URL and BITNET_API_KEY
+  let raw: Response | undefined;
+  const viaKey = await byKey.getCurrentUser({ onResponse: (response) => { raw = response; } });
+  say("api_key", { prefix: key.prefix, credential: viaKey.credential_type, raw_status: raw?.status ?? null });
 
   const file = new File([await openAsBlob(modelFile)], basename(modelFile));
   const small = await client.createModelMultipart({ file, name: "tour-multipart" });
@@ -70,14 +81,21 @@ async function main(): Promise<void> {
   }
   say("stream", { tokens: pieces.length, joined: pieces.join(""), done_text: done?.text ?? null });
 
+  const socket = await client.connectInferenceSocket(); // the same generation over the WebSocket
+  const messages = [];
+  for await (const message of socket.generate(request)) messages.push(message);
+  socket.close();
+  say("websocket", { joined: messages.filter((m) => m.type === "token").map((m) => m.text).join(""),
+                     last: messages.at(-1)?.type ?? null, user: socket.ready.user_id });
+
   const usage = await client.getAccountUsage({ groupBy: "operation" });
   say("usage", { requests: usage.totals.requests, operations: usage.buckets.map((b) => b.key).sort() });
 
   try {
-    await client.getModel("mdl_0000000000missing");
+    await client.getModel("mdl_0000000000missing", { timeoutMs: 10_000, headers: { "X-Tour": "1" } });
   } catch (error) {
-    if (!(error instanceof ApiError)) throw error;
-    say("not_found", { status: error.status, title: error.title, request_id: error.requestId ?? null });
+    if (!(error instanceof NotFoundError)) throw error;
+    say("not_found", { status: error.status, title: error.title, request_id: error.requestId ?? null, kind: error.name });
   }
 
   const limited = process.env.BITNET_LIMITED_TOKEN;
@@ -87,11 +105,18 @@ async function main(): Promise<void> {
       try {
         await smallTier.getCurrentUser();
       } catch (error) {
-        if (!(error instanceof ApiError)) throw error;
-        say("rate_limited", { status: error.status, calls, retry_after: (error.retryAfterMs ?? 0) / 1000 });
+        if (!(error instanceof RateLimitError)) throw error;
+        say("rate_limited", { status: error.status, calls, retry_after: (error.retryAfterMs ?? 0) / 1000, kind: error.name });
         break;
       }
     }
+  }
+
+  try {
+    await new BitNetClient({ baseUrl: "http://127.0.0.1:9", retry: false }).getVersion();
+  } catch (error) {
+    if (!(error instanceof ConnectionError)) throw error;
+    say("connection_error", { kind: error.name, cause: (error.cause as Error | undefined)?.name ?? null });
   }
 
   const fresh = await client.login(credentials);

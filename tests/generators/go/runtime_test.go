@@ -112,9 +112,10 @@ func TestUnauthorizedRefreshesOnceForConcurrentCalls(t *testing.T) {
 		switch r.URL.Path {
 		case "/v1/auth/refresh":
 			refreshes.Add(1)
-			if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "refresh_token" ||
-				r.PostForm.Get("refresh_token") != "r0" {
-				t.Errorf("bad refresh form %v", r.PostForm)
+			var body map[string]string
+			if err := json.NewDecoder(r.Body).Decode(&body); err != nil || len(body) != 1 || body["refresh_token"] != "r0" ||
+				r.Header.Get("Content-Type") != "application/json" {
+				t.Errorf("bad refresh body %v (%v)", body, err)
 			}
 			time.Sleep(20 * time.Millisecond) // let the other calls queue behind this refresh
 			fmt.Fprint(w, `{"access_token":"t1","refresh_token":"r1","token_type":"Bearer","expires_in":900,"refresh_expires_in":9,"scope":""}`)
@@ -269,9 +270,27 @@ func TestRawUploadSendsTheLengthAndRewindsForARetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	model, err := NewClient(srv.URL, fastRetry()).UploadModelFile(context.Background(), "mdl_0123456789", f, nil)
+	var sent []int64
+	progress := WithUploadProgress(func(n, total int64) {
+		if total != int64(len(data)) {
+			t.Errorf("total %d", total)
+		}
+		sent = append(sent, n)
+	})
+	model, err := NewClient(srv.URL, fastRetry()).UploadModelFile(context.Background(), "mdl_0123456789", f, nil, progress)
 	if err != nil || model.Status != ModelStatusReady {
 		t.Fatalf("model %v err %v", model, err)
+	}
+	full := 0
+	for i, n := range sent {
+		if n == int64(len(data)) {
+			full++
+		} else if i > 0 && n < sent[i-1] && sent[i-1] != int64(len(data)) {
+			t.Fatalf("progress went back mid-attempt: %v", sent)
+		}
+	}
+	if full != 2 || sent[len(sent)-1] != int64(len(data)) {
+		t.Fatalf("progress %v: want the full size once per attempt", sent)
 	}
 	if len(bodies) != 2 || string(bodies[0]) != string(data) || string(bodies[1]) != string(data) ||
 		lengths[0] != int64(len(data)) || lengths[1] != int64(len(data)) {
@@ -290,5 +309,74 @@ func TestTimeoutIsReportedAsErrTimeout(t *testing.T) {
 	_, err := NewClient(srv.URL, WithTimeout(50*time.Millisecond), WithRetry(NoRetry)).GetVersion(context.Background())
 	if !errors.Is(err, ErrTimeout) {
 		t.Fatalf("want ErrTimeout, got %v", err)
+	}
+}
+
+func TestErrorAnswersMatchTheirStatusSentinel(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var status int
+		fmt.Sscanf(strings.TrimPrefix(r.URL.Path, "/v1/models/mdl_"), "%d", &status)
+		problem(w, status, "3600")
+	}))
+	defer srv.Close()
+	want := map[int]error{400: ErrBadRequest, 401: ErrAuthentication, 403: ErrPermissionDenied, 404: ErrNotFound,
+		409: ErrConflict, 422: ErrUnprocessableEntity, 429: ErrRateLimit, 500: ErrInternalServer, 503: ErrInternalServer}
+	c := NewClient(srv.URL, WithToken("t"), WithRetry(NoRetry))
+	for status, sentinel := range want {
+		_, err := c.GetModel(context.Background(), fmt.Sprintf("mdl_%d", status))
+		var apiErr *APIError
+		if !errors.As(err, &apiErr) || apiErr.StatusCode != status || !errors.Is(err, sentinel) {
+			t.Fatalf("%d: got %v", status, err)
+		}
+		for _, other := range want {
+			if other != sentinel && errors.Is(err, other) {
+				t.Fatalf("%d also matches %v", status, other)
+			}
+		}
+	}
+}
+
+func TestRefusedConnectionIsAConnectionError(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close() // nothing listens there now
+	_, err := NewClient(url, WithRetry(NoRetry)).GetVersion(context.Background())
+	var connErr *ConnectionError
+	if !errors.As(err, &connErr) || connErr.Unwrap() == nil || errors.Is(err, ErrTimeout) {
+		t.Fatalf("want a ConnectionError, got %T %v", err, err)
+	}
+}
+
+func TestEnvironmentUserAgentPerCallOptionsAndRawResponse(t *testing.T) {
+	var seen []*http.Request
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = append(seen, r)
+		if r.Header.Get("X-Slow") != "" {
+			<-r.Context().Done()
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Request-ID", "req_raw")
+		fmt.Fprint(w, `{"version":"1","api_version":"1","python":"3","backends":[]}`)
+	}))
+	defer srv.Close()
+	t.Setenv("BITNET_BASE_URL", srv.URL)
+	t.Setenv("BITNET_API_KEY", "bn_env")
+	c := NewClient("", WithTimeout(time.Minute), WithRetry(NoRetry))
+	var raw *http.Response
+	if _, err := c.GetAccount(context.Background(), WithRequestHeader("X-Trace", "1"), WithResponseInto(&raw)); err != nil {
+		t.Fatal(err)
+	}
+	r := seen[0]
+	if r.URL.Path != "/v1/account" || r.Header.Get("X-API-Key") != "bn_env" || r.Header.Get("X-Trace") != "1" ||
+		!strings.HasPrefix(r.Header.Get("User-Agent"), "bitnet-client-go/") {
+		t.Fatalf("request %s %v", r.URL.Path, r.Header)
+	}
+	if raw == nil || raw.StatusCode != 200 || raw.Header.Get("X-Request-ID") != "req_raw" {
+		t.Fatalf("raw response %v", raw)
+	}
+	_, err := c.GetVersion(context.Background(), WithRequestTimeout(50*time.Millisecond), WithRequestHeader("X-Slow", "1"))
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("the per-call timeout did not apply: %v", err)
 	}
 }

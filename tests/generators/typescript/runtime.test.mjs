@@ -91,9 +91,8 @@ test("a 401 refreshes once for concurrent calls, then retries", async () => {
   const server = await serve(async (req, res) => {
     if (req.url === "/v1/auth/refresh") {
       refreshes++;
-      const form = new URLSearchParams(req.body.toString());
-      assert.equal(form.get("grant_type"), "refresh_token");
-      assert.equal(form.get("refresh_token"), "r0");
+      assert.equal(req.headers["content-type"], "application/json");
+      assert.deepEqual(JSON.parse(req.body.toString()), { refresh_token: "r0" });
       await new Promise((resolve) => setTimeout(resolve, 20));
       json(res, 200, { access_token: "t1", refresh_token: "r1", token_type: "Bearer", expires_in: 900,
                        refresh_expires_in: 9, scope: "" });
@@ -200,6 +199,14 @@ test("a raw upload sends a Blob's bytes and resends them on a retry", async () =
       assert.equal(r.headers["content-type"], "application/octet-stream");
       assert.equal(r.headers["content-length"], String(data.length));
     }
+    // With a progress callback the Blob is streamed (a fresh stream for each attempt) and counted.
+    const progress = [];
+    const again = await client.uploadModelFile("mdl_0123456789", new Blob([data]), undefined,
+                                               { onUploadProgress: (sent, total) => progress.push([sent, total]) });
+    assert.equal(again.status, "ready");
+    assert.deepEqual(new Uint8Array(server.requests[2].body), data);
+    assert.deepEqual(progress.at(-1), [data.length, data.length]);
+    assert.ok(progress.every(([sent, total], i) => total === data.length && (i === 0 || sent > progress[i - 1][0])));
   } finally {
     await server.close();
   }
@@ -214,6 +221,67 @@ test("an attempt that takes too long throws TimeoutError", async () => {
     const client = new BitNetClient({ baseUrl: server.url, timeoutMs: 50, retry: false });
     await assert.rejects(client.getVersion(), (e) => e instanceof TimeoutError);
   } finally {
+    await server.close();
+  }
+});
+
+test("error answers throw one ApiError subclass per status", async () => {
+  const expected = { 400: "BadRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError",
+                     404: "NotFoundError", 409: "ConflictError", 422: "UnprocessableEntityError",
+                     429: "RateLimitError", 500: "InternalServerError", 418: "ApiError" };
+  const server = await serve((req, res) => problem(res, Number(req.url.split("/").pop().replace("mdl_", "")),
+                                                   { "Retry-After": "3600" }));
+  try {
+    const client = new BitNetClient({ baseUrl: server.url, token: "t", retry: false });
+    for (const [status, name] of Object.entries(expected)) {
+      const error = await client.getModel(`mdl_${status}`).then(() => undefined, (e) => e);
+      assert.ok(error instanceof ApiError && error instanceof sdk[name], `${status}: ${error}`);
+      assert.equal(error.constructor, sdk[name]);
+      assert.equal(error.status, Number(status));
+      assert.equal(error.name, name);
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+test("a refused connection throws ConnectionError with the fetch error as cause", async () => {
+  const server = await serve((req, res) => json(res, 200, {}));
+  const url = server.url;
+  await server.close(); // nothing listens there now
+  const client = new BitNetClient({ baseUrl: url, token: "t", retry: false });
+  const error = await client.getAccount().then(() => undefined, (e) => e);
+  assert.ok(error instanceof sdk.ConnectionError, String(error));
+  assert.ok(!(error instanceof TimeoutError));
+  assert.ok(error.cause instanceof Error);
+});
+
+test("environment configuration, User-Agent, per-call headers and the raw response", async () => {
+  const server = await serve((req, res) => {
+    res.writeHead(200, { "Content-Type": "application/json", "X-Request-ID": "req_raw" });
+    res.end(JSON.stringify({ status: "ok" }));
+  });
+  const saved = { url: process.env.BITNET_BASE_URL, key: process.env.BITNET_API_KEY };
+  process.env.BITNET_BASE_URL = server.url;
+  process.env.BITNET_API_KEY = "bn_env";
+  try {
+    const client = new BitNetClient();
+    let raw;
+    await client.getAccount({ headers: { "X-Trace": "1" }, timeoutMs: 5000, onResponse: (r) => { raw = r; } });
+    const [req] = server.requests;
+    assert.equal(req.url, "/v1/account");
+    assert.equal(req.headers["x-api-key"], "bn_env");
+    assert.equal(req.headers["x-trace"], "1");
+    assert.match(req.headers["user-agent"], /^bitnet-client\/\d+\.\d+\.\d+ \(node\)$/);
+    assert.equal(raw.status, 200);
+    assert.equal(raw.headers.get("X-Request-ID"), "req_raw");
+    delete process.env.BITNET_BASE_URL;
+    assert.throws(() => new BitNetClient(), /BITNET_BASE_URL/);
+  } finally {
+    if (saved.url === undefined) delete process.env.BITNET_BASE_URL;
+    else process.env.BITNET_BASE_URL = saved.url;
+    if (saved.key === undefined) delete process.env.BITNET_API_KEY;
+    else process.env.BITNET_API_KEY = saved.key;
     await server.close();
   }
 });

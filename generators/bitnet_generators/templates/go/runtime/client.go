@@ -4,6 +4,7 @@ package bitnet
 
 import (
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -61,9 +62,13 @@ func WithRetry(p RetryPolicy) Option { return func(c *Client) { c.retry = p } }
 // WithHeader adds a header to every request.
 func WithHeader(key, value string) Option { return func(c *Client) { c.header.Add(key, value) } }
 
-// NewClient returns a client of the server at baseURL (e.g. "http://localhost:8080"); the
-// API's base path is appended unless baseURL already ends with it.
+// NewClient returns a client of the server at baseURL (e.g. "http://localhost:8080"; when
+// empty, $BITNET_BASE_URL); the API's base path is appended unless baseURL already ends with
+// it. The API key defaults to $BITNET_API_KEY.
 func NewClient(baseURL string, opts ...Option) *Client {
+	if baseURL == "" {
+		baseURL = os.Getenv("BITNET_BASE_URL")
+	}
 	root := strings.TrimRight(baseURL, "/")
 	if apiBasePath != "" && !strings.HasSuffix(root, apiBasePath) {
 		root += apiBasePath
@@ -74,6 +79,7 @@ func NewClient(baseURL string, opts ...Option) *Client {
 		timeout:    60 * time.Second,
 		retry:      DefaultRetryPolicy(),
 		header:     http.Header{},
+		apiKey:     os.Getenv("BITNET_API_KEY"),
 	}
 	for _, opt := range opts {
 		opt(c)

@@ -17,6 +17,43 @@ var ErrTimeout = errors.New("request timed out")
 // ErrWaitTimeout is wrapped by a job waiter's error when the job did not finish in time.
 var ErrWaitTimeout = errors.New("the job did not finish in time")
 
+// An *APIError matches (errors.Is) the one of these its status names.
+var (
+	ErrBadRequest          = errors.New("bad request (400)")
+	ErrAuthentication      = errors.New("authentication failed (401)")
+	ErrPermissionDenied    = errors.New("permission denied (403)")
+	ErrNotFound            = errors.New("not found (404)")
+	ErrConflict            = errors.New("conflict (409)")
+	ErrUnprocessableEntity = errors.New("unprocessable entity (422)")
+	ErrRateLimit           = errors.New("rate limited (429)")
+	ErrInternalServer      = errors.New("server error (5xx)")
+)
+
+var statusErrors = map[int]error{
+	400: ErrBadRequest, 401: ErrAuthentication, 403: ErrPermissionDenied, 404: ErrNotFound,
+	409: ErrConflict, 422: ErrUnprocessableEntity, 429: ErrRateLimit,
+}
+
+// Is reports whether target is the Err... sentinel of e's status:
+// errors.Is(err, bitnet.ErrNotFound).
+func (e *APIError) Is(target error) bool {
+	if e.StatusCode >= 500 {
+		return target == ErrInternalServer
+	}
+	return statusErrors[e.StatusCode] == target && target != nil
+}
+
+// ConnectionError means no answer came: the connection failed or broke, or the attempt
+// timed out (then it wraps ErrTimeout). Unwrap gives the transport error.
+type ConnectionError struct {
+	Op  string
+	Err error
+}
+
+func (e *ConnectionError) Error() string { return e.Op + ": " + e.Err.Error() }
+
+func (e *ConnectionError) Unwrap() error { return e.Err }
+
 // ProblemField is one invalid input named by a problem's "errors" member.
 type ProblemField struct {
 	Field   string `json:"field"`

@@ -4,6 +4,7 @@ package bitnet
 // mapping. Hand-written runtime.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -32,6 +32,70 @@ type call struct {
 	secured           bool
 	idempotencyHeader string
 	accept            string
+	options           callOptions
+}
+
+// RequestOption adjusts one call (the last arguments of every method):
+// WithRequestTimeout, WithRequestHeader, WithResponseInto.
+type RequestOption func(*callOptions)
+
+type callOptions struct {
+	timeout  *time.Duration
+	header   http.Header
+	response **http.Response
+	progress func(sent, total int64)
+}
+
+// WithUploadProgress calls fn as the request body is sent (total is -1 when unknown); a
+// retried upload starts again from 0.
+func WithUploadProgress(fn func(sent, total int64)) RequestOption {
+	return func(o *callOptions) { o.progress = fn }
+}
+
+// progressReader reports the bytes read from it.
+type progressReader struct {
+	r     io.Reader
+	sent  int64
+	total int64
+	fn    func(sent, total int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.sent += int64(n)
+		p.fn(p.sent, p.total)
+	}
+	return n, err
+}
+
+// WithRequestTimeout bounds each attempt of this call instead of the client's timeout.
+func WithRequestTimeout(d time.Duration) RequestOption {
+	return func(o *callOptions) { o.timeout = &d }
+}
+
+// WithRequestHeader adds a header to this call.
+func WithRequestHeader(key, value string) RequestOption {
+	return func(o *callOptions) {
+		if o.header == nil {
+			o.header = http.Header{}
+		}
+		o.header.Add(key, value)
+	}
+}
+
+// WithResponseInto stores the raw successful *http.Response of this call in *dst (status,
+// headers; the method itself reads and closes the body).
+func WithResponseInto(dst **http.Response) RequestOption {
+	return func(o *callOptions) { o.response = dst }
+}
+
+func callOptionsOf(opts []RequestOption) callOptions {
+	var o callOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
 }
 
 // attempt is one try of a call: a context the timeout (or Close) cancels.
@@ -91,7 +155,11 @@ func (c *Client) send(ctx context.Context, cl *call) (*attempt, error) {
 	refreshed := false
 	for try := 0; ; try++ {
 		usedToken := c.Token()
-		a := newAttempt(ctx, c.timeout)
+		timeout := c.timeout
+		if cl.options.timeout != nil {
+			timeout = *cl.options.timeout
+		}
+		a := newAttempt(ctx, timeout)
 		req, err := c.request(a.ctx, cl, usedToken)
 		if err != nil {
 			a.release()
@@ -110,10 +178,13 @@ func (c *Client) send(ctx context.Context, cl *call) (*attempt, error) {
 				}
 				continue
 			}
-			return nil, err
+			return nil, &ConnectionError{Op: cl.method + " " + cl.path, Err: err}
 		}
 		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 			a.resp = resp
+			if cl.options.response != nil {
+				*cl.options.response = resp
+			}
 			return a, nil
 		}
 		apiErr := errorFromResponse(resp)
@@ -154,12 +225,16 @@ func (c *Client) request(ctx context.Context, cl *call, token string) (*http.Req
 		if err != nil {
 			return nil, err
 		}
+		if cl.options.progress != nil {
+			r = &progressReader{r: r, total: cl.body.length, fn: cl.options.progress}
+		}
 		body, length = io.NopCloser(r), cl.body.length // NopCloser: never close the caller's file
 	}
 	req, err := http.NewRequestWithContext(ctx, cl.method, target, body)
 	if err != nil {
 		return nil, err
 	}
+	req.Header.Set("User-Agent", apiUserAgent)
 	for k, v := range c.header {
 		req.Header[k] = append([]string(nil), v...)
 	}
@@ -176,6 +251,9 @@ func (c *Client) request(ctx context.Context, cl *call, token string) (*http.Req
 		}
 	}
 	for k, v := range cl.header {
+		req.Header[k] = append([]string(nil), v...)
+	}
+	for k, v := range cl.options.header {
 		req.Header[k] = append([]string(nil), v...)
 	}
 	if cl.body != nil {
@@ -205,14 +283,17 @@ func (c *Client) refresh(ctx context.Context, usedToken string) bool {
 	if current != usedToken {
 		return true // another call refreshed meanwhile
 	}
-	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}
-	a := newAttempt(ctx, c.timeout)
-	defer a.release()
-	req, err := http.NewRequestWithContext(a.ctx, "POST", c.root+apiRefreshPath, strings.NewReader(form.Encode()))
+	body, err := json.Marshal(map[string]string{"refresh_token": refreshToken})
 	if err != nil {
 		return false
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	a := newAttempt(ctx, c.timeout)
+	defer a.release()
+	req, err := http.NewRequestWithContext(a.ctx, "POST", c.root+apiRefreshPath, bytes.NewReader(body))
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.httpClient.Do(req)
 	if err != nil {

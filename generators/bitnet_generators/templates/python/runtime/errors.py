@@ -1,4 +1,5 @@
-"""Errors the client raises: :class:`ApiError` for error answers, with the problem's fields."""
+"""Errors the client raises: :class:`ApiError` (one subclass per common status) for error
+answers, with the problem's fields; :class:`ApiConnectionError` when no answer came."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ import httpx
 
 from .retry import parse_retry_after
 
-__all__ = ["ApiError", "ProblemField", "WaitTimeoutError"]
+__all__ = [
+    "ApiConnectionError", "ApiError", "ApiTimeoutError", "AuthenticationError", "BadRequestError",
+    "ConflictError", "InternalServerError", "NotFoundError", "PermissionDeniedError", "ProblemField",
+    "RateLimitError", "UnprocessableEntityError", "WaitTimeoutError", "connection_error", "error_class",
+]
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ class ApiError(Exception):
         errors = [ProblemField(str(e.get("field", "")), str(e.get("message", "")))
                   for e in p.get("errors") or [] if isinstance(e, dict)]
         code = status if status is not None else p.get("status") if isinstance(p.get("status"), int) else 0
-        return cls(status=code, type=text("type") or "about:blank", title=text("title") or "",
+        return error_class(code, cls)(status=code, type=text("type") or "about:blank", title=text("title") or "",
                    detail=text("detail"), instance=text("instance"), errors=errors,
                    request_id=text("request_id"), retry_after=retry_after,
                    headers=headers if headers is not None else httpx.Headers(), body=problem)
@@ -80,11 +85,73 @@ class ApiError(Exception):
             error = cls.from_problem(body, status=response.status_code, headers=response.headers,
                                      retry_after=retry_after)
         else:
-            error = cls(status=response.status_code, title=response.reason_phrase, retry_after=retry_after,
-                        headers=response.headers, body=body)
+            error = error_class(response.status_code, cls)(
+                status=response.status_code, title=response.reason_phrase, retry_after=retry_after,
+                headers=response.headers, body=body)
         if error.request_id is None:  # servers also name the request in a header
             error.request_id = response.headers.get("X-Request-ID")
         return error
+
+
+class BadRequestError(ApiError):
+    """400: the request is malformed or breaks a rule; ``errors`` names the fields."""
+
+
+class AuthenticationError(ApiError):
+    """401: the credential is missing, invalid or expired."""
+
+
+class PermissionDeniedError(ApiError):
+    """403: the credential lacks the scope (or the account the right) for this operation."""
+
+
+class NotFoundError(ApiError):
+    """404: no such resource, or not yours."""
+
+
+class ConflictError(ApiError):
+    """409: the resource's state does not allow this now (or the same idempotency key is busy)."""
+
+
+class UnprocessableEntityError(ApiError):
+    """422: well-formed, but the server cannot do it (e.g. a model it cannot run)."""
+
+
+class RateLimitError(ApiError):
+    """429: the rate limit or a quota is spent; ``retry_after`` says when to come back."""
+
+
+class InternalServerError(ApiError):
+    """5xx: the server failed (retried automatically where that is safe)."""
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    400: BadRequestError, 401: AuthenticationError, 403: PermissionDeniedError, 404: NotFoundError,
+    409: ConflictError, 422: UnprocessableEntityError, 429: RateLimitError,
+}
+
+
+def error_class(status: int, base: type[ApiError] = ApiError) -> type[ApiError]:
+    """The :class:`ApiError` subclass for ``status`` (``base`` itself when a subclass asked)."""
+    if base is not ApiError:
+        return base
+    if status >= 500:
+        return InternalServerError
+    return _BY_STATUS.get(status, ApiError)
+
+
+class ApiConnectionError(Exception):
+    """No answer: the connection failed or broke (the transport error is ``__cause__``)."""
+
+
+class ApiTimeoutError(ApiConnectionError):
+    """No answer within the timeout."""
+
+
+def connection_error(exc: BaseException) -> ApiConnectionError:
+    """The :class:`ApiConnectionError` for an httpx transport error."""
+    kind = ApiTimeoutError if isinstance(exc, httpx.TimeoutException) else ApiConnectionError
+    return kind(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
 
 class WaitTimeoutError(TimeoutError):

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from .client import BaseClient, Tokens
-from .errors import ApiError
+from .errors import ApiError, connection_error
 from .retry import IDEMPOTENT_METHODS, retryable_status
 
 __all__ = ["asend", "send"]
@@ -39,7 +39,8 @@ class _Call:
     def build(self, http: httpx.Client | httpx.AsyncClient, client: BaseClient, token: str | None) -> httpx.Request:
         for f, start in zip(self._files, self._starts, strict=True):
             f.seek(start)
-        return http.build_request(**self.kwargs, headers={**self.headers, **client.auth_headers(self.secured, token)})
+        headers = {**client.headers, **self.headers, **client.auth_headers(self.secured, token)}
+        return http.build_request(**self.kwargs, headers=headers, timeout=client.timeout)
 
     def retry_delay(self, attempt: int, error: ApiError | None) -> float | None:
         """Seconds to wait before the next attempt, or None to give up."""
@@ -85,8 +86,7 @@ def _store_tokens(client: BaseClient, response: httpx.Response) -> bool:
 
 
 def _refresh_form(client: BaseClient) -> dict[str, Any]:
-    return {"data": {"grant_type": "refresh_token", "refresh_token": client.refresh_token or ""},
-            "headers": {"Accept": "application/json"}}
+    return {"json": {"refresh_token": client.refresh_token or ""}, "headers": {"Accept": "application/json"}}
 
 
 def _refresh(client: BaseClient, used: str | None) -> bool:
@@ -128,10 +128,10 @@ def send(client: BaseClient, kwargs: dict[str, Any], *, secured: bool, idempoten
         used = client.token
         try:
             response = http.send(call.build(http, client, used), stream=True)
-        except httpx.TransportError:
+        except httpx.TransportError as exc:
             delay = call.retry_delay(attempt, None)
             if delay is None:
-                raise
+                raise connection_error(exc) from exc
             time.sleep(delay)
             attempt += 1
             continue
@@ -169,10 +169,10 @@ async def asend(client: BaseClient, kwargs: dict[str, Any], *, secured: bool, id
         used = client.token
         try:
             response = await http.send(call.build(http, client, used), stream=True)
-        except httpx.TransportError:
+        except httpx.TransportError as exc:
             delay = call.retry_delay(attempt, None)
             if delay is None:
-                raise
+                raise connection_error(exc) from exc
             await asyncio.sleep(delay)
             attempt += 1
             continue

@@ -2,7 +2,7 @@
 // refresh, timeouts, retries and error mapping. Hand-written runtime; it uses only what
 // Node 18+ and browsers provide (fetch, AbortController, TextDecoder, FormData, Blob).
 
-import { ApiError, TimeoutError } from "./errors.js";
+import { ApiError, ConnectionError, TimeoutError } from "./errors.js";
 import { backoffMs, parseRetryAfter, retryPolicy, retryableStatus, sleep, type RetryOptions } from "./retry.js";
 import { readSse } from "./sse.js";
 
@@ -14,11 +14,14 @@ export interface Tokens {
 }
 
 export interface ClientOptions {
-  /** The server, e.g. `http://localhost:8080`; the API's base path is appended unless present. */
-  baseUrl: string;
+  /**
+   * The server, e.g. `http://localhost:8080`; the API's base path is appended unless present.
+   * Default (Node): the `BITNET_BASE_URL` environment variable.
+   */
+  baseUrl?: string;
   /** Sent as `Authorization: Bearer <token>`: an access token or an API key. */
   token?: string;
-  /** Sent in the API key header when no `token` is set. */
+  /** Sent in the API key header when no `token` is set. Default (Node): `BITNET_API_KEY`. */
   apiKey?: string;
   /** With a refresh token, a 401 triggers one refresh and one retry of the request. */
   refreshToken?: string;
@@ -39,6 +42,13 @@ export interface RequestOptions {
   timeoutMs?: number;
   retry?: RetryOptions | false;
   headers?: Record<string, string>;
+  /** Called with the raw successful response (status, headers) before its body is read. */
+  onResponse?: (response: Response) => void;
+  /**
+   * Called as a raw upload's bytes are sent (`total` when the body's size is known). A Blob
+   * or bytes body is then streamed (Node), and re-read from the start on a retry.
+   */
+  onUploadProgress?: (sent: number, total: number | undefined) => void;
 }
 
 /** Raw request bodies: files (Blob, e.g. `fs.openAsBlob(path)`), bytes, or a stream (not retried). */
@@ -65,6 +75,14 @@ export interface ApiInfo {
   basePath: string;
   apiKeyHeader?: string;
   refreshPath?: string;
+  /** Sent as `User-Agent` where the platform allows it (Node; browsers set their own). */
+  userAgent?: string;
+}
+
+/** An environment variable under Node (undefined in browsers). */
+function env(name: string): string | undefined {
+  const proc = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process;
+  return proc?.env?.[name] || undefined;
 }
 
 interface Sent {
@@ -84,8 +102,12 @@ export class HttpCore {
   private readonly root: string;
   private readonly fetchImpl: typeof fetch;
 
-  constructor(private readonly options: ClientOptions, private readonly info: ApiInfo) {
-    const base = options.baseUrl.replace(/\/+$/, "");
+  private readonly options: ClientOptions;
+
+  constructor(options: ClientOptions, private readonly info: ApiInfo) {
+    this.options = { ...options, apiKey: options.apiKey ?? env("BITNET_API_KEY") };
+    const base = (options.baseUrl ?? env("BITNET_BASE_URL") ?? "").replace(/\/+$/, "");
+    if (!base) throw new Error("no baseUrl: pass options.baseUrl or set BITNET_BASE_URL");
     this.root = info.basePath && !base.endsWith(info.basePath) ? base + info.basePath : base;
     this.accessToken = options.token;
     this.refreshToken = options.refreshToken;
@@ -98,6 +120,16 @@ export class HttpCore {
   setTokens(accessToken: string | undefined, refreshToken?: string): void {
     this.accessToken = accessToken;
     if (refreshToken !== undefined) this.refreshToken = refreshToken;
+  }
+
+  /** The API's root URL (base URL and base path). */
+  get rootUrl(): string {
+    return this.root;
+  }
+
+  /** The credential a WebSocket authenticates with: the bearer token, else the API key. */
+  get credential(): string | undefined {
+    return this.accessToken ?? this.options.apiKey;
   }
 
   get token(): string | undefined {
@@ -180,19 +212,23 @@ export class HttpCore {
       let response: Response;
       try {
         response = await this.fetchImpl(url, this.init(call, { ...headers, ...(options.headers ?? {}) }, accept,
-                                                        usedToken, guard.signal));
+                                                        usedToken, guard.signal, options.onUploadProgress));
       } catch (error) {
         guard.stopTimer();
         guard.dispose();
         if (options.signal?.aborted) throw options.signal.reason ?? error;
-        const failure = guard.timedOut ? new TimeoutError(`${call.method} ${call.path} timed out`) : error;
+        const failure = guard.timedOut ? new TimeoutError(`${call.method} ${call.path} timed out`)
+          : new ConnectionError(`${call.method} ${call.path}: ${String(error)}`, { cause: error });
         if (attempt < policy.maxRetries && idempotent && replayable) {
           await sleep(backoffMs(attempt, policy), options.signal);
           continue;
         }
         throw failure;
       }
-      if (response.ok) return { response, stopTimer: () => guard.stopTimer(), dispose: () => guard.dispose() };
+      if (response.ok) {
+        options.onResponse?.(response);
+        return { response, stopTimer: () => guard.stopTimer(), dispose: () => guard.dispose() };
+      }
       const error = await errorFrom(response);
       guard.stopTimer();
       guard.dispose();
@@ -223,8 +259,10 @@ export class HttpCore {
   }
 
   private init(call: Call, extra: Record<string, string | undefined>, accept: string, token: string | undefined,
-               signal: AbortSignal): RequestInit {
+               signal: AbortSignal, onProgress?: RequestOptions["onUploadProgress"]): RequestInit {
     const headers = new Headers(this.options.headers ?? {});
+    const isNode = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
+    if (this.info.userAgent && isNode && !headers.has("User-Agent")) headers.set("User-Agent", this.info.userAgent);
     headers.set("Accept", accept);
     if (call.secured) {
       if (token) headers.set("Authorization", `Bearer ${token}`);
@@ -241,8 +279,8 @@ export class HttpCore {
       init.body = multipartBody(call.multipart); // fetch sets the boundary
     } else if (call.binary !== undefined) {
       headers.set("Content-Type", "application/octet-stream");
-      init.body = call.binary as BodyInit;
-      if (call.binary instanceof ReadableStream) init.duplex = "half"; // streamed upload (Node)
+      init.body = onProgress ? counted(call.binary, onProgress) : (call.binary as BodyInit);
+      if (init.body instanceof ReadableStream) init.duplex = "half"; // streamed upload (Node)
     }
     return init;
   }
@@ -267,8 +305,8 @@ export class HttpCore {
     try {
       const response = await this.fetchImpl(this.root + (this.info.refreshPath ?? ""), {
         method: "POST",
-        headers: { Accept: "application/json", "Content-Type": "application/x-www-form-urlencoded" },
-        body: new URLSearchParams({ grant_type: "refresh_token", refresh_token: this.refreshToken ?? "" }).toString(),
+        headers: { Accept: "application/json", "Content-Type": "application/json" },
+        body: JSON.stringify({ refresh_token: this.refreshToken ?? "" }),
         signal: guard.signal,
       });
       if (!response.ok) {
@@ -342,8 +380,8 @@ async function errorFrom(response: Response): Promise<ApiError> {
       : { ...problem, request_id: requestId };
     return ApiError.fromProblem(withId, response.status, response.headers, retryAfterMs);
   }
-  return new ApiError({ status: response.status, title: response.statusText || undefined, headers: response.headers,
-                        body: parsed, retryAfterMs, requestId });
+  return ApiError.create({ status: response.status, title: response.statusText || undefined,
+                           headers: response.headers, body: parsed, retryAfterMs, requestId });
 }
 
 function parseJson(text: string): unknown {
@@ -381,6 +419,26 @@ function multipartBody(form: object): FormData {
     }
   }
   return data;
+}
+
+/** The body as a stream that reports each chunk as fetch pulls it (a fresh one per attempt). */
+function counted(body: BinaryBody, onProgress: (sent: number, total: number | undefined) => void): ReadableStream<Uint8Array> {
+  const source = body instanceof ReadableStream ? body : body instanceof Blob ? body.stream()
+    : new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(body instanceof Uint8Array ? body : new Uint8Array(body));
+        controller.close();
+      },
+    });
+  const total = body instanceof Blob ? body.size : body instanceof ReadableStream ? undefined : body.byteLength;
+  let sent = 0;
+  return source.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      sent += chunk.byteLength;
+      onProgress(sent, total);
+      controller.enqueue(chunk);
+    },
+  }));
 }
 
 function newIdempotencyKey(): string {

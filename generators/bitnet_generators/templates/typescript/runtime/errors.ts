@@ -45,7 +45,7 @@ export class ApiError extends Error {
   constructor(init: ApiErrorInit) {
     const title = init.title ?? `HTTP ${init.status}`;
     super(init.detail ? `${init.status} ${title}: ${init.detail}` : `${init.status} ${title}`);
-    this.name = "ApiError";
+    this.name = new.target.name;
     this.status = init.status;
     this.type = init.type ?? "about:blank";
     this.title = title;
@@ -58,6 +58,12 @@ export class ApiError extends Error {
     this.body = init.body;
   }
 
+  /** The error of the class for `init.status` ({@link NotFoundError} for 404, ...). */
+  static create(init: ApiErrorInit): ApiError {
+    const kind = init.status >= 500 ? InternalServerError : BY_STATUS[init.status] ?? ApiError;
+    return new kind(init);
+  }
+
   /** Build from a problem object (an error event of a stream, or a parsed body). */
   static fromProblem(problem: unknown, status?: number, headers?: Headers, retryAfterMs?: number): ApiError {
     const p = (typeof problem === "object" && problem !== null ? problem : {}) as Record<string, unknown>;
@@ -67,7 +73,7 @@ export class ApiError extends Error {
           .filter((e): e is Record<string, unknown> => typeof e === "object" && e !== null)
           .map((e) => ({ field: String(e.field ?? ""), message: String(e.message ?? "") }))
       : [];
-    return new ApiError({
+    return ApiError.create({
       status: status ?? (typeof p.status === "number" ? p.status : 0),
       type: str(p.type),
       title: str(p.title),
@@ -82,8 +88,38 @@ export class ApiError extends Error {
   }
 }
 
+/** 400: the request is malformed or breaks a rule; `errors` names the fields. */
+export class BadRequestError extends ApiError {}
+/** 401: the credential is missing, invalid or expired. */
+export class AuthenticationError extends ApiError {}
+/** 403: the credential lacks the scope (or the account the right) for this operation. */
+export class PermissionDeniedError extends ApiError {}
+/** 404: no such resource, or not yours. */
+export class NotFoundError extends ApiError {}
+/** 409: the resource's state does not allow this now. */
+export class ConflictError extends ApiError {}
+/** 422: well-formed, but the server cannot do it. */
+export class UnprocessableEntityError extends ApiError {}
+/** 429: the rate limit or a quota is spent; `retryAfterMs` says when to come back. */
+export class RateLimitError extends ApiError {}
+/** 5xx: the server failed (retried automatically where that is safe). */
+export class InternalServerError extends ApiError {}
+
+const BY_STATUS: Record<number, new (init: ApiErrorInit) => ApiError> = {
+  400: BadRequestError, 401: AuthenticationError, 403: PermissionDeniedError, 404: NotFoundError,
+  409: ConflictError, 422: UnprocessableEntityError, 429: RateLimitError,
+};
+
+/** No answer: the connection failed or broke (the fetch error is `cause`). */
+export class ConnectionError extends Error {
+  constructor(message = "connection error", options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "ConnectionError";
+  }
+}
+
 /** A request (one attempt) took longer than the configured timeout. */
-export class TimeoutError extends Error {
+export class TimeoutError extends ConnectionError {
   constructor(message = "the request timed out") {
     super(message);
     this.name = "TimeoutError";
