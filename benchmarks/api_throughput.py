@@ -59,9 +59,8 @@ class Server:
         if "url" not in found:
             raise RuntimeError(f"{name}: server did not start")
         self.url = found["url"]
-        form = {"grant_type": "password", "username": found["email"],
-                "password": found["password"]}
-        self.token = httpx.post(self.url + "/v1/auth/login", data=form,
+        credentials = {"email": found["email"], "password": found["password"]}
+        self.token = httpx.post(self.url + "/v1/auth/login", json=credentials,
                                 timeout=60).json()["access_token"]
 
     def stop(self) -> None:

@@ -56,8 +56,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
         email = _read_until(process, r"email:\s+(\S+)", lines).group(1)
         password = _read_until(process, r"password:\s+(\S+)", lines).group(1)
         url = _read_until(process, r"serving on (http://\S+) with 2 processes", lines).group(1)
-        form = {"grant_type": "password", "username": email, "password": password}
-        login = httpx.post(url + "/v1/auth/login", data=form, timeout=60)
+        login = httpx.post(url + "/v1/auth/login", json={"email": email, "password": password},
+                           timeout=60)
         assert login.status_code == 200, login.text
         yield Served(process, url, login.json()["access_token"])
     finally:
