@@ -72,6 +72,8 @@ class Settings:
     model_cache_bytes: int = 4 * 1024**3
     #: Concurrent requests waiting per model before 503.
     model_queue_size: int = 16
+    #: Generations of one model decoded together in one batched step (its slots).
+    max_batch_size: int = 16
     request_timeout_s: float = 300.0
     #: Networks of reverse proxies whose ``X-Forwarded-For`` is believed (comma-separated
     #: addresses or CIDRs, e.g. ``10.0.0.0/8,::1``); empty: the TCP peer is the client.
@@ -84,6 +86,10 @@ class Settings:
     #: Web origins allowed to call the API from browsers (``*``: any); none by default.
     #: ``BITNET_CORS_ORIGINS`` takes them comma separated.
     cors_origins: tuple[str, ...] = ()
+    #: Open WebSocket connections one user may hold per server process (more: close 4429).
+    ws_max_connections_per_user: int = 16
+    #: Seconds between re-checks of an open WebSocket's credential (revoked: close 4401).
+    ws_credential_recheck_s: float = 30.0
 
     def __post_init__(self) -> None:
         # Accept str paths from callers; everything downstream relies on Path.

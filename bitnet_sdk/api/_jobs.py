@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,6 +32,8 @@ from bitnet_sdk.store import Job
 
 __all__ = ["IDEMPOTENCY_HEADER", "cancel_job_response", "get_job_response", "idempotency_key", "job_body", "job_problems", "jobs_service",
            "owner_scope", "webhook_spec", "with_messages"]
+
+log = logging.getLogger(__name__)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -93,6 +96,8 @@ def webhook_spec(item: dict[str, Any], field_prefix: str = "") -> tuple[str | No
     try:
         webhooks.check_url(url, allow_private=current().settings.webhook_allow_private)
     except webhooks.UnsafeWebhookUrl as exc:
+        # The client learns only that the URL is refused; the operator's log says why.
+        log.info("webhook URL refused: %s", exc.operator_detail)
         raise unprocessable(str(exc), errors=[{"field": f"{field_prefix}webhook_url",
                                                "message": str(exc)}]) from None
     if secret is None:

@@ -16,9 +16,10 @@ from typing import Any
 
 from bitnet_sdk import auth
 from bitnet_sdk.api._http import json_response
+from bitnet_sdk.api._times import client_time
 from bitnet_sdk.api.auth import iso
 from bitnet_sdk.server.context import current
-from bitnet_sdk.server.problems import Problem, bad_request, conflict, unprocessable
+from bitnet_sdk.server.problems import Problem, conflict, unprocessable
 from bitnet_sdk.service.accounting import storage_quota, usage
 from bitnet_sdk.service.accounting.limiter import limiter_for
 from bitnet_sdk.service.accounting.ratelimit import customer_key, tier_limit
@@ -80,13 +81,7 @@ async def get_account(user: str) -> Any:
 
 
 def _parse_time(name: str, value: str | None, default: datetime) -> datetime:
-    if value is None:
-        return default
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise bad_request(f"{name!r} is not an RFC 3339 date-time: {value!r}") from None
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
+    return default if value is None else client_time(name, value)
 
 
 def _zero() -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from bitnet_sdk import auth
 from bitnet_sdk.api._http import json_response, no_content
+from bitnet_sdk.api._times import client_time
 from bitnet_sdk.auth.scopes import parse_scope
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem, bad_request, forbidden, not_found, unprocessable
@@ -49,12 +50,7 @@ async def list_api_keys(user: str, limit: int = 20, cursor: str | None = None) -
 def _parse_expiry(value: str | None) -> datetime | None:
     if value is None:
         return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise bad_request(f"expires_at is not an RFC 3339 date-time: {value!r}") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+    when = client_time("expires_at", value)
     if when <= datetime.now(timezone.utc):
         raise unprocessable("expires_at must be in the future.")
     return when

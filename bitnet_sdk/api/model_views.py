@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.store import ModelRecord
 
 __all__ = ["metadata_view", "model_view", "utc_iso", "validation_view"]
@@ -25,8 +26,13 @@ def utc_iso(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def model_view(record: ModelRecord) -> dict[str, Any]:
-    """``Model``: ``kind``, ``format`` and ``qtype`` only once a file has been validated."""
+def model_view(record: ModelRecord, viewer: Principal) -> dict[str, Any]:
+    """``Model`` as ``viewer`` may see it.
+
+    ``kind``, ``format`` and ``qtype`` only once a file has been validated; ``owner_id``
+    only for the owner and administrators (another user's public model does not say whose
+    it is: user ids are not for strangers).
+    """
     base = f"{API_BASE_PATH}/models/{record.id}"
     out: dict[str, Any] = {
         "id": record.id,
@@ -37,7 +43,8 @@ def model_view(record: ModelRecord) -> dict[str, Any]:
         "sha256": record.sha256,
         "tags": list(record.tags or []),
         "public": bool(record.public),
-        "owner_id": record.owner_id,
+        "owner_id": record.owner_id if viewer.is_admin or viewer.user_id == record.owner_id
+        else None,
         "source_model_id": record.source_model_id,
         "created_at": utc_iso(record.created_at),
         "updated_at": utc_iso(record.updated_at),

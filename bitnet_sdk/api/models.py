@@ -26,6 +26,7 @@ from bitnet_sdk.api._http import json_response, no_content
 from bitnet_sdk.api.model_views import metadata_view, model_view, validation_view
 from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.server.context import current
+from bitnet_sdk.server.multipart import content_length
 from bitnet_sdk.server.problems import Problem, bad_request, conflict, forbidden, not_found
 from bitnet_sdk.service.accounting import storage_quota
 from bitnet_sdk.service.pagination import InvalidCursor
@@ -92,10 +93,11 @@ def _actor(token_info: dict[str, Any]) -> Principal:
 def list_models(token_info: dict[str, Any], cursor: str | None = None, limit: int = 20,
                 kind: str | None = None, qtype: str | None = None, status: str | None = None,
                 name_prefix: str | None = None) -> Any:
+    actor = _actor(token_info)
     with _problems():
-        page = registry.list_models(_actor(token_info), cursor=cursor, limit=limit, kind=kind,
+        page = registry.list_models(actor, cursor=cursor, limit=limit, kind=kind,
                                     qtype=qtype, status=status, name_prefix=name_prefix)
-    return json_response({"data": [model_view(r) for r in page.items],
+    return json_response({"data": [model_view(r, actor) for r in page.items],
                           "next_cursor": page.next_cursor})
 
 
@@ -111,7 +113,8 @@ async def create_model(body: dict[str, Any], token_info: dict[str, Any], file: A
                 record = await asyncio.to_thread(_register_upload, actor, file, fields)
             finally:
                 await file.close()  # Connexion does not close form files (connexion #1848)
-    return json_response(model_view(record), 201, {"Location": model_view(record)["links"]["self"]})
+    view = model_view(record, actor)
+    return json_response(view, 201, {"Location": view["links"]["self"]})
 
 
 def _register_upload(actor: Principal, file: Any, fields: dict[str, Any]) -> Any:
@@ -124,13 +127,13 @@ def _register_upload(actor: Principal, file: Any, fields: dict[str, Any]) -> Any
 def get_model(model_id: str, token_info: dict[str, Any]) -> Any:
     with _problems():
         record = registry.get_model(_actor(token_info), model_id)
-    return json_response(model_view(record))
+    return json_response(model_view(record, _actor(token_info)))
 
 
 def update_model(model_id: str, body: dict[str, Any], token_info: dict[str, Any]) -> Any:
     with _problems():
         record = registry.update_model(_actor(token_info), model_id, body)
-    return json_response(model_view(record))
+    return json_response(model_view(record, _actor(token_info)))
 
 
 def delete_model(model_id: str, token_info: dict[str, Any]) -> Any:
@@ -162,8 +165,8 @@ async def upload_model_file(model_id: str, token_info: dict[str, Any]) -> Any:
     """Stream the body to a partial file, check size and digest, validate, publish."""
     actor = _actor(token_info)
     settings = current().settings
-    length = request.headers.get("content-length")  # absent when the body is chunked
-    declared = int(length) if length is not None and length.isdigit() else None
+    # Absent when the body is chunked.
+    declared = content_length(request.headers.get("content-length"))
     digest = request.headers.get("x-content-sha256")
     with _problems():
         record = await asyncio.to_thread(registry.check_upload, actor, model_id)
@@ -194,7 +197,7 @@ async def upload_model_file(model_id: str, token_info: dict[str, Any]) -> Any:
                                              report, settings)
         finally:
             await asyncio.shield(asyncio.to_thread(partial.discard))
-    return json_response(model_view(record))
+    return json_response(model_view(record, actor))
 
 
 async def download_model_file(model_id: str, token_info: dict[str, Any]) -> Any:

@@ -27,7 +27,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,8 +91,13 @@ def _model_not_found(ident: str, exc: Exception | None = None) -> Problem:
                    openai_code="model_not_found")
 
 
-def _model_object(record: Any, listed_as: str | None = None) -> dict[str, Any]:
+def _model_object(record: Any, token_info: dict[str, Any],
+                  listed_as: str | None = None) -> dict[str, Any]:
+    """``owned_by``: the caller's id on their own models, ``user`` on other users' (whose
+    ids are not for strangers), ``system`` on the server's."""
     owner = getattr(record, "owner_id", None)
+    if owner is not None and owner != token_info.get("sub"):
+        owner = "user"
     return oc.model_object(listed_as or record.id, int(record.created_at.timestamp()), owner)
 
 
@@ -107,8 +112,8 @@ def listed_models(token_info: dict[str, Any]) -> list[dict[str, Any]]:
         with contextlib.suppress(Problem):
             target = resolve_model(name, token_info)
             if target.kind == "llm" and target.status == "ready":
-                named.append(_model_object(target, name))
-    return named + [_model_object(r) for r in records]
+                named.append(_model_object(target, token_info, name))
+    return named + [_model_object(r, token_info) for r in records]
 
 
 async def openai_list_models(token_info: dict[str, Any]) -> Any:
@@ -120,7 +125,7 @@ async def openai_retrieve_model(model: str, token_info: dict[str, Any]) -> Any:
     record = await asyncio.to_thread(resolve_model, model, token_info)
     if record.kind != "llm" or record.status != "ready":
         raise _model_not_found(model)
-    return json_response(_model_object(record))
+    return json_response(_model_object(record, token_info))
 
 
 # -- completions ---------------------------------------------------------------------------
@@ -190,12 +195,19 @@ async def _answer(job: _Job, stream: bool) -> Any:
 
 async def _complete(job: _Job, watch: Disconnect, books: _Books) -> Any:
     service, results = _service(), []
-    for number, generation in enumerate(job.generations):
+
+    def run(generation: oc.Generation) -> Awaitable[dict[str, Any]]:
+        return service.run(job.caller, generation.request, on_usage=usage_hook(),
+                           request_id=_request_id(job, generation), settled=books.new())
+
+    if await _together(job):
+        responses = await watch.guard(asyncio.gather(*map(run, job.generations)))
+        results = [oc.Result.from_response(g, r)
+                   for g, r in zip(job.generations, responses, strict=True)]
+    for number, generation in enumerate(job.generations if not results else ()):
         if number:
             await _check_quota()
-        response = await watch.guard(service.run(
-            job.caller, generation.request, request_id=_request_id(job, generation),
-            on_usage=usage_hook(), settled=books.new()))
+        response = await watch.guard(run(generation))
         results.append(oc.Result.from_response(generation, response))
     build = oc.chat_completion if job.chat else oc.text_completion
     return json_response(build(job.completion_id, job.created, job.model_id, results,
@@ -212,13 +224,24 @@ async def _stream(job: _Job, watch: Disconnect, books: _Books) -> Any:
         return _service().stream(job.caller, generation.request, cancel=cancel, on_usage=meter,
                                  request_id=_request_id(job, generation), settled=books.new())
 
-    events = events_of(job.generations[0])
+    pumps: list[asyncio.Task[None]] = []
+    together = await _together(job)
+    source = events_of
+    if together:  # every choice starts now (one batch, one prefill); their events wait in order
+        started = [_prefetch(events_of(g), pumps) for g in job.generations]
+
+        def source(generation: oc.Generation) -> AsyncIterator[StreamEvent]:
+            return started[job.generations.index(generation)]
+
+    events = source(job.generations[0])
     first = await watch.guard(anext(events))
-    body = _chunks(job, first, events, events_of)
+    body = _chunks(job, first, events, source, check_quota=not together)
 
     async def closed() -> None:
         cancel.set()  # stops the generation between two tokens, even if nobody reads on
         await _aclose(body)
+        for pump in pumps:
+            pump.cancel()
         await books.settle()  # its usage is in the request's record
 
     return EventStream(body, on_close=closed, media_type="text/event-stream",
@@ -226,15 +249,16 @@ async def _stream(job: _Job, watch: Disconnect, books: _Books) -> Any:
 
 
 async def _chunks(job: _Job, first: StreamEvent, events: AsyncIterator[StreamEvent],
-                  events_of: Callable[[oc.Generation], AsyncIterator[StreamEvent]],
-                  ) -> AsyncGenerator[str, None]:
+                  events_of: Callable[[oc.Generation], AsyncIterator[StreamEvent]], *,
+                  check_quota: bool = True) -> AsyncGenerator[str, None]:
     builder = oc.ChunkBuilder(chat=job.chat, completion_id=job.completion_id,
                               created=job.created, model=job.model_id, logprobs=job.logprobs,
                               include_usage=job.include_usage)
     try:
         for number, generation in enumerate(job.generations):
             if number:
-                await _check_quota()
+                if check_quota:
+                    await _check_quota()
                 events = events_of(generation)
             event = first if number == 0 else await anext(events)
             opening = builder.start(generation)
@@ -255,6 +279,37 @@ async def _chunks(job: _Job, first: StreamEvent, events: AsyncIterator[StreamEve
             "type": problem.type, "detail": problem.detail, **(problem.ext or {})}))
     finally:  # closed early (client gone): stop the generation now, not when collected
         await _aclose(events)
+
+
+def _prefetch(events: AsyncIterator[StreamEvent],
+              pumps: list[asyncio.Task[None]]) -> AsyncIterator[StreamEvent]:
+    """Start iterating ``events`` now (its generation joins the batch); read them later.
+
+    The pump task is added to ``pumps``; cancelling it stops the generation.
+    """
+    queue: asyncio.Queue[tuple[StreamEvent | None, BaseException | None]] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for event in events:
+                queue.put_nowait((event, None))
+        except Exception as exc:
+            queue.put_nowait((None, exc))
+        finally:
+            queue.put_nowait((None, None))
+
+    pumps.append(asyncio.ensure_future(pump()))
+
+    async def read() -> AsyncGenerator[StreamEvent, None]:
+        while True:
+            event, error = await queue.get()
+            if error is not None:
+                raise error
+            if event is None:
+                return
+            yield event
+
+    return read()
 
 
 async def _aclose(iterator: AsyncIterator[Any]) -> None:
@@ -279,6 +334,29 @@ def _service() -> InferenceService:
 def _request_id(job: _Job, generation: oc.Generation) -> str:
     """The native request id of one generation (``req_`` + the completion id's hex, + index)."""
     return f"req_{job.completion_id.rpartition('-')[2]}{generation.index:02d}"
+
+
+async def _together(job: _Job) -> bool:
+    """Whether a request's choices run at once (batched, one prefill per prompt).
+
+    They do when the month's token quota surely covers them all (a bound of
+    each one's tokens: twice its prompt's bytes, plus a chat template, plus
+    ``max_tokens``). Near the quota they run one after another instead, so the
+    quota can stop the next one (see :func:`_check_quota`).
+    """
+    from bitnet_sdk.server import metering
+
+    if len(job.generations) < 2:
+        return False
+    if metering.current_usage() is None:
+        return True
+    bound = sum(2 * len(json.dumps(g.request.get("prompt") or g.request.get("messages")))
+                + 256 + int(g.request.get("max_tokens") or 0) for g in job.generations)
+    try:
+        await metering.acheck_quota("inference_tokens", bound)
+    except ProblemException:
+        return False
+    return True
 
 
 async def _check_quota() -> None:

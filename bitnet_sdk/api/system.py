@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import platform
 import shutil
@@ -18,12 +19,15 @@ from bitnet_sdk.server.spec import load_spec
 
 __all__ = ["get_devices", "get_health", "get_metrics", "get_status", "get_version"]
 
+log = logging.getLogger(__name__)
+
 
 async def get_health() -> Any:
+    """Public: statuses and latencies only (details, such as free space, are for /status)."""
     ctx = current()
     checks = await asyncio.to_thread(_run_checks, ctx)
     worst = "error" if any(c["status"] == "error" for c in checks.values()) else "ok"
-    body = {"status": worst, "checks": checks}
+    body = {"status": worst, "checks": {name: {**c, "detail": None} for name, c in checks.items()}}
     if worst == "error":
         return json_response(body, 503, {"Retry-After": "5"})
     return json_response(body)
@@ -40,6 +44,7 @@ def _timed(check: Any, ctx: AppContext) -> dict[str, Any]:
         status = "ok"
     except Exception as exc:  # a failing check is reported, never raised
         detail, status = f"{type(exc).__name__}: {exc}", "error"
+        log.warning("health check %s failed: %s", getattr(check, "__name__", check), detail)
     return {"status": status, "detail": detail,
             "latency_ms": round((time.perf_counter() - start) * 1000, 3)}
 
@@ -65,7 +70,6 @@ def get_version() -> Any:
         "version": __version__,
         "api_version": str(load_spec()["info"]["version"]),
         "commit": os.environ.get("BITNET_COMMIT") or None,
-        "python": platform.python_version(),
     })
 
 
@@ -85,6 +89,8 @@ def get_status() -> Any:
         "loaded_models": cache.describe() if cache else [],
         "queue": queue,
         "backends": usable,
+        "python": platform.python_version(),
+        "checks": _run_checks(ctx),
         "workers": workers,
         "process_id": os.getpid(),
     })

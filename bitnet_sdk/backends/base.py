@@ -155,11 +155,15 @@ class Backend(abc.ABC):
     def head(self, w: Any, x: np.ndarray) -> np.ndarray:
         """Logits: float32 ``x [n, d_model]`` times the prepared head → ``[n, vocab]`` float32.
 
-        Fallback: a float32 matrix product. Native versions must agree within
-        float32 rounding for a head kept in the file's type; an approximate
-        head (e.g. int8) must be opt-in and documented with its measured error.
+        Fallback: a float32 product, row by row (``ops.row_products``). Native
+        versions must agree within float32 rounding for a head kept in the
+        file's type; an approximate head (e.g. int8) must be opt-in and
+        documented with its measured error. Every version must compute a row
+        the same way whatever ``n``: a batched sequence must get exactly the
+        logits it gets alone (the batching scheduler's determinism).
         """
-        return np.asarray(x @ np.asarray(w, dtype=np.float32).T, dtype=np.float32)
+        return ops.row_products(np.ascontiguousarray(x, dtype=np.float32),
+                                np.asarray(w, dtype=np.float32))
 
     # -- float layer ops (fallback: bitnet_sdk.backends.ops) ------------------------
 

@@ -8,9 +8,16 @@ rounding. Shapes: ``n`` tokens, ``h`` query heads, ``hkv`` key/value heads,
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
+import threading
+
 import numpy as np
 
-__all__ = ["attention", "relu2", "rms_norm", "rope", "silu", "softmax"]
+__all__ = ["HEAD_TILE", "attention", "relu2", "rms_norm", "rope", "row_products", "silu", "softmax"]
+
+#: Vocabulary rows per product of the output head (a float32 tile fits a core's L2 cache).
+HEAD_TILE = 256
 
 
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
@@ -94,3 +101,53 @@ def relu2(x: np.ndarray) -> np.ndarray:
     """Squared ReLU, BitNet b1.58 2B-4T's gate activation."""
     r = np.maximum(x, np.float32(0.0))
     return r * r
+
+
+def row_products(h: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``h [n, d] @ w[vocab, d].T`` in float32, each row independent of the others.
+
+    One BLAS call over all rows would sum a row in an order that depends on
+    the row count (a GEMV for one row, small-matrix or blocked GEMM kernels for
+    more). Here every product is one fixed-shape GEMV of a :data:`HEAD_TILE`-row
+    tile of ``w`` with one row of ``h``, tiles outermost, so a tile is read from
+    memory once and reused from cache for every row: one row costs a plain
+    GEMV, many about a GEMM. The tiles are split between the cores (numpy
+    releases the GIL); the split does not change any product.
+    """
+    n, d = h.shape
+    vocab = w.shape[0]
+    full = vocab // HEAD_TILE * HEAD_TILE
+    tiles = w[:full].reshape(-1, HEAD_TILE, d)  # [t, T, d]
+    prod = np.empty((tiles.shape[0], n, HEAD_TILE, 1), dtype=np.float32)  # [t, n, T, 1]
+
+    def part(lo: int, hi: int) -> None:
+        np.matmul(tiles[lo:hi, None], h[None, :, :, None], out=prod[lo:hi])
+
+    pool, parts = _head_pool()
+    bounds = np.linspace(0, tiles.shape[0], parts + 1).astype(int)
+    if pool is None or tiles.shape[0] < 2 * parts:
+        part(0, tiles.shape[0])
+    else:
+        list(pool.map(part, bounds[:-1], bounds[1:]))
+    out = np.empty((n, vocab), dtype=np.float32)
+    out[:, :full] = prod[..., 0].transpose(1, 0, 2).reshape(n, full)
+    if full < vocab:
+        out[:, full:] = np.matmul(w[None, full:], h[:, :, None])[..., 0]  # [n, rest]
+    return out
+
+
+_HEAD_POOL: tuple[concurrent.futures.ThreadPoolExecutor | None, int] | None = None
+_HEAD_POOL_LOCK = threading.Lock()
+
+
+def _head_pool() -> tuple[concurrent.futures.ThreadPoolExecutor | None, int]:
+    """Threads for the output head: ``BITNET_NUM_THREADS`` or every usable CPU."""
+    global _HEAD_POOL
+    with _HEAD_POOL_LOCK:
+        if _HEAD_POOL is None:
+            threads = int(os.environ.get("BITNET_NUM_THREADS") or len(os.sched_getaffinity(0))
+                          if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+            pool = (concurrent.futures.ThreadPoolExecutor(threads, "bitnet-head")
+                    if threads > 1 else None)
+            _HEAD_POOL = (pool, max(1, threads))
+        return _HEAD_POOL

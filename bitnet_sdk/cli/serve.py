@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--redis", dest="redis_url", metavar="URL",
                    help="redis://… for shared rate limits (default: the database alone)")
     p.add_argument("--backend", help="compute backend (default auto)")
+    p.add_argument("--max-batch-size", type=int, metavar="N",
+                   help="generations of one model decoded together in one step (default 16, "
+                        "BITNET_MAX_BATCH_SIZE); more wait in the model's queue")
+    p.add_argument("--queue-size", dest="model_queue_size", type=int, metavar="N",
+                   help="requests waiting per model before 503 (default 16, "
+                        "BITNET_MODEL_QUEUE_SIZE)")
     p.add_argument("--no-demo", dest="demo_model", action="store_const", const=False,
                    help="do not create the demo model on first start")
     p.add_argument("--cors-origin", dest="cors_origins", action="append", metavar="ORIGIN",
@@ -38,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env(
         host=args.host, port=args.port, database_url=args.database_url,
         data_dir=args.data_dir, workers=args.workers, backend=args.backend,
+<<<<<<< HEAD
         demo_model=args.demo_model, processes=args.processes, redis_url=args.redis_url,
+=======
+        demo_model=args.demo_model, max_batch_size=args.max_batch_size,
+        model_queue_size=args.model_queue_size,
+>>>>>>> main
         cors_origins=parse_origins(",".join(args.cors_origins)) if args.cors_origins else None,
     )
     if settings.processes < 1:

@@ -37,10 +37,12 @@ from bitnet_sdk.model.textstream import IncrementalDetokenizer, StopMatcher
 __all__ = [
     "Completion",
     "GenerationStep",
+    "SequenceDecoder",
     "Timings",
     "TopLogprob",
     "complete",
     "generate",
+    "new_decoder",
 ]
 
 #: Prompt tokens per forward pass: bounds the attention score buffer ``[heads, batch, t]``.
@@ -174,13 +176,30 @@ def generate(
     window, or bad sampling settings, so a server can answer 400 before it
     starts streaming.
     """
+    decoder = new_decoder(model, prompt, max_tokens=max_tokens, stop=stop, logprobs=logprobs,
+                          sampling=sampling, **options)
+    return _run(model, decoder, cancel)
+
+
+def new_decoder(
+    model: _Generator,
+    prompt: str | Sequence[int],
+    *,
+    max_tokens: int = 256,
+    stop: Sequence[str] = (),
+    logprobs: int = 0,
+    sampling: SamplingParams | None = None,
+    **options: Any,
+) -> SequenceDecoder:
+    """The checked decoder of one generation (arguments as :func:`generate`; its ``ids``
+    are the prompt's tokens). ``ValueError`` for what :func:`generate` refuses."""
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
     if logprobs < 0:
         raise ValueError(f"logprobs must be >= 0, got {logprobs}")
     sample = make_sampler(_sampling(sampling, options))
     ids = _prompt_ids(model, prompt)
-    return _run(model, ids, sample, max_tokens, tuple(stop), logprobs, cancel)
+    return SequenceDecoder(model, ids, sample, max_tokens, tuple(stop), logprobs)
 
 
 def _sampling(sampling: SamplingParams | None, options: dict[str, Any]) -> SamplingParams:
@@ -188,18 +207,67 @@ def _sampling(sampling: SamplingParams | None, options: dict[str, Any]) -> Sampl
     return SamplingParams(**options) if sampling is None else dataclasses.replace(sampling, **options)
 
 
-def _run(
-    model: _Generator,
-    ids: list[int],
-    sample: Callable[[np.ndarray], int],
-    max_tokens: int,
-    stop: Sequence[str],
-    logprobs: int,
-    cancel: CancelHook,
-) -> Iterator[GenerationStep]:
-    """The generation loop behind ``generate`` (arguments already checked)."""
-    tokenizer, eog = model.tokenizer, model.eog_token_ids
-    cache = model.new_cache()
+class SequenceDecoder:
+    """One sequence's side of decoding: logits in, ``GenerationStep`` out.
+
+    Samples with the sequence's own sampler (its own seed), computes logprobs,
+    turns tokens into visible text (half characters and possible stop strings
+    held back) and decides when the sequence is finished. It does no model
+    work, so the same object serves the one-sequence loop here and a batching
+    scheduler that computes the logits of many sequences in one step.
+    """
+
+    def __init__(self, model: _Generator, ids: Sequence[int], sample: Callable[[np.ndarray], int],
+                 max_tokens: int, stop: Sequence[str], logprobs: int) -> None:
+        self._tokenizer, self._eog = model.tokenizer, model.eog_token_ids
+        self._context = model.context_length
+        self.ids = list(ids)
+        self.max_tokens = max_tokens
+        self.prompt_tokens = len(ids)
+        self._sample, self._max_tokens, self._logprobs = sample, max_tokens, logprobs
+        self._detok = IncrementalDetokenizer(self._tokenizer.decode, ids)
+        self._stops = StopMatcher(stop)
+        #: Tokens generated so far; the next one goes to position ``prompt_tokens + index``.
+        self.index = 0
+        #: Seconds spent on the prompt and when generation started (``perf_counter``).
+        self.prompt_s = 0.0
+        self.gen_start = 0.0
+        self.finished = False
+
+    def step(self, logits: np.ndarray) -> GenerationStep:
+        """Sample the next token from ``logits [vocab]`` and describe it."""
+        if self.finished:
+            raise RuntimeError("the sequence is finished")
+        index, tokenizer = self.index, self._tokenizer
+        lp = log_softmax(logits)
+        token = self._sample(logits)
+        top = tuple(
+            TopLogprob(t, tokenizer.decode([t]), p) for t, p in top_logprobs(lp, self._logprobs)
+        )
+        finish = None
+        if token in self._eog:
+            finish, piece = "eos", self._detok.flush()
+        else:
+            piece = self._detok.push(token)
+            if index == self._max_tokens - 1 or self.prompt_tokens + index + 1 >= self._context:
+                finish, piece = "length", piece + self._detok.flush()
+        text, stopped = self._stops.push(piece)
+        if stopped:
+            finish = "stop"
+        elif finish is not None:
+            text += self._stops.flush()
+        timings = None
+        if finish is not None:
+            self.finished = True
+            timings = Timings(self.prompt_tokens, index + 1, self.prompt_s,
+                              time.perf_counter() - self.gen_start)
+        self.index += 1
+        return GenerationStep(index, token, text, float(lp[token]), top, finish, timings)
+
+
+def _run(model: _Generator, decoder: SequenceDecoder, cancel: CancelHook) -> Iterator[GenerationStep]:
+    """The one-sequence generation loop behind ``generate`` (arguments already checked)."""
+    cache, ids = model.new_cache(), decoder.ids
 
     t0 = time.perf_counter()
     logits = None
@@ -207,39 +275,17 @@ def _run(
         if _cancelled(cancel):
             return
         logits = model.forward(ids[start : start + PROMPT_BATCH], start, cache, last_only=True)[0]
-    t1 = time.perf_counter()
+    decoder.gen_start = time.perf_counter()
+    decoder.prompt_s = decoder.gen_start - t0
     assert logits is not None
 
-    detok = IncrementalDetokenizer(tokenizer.decode, ids)
-    stops = StopMatcher(stop)
     pos = len(ids)
-    for index in range(max_tokens):
-        lp = log_softmax(logits)
-        token = sample(logits)
-        top = tuple(
-            TopLogprob(t, tokenizer.decode([t]), p) for t, p in top_logprobs(lp, logprobs)
-        )
-        finish = None
-        if token in eog:
-            finish, piece = "eos", detok.flush()
-        else:
-            piece = detok.push(token)
-            if index == max_tokens - 1 or pos + 1 >= model.context_length:
-                finish, piece = "length", piece + detok.flush()
-        text, stopped = stops.push(piece)
-        if stopped:
-            finish = "stop"
-        elif finish is not None:
-            text += stops.flush()
-        timings = None
-        if finish is not None:
-            timings = Timings(len(ids), index + 1, t1 - t0, time.perf_counter() - t1)
-        yield GenerationStep(index, token, text, float(lp[token]), top, finish, timings)
-        if finish is not None:
+    while True:
+        step = decoder.step(logits)
+        yield step
+        if step.finish_reason is not None or _cancelled(cancel):
             return
-        if _cancelled(cancel):
-            return
-        logits = model.forward([token], pos, cache)[0]
+        logits = model.forward([step.token_id], pos, cache)[0]
         pos += 1
 
 

@@ -70,6 +70,29 @@ class KVCache:
             raise ValueError(f"cannot truncate a cache of {self._length} positions to {length}")
         self._length = length
 
+    def copy_from(self, other: KVCache, length: int | None = None) -> None:
+        """Become a copy of ``other``'s first ``length`` positions (default: all of them).
+
+        Sequences that share a prompt fork here.
+        """
+        if (other.n_layers, other.n_kv_heads, other.head_dim) != (
+                self.n_layers, self.n_kv_heads, self.head_dim):
+            raise ValueError("cannot copy a KV cache of another shape")
+        n = other.length if length is None else length
+        if not 0 <= n <= other.length:
+            raise ValueError(f"cannot copy {n} positions of a cache of {other.length}")
+        if n > self.max_positions:
+            raise ContextOverflowError(
+                f"{n} positions exceed the context window of {self.max_positions}")
+        self._length = 0
+        if n == 0:
+            return
+        self._reserve(n)
+        for mine, theirs in ((self._k, other._k), (self._v, other._v)):
+            for layer in range(len(theirs)):
+                mine[layer][:n] = theirs[layer][:n]
+        self._length = n
+
     def _reserve(self, positions: int) -> None:
         if positions <= self._capacity:
             return

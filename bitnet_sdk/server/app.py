@@ -18,6 +18,7 @@ from connexion.options import SwaggerUIOptions
 from starlette.middleware.cors import CORSMiddleware
 
 from bitnet_sdk.config import Settings
+from bitnet_sdk.server.asgi.security_headers import SecurityHeadersMiddleware
 from bitnet_sdk.server.client_address import trusted_networks
 from bitnet_sdk.server.context import AppContext, ContextMiddleware, request_id
 from bitnet_sdk.server.cors import cors_options
@@ -49,6 +50,8 @@ API_BASE_PATH = "/v1"
 #: The OpenAI-compatible API (``openapi/openai.yaml``); its errors are OpenAI error objects.
 OPENAI_BASE_PATH = "/openai/v1"
 OPENAI_SPEC = "openai.yaml"
+#: Responses under these paths carry tokens or API keys: never stored by caches.
+CREDENTIAL_PATHS = (API_BASE_PATH + "/auth/", API_BASE_PATH + "/api-keys")
 
 
 def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
@@ -90,7 +93,10 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
                 base_path=OPENAI_BASE_PATH, validator_map=VALIDATOR_MAP)
     ctx.operation_scopes = {**operation_scopes(load_spec()), **operation_scopes(load_spec(OPENAI_SPEC))}
     accepts = {**request_media_types(load_spec()), **request_media_types(load_spec(OPENAI_SPEC))}
-    if settings.cors_origins:  # first added, outermost: preflights skip everything below
+    # Outermost of ours: every response, problems included, carries the security headers.
+    app.add_middleware(SecurityHeadersMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
+                       no_store_prefixes=CREDENTIAL_PATHS)
+    if settings.cors_origins:  # next: preflights skip everything below
         app.add_middleware(CORSMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,
                            **cors_options(settings.cors_origins))
     app.add_middleware(MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION,

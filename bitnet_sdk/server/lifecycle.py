@@ -44,7 +44,8 @@ async def startup(ctx: AppContext) -> None:
     from bitnet_sdk.service.inference.service import InferenceService
 
     # Loaded models shared by REST, SSE and WebSocket requests (stopped at shutdown).
-    ctx.model_cache = cache = ModelCache.from_settings(settings)
+    ctx.model_cache = cache = ModelCache.from_settings(settings, observer=ctx.metrics.batching)
+    ctx.metrics.batching.watch(cache.batch_stats, cache.stats)
     ctx.inference = inference = InferenceService(settings, cache)
     from bitnet_sdk.service.jobs.workers import start_job_services
 

@@ -13,26 +13,36 @@
   to validate it and drops the file parts it opened without closing them
   (connexion #1848): each then raises ``ResourceWarning`` when collected. Its
   replacement closes them once parsed (it only checks which fields exist, it
-  never reads a file). Handlers still close the parts they receive.
+  never reads a file), and turns Starlette's ``MultiPartException`` (a part
+  without headers, a missing name) into a 400 instead of a 500. Handlers still
+  close the parts they receive.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from connexion.datastructures import MediaTypeDict
+from connexion.exceptions import BadRequestProblem
 from connexion.validators import VALIDATOR_MAP as CONNEXION_VALIDATORS
 from connexion.validators import MultiPartFormDataValidator
 from starlette.datastructures import FormData, UploadFile
-from starlette.formparsers import MultiPartParser
+from starlette.formparsers import MultiPartException, MultiPartParser
 
+from bitnet_sdk.server.json_body import ECMAParameterValidator, GuardedJSONValidator
 from bitnet_sdk.server.problems import Problem
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["VALIDATOR_MAP", "BodyLimitMiddleware", "ClosingMultiPartValidator"]
+__all__ = [
+    "VALIDATOR_MAP",
+    "BodyLimitMiddleware",
+    "ClosingMultiPartValidator",
+    "content_length",
+]
 
 
 class BodyLimitMiddleware:
@@ -63,8 +73,8 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.limit(scope)
-        declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        declared = content_length(_header(scope, b"content-length"))
+        if declared is not None and declared > limit:
             raise self._too_large(limit)
         received = 0
 
@@ -93,6 +103,19 @@ class BodyLimitMiddleware:
                        slug="payload-too-large", limit_bytes=limit)
 
 
+def content_length(value: str | None) -> int | None:
+    """A ``Content-Length`` value as an int; None when absent or not 1 to 20 ASCII digits.
+
+    (``str.isdigit`` admits ``"²"`` and ``int`` refuses 5,000 digits: both were 500s.)
+    """
+    if value is None or not _LENGTH.fullmatch(value.strip()):
+        return None
+    return int(value)
+
+
+_LENGTH = re.compile(r"[0-9]{1,20}")
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     headers: Any = scope.get("headers", ())
     for key, value in headers:
@@ -103,7 +126,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 class _ClosingMultiPartParser(MultiPartParser):
     async def parse(self) -> FormData:
-        form = await super().parse()
+        try:
+            form = await super().parse()
+        except MultiPartException as exc:  # a part without headers or a name: the client's fault
+            raise BadRequestProblem(detail=f"The multipart body was refused: {exc.message}") from None
         for _, value in form.multi_items():
             if isinstance(value, UploadFile):
                 await value.close()
@@ -118,8 +144,11 @@ class ClosingMultiPartValidator(MultiPartFormDataValidator):
         return _ClosingMultiPartParser
 
 
-#: ``validator_map`` for ``add_api``: Connexion's validators with the multipart one replaced.
+#: ``validator_map`` for ``add_api``: Connexion's validators with the JSON one bounded
+#: (:mod:`bitnet_sdk.server.json_body`) and the multipart one closing its parts.
 VALIDATOR_MAP: dict[str, Any] = {
+    "parameter": ECMAParameterValidator,
     "body": MediaTypeDict({**CONNEXION_VALIDATORS["body"],
+                           "*/*json": GuardedJSONValidator,
                            "multipart/form-data": ClosingMultiPartValidator}),
 }

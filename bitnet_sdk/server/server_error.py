@@ -18,6 +18,8 @@ from connexion.middleware.server_error import ServerErrorMiddleware as _Connexio
 from starlette.requests import Request
 from starlette.responses import Response
 
+from bitnet_sdk.server.asgi.security_headers import API_CSP, BASE_HEADERS
+
 __all__ = ["ServerErrorMiddleware", "middlewares"]
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,8 @@ class ServerErrorMiddleware(_ConnexionServerError):
         log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
         body = {"type": "urn:bitnet:problem:internal", "title": "Internal Server Error",
                 "status": 500, "detail": "The server failed to handle this request."}
-        return Response(json.dumps(body), 500, media_type="application/problem+json")
+        return Response(json.dumps(body), 500, media_type="application/problem+json",
+                        headers={**dict(BASE_HEADERS), "Content-Security-Policy": API_CSP})
 
 
 def middlewares() -> list[type]:

@@ -3,8 +3,9 @@
 Tornado serves this route itself, before the ASGI catch-all, so Connexion never
 sees it: this handler applies the same authentication (``resolve_credentials``:
 JWT access token or API key, scope ``inference``), the same hourly rate limit
-(one request counted per ``generate`` message) and the same inference service
-as ``POST /v1/inference/stream``.
+(every message after authentication counts one request; ``generate`` is metered
+by the inference service, every other message gets its own usage record) and
+the same inference service as ``POST /v1/inference/stream``.
 
 Protocol (JSON text frames; schemas ``WsClientMessage`` / ``WsServerMessage``):
 
@@ -12,7 +13,11 @@ Protocol (JSON text frames; schemas ``WsClientMessage`` / ``WsServerMessage``):
   the ``bearer`` subprotocol; browsers cannot set headers on the handshake) or
   a first ``{"type": "auth", "token": ...}`` within 10 s; the server answers
   ``ready``. A later ``auth`` message replaces the credential (renew a JWT
-  without reconnecting). Credentials are checked again at every ``generate``.
+  without reconnecting). Credentials are checked again at every message and
+  every ``Settings.ws_credential_recheck_s`` while the socket is open: a revoked
+  API key, a disabled account or an expired token closes it (4401), so job
+  progress stops too. One user may hold ``Settings.ws_max_connections_per_user``
+  authenticated sockets per server process; one more is closed with 4429.
 * ``generate`` starts a generation tagged with the client's ``request_id``;
   ``token`` messages follow as tokens are sampled, then ``done``. Up to
   :data:`MAX_GENERATIONS` run at once per connection.
@@ -25,7 +30,8 @@ Protocol (JSON text frames; schemas ``WsClientMessage`` / ``WsServerMessage``):
 * Problems with one message or generation are ``error`` messages carrying a
   problem (status 400 invalid message, 403 scope, 404/409/422 as over HTTP,
   429 rate limit or too many generations or subscriptions). Closing codes:
-  1008 (not JSON, unknown type), 4401 (credentials), 4403 (scope).
+  1008 (not JSON, unknown type), 4401 (credentials), 4403 (scope), 4429 (too
+  many open connections for the user).
   Closing the connection cancels its generations and subscriptions.
 """
 
@@ -42,14 +48,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import tornado.websocket
-from connexion.json_schema import Draft4RequestValidator
-from jsonschema import Draft4Validator
 from tornado.ioloop import IOLoop
 
 from bitnet_sdk.auth.credentials import resolve_credentials
 from bitnet_sdk.auth.principal import Principal, token_scopes
+from bitnet_sdk.server import json_body
+from bitnet_sdk.server.asgi.refusals import ProblemErrors
 from bitnet_sdk.server.context import AppContext, activated
+from bitnet_sdk.server.json_body import request_validator
+from bitnet_sdk.server.ratelimit_middleware import consume_request
 from bitnet_sdk.server.spec import load_spec
+from bitnet_sdk.service.accounting import usage
 from bitnet_sdk.service.inference.plan import InferenceError
 
 __all__ = [
@@ -87,15 +96,36 @@ _SCOPES = ("models:read", "models:write", "quantize", "inference", "account", "a
 
 def routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
     """Tornado routes for ``bitnet_sdk.server.run.websocket_routes``."""
-    return [(WS_PATH, InferenceSocket, {"ctx": ctx})]
+    return [(WS_PATH, InferenceSocket, {"ctx": ctx, "registry": SocketRegistry()})]
+
+
+class SocketRegistry:
+    """The authenticated sockets of one app, per user: the per-user connection cap."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, set[InferenceSocket]] = {}
+
+    def add(self, user_id: str, socket: InferenceSocket, cap: int) -> bool:
+        """Register ``socket`` for ``user_id``; False when the user already holds ``cap``."""
+        held = self._open.setdefault(user_id, set())
+        if socket not in held and len(held) >= cap:
+            return False
+        held.add(socket)
+        return True
+
+    def remove(self, user_id: str, socket: InferenceSocket) -> None:
+        held = self._open.get(user_id)
+        if held is not None:
+            held.discard(socket)
+            if not held:
+                del self._open[user_id]
 
 
 @functools.lru_cache(maxsize=1)
-def _validators() -> dict[str, Draft4Validator]:
+def _validators() -> dict[str, Any]:
     """One validator per client message type, from the spec (OpenAPI 3.0 ``nullable`` aware)."""
     spec = load_spec()
-    return {kind: Draft4RequestValidator(_resolve(spec, spec["components"]["schemas"][name]),
-                                         format_checker=Draft4Validator.FORMAT_CHECKER)
+    return {kind: request_validator(_resolve(spec, spec["components"]["schemas"][name]))
             for kind, name in _MESSAGE_SCHEMAS.items()}
 
 
@@ -125,16 +155,20 @@ class _Generation:
     task: asyncio.Task[None] | None = None
 
 
-class InferenceSocket(tornado.websocket.WebSocketHandler):
+class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
     """One client connection; see the module docstring for the protocol."""
 
-    def initialize(self, ctx: AppContext) -> None:
+    def initialize(self, ctx: AppContext, registry: SocketRegistry) -> None:
         self.ctx = ctx
+        self._registry = registry
         self._token: str | None = None
         self._info: dict[str, Any] | None = None
         self._generations: dict[str, _Generation] = {}
         self._subscriptions: dict[str, asyncio.Task[None]] = {}
         self._auth_timer: object | None = None
+        self._recheck: asyncio.Task[None] | None = None
+        #: Status of the message being handled (its usage record's status code).
+        self._status = 200
 
     def check_origin(self, origin: str) -> bool:
         # Credentials travel in the protocol, never in cookies: no cross-site request to forge.
@@ -155,6 +189,10 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
 
     def on_close(self) -> None:
         self._stop_auth_timer()
+        if self._recheck is not None:
+            self._recheck.cancel()
+        if self._info is not None:
+            self._registry.remove(str(self._info["sub"]), self)
         for generation in list(self._generations.values()):
             generation.cancel.set()
             if generation.task is not None:
@@ -164,9 +202,9 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
 
     async def on_message(self, message: str | bytes) -> None:
         try:
-            msg = json.loads(message)
-        except ValueError:
-            self.close(1008, "messages must be JSON text")
+            msg = json_body.loads(message)
+        except json_body.JSONRejected as exc:
+            self.close(1008, f"messages must be JSON text: {exc}"[:120])
             return
         kind = msg.get("type") if isinstance(msg, dict) else None
         if kind not in _MESSAGE_SCHEMAS:
@@ -185,7 +223,22 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
                                       errors=[{"field": "message", "message": e}
                                               for e in errors[:10]]))
             return
+        if self._info is None:
+            await self._on_auth(msg)
+            return
+        await self._metered(kind, msg)
+
+    async def _metered(self, kind: str, msg: dict[str, Any]) -> None:
+        """Handle one message of an authenticated client: credential, budget, usage."""
+        if kind != "auth" and not await self._authenticate_again():
+            return
+        if not await self._consume_rate_limit(msg.get("request_id")):
+            return
+        self._status = 200
         await getattr(self, f"_on_{kind}")(msg)
+        if kind != "generate" and self._info is not None:  # the inference service meters those
+            await asyncio.to_thread(usage.record_request, str(self._info["sub"]),
+                                    _OPERATIONS[kind], status_code=self._status)
 
     # -- authentication ---------------------------------------------------------------
 
@@ -201,11 +254,32 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
         if "inference" not in scopes:
             self.close(4403, "the credential lacks the inference scope")
             return False
+        if not self._register(str(info["sub"])):
+            return False
         self._stop_auth_timer()
         self._token, self._info = token, info
+        if self._recheck is None:
+            self._recheck = asyncio.get_running_loop().create_task(self._recheck_loop())
         self._send({"type": "ready", "user_id": info["sub"],
                     "scopes": [s for s in scopes if s in _SCOPES]})
         return True
+
+    def _register(self, user_id: str) -> bool:
+        """Count this socket against ``user_id``'s cap (moving it when ``auth`` changes user)."""
+        cap = self.ctx.settings.ws_max_connections_per_user
+        if not self._registry.add(user_id, self, cap):
+            self.close(4429, f"at most {cap} open connections per user")
+            return False
+        if self._info is not None and str(self._info["sub"]) != user_id:
+            self._registry.remove(str(self._info["sub"]), self)
+        return True
+
+    async def _recheck_loop(self) -> None:
+        """Close the socket once its credential stops being valid, even when it is silent."""
+        while self._info is not None:
+            await asyncio.sleep(max(0.1, self.ctx.settings.ws_credential_recheck_s))
+            if not await self._authenticate_again():
+                return
 
     async def _credentials(self, token: str) -> dict[str, Any] | None:
         def resolve() -> dict[str, Any] | None:
@@ -236,12 +310,7 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
             self._error(rid, _problem(429, "Too Many Requests", f"At most {MAX_GENERATIONS} "
                                       "generations run at once per connection.", "rate-limited"))
             return
-        assert self._token is not None
-        if not await self._authenticate_again():
-            return
         assert self._info is not None
-        if not await self._consume_rate_limit(rid):
-            return
         generation = _Generation(rid)
         self._generations[rid] = generation
         generation.task = asyncio.get_running_loop().create_task(
@@ -249,7 +318,8 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
 
     async def _authenticate_again(self) -> bool:
         """Credentials can expire or be revoked while the connection lives."""
-        assert self._token is not None
+        if self._token is None or self.ws_connection is None or self.ws_connection.is_closing():
+            return False
         info = await self._credentials(self._token)
         if info is None or "inference" not in token_scopes(info):
             self.close(4401 if info is None else 4403, "credentials no longer valid")
@@ -257,15 +327,23 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
         self._info = info
         return True
 
+<<<<<<< HEAD
     async def _consume_rate_limit(self, rid: str) -> bool:
         """Count the generation against the hourly budget, as the HTTP middleware does."""
         from bitnet_sdk.server.ratelimit_middleware import consume_request
 
         assert self._info is not None
         decision = await consume_request(self.ctx.settings, self._info["sub"],
+=======
+    async def _consume_rate_limit(self, rid: Any) -> bool:
+        """Count the message against the hourly budget, as the HTTP middleware does."""
+        assert self._info is not None
+        decision = await consume_request(self.ctx.settings, str(self._info["sub"]),
+>>>>>>> main
                                          str(self._info.get("tier") or ""))
         if decision.allowed:
             return True
+        rid = rid if isinstance(rid, str) and _REQUEST_ID.fullmatch(rid) else None
         self._error(rid, _problem(429, "Too Many Requests", "Hourly request budget spent; "
                                   f"retry in {decision.retry_after_s} seconds.", "rate-limited",
                                   retry_after=decision.retry_after_s))
@@ -366,6 +444,7 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
     # -- sending ----------------------------------------------------------------------
 
     def _error(self, rid: str | None, problem: dict[str, Any]) -> None:
+        self._status = int(problem.get("status") or 500)
         self._send({"type": "error", "request_id": rid, "error": problem})
 
     def _send(self, message: dict[str, Any]) -> None:
@@ -378,6 +457,9 @@ class InferenceSocket(tornado.websocket.WebSocketHandler):
 
 
 _FINAL = ("succeeded", "failed", "cancelled")
+#: The usage record's operation for each metered message that is not ``generate``.
+_OPERATIONS = {"auth": "wsAuth", "cancel": "wsCancel", "subscribe": "wsSubscribe",
+               "unsubscribe": "wsUnsubscribe"}
 
 
 def _job_now(job_id: str, owner: str | None) -> tuple[dict[str, Any], int] | None:

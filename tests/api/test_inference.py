@@ -208,7 +208,9 @@ def test_usage_is_recorded_with_the_answer(live_server: Any, customer: Account,
     assert sum(r.compute_units for r in rows) == pytest.approx(usage["compute_units"])
 
 
-@pytest.mark.parametrize("settings", [{"model_queue_size": 1}], indirect=True)
+# One sequence per batch: the second request waits in the queue, the third finds it full.
+@pytest.mark.parametrize("settings", [{"model_queue_size": 1, "max_batch_size": 1}],
+                         indirect=True)
 def test_full_queue_answers_503_with_retry_after(live_server: Any, customer: Account,
                                                  endless_id: str) -> None:
     url = live_server.url + "/v1/inference"
@@ -279,3 +281,53 @@ def test_bodies_over_the_limit_are_413_before_validation(live_server: Any,
     r = infer(live_server, customer, model="mdl_0123456789abc", inputs=[[0.0] * 60000] * rows)
     assert r.status_code == 413, r.text
     assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_batching_metrics_move(live_server: Any, customer: Account, admin: Account,
+                               model_id: str) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def samples() -> dict[str, float]:
+        r = httpx.get(live_server.url + "/v1/metrics", headers=admin.headers)
+        assert r.status_code == 200, r.text
+        return {s.name: s.value for f in text_string_to_metric_families(r.text)
+                for s in f.samples}
+
+    before = samples()
+    r = infer(live_server, customer, model=model_id, prompt=PROMPT, max_tokens=4,
+              temperature=0)
+    assert r.status_code == 200, r.text
+    tokens = len(r.json()["tokens"])
+    after = samples()
+    assert after["bitnet_batch_size_count"] > before.get("bitnet_batch_size_count", 0)
+    assert after["bitnet_batch_tokens_sum"] >= before.get("bitnet_batch_tokens_sum", 0) + tokens
+    assert after["bitnet_time_to_first_token_seconds_count"] == (
+        before.get("bitnet_time_to_first_token_seconds_count", 0) + 1)
+    assert after["bitnet_inter_token_latency_seconds_count"] == (
+        before.get("bitnet_inter_token_latency_seconds_count", 0) + tokens - 1)
+    assert after["bitnet_sequences_active"] == 0 and after["bitnet_requests_queued"] == 0
+
+
+def test_a_disconnected_stream_leaves_the_batch_and_the_others_go_on(
+        live_server: Any, customer: Account, endless_id: str) -> None:
+    cache = live_server.app.bitnet.model_cache
+    url = live_server.url + "/v1/inference/stream"
+    body = {"model": endless_id, "prompt": PROMPT, "max_tokens": 8000}
+    with httpx.Client(headers=customer.headers, timeout=60) as client, \
+            client.stream("POST", url, json=body) as stays:
+        lines = stays.iter_lines()
+        with client.stream("POST", url, json=body) as goes:
+            assert goes.status_code == 200 and stays.status_code == 200
+            wait_until(lambda: cache.batch_stats()["active"] == 2, what="both in the batch")
+            both = cache.stats()["used_bytes"]
+        # Closed: its sequence leaves before the next step, its KV memory is freed.
+        wait_until(lambda: cache.batch_stats()["active"] == 1, what="one left")
+        wait_until(lambda: cache.stats()["used_bytes"] < both, what="its memory freed")
+        assert cache.stats()["running"] == 1
+        seen = 0
+        for line in lines:  # the other one still streams
+            seen += line == "event: token"
+            if seen == 5:
+                break
+        assert seen == 5
+    wait_until(lambda: cache.batch_stats()["active"] == 0, what="both gone")

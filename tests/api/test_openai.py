@@ -565,6 +565,30 @@ def test_usage_is_recorded_for_the_keys_owner(server):
     assert chats.completion_tokens == chat.usage.completion_tokens
 
 
+def test_n_choices_run_together_on_one_prefill(server, oai):
+    admin = make_account(server.settings, f"{uuid.uuid4().hex[:8]}@example.com", admin=True,
+                         tier="enterprise")
+
+    def step_tokens() -> float:
+        r = httpx.get(server.url + "/v1/metrics", headers=admin.headers, timeout=30)
+        assert r.status_code == 200, r.text
+        line = next(x for x in r.text.splitlines() if x.startswith("bitnet_batch_tokens_sum "))
+        return float(line.split()[1])
+
+    kwargs = {"model": "tiny", "messages": MESSAGES, "max_tokens": 6, "temperature": 1.0,
+              "seed": 5}
+    before = step_tokens()
+    four = oai.client.chat.completions.create(**kwargs, n=4)
+    computed = step_tokens() - before
+    prompt = four.usage.prompt_tokens // 4  # billed once per choice ...
+    assert computed == prompt + four.usage.completion_tokens - 4  # ... computed once
+    streamed: dict[int, str] = {}
+    for chunk in oai.client.chat.completions.create(**kwargs, n=4, stream=True):
+        for choice in chunk.choices:
+            streamed[choice.index] = streamed.get(choice.index, "") + (choice.delta.content or "")
+    assert streamed == {c.index: c.message.content for c in four.choices}
+
+
 # -- other clients -------------------------------------------------------------------------
 
 

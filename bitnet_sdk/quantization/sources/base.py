@@ -76,6 +76,11 @@ class LLMSource(abc.ABC):
     def read(self, name: str) -> np.ndarray | TernaryTensor:
         """The tensor called ``name`` in the output: float32, or exact ternary."""
 
+    def read_bf16(self, name: str) -> np.ndarray | None:
+        """The tensor's raw BF16 bits (uint16, e.g. a memory-map view) when the source stores
+        it that way, else None; lets the quantizer take its fast path (``quantization.bf16``)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release files and maps."""
 

@@ -282,6 +282,12 @@ class HFSource(LLMSource):
         gw.add_string(HIDDEN_ACT_KEY.format(arch=gw.arch), hp.hidden_act)
         write_vocab(gw, self.vocab)
 
+    def read_bf16(self, name: str) -> np.ndarray | None:
+        src = self._names[name]
+        if name in self._scales or not isinstance(self._store, ShardedSafetensors):
+            return None
+        return self._store.raw(src) if self._store.meta(src).dtype == "BF16" else None
+
     def read(self, name: str) -> np.ndarray | TernaryTensor:
         src = self._names[name]
         scale_name = self._scales.get(name)

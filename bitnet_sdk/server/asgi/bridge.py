@@ -27,6 +27,7 @@ Contract (ASGI 3.0, HTTP spec 2.3):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -37,6 +38,9 @@ from urllib.parse import unquote_to_bytes
 import tornado.web
 from tornado import httputil
 from tornado.iostream import StreamClosedError
+
+from bitnet_sdk.server.asgi.refusals import problem_body
+from bitnet_sdk.server.asgi.security_headers import API_CSP, BASE_HEADERS
 
 __all__ = [
     "DEFAULT_BODY_BUFFER",
@@ -63,6 +67,7 @@ DEFAULT_MAX_BODY_SIZE = 20 * 1024**3
 DEFAULT_BODY_BUFFER = 1024 * 1024
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
+_REFUSAL_HEADERS = (*BASE_HEADERS, ("Content-Security-Policy", API_CSP))
 
 
 class _AnyMethod:
@@ -263,6 +268,13 @@ class ASGIHandler(tornado.web.RequestHandler):
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         logger.error("bridge handler error", exc_info=(typ, value, tb))
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # Tornado's own error page (an exception outside the application) as a problem.
+        self.set_header("Content-Type", "application/problem+json")
+        for name, value in _REFUSAL_HEADERS:
+            self.set_header(name, value)
+        self.finish(json.dumps(problem_body(status_code, self._reason)))
+
     # -- request life cycle ---------------------------------------------------------------
 
     def prepare(self) -> None:
@@ -441,10 +453,12 @@ class ASGIHandler(tornado.web.RequestHandler):
         if self._response_started or self._disconnected or self._finished:
             self._abort("application error")
             return
-        headers = [(b"content-type", b"text/plain; charset=utf-8")]
+        headers = [(b"content-type", b"application/problem+json"),
+                   *((k.lower().encode(), v.encode()) for k, v in _REFUSAL_HEADERS)]
         self._start_response({"status": 500, "headers": headers})
+        body = problem_body(500, "The server failed to handle this request.")
         try:
-            await self._write_body({"body": b"Internal Server Error"})
+            await self._write_body({"body": json.dumps(body).encode()})
         except StreamClosedError:  # the client left meanwhile
             self._mark_disconnected()
 

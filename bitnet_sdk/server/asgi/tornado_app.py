@@ -35,6 +35,7 @@ from bitnet_sdk.server.asgi.bridge import (
     BridgeContext,
 )
 from bitnet_sdk.server.asgi.lifespan import Lifespan, LifespanMode
+from bitnet_sdk.server.asgi.refusals import ProblemHTTPServer
 
 __all__ = ["BridgeApplication", "BridgeServer", "make_app", "serve", "serve_async"]
 
@@ -183,7 +184,9 @@ class BridgeServer:
             await self.lifespan.shutdown(self.shutdown_timeout)
             raise
         self.port = sockets[0].getsockname()[1]
-        self._http = HTTPServer(
+        # Its own refusals of malformed requests (bad headers, a body over the limit) are
+        # problem+json too, not Tornado's bare 400.
+        self._http = ProblemHTTPServer(
             self.application, xheaders=self._xheaders, max_body_size=self._max_body_size
         )
         self._http.add_sockets(sockets)

@@ -22,8 +22,10 @@ The contract:
   (nothing running, nobody waiting) are evicted until the new one fits;
   busy models are never evicted. If it still does not fit the request gets
   :class:`CacheBusy` (503, transient); a model larger than the whole budget
-  gets :class:`ModelTooLarge` (permanent). KV caches of running generations
-  are not counted.
+  gets :class:`ModelTooLarge` (permanent). The KV caches of running
+  generations count too: a generation reserves its cache through its lease
+  (:meth:`Lease.reserve`) and the batching scheduler makes it wait until
+  that fits (``service/inference/batching.py``).
 * **Deadlines and cancellation.** ``timeout`` bounds waiting (queue and load):
   :class:`WaitTimeout`. A waiting request that is cancelled (its task, or the
   ``cancel`` event of the thread API) leaves the queue; one whose slot was
@@ -55,6 +57,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
+
+from bitnet_sdk.service.inference.batching import BatchLimits, BatchObserver, Scheduler
 
 __all__ = [
     "CacheBusy",
@@ -223,6 +227,9 @@ class _Entry:
         self.waiting = 0
         self.run_s = _DEFAULT_RUN_S
         self.stale = False
+        #: KV-cache bytes reserved by the running generations.
+        self.kv_bytes = 0
+        self.scheduler: Scheduler | None = None
 
     @property
     def idle(self) -> bool:
@@ -267,10 +274,27 @@ class Lease:
         self.load_s = 0.0
         #: Set to stop the work (client gone, deadline, shutdown); pass it to the runtime.
         self.cancel = threading.Event()
+        self._reserved = 0
 
     @property
     def model(self) -> Any:
         return self._entry.model
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The loaded language model's batching scheduler (one per cached model)."""
+        return self._cache._scheduler(self._entry)
+
+    def reserve(self, nbytes: int) -> bool:
+        """Count ``nbytes`` more (a KV cache) in the memory budget, until :meth:`release`.
+
+        False when they do not fit now, even after evicting idle models (wait for running
+        work to end, then ask again); :class:`ModelTooLarge` when they never can.
+        """
+        if self._cache._reserve(self._entry, nbytes):
+            self._reserved += nbytes
+            return True
+        return False
 
     def start(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
         """Run ``fn(*args)`` in the compute threads; the lease is released when it ends."""
@@ -296,7 +320,8 @@ class Lease:
         if self._released:
             return
         self._released = True
-        self._cache._release(self._entry, self, time.monotonic() - self._granted_at)
+        self._cache._release(self._entry, self, time.monotonic() - self._granted_at,
+                             self._reserved)
 
 
 class ModelCache:
@@ -311,12 +336,16 @@ class ModelCache:
         loader: Loader | None = None,
         compute_threads: int = 8,
         load_threads: int = 2,
+        batch: BatchLimits | None = None,
+        observer: BatchObserver | None = None,
     ) -> None:
         if slots_per_model < 1 or queue_size < 0 or budget_bytes < 0:
             raise ValueError("slots_per_model >= 1, queue_size >= 0 and budget_bytes >= 0")
         self.budget_bytes = budget_bytes
         self.queue_size = queue_size
         self.slots_per_model = slots_per_model
+        self.batch = batch or BatchLimits(max_batch_size=slots_per_model)
+        self.observer = observer
         self._loader = loader or _default_loader
         self._lock = threading.RLock()
         self._entries: dict[tuple[str, str], _Entry] = {}
@@ -329,8 +358,14 @@ class ModelCache:
 
     @classmethod
     def from_settings(cls, settings: Any, **kwargs: Any) -> ModelCache:
-        """A cache sized by ``Settings.model_cache_bytes`` and ``model_queue_size``."""
+        """A cache sized by ``Settings.model_cache_bytes``, ``model_queue_size`` and
+        ``max_batch_size`` (the slots of a model: the sequences decoded together)."""
+        kwargs.setdefault("slots_per_model", settings.max_batch_size)
         return cls(settings.model_cache_bytes, settings.model_queue_size, **kwargs)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        """Run short blocking work (metering a finished generation, say) in the compute threads."""
+        return self._compute.submit(fn, *args)
 
     # -- acquiring -----------------------------------------------------------------
 
@@ -478,7 +513,7 @@ class ModelCache:
 
     def _make_room(self, need: int) -> None:
         """Evict idle models, least recently used first, until ``need`` more bytes fit."""
-        used = sum(e.memory for e in self._entries.values())
+        used = sum(e.memory + e.kv_bytes for e in self._entries.values())
         if used + need <= self.budget_bytes:
             return
         idle = sorted((e for e in self._entries.values() if e.idle and e.model is not None),
@@ -491,7 +526,33 @@ class ModelCache:
         raise CacheBusy("every loaded model is in use and no room is left for another",
                         retry_after_s=max(1, round(min(e.run_s for e in self._entries.values()))))
 
+    def _reserve(self, entry: _Entry, nbytes: int) -> bool:
+        with self._lock:
+            if entry.memory + nbytes > self.budget_bytes:
+                raise ModelTooLarge(
+                    f"a generation of this length needs {nbytes} bytes of KV cache beside "
+                    f"model {entry.spec.model_id}'s {entry.memory}; the model cache holds "
+                    f"{self.budget_bytes}")
+            try:
+                self._make_room(nbytes)
+            except CacheBusy:
+                return False
+            entry.kv_bytes += nbytes
+            return True
+
+    def _scheduler(self, entry: _Entry) -> Scheduler:
+        with self._lock:
+            if entry.model is None:
+                raise CacheStopped("the model is not loaded")
+            if entry.scheduler is None:
+                entry.scheduler = Scheduler(entry.model, self.batch, name=entry.spec.model_id,
+                                            observer=self.observer)
+            return entry.scheduler
+
     def _evict(self, entry: _Entry) -> None:
+        if entry.scheduler is not None:
+            entry.scheduler.stop()
+            entry.scheduler = None
         if self._entries.get(entry.spec.key) is entry:  # a stale copy may have a successor
             del self._entries[entry.spec.key]
         log.info("model evicted", extra={"model_id": entry.spec.model_id,
@@ -514,8 +575,9 @@ class ModelCache:
 
     # -- releasing --------------------------------------------------------------------
 
-    def _release(self, entry: _Entry, lease: Lease, held_s: float) -> None:
+    def _release(self, entry: _Entry, lease: Lease, held_s: float, reserved: int) -> None:
         with self._lock:
+            entry.kv_bytes -= reserved
             self._leases.discard(lease)
             entry.last_used = time.time()
             entry.run_s = 0.8 * entry.run_s + 0.2 * held_s
@@ -565,12 +627,20 @@ class ModelCache:
             entries = list(self._entries.values())
             return {
                 "budget_bytes": self.budget_bytes,
-                "used_bytes": sum(e.memory for e in entries),
+                "used_bytes": sum(e.memory + e.kv_bytes for e in entries),
                 "models": sum(e.model is not None for e in entries),
                 "loading": sum(e.loading is not None for e in entries),
                 "running": sum(e.running for e in entries),
                 "queued": sum(e.waiting for e in entries),
             }
+
+    def batch_stats(self) -> dict[str, int]:
+        """Sequences in the batching schedulers: decoding together, and admitted but
+        waiting for KV-cache memory."""
+        with self._lock:
+            schedulers = [e.scheduler for e in self._entries.values() if e.scheduler]
+        counts = [s.counts() for s in schedulers]
+        return {"active": sum(a for a, _ in counts), "waiting": sum(w for _, w in counts)}
 
     def stop(self) -> None:
         """Refuse new requests, fail the waiting ones, cancel running work, drop the models."""
@@ -581,6 +651,9 @@ class ModelCache:
                     waiter.wake(CacheStopped("the server is shutting down", retry_after_s=5))
             for lease in list(self._leases):
                 lease.cancel.set()
+            for entry in self._entries.values():
+                if entry.scheduler is not None:
+                    entry.scheduler.stop()
         self._compute.shutdown(wait=False, cancel_futures=True)
         self._loads.shutdown(wait=False, cancel_futures=True)
         with self._lock:

@@ -12,7 +12,9 @@ for users):
   ``max_tokens`` defaults to 16 for completions; chat generates until the end
   token or the full context window unless ``max_completion_tokens`` (or the
   older ``max_tokens``, the former wins) bounds it.
-* **n > 1** runs ``n`` generations, one after the other. With a ``seed``,
+* **n > 1** runs ``n`` generations: together, in one batch on one prompt
+  prefill, when the month's quota surely covers them all, else one after
+  the other so the quota can stop the next one. With a ``seed``,
   choice 0 uses ``seed mod 2**32`` (so ``n=1`` reproduces the native API's
   result for that seed) and choice ``i`` a seed derived from ``(seed, i)``
   (:func:`derive_seed`); without one, every choice samples independently.

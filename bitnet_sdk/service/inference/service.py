@@ -5,11 +5,14 @@ A request (the API's ``InferenceRequest`` as a dict) goes through three steps:
 1. **Plan** (:func:`~bitnet_sdk.service.inference.plan.plan_request`, in a
    thread): model lookup and access, input rules, backend, quota.
 2. **Lease** (:class:`~bitnet_sdk.service.inference.model_cache.ModelCache`): a slot on
-   the loaded model, after the fair queue and a load shared with other requests.
-3. **Compute** in the cache's compute threads, never on the event loop. A
-   language model's tokens are handed to the loop as they are sampled
-   (``call_soon_threadsafe`` into an ``asyncio.Queue``), so :meth:`stream`
-   yields each one while the next is computed.
+   the loaded model (one of ``max_batch_size``), after the fair queue and a
+   load shared with other requests.
+3. **Compute**, never on the event loop. A language model's generation joins
+   the model's batching scheduler (:mod:`bitnet_sdk.service.inference.batching`),
+   which decodes every running sequence of the model in one step; its tokens are
+   handed to the loop as they are sampled (``call_soon_threadsafe`` into an
+   ``asyncio.Queue``), so :meth:`stream` yields each one while the next is
+   computed. Dense models run in the cache's compute threads.
 
 Transport-neutral results: :meth:`InferenceService.stream` yields
 ``("token", StreamTokenEvent)`` items and one final ``("done", StreamDoneEvent)``;
@@ -18,9 +21,9 @@ raised as :class:`~bitnet_sdk.service.inference.plan.InferenceError`. Each
 transport renders them its own way.
 
 Stopping: abandoning the stream (closing the generator, cancelling the task:
-a client that went away) sets the lease's cancel flag, which the runtime
-checks between tokens; the slot is freed when the computation has really
-stopped. The optional ``cancel`` event ends a generation *with* a ``done``
+a client that went away) sets the lease's cancel flag, which the scheduler
+checks before every step; the sequence then leaves the batch and its slot and
+KV-cache memory are freed at once. The optional ``cancel`` event ends a generation *with* a ``done``
 event whose ``finish_reason`` is ``cancelled`` (the WebSocket's ``cancel``
 message). ``Settings.request_timeout_s`` bounds the whole request (queue,
 load and compute): :class:`InferenceError` 504.
@@ -42,7 +45,9 @@ from typing import Any
 
 from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.config import Settings
+from bitnet_sdk.model.generate import GenerationStep, new_decoder
 from bitnet_sdk.service.inference import dense_io
+from bitnet_sdk.service.inference.batching import Sequence
 from bitnet_sdk.service.inference.model_cache import (
     CacheError,
     Lease,
@@ -204,26 +209,40 @@ class InferenceService:
 
     def run_sync(self, caller: Principal, request: dict[str, Any], *, request_id: str,
                  cancel: threading.Event | None = None) -> dict[str, Any]:
-        """Blocking :meth:`run` for worker threads (batch jobs); computes in the calling thread."""
+        """Blocking :meth:`run` for worker threads (batch jobs); waits in the calling thread
+        while the model's scheduler computes (in the same batches as every other request)."""
         started = time.monotonic()
         plan = plan_request(caller, request, self.settings)
+        deadline = started + self.settings.request_timeout_s
         try:
             lease = self.cache.acquire_sync(
-                _spec(plan), user=caller.subject, cancel=cancel,
-                timeout=max(0.0, started + self.settings.request_timeout_s - time.monotonic()))
+                _spec(plan), user=caller.subject, cancel=cancel, timeout=_remaining(deadline))
         except Exception as exc:
             raise _acquire_problem(exc, self.settings) from exc
         run = _Run(plan, caller, request_id, started, cancel, None)
         run.lease = lease
-        try:
-            if plan.model.kind == "dense":
+        if plan.model.kind == "dense":
+            try:
                 t0 = time.monotonic()
                 outputs = _predict(lease.model, plan.inputs)
                 return self._dense_done(run, outputs, time.monotonic() - t0)
-            items: list[tuple[str, Any]] = []
-            self._generate(run, items.append)
-        finally:
-            lease.release()
+            finally:
+                lease.release()
+        items: list[tuple[str, Any]] = []
+        ended = threading.Event()
+
+        def emit(item: tuple[str, Any]) -> None:
+            items.append(item)
+            if item[0] != "step":
+                ended.set()
+
+        run.worker_started = True
+        self._submit(run, emit)
+        if not ended.wait(_remaining(deadline)):
+            run.stop_status = 504
+            lease.cancel.set()
+            ended.wait()
+            raise _timeout(self.settings)
         tokens = []
         for kind, value in items:
             if kind == "error":
@@ -254,11 +273,8 @@ class InferenceService:
 
         finished = False
         try:
-            try:
-                lease.start(self._generate, run, emit)
-            except CacheError as exc:
-                raise _acquire_problem(exc, self.settings) from exc
             run.worker_started = True
+            await asyncio.to_thread(self._submit, run, emit)
             while True:
                 try:
                     kind, value = await asyncio.wait_for(queue.get(), _remaining(deadline))
@@ -278,47 +294,77 @@ class InferenceService:
             if not finished:
                 lease.cancel.set()
 
-    def _generate(self, run: _Run, emit: _Emit) -> None:
-        """Compute-thread body: tokenize, generate, record usage, then ``end`` (or ``error``)."""
-        try:
-            self._generate_steps(run, emit)
-        finally:
-            if run.settled is not None:
-                run.settled.set()
+    def _submit(self, run: _Run, emit: _Emit) -> None:
+        """Tokenize and hand the generation to the model's batching scheduler (blocking).
 
-    def _generate_steps(self, run: _Run, emit: _Emit) -> None:
-        assert run.lease is not None
-        model, params = run.lease.model, run.plan.params
+        From here the run reports its own end: ``emit`` gets each ``step``, then
+        ``end`` or ``error``; the lease is released when the sequence leaves the
+        scheduler, and usage is metered before ``end``.
+        """
+        lease, params = run.lease, run.plan.params
+        assert lease is not None
         run.work_start = time.perf_counter()
         try:
-            ids = _prompt_ids(model, run.plan, run.cancelled)
-            steps = model.generate(
-                ids, max_tokens=params.max_tokens, sampling=params.sampling, stop=params.stop,
-                logprobs=params.logprobs, cancel=run.cancelled)
+            model = lease.model
+            decoder = new_decoder(
+                model, _prompt_ids(model, run.plan, run.cancelled), max_tokens=params.max_tokens,
+                sampling=params.sampling, stop=params.stop, logprobs=params.logprobs)
         except ValueError as exc:  # prompt too long, empty, bad chat template, ...
-            emit(("error", _prompt_problem(exc)))
+            self._end(run, emit, "error", _prompt_problem(exc))
             return
-        last, failure = None, None
+        positions = min(model.context_length, len(decoder.ids) + params.max_tokens)
+
+        def on_step(step: GenerationStep) -> None:
+            if step.index == 0:
+                run.first_at, run.prompt_tokens = time.perf_counter(), len(decoder.ids)
+            run.completion_tokens += 1
+            run.text.append(step.text)
+            if step.finish_reason is not None:
+                run.finish = _FINISH.get(step.finish_reason, "stop")
+                run.timings = step.timings
+            emit(("step", step))
+
+        def on_exit(reason: str, error: BaseException | None) -> None:
+            # The cache is dropped already; the slot and its memory are released
+            # once the usage is recorded (a free slot means a settled request).
+            try:
+                self.cache.submit(self._end, run, emit, reason, error)
+            except Exception:  # stopped: end here
+                self._end(run, emit, reason, error)
+
+        seq = Sequence(decoder.ids, decoder, positions, on_step=on_step, on_exit=on_exit,
+                       cancelled=run.cancelled, reserve=lease.reserve)
         try:
-            for step in steps:
-                if last is None:
-                    run.first_at, run.prompt_tokens = time.perf_counter(), len(ids)
-                last = step
-                run.completion_tokens += 1
-                run.text.append(step.text)
-                emit(("step", step))
-        except Exception as exc:
-            log.exception("generation failed", extra={"model_id": run.plan.model.id})
-            failure = InferenceError(500, "Internal Server Error", f"Generation failed: {exc}",
-                                     slug="internal")
-        run.end_at = time.perf_counter()
-        if last is not None and last.finish_reason is not None:
-            run.finish, run.timings = _FINISH.get(last.finish_reason, "stop"), last.timings
-        status = 500 if failure else 200 if run.finish != "cancelled" else run.stop_status
-        if run.prompt_tokens:
-            usage = run.usage()
-            self._meter(run, usage["prompt_tokens"], usage["completion_tokens"],
-                        usage["compute_units"], status)
+            lease.scheduler.submit(seq)
+        except Exception as exc:  # the cache or scheduler is stopping
+            self._end(run, emit, "error", exc)
+
+    def _end(self, run: _Run, emit: _Emit, reason: str, error: BaseException | None) -> None:
+        """A generation ended (``finished``, ``cancelled`` or ``error``): meter, release, tell."""
+        try:
+            run.end_at = time.perf_counter()
+            failure: BaseException | None = None
+            if isinstance(error, InferenceError):
+                failure = error
+            elif isinstance(error, CacheError):
+                failure = _acquire_problem(error, self.settings)
+            elif error is not None:
+                log.error("generation failed", exc_info=error,
+                          extra={"model_id": run.plan.model.id})
+                failure = InferenceError(500, "Internal Server Error",
+                                         f"Generation failed: {error}", slug="internal")
+            if reason == "cancelled":
+                run.finish = "cancelled"
+            status = 500 if failure else 200 if run.finish != "cancelled" else run.stop_status
+            if run.prompt_tokens:
+                usage = run.usage()
+                self._meter(run, usage["prompt_tokens"], usage["completion_tokens"],
+                            usage["compute_units"], status)
+        finally:
+            if run.lease is not None:
+                run.lease.release()
+            if run.settled is not None:
+                run.settled.set()
         emit(("error", failure) if failure else ("end", None))
 
     async def _acquire(self, plan: Plan, caller: Principal, deadline: float,

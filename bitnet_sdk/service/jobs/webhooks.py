@@ -78,7 +78,15 @@ _USER_AGENT = "bitnet-sdk-webhooks/1"
 
 
 class UnsafeWebhookUrl(ValueError):
-    """The URL is malformed, does not resolve, or points at a refused address."""
+    """The URL is malformed, does not resolve, or points at a refused address.
+
+    ``str(exc)`` is for the client and never says what the host resolves to;
+    ``operator_detail`` does, for the delivery record and the log.
+    """
+
+    def __init__(self, message: str, operator_detail: str | None = None) -> None:
+        super().__init__(message)
+        self.operator_detail = operator_detail or message
 
 
 # -- secrets and signatures ----------------------------------------------------------------
@@ -121,6 +129,11 @@ class _Target:
     addresses: tuple[str, ...]
 
 
+#: The refusal of a URL whose host does not resolve to public addresses only.
+_NOT_ALLOWED = ("the webhook URL is not allowed: its host must resolve, and only to public "
+                "addresses")
+
+
 def _refused(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return _refused(ip.ipv4_mapped)
@@ -140,19 +153,20 @@ def _target(url: str, allow_private: bool, *, resolve_host: bool) -> _Target:
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if not resolve_host:
         return _Target(parts.scheme, parts.hostname, port, path, ())
+    # One message for every refusal that depends on DNS: naming what a host resolves to (or
+    # that it does not resolve) would make this guard an oracle for the server's network.
     try:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise UnsafeWebhookUrl(f"the webhook host {parts.hostname!r} does not resolve") from exc
+    except (OSError, UnicodeError):
+        raise UnsafeWebhookUrl(_NOT_ALLOWED, f"{parts.hostname!r} does not resolve") from None
     addresses = tuple(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
     if not allow_private:
         bad = [a for a in addresses if _refused(ipaddress.ip_address(a))]
         if bad:
-            raise UnsafeWebhookUrl(
-                f"the webhook host {parts.hostname!r} resolves to {bad[0]}, a private, loopback "
-                "or otherwise non-public address; webhooks are only sent to public addresses")
+            raise UnsafeWebhookUrl(_NOT_ALLOWED, f"{parts.hostname!r} resolves to the "
+                                                 f"non-public address {bad[0]}")
     if not addresses:
-        raise UnsafeWebhookUrl(f"the webhook host {parts.hostname!r} has no address")
+        raise UnsafeWebhookUrl(_NOT_ALLOWED, f"{parts.hostname!r} has no address")
     return _Target(parts.scheme, parts.hostname, port, path, addresses)
 
 
@@ -318,7 +332,7 @@ class WebhookDispatcher:
             code = post(delivery.url, body, _headers(delivery, secret, body),
                         allow_private=self.allow_private, timeout_s=self.timeout_s)
         except UnsafeWebhookUrl as exc:
-            self._record(delivery, "failed", None, str(exc))
+            self._record(delivery, "failed", None, exc.operator_detail)
             return
         except (OSError, http.client.HTTPException) as exc:
             error = f"{type(exc).__name__}: {exc}"

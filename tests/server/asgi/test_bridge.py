@@ -290,22 +290,21 @@ def test_large_upload_is_streamed_with_back_pressure() -> None:
     assert stats["largest"] <= 1024 * 1024
 
 
-def test_body_over_the_size_limit_is_refused() -> None:
+def test_body_over_the_size_limit_is_refused_with_413_before_the_app() -> None:
     seen: list[str] = []
-    done = threading.Event()
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        seen.append((await receive())["type"])
-        done.set()
+        if scope["type"] == "http":
+            seen.append(scope["path"])
 
     with ServerThread(app, max_body_size=1000) as server:
         request = b"PUT /m HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000
         reply = raw_request(server.url, request)
-        assert done.wait(WAIT)
-    assert reply.startswith(b"HTTP/1.1 400")
-    assert seen == ["http.disconnect"]  # the app never gets a byte of it
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413")
+    assert b"Content-Type: application/problem+json" in head
+    assert json.loads(body)["limit_bytes"] == 1000
+    assert seen == []  # the application never sees a request it cannot read
 
 
 def test_chunked_request_body_without_content_length(echo_server: ServerThread) -> None:
@@ -533,7 +532,7 @@ def test_send_after_the_client_left_is_a_no_op() -> None:
 # -- application errors --------------------------------------------------------------------------
 
 
-def test_app_error_before_response_gives_plain_500() -> None:
+def test_app_error_before_response_gives_a_problem_500() -> None:
     async def broken(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             raise ValueError("boom")
@@ -541,8 +540,8 @@ def test_app_error_before_response_gives_plain_500() -> None:
     with ServerThread(broken) as server:
         response = httpx.get(server.url + "/")
     assert response.status_code == 500
-    assert response.headers["content-type"].startswith("text/plain")
-    assert "boom" not in response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["status"] == 500 and "boom" not in response.text
 
 
 def test_app_error_mid_stream_cuts_the_connection() -> None:

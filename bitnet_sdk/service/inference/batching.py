@@ -1,0 +1,348 @@
+"""Continuous batching: one scheduler per loaded language model, one forward step for all.
+
+Why: decoding ``B`` sequences one after another reads every weight ``B``
+times per token; one step over all of them reads it once, and the ternary
+GEMM is several times faster per token than ``B`` GEMVs
+(:mod:`bitnet_sdk.model.batch`).
+
+The contract:
+
+* **Join between steps.** :meth:`Scheduler.submit` hands over a
+  :class:`Sequence`; the scheduler thread takes it in before its next step,
+  up to ``max_batch_size`` sequences at once (the model cache's slots bound
+  that already; the scheduler checks it too).
+* **Memory first.** A sequence's KV cache is sized for its prompt plus
+  ``max_tokens`` (at most the context window) and reserved, through the
+  sequence's ``reserve`` hook, in the model cache's memory budget before it
+  joins. When it does not fit, the sequence waits (in order) until running
+  ones leave; nothing is overcommitted.
+* **Chunked prefill.** Prompts are processed ``prefill_chunk`` tokens at a
+  time, interleaved with the decode tokens of running sequences, at most
+  ``step_tokens`` tokens per step (and always at least one prompt chunk when
+  one waits), so running streams keep flowing while new prompts come in.
+  Chunk boundaries depend only on the prompt, never on the load.
+* **Shared prefill.** A sequence whose prompt an active sequence has or is
+  computing (OpenAI ``n > 1``, a retried request) does not compute it again:
+  it copies that prompt's part of the other's KV cache and samples from the
+  same logits with its own sampler. The result is the same bits as its own
+  prefill (same chunks, same arithmetic).
+* **Deterministic.** Each sequence samples with its own
+  :class:`~bitnet_sdk.model.generate.SequenceDecoder` (its own seed), and the
+  batched step gives a sequence the same logits alone or in any batch, so its
+  tokens do not depend on the company it keeps.
+* **Leaving.** A finished, cancelled (``cancelled()`` true, checked before
+  every step) or failed sequence leaves before the next step: its cache is
+  dropped and ``on_exit`` runs in the scheduler thread (keep it short: free
+  the slot and memory, hand slow work to another thread).
+
+The thread exists only while there is work; an idle scheduler holds nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from bitnet_sdk.model.batch import SeqChunk, forward_batch
+from bitnet_sdk.model.generate import GenerationStep, SequenceDecoder
+from bitnet_sdk.model.kv_cache import KVCache
+
+__all__ = ["BatchLimits", "BatchObserver", "Scheduler", "Sequence", "kv_bytes"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds an idle scheduler thread lingers before it exits.
+_IDLE_EXIT_S = 2.0
+#: Seconds between tries when waiting sequences cannot get memory.
+_MEMORY_RETRY_S = 0.05
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """How big steps get: sequences per step, prompt tokens per chunk, tokens per step."""
+
+    max_batch_size: int = 16
+    prefill_chunk: int = 64
+    step_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        if min(self.max_batch_size, self.prefill_chunk, self.step_tokens) < 1:
+            raise ValueError("batch limits must be positive")
+
+
+class BatchObserver(Protocol):
+    """Where a scheduler reports what it does (the server's Prometheus metrics)."""
+
+    def step(self, sequences: int, tokens: int) -> None:
+        """One step ran ``sequences`` chunks with ``tokens`` tokens in all."""
+
+    def first_token(self, seconds: float) -> None:
+        """A sequence's first token came ``seconds`` after it was submitted."""
+
+    def inter_token(self, seconds: float) -> None:
+        """A token came ``seconds`` after the sequence's previous one."""
+
+
+def kv_bytes(model: Any, positions: int) -> int:
+    """Bytes of a KV cache of ``positions`` positions for ``model`` (keys and values, float32)."""
+    c = model.config
+    return 2 * c.n_layers * positions * c.n_kv_heads * c.head_dim * 4
+
+
+class Sequence:
+    """One generation inside a scheduler: its prompt, decoder, cache and callbacks.
+
+    ``on_step(step)`` receives each token as it is sampled; ``on_exit(reason,
+    error)`` once, with ``reason`` ``"finished"``, ``"cancelled"`` or
+    ``"error"``. ``reserve(nbytes) -> bool`` claims memory for the KV cache
+    (False: not now, try again later); the sequence's owner frees it on exit.
+    """
+
+    def __init__(self, ids: list[int], decoder: SequenceDecoder, max_positions: int, *,
+                 on_step: Callable[[GenerationStep], None],
+                 on_exit: Callable[[str, BaseException | None], None],
+                 cancelled: Callable[[], bool] = lambda: False,
+                 reserve: Callable[[int], bool] = lambda _n: True) -> None:
+        self.ids = ids
+        self.decoder = decoder
+        self.max_positions = max_positions
+        self.on_step, self.on_exit = on_step, on_exit
+        self.cancelled, self.reserve = cancelled, reserve
+        self.cache: KVCache | None = None
+        #: Positions in the cache; the prompt is done when ``pos >= len(ids)``.
+        self.pos = 0
+        self.last_token = -1
+        self.followers: list[Sequence] = []
+        #: Logits after the prompt, kept while the sequence runs for others with its prompt.
+        self.prompt_logits: np.ndarray | None = None
+        self.submitted = self.last_at = 0.0
+        self.done = False
+
+    @property
+    def prefilling(self) -> bool:
+        return self.pos < len(self.ids)
+
+
+class Scheduler:
+    """Runs every sequence of one loaded model in shared steps (see the module docstring)."""
+
+    def __init__(self, model: Any, limits: BatchLimits, *, name: str = "",
+                 observer: BatchObserver | None = None) -> None:
+        self.model = model
+        self.limits = limits
+        self.name = name
+        self.observer = observer
+        self._cond = threading.Condition()
+        self._incoming: list[Sequence] = []
+        self._waiting: deque[Sequence] = deque()  # admitted, waiting for memory
+        self._active: list[Sequence] = []  # leaders in the batch (followers ride on them)
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    # -- the public side -----------------------------------------------------------------
+
+    def submit(self, *seqs: Sequence) -> None:
+        """Queue sequences for the next step (thread-safe); starts the thread if idle.
+
+        Sequences submitted in one call join in the same round (so ones with the
+        same prompt share its prefill).
+        """
+        now = time.perf_counter()
+        for seq in seqs:
+            seq.submitted = now
+        with self._cond:
+            if self._stopped:
+                raise RuntimeError("the scheduler is stopped")
+            self._incoming.extend(seqs)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, daemon=True,
+                                                name=f"bitnet-batch-{self.name}")
+                self._thread.start()
+            self._cond.notify()
+
+    def stop(self) -> None:
+        """Cancel every sequence (they exit ``cancelled``) and refuse new ones."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    def counts(self) -> tuple[int, int]:
+        """``(active, waiting)``: sequences in the batch (followers included) and not yet in."""
+        with self._cond:  # the scheduler thread changes the lists: count copies
+            active = sum(1 + len(list(s.followers)) for s in list(self._active))
+            return active, len(list(self._waiting)) + len(self._incoming)
+
+    # -- the thread ----------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while self._next_round():
+            try:
+                self._admit()
+                self._drop_cancelled()
+                chunks = self._plan()
+                if chunks:
+                    self._step(chunks)
+                elif self._waiting:
+                    time.sleep(_MEMORY_RETRY_S)
+            except Exception as exc:  # a bug, not a request's fault: fail what runs, go on
+                log.exception("batch step failed", extra={"model_id": self.name})
+                for seq in list(self._active):
+                    self._exit(seq, "error", exc)
+
+    def _next_round(self) -> bool:
+        """Take in new sequences; False when the thread should end (idle or stopped)."""
+        with self._cond:
+            while not (self._incoming or self._waiting or self._active or self._stopped):
+                if not self._cond.wait(_IDLE_EXIT_S) and not self._incoming:
+                    self._thread = None
+                    return False
+            self._waiting.extend(self._incoming)
+            self._incoming.clear()
+            if self._stopped:
+                self._thread = None
+        if self._stopped:
+            for seq in [*self._waiting, *self._active]:
+                self._exit(seq, "cancelled", None)
+            self._waiting.clear()
+            return False
+        return True
+
+    def _admit(self) -> None:
+        """Move waiting sequences into the batch, in order, while slots and memory allow."""
+        while self._waiting:
+            seq = self._waiting[0]
+            if seq.cancelled():
+                self._waiting.popleft()
+                self._exit(seq, "cancelled", None)
+                continue
+            active, _ = self.counts()
+            if active >= self.limits.max_batch_size:
+                break
+            try:
+                fits = seq.reserve(kv_bytes(self.model, seq.max_positions))
+            except Exception as exc:  # can never fit: refuse this one, keep the others
+                self._waiting.popleft()
+                self._exit(seq, "error", exc)
+                continue
+            if not fits:
+                break
+            self._waiting.popleft()
+            seq.cache = self.model.new_cache(seq.max_positions)
+            self._join(seq)
+
+
+    def _join(self, seq: Sequence) -> None:
+        """Into the batch; a prompt some active sequence has (or is computing) is not redone."""
+        for other in self._active:
+            if other.ids != seq.ids:
+                continue
+            if other.prefilling:  # fork when its prompt is done
+                other.followers.append(seq)
+                return
+            if other.prompt_logits is not None and other.cache is not None:
+                assert seq.cache is not None
+                seq.cache.copy_from(other.cache, len(seq.ids))
+                seq.pos = len(seq.ids)
+                self._emit(seq, other.prompt_logits, prompt_done=True)
+                if not seq.done:
+                    self._active.append(seq)
+                return
+        self._active.append(seq)
+
+    def _drop_cancelled(self) -> None:
+        for seq in [s for s in self._waiting if s.cancelled()]:
+            self._waiting.remove(seq)
+            self._exit(seq, "cancelled", None)
+        for seq in list(self._active):
+            for follower in [f for f in seq.followers if f.cancelled()]:
+                seq.followers.remove(follower)
+                self._exit(follower, "cancelled", None)
+            if seq.cancelled():
+                self._exit(seq, "cancelled", None)
+
+    def _plan(self) -> list[tuple[Sequence, SeqChunk]]:
+        """This step's chunks: every decode token, then prompt chunks within the token budget."""
+        plan = [(s, SeqChunk(np.array([s.last_token]), s.pos, s.cache))
+                for s in self._active if not s.prefilling and s.cache is not None]
+        tokens, chunk = len(plan), self.limits.prefill_chunk
+        prompts = False
+        for s in self._active:
+            if not s.prefilling or s.cache is None:
+                continue
+            end = min(len(s.ids), (s.pos // chunk + 1) * chunk)  # boundaries depend on the prompt only
+            if prompts and tokens + end - s.pos > self.limits.step_tokens:
+                break
+            plan.append((s, SeqChunk(np.array(s.ids[s.pos:end]), s.pos, s.cache,
+                                     logits=end == len(s.ids))))
+            tokens += end - s.pos
+            prompts = True
+        return plan
+
+    def _step(self, plan: list[tuple[Sequence, SeqChunk]]) -> None:
+        m = self.model
+        logits = forward_batch(m.weights, m.config, m.backend, [c for _, c in plan])
+        if self.observer is not None:
+            self.observer.step(len(plan), sum(c.token_ids.shape[0] for _, c in plan))
+        for (seq, chunk), row in zip(plan, logits, strict=True):
+            seq.pos += chunk.token_ids.shape[0]
+            if row is None:
+                continue
+            if seq.decoder.index == 0:  # the prompt is done: followers fork here
+                for follower in seq.followers:
+                    assert follower.cache is not None and seq.cache is not None
+                    follower.cache.copy_from(seq.cache)
+                    follower.pos = seq.pos
+                    self._emit(follower, row, prompt_done=True)
+                    if not follower.done:
+                        self._active.append(follower)
+                seq.followers.clear()
+                self._emit(seq, row, prompt_done=True)
+            else:
+                self._emit(seq, row)
+
+    def _emit(self, seq: Sequence, logits: np.ndarray, *, prompt_done: bool = False) -> None:
+        now = time.perf_counter()
+        if prompt_done:
+            seq.decoder.prompt_s, seq.decoder.gen_start = now - seq.submitted, now
+            seq.prompt_logits = logits
+        step = seq.decoder.step(logits)
+        seq.last_token = step.token_id
+        if self.observer is not None:
+            if step.index == 0:
+                self.observer.first_token(now - seq.submitted)
+            else:
+                self.observer.inter_token(now - seq.last_at)
+        seq.last_at = now
+        seq.on_step(step)
+        if step.finish_reason is not None:
+            self._exit(seq, "finished", None)
+
+    def _exit(self, seq: Sequence, reason: str, error: BaseException | None) -> None:
+        """``seq`` leaves now: out of the batch, cache dropped, ``on_exit`` called."""
+        if seq.done:
+            return
+        seq.done = True
+        if seq in self._active:
+            self._active.remove(seq)
+            if seq.followers and reason == "cancelled":  # the first follower takes over
+                heir = seq.followers.pop(0)
+                assert heir.cache is not None and seq.cache is not None
+                heir.cache.copy_from(seq.cache)
+                heir.pos, heir.followers = seq.pos, seq.followers
+                self._active.append(heir)
+            else:
+                for follower in seq.followers:
+                    self._exit(follower, reason, error)
+            seq.followers = []
+        seq.cache = seq.prompt_logits = None
+        try:
+            seq.on_exit(reason, error)
+        except Exception:
+            log.exception("a sequence's exit hook failed", extra={"model_id": self.name})

@@ -1,0 +1,271 @@
+"""The batching scheduler on real (small) models: determinism, leaving, shared prefill, memory.
+
+Each test drives a :class:`Scheduler` directly with real sequences and waits for
+their exits; nothing about the model is mocked.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bitnet_sdk.backends import available
+from bitnet_sdk.model.generate import GenerationStep, new_decoder
+from bitnet_sdk.model.loader import Model, load
+from bitnet_sdk.service.inference.batching import BatchLimits, Scheduler, Sequence, kv_bytes
+from bitnet_sdk.service.inference.model_cache import (
+    ModelCache,
+    ModelRef,
+    ModelSpec,
+    ModelTooLarge,
+)
+from bitnet_sdk.testing.synthetic import build_model
+from tests.support.inference import ModelFiles
+
+BACKENDS = sorted(i.name for i in available() if i.available)
+PROMPTS = ["Hello there", "The quick brown fox", "def main(argv):", "x = y + z",
+           "print('hello, world!')", "{a: [1, 2, 3]}", "Code:", "Hello, world"]
+
+
+@pytest.fixture(scope="module")
+def endless_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ModelFiles(tmp_path_factory.mktemp("batching")).endless()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def model(request: pytest.FixtureRequest, endless_file: Path) -> Model:
+    return load(endless_file, backend=request.param)
+
+
+class Run:
+    """One sequence's record: its steps and how it left."""
+
+    def __init__(self, model: Model, prompt: str, *, cancel_after: int | None = None,
+                 reserve: Callable[[int], bool] = lambda _n: True, **params: Any) -> None:
+        self.decoder = new_decoder(model, prompt, **params)
+        self.steps: list[GenerationStep] = []
+        self.exit: tuple[str, BaseException | None] | None = None
+        self.left = threading.Event()
+        self.cancel_after = cancel_after
+        self.seq = Sequence(self.decoder.ids, self.decoder,
+                            min(model.context_length, len(self.decoder.ids) + params["max_tokens"]),
+                            on_step=self.steps.append, on_exit=self._exit,
+                            cancelled=self._cancelled, reserve=reserve)
+
+    def _cancelled(self) -> bool:
+        return self.cancel_after is not None and len(self.steps) >= self.cancel_after
+
+    def _exit(self, reason: str, error: BaseException | None) -> None:
+        self.exit = (reason, error)
+        self.left.set()
+
+    @property
+    def tokens(self) -> list[int]:
+        return [s.token_id for s in self.steps]
+
+
+def run_all(scheduler: Scheduler, runs: list[Run]) -> list[Run]:
+    for r in runs:
+        scheduler.submit(r.seq)
+    for r in runs:
+        assert r.left.wait(120), "a sequence never left the scheduler"
+    return runs
+
+
+class Steps:
+    """A BatchObserver that records every step."""
+
+    def __init__(self) -> None:
+        self.sizes: list[tuple[int, int]] = []
+        self.first: list[float] = []
+        self.gaps: list[float] = []
+
+    def step(self, sequences: int, tokens: int) -> None:
+        self.sizes.append((sequences, tokens))
+
+    def first_token(self, seconds: float) -> None:
+        self.first.append(seconds)
+
+    def inter_token(self, seconds: float) -> None:
+        self.gaps.append(seconds)
+
+
+def params(i: int) -> dict[str, Any]:
+    """Request ``i``'s sampling: every other one greedy, the rest seeded with filters."""
+    if i % 2 == 0:
+        return {"max_tokens": 12, "temperature": 0.0}
+    return {"max_tokens": 12, "temperature": 0.9, "top_k": 40 if i % 3 else 0,
+            "top_p": 0.9 if i % 5 else 1.0, "seed": 1000 + i}
+
+
+def test_tokens_are_the_same_alone_and_in_a_batch_of_16(model: Model) -> None:
+    requests = [(PROMPTS[i % len(PROMPTS)] + " " * (i // len(PROMPTS)), params(i))
+                for i in range(16)]
+    steps = Steps()
+    scheduler = Scheduler(model, BatchLimits(max_batch_size=16, prefill_chunk=4,
+                                             step_tokens=32), observer=steps)
+    alone = [run_all(scheduler, [Run(model, p, **kw)])[0].tokens for p, kw in requests]
+    assert max(size for size, _ in steps.sizes) == 1
+    steps.sizes.clear()
+    steps.first.clear()
+    steps.gaps.clear()
+    together = run_all(scheduler, [Run(model, p, **kw) for p, kw in requests])
+    assert max(size for size, _ in steps.sizes) == 16  # they really shared steps
+    for i, r in enumerate(together):
+        assert r.exit == ("finished", None)
+        assert r.tokens == alone[i], f"request {i} changed in the batch"
+    # And what the one-sequence runtime gives (prompt chunks of 4 tokens there, 512 here).
+    for (prompt, kw), tokens in zip(requests[:4], alone[:4], strict=True):
+        assert list(model.complete(prompt, **kw).token_ids) == tokens
+    assert scheduler.counts() == (0, 0)
+    assert len(steps.first) == 16 and len(steps.gaps) == 16 * 11
+
+
+def test_cancelled_sequences_leave_at_once_and_the_rest_go_on(model: Model) -> None:
+    scheduler = Scheduler(model, BatchLimits(max_batch_size=8))
+    runs = [Run(model, PROMPTS[i], max_tokens=20, temperature=0.0,
+                cancel_after=3 if i % 2 else None) for i in range(6)]
+    run_all(scheduler, runs)
+    for i, r in enumerate(runs):
+        if i % 2:
+            assert r.exit == ("cancelled", None) and len(r.tokens) == 3
+            assert r.seq.cache is None  # freed when it left
+        else:
+            assert r.exit == ("finished", None) and len(r.tokens) == 20
+    assert scheduler.counts() == (0, 0)
+
+
+def test_a_sequence_cancelled_while_waiting_never_runs(model: Model) -> None:
+    scheduler = Scheduler(model, BatchLimits(max_batch_size=1))
+    first = Run(model, PROMPTS[0], max_tokens=30, temperature=0.0)
+    waiting = Run(model, PROMPTS[1], max_tokens=30, temperature=0.0, cancel_after=0)
+    run_all(scheduler, [first, waiting])
+    assert waiting.exit == ("cancelled", None) and waiting.steps == []
+    assert first.exit == ("finished", None)
+
+
+def test_the_same_prompt_arriving_together_is_computed_once(model: Model) -> None:
+    steps = Steps()
+    scheduler = Scheduler(model, BatchLimits(prefill_chunk=4), observer=steps)
+    prompt = PROMPTS[1] * 3
+    alone = [run_all(scheduler, [Run(model, prompt, **params(i))])[0].tokens for i in range(4)]
+    steps.sizes.clear()
+    runs = [Run(model, prompt, **params(i)) for i in range(4)]
+    scheduler.submit(*(r.seq for r in runs))
+    run_all(scheduler, [])
+    for r in runs:
+        assert r.left.wait(120)
+    prompt_tokens = len(runs[0].decoder.ids)
+    decode_tokens = sum(len(r.tokens) - 1 for r in runs)  # the first comes from the prompt
+    assert sum(tokens for _, tokens in steps.sizes) == prompt_tokens + decode_tokens
+    assert [r.tokens for r in runs] == alone
+    assert len(set(map(tuple, alone))) > 1  # different seeds: really different sequences
+
+
+def test_a_leader_cancelled_during_prefill_hands_the_prompt_on(model: Model) -> None:
+    steps = Steps()
+    scheduler = Scheduler(model, BatchLimits(prefill_chunk=2, step_tokens=2), observer=steps)
+    prompt = PROMPTS[4] * 2
+    expected = run_all(scheduler, [Run(model, prompt, **params(1))])[0].tokens
+    steps.sizes.clear()
+    leader = Run(model, prompt, max_tokens=5, temperature=0.0)
+    follower = Run(model, prompt, **params(1))
+    leader.seq.cancelled = lambda: leader.seq.pos >= 2  # after its first prompt chunk
+    scheduler.submit(leader.seq, follower.seq)
+    assert leader.left.wait(60) and follower.left.wait(60)
+    assert leader.exit == ("cancelled", None) and leader.steps == []
+    assert follower.tokens == expected
+    # The follower went on from the leader's chunk: the prompt was computed once.
+    prompt_tokens = len(follower.decoder.ids)
+    assert sum(t for _, t in steps.sizes) == prompt_tokens + len(expected) - 1
+
+
+def test_admission_waits_for_memory_instead_of_overcommitting(model: Model) -> None:
+    per_sequence = kv_bytes(model, 16)
+    budget = {"free": 2 * per_sequence}
+    lock = threading.Lock()
+
+    def reserve(nbytes: int) -> bool:
+        with lock:
+            if nbytes > budget["free"]:
+                return False
+            budget["free"] -= nbytes
+            return True
+
+    steps = Steps()
+    scheduler = Scheduler(model, BatchLimits(max_batch_size=16), observer=steps)
+    runs: list[Run] = []
+
+    def give_back(run: Run) -> Callable[[str, BaseException | None], None]:
+        def on_exit(reason: str, error: BaseException | None) -> None:
+            with lock:
+                budget["free"] += kv_bytes(model, run.seq.max_positions)
+            Run._exit(run, reason, error)
+        return on_exit
+
+    for _ in range(5):
+        run = Run(model, "Hi", reserve=reserve, max_tokens=16 - len(model.tokenize("Hi")),
+                  temperature=0.0)
+        assert kv_bytes(model, run.seq.max_positions) == per_sequence
+        run.seq.on_exit = give_back(run)
+        runs.append(run)
+    run_all(scheduler, runs)
+    assert all(r.exit == ("finished", None) for r in runs)
+    assert max(size for size, _ in steps.sizes) == 2  # never more than the memory holds
+    assert budget["free"] == 2 * per_sequence
+
+
+def test_a_sequence_that_can_never_fit_fails_alone(model: Model) -> None:
+    def too_big(nbytes: int) -> bool:
+        raise ModelTooLarge("no room")
+
+    scheduler = Scheduler(model, BatchLimits())
+    bad = Run(model, PROMPTS[0], reserve=too_big, max_tokens=4, temperature=0.0)
+    good = Run(model, PROMPTS[1], max_tokens=4, temperature=0.0)
+    run_all(scheduler, [bad, good])
+    assert bad.exit is not None and bad.exit[0] == "error"
+    assert isinstance(bad.exit[1], ModelTooLarge)
+    assert good.exit == ("finished", None) and len(good.tokens) == 4
+
+
+def test_kv_reservations_count_in_the_cache_budget(tmp_path: Path) -> None:
+    path = build_model(tmp_path / "m.gguf")
+    model_bytes = path.stat().st_size
+    cache = ModelCache(model_bytes + 3000, 4, slots_per_model=4)
+    spec = ModelSpec(ModelRef("m", "m", "llm", path, model_bytes, 1), "numpy")
+    try:
+        first = cache.acquire_sync(spec)
+        second = cache.acquire_sync(spec)
+        used = cache.stats()["used_bytes"]
+        assert first.reserve(2000) and cache.stats()["used_bytes"] == used + 2000
+        assert not second.reserve(2000)  # waits: the budget is spoken for
+        with pytest.raises(ModelTooLarge):
+            second.reserve(10**9)  # can never fit
+        first.release()
+        assert cache.stats()["used_bytes"] == used and second.reserve(2000)
+        second.release()
+    finally:
+        cache.stop()
+
+
+def test_a_late_request_reuses_the_prompt_of_a_running_one(model: Model) -> None:
+    steps = Steps()
+    scheduler = Scheduler(model, BatchLimits(prefill_chunk=4), observer=steps)
+    prompt = PROMPTS[2] * 2
+    expected = run_all(scheduler, [Run(model, prompt, **params(3))])[0].tokens
+    steps.sizes.clear()
+    first = Run(model, prompt, max_tokens=200, temperature=0.0)
+    first.seq.cancelled = lambda: late.left.is_set()  # runs until the late one is done
+    late = Run(model, prompt, **params(3))
+    scheduler.submit(first.seq)
+    while len(first.steps) < 2:
+        assert not first.left.wait(0.01)
+    scheduler.submit(late.seq)
+    assert late.left.wait(60) and first.left.wait(60)
+    assert late.tokens == expected
+    computed = sum(t for _, t in steps.sizes)
+    assert computed == len(first.decoder.ids) + len(first.tokens) - 1 + len(late.tokens) - 1
