@@ -44,12 +44,8 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env(
         host=args.host, port=args.port, database_url=args.database_url,
         data_dir=args.data_dir, workers=args.workers, backend=args.backend,
-<<<<<<< HEAD
-        demo_model=args.demo_model, processes=args.processes, redis_url=args.redis_url,
-=======
         demo_model=args.demo_model, max_batch_size=args.max_batch_size,
-        model_queue_size=args.model_queue_size,
->>>>>>> main
+        model_queue_size=args.model_queue_size, processes=args.processes, redis_url=args.redis_url,
         cors_origins=parse_origins(",".join(args.cors_origins)) if args.cors_origins else None,
     )
     if settings.processes < 1:

@@ -327,19 +327,10 @@ class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
         self._info = info
         return True
 
-<<<<<<< HEAD
-    async def _consume_rate_limit(self, rid: str) -> bool:
-        """Count the generation against the hourly budget, as the HTTP middleware does."""
-        from bitnet_sdk.server.ratelimit_middleware import consume_request
-
-        assert self._info is not None
-        decision = await consume_request(self.ctx.settings, self._info["sub"],
-=======
     async def _consume_rate_limit(self, rid: Any) -> bool:
         """Count the message against the hourly budget, as the HTTP middleware does."""
         assert self._info is not None
         decision = await consume_request(self.ctx.settings, str(self._info["sub"]),
->>>>>>> main
                                          str(self._info.get("tier") or ""))
         if decision.allowed:
             return True
