@@ -49,12 +49,20 @@ def websocket_routes(app: Any) -> list[tuple[str, Any, dict[str, Any]]]:
     return routes(app.bitnet)
 
 
-def run_server(settings: Settings, say: Callable[[str], None] = print) -> None:
-    """Prepare, then serve until SIGINT/SIGTERM; returns after a graceful stop."""
+def run_server(settings: Settings, say: Callable[[str], None] = print) -> int:
+    """Prepare, then serve until SIGINT/SIGTERM; returns the exit status after a graceful stop.
+
+    ``settings.processes > 1``: several forked server processes share the port
+    (:mod:`bitnet_sdk.server.processes`).
+    """
+    prepare(settings, say)
+    if settings.processes > 1:
+        from bitnet_sdk.server.processes import serve_processes
+
+        return serve_processes(settings, websocket_routes, say)
     from bitnet_sdk.server.app import create_app
     from bitnet_sdk.server.asgi.tornado_app import serve
 
-    prepare(settings, say)
     app = create_app(settings)
 
     def started(server: Any) -> None:
@@ -62,3 +70,4 @@ def run_server(settings: Settings, say: Callable[[str], None] = print) -> None:
 
     serve(app, settings.host, settings.port, websocket_routes=websocket_routes(app),
           on_started=started, max_body_size=settings.max_upload_bytes + (1 << 20))
+    return 0

@@ -130,6 +130,8 @@ class BridgeServer:
     """One listening Tornado server for an ASGI application, on the running asyncio loop.
 
     ``port=0`` picks a free port (read :attr:`port` / :attr:`url` after :meth:`start`).
+    ``sockets``: already listening sockets to serve instead of binding ``host:port`` (several
+    processes sharing one port, see :mod:`bitnet_sdk.server.processes`).
     ``lifespan`` is ``"auto"``, ``"on"`` or ``"off"`` (see :mod:`bitnet_sdk.server.asgi.lifespan`);
     a start-up failure raises :class:`~bitnet_sdk.server.asgi.lifespan.LifespanStartupError`.
     """
@@ -146,9 +148,11 @@ class BridgeServer:
         shutdown_timeout: float = 30.0,
         root_path: str = "",
         xheaders: bool = False,
+        sockets: Sequence[socket.socket] = (),
         **settings: Any,
     ) -> None:
         self.host = host
+        self._sockets = list(sockets)
         self.port = port
         self.shutdown_timeout = shutdown_timeout
         self.lifespan = Lifespan(asgi_app, lifespan)
@@ -174,7 +178,7 @@ class BridgeServer:
         """Run lifespan start-up, then listen. Raises on start-up failure or a busy port."""
         await self.lifespan.startup()
         try:
-            sockets = bind_sockets(self.port, self.host)
+            sockets = self._sockets or bind_sockets(self.port, self.host)
         except BaseException as error:
             _close_abandoned_sockets(error)
             await self.lifespan.shutdown(self.shutdown_timeout)
