@@ -60,6 +60,12 @@ class Settings:
     max_upload_bytes: int = 20 * 1024**3
     #: Largest multipart upload (Connexion holds it in memory: larger files go by raw PUT).
     max_multipart_bytes: int = 64 * 1024**2
+    #: Server processes sharing the port (``bitnet serve --processes``; see
+    #: :mod:`bitnet_sdk.server.processes`). 1: the server runs in the calling process.
+    processes: int = 1
+    #: ``redis://host:port/db``: shared rate limits in Redis instead of the database
+    #: (empty: the database alone). See :mod:`bitnet_sdk.service.accounting.limiter`.
+    redis_url: str = ""
     #: In-server job worker threads (0: jobs only run in ``bitnet worker`` processes).
     workers: int = 1
     #: Memory budget of the loaded-model cache, in bytes.

@@ -4,6 +4,7 @@
 #   aarch64 cross gcc + qemu-user  NEON/old-x86 kernel proofs under emulation (tests/kernels)
 #   postgresql                     the store/rate-limit/jobs tests on a real PostgreSQL
 #   chromium + chromium-driver     the developer portal's browser tests (tests/portal)
+#   redis-server                   the shared rate-limit tests on a real Redis
 # Node.js/npm and Go come with the machine; TypeScript is installed by the SDK
 # tests themselves from generators/toolchain/package-lock.json.
 set -euo pipefail
@@ -18,6 +19,7 @@ command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need+=(postgresql)
 fi
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

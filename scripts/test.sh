@@ -17,6 +17,15 @@ if [ -z "${BITNET_TEST_POSTGRES_URL:-}" ]; then
   fi
 fi
 
+# A real Redis on loopback for the shared rate-limit tests (--redis).
+if [ -z "${BITNET_TEST_REDIS_URL:-}" ]; then
+  if url="$(bash scripts/start-redis.sh | tail -n1)"; then
+    export BITNET_TEST_REDIS_URL="$url"
+  else
+    echo "warning: Redis could not be started; its test variants will be skipped" >&2
+  fi
+fi
+
 echo "== ruff"
 ruff check .
 echo "== mypy"

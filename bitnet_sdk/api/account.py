@@ -21,7 +21,8 @@ from bitnet_sdk.api.auth import iso
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem, conflict, unprocessable
 from bitnet_sdk.service.accounting import storage_quota, usage
-from bitnet_sdk.service.accounting.ratelimit import customer_key, peek, tier_limit
+from bitnet_sdk.service.accounting.limiter import limiter_for
+from bitnet_sdk.service.accounting.ratelimit import customer_key, tier_limit
 from bitnet_sdk.store.models import UpgradeRequest, User
 
 __all__ = [
@@ -124,7 +125,7 @@ def _limits_blocking(user_id: str) -> dict[str, Any]:
     user = _user(user_id)
     limit, window = tier_limit(settings, user.tier)
     now = time.time()
-    decision = peek(customer_key(user.id), limit, window, now)
+    decision = limiter_for(settings).peek(customer_key(user.id), limit, window, now)
     used = usage.month_usage(user.id, now=now)
     resets_at = iso(usage.month_bounds(now)[1])
     quotas = [

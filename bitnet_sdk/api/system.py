@@ -92,6 +92,7 @@ def get_status() -> Any:
         "python": platform.python_version(),
         "checks": _run_checks(ctx),
         "workers": workers,
+        "process_id": os.getpid(),
     })
 
 

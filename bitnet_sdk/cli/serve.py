@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="database URL: sqlite:///path (default <data-dir>/bitnet.db) or postgresql://…")
     p.add_argument("--data-dir", help="models, uploads, SQLite file and secrets (default ./data)")
     p.add_argument("--workers", type=int, help="in-server job worker threads (default 1)")
+    p.add_argument("--processes", type=int,
+                   help="server processes sharing the port (default 1; about one per core)")
+    p.add_argument("--redis", dest="redis_url", metavar="URL",
+                   help="redis://… for shared rate limits (default: the database alone)")
     p.add_argument("--backend", help="compute backend (default auto)")
     p.add_argument("--max-batch-size", type=int, metavar="N",
                    help="generations of one model decoded together in one step (default 16, "
@@ -49,9 +53,12 @@ def run(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, database_url=args.database_url,
         data_dir=args.data_dir, workers=args.workers, backend=args.backend,
         demo_model=args.demo_model, max_batch_size=args.max_batch_size,
-        model_queue_size=args.model_queue_size,
+        model_queue_size=args.model_queue_size, processes=args.processes, redis_url=args.redis_url,
         cors_origins=parse_origins(",".join(args.cors_origins)) if args.cors_origins else None,
     )
+    if settings.processes < 1:
+        print("bitnet serve: --processes must be at least 1", file=sys.stderr)
+        return 2
     try:
         sockets = listen(settings.host, settings.port)
     except OSError as exc:
@@ -60,5 +67,4 @@ def run(args: argparse.Namespace) -> int:
               "Is another server running there? Choose another --port (or BITNET_PORT).",
               file=sys.stderr)
         return 1
-    run_server(settings, sockets=sockets)
-    return 0
+    return run_server(settings, sockets=sockets)

@@ -5,8 +5,8 @@ Placed after Connexion's security middleware, so the verified credential
 For each authenticated request it:
 
 1. counts the request against the customer's hourly budget
-   (:func:`bitnet_sdk.service.accounting.ratelimit.check_and_consume`, in the database,
-   so the limit holds across every server process sharing it; run in a worker
+   (:func:`bitnet_sdk.service.accounting.limiter.limiter_for`: in the database, or in
+   Redis when configured, so the limit holds across every server process sharing it; run in a worker
    thread, never on the event loop). Tokens and API keys of one user share one
    budget; the size comes from the credential's tier (``Settings.tiers``);
 2. when the budget is spent, answers ``429`` problem+json with
@@ -37,9 +37,9 @@ from connexion.exceptions import ProblemException
 from bitnet_sdk.server import metering
 from bitnet_sdk.server.context import REQUEST_ID_KEY, SCOPE_KEY, current
 from bitnet_sdk.server.problems import too_many_requests
+from bitnet_sdk.service.accounting.limiter import limiter_for
 from bitnet_sdk.service.accounting.ratelimit import (
     Decision,
-    check_and_consume,
     customer_key,
     ratelimit_headers,
     tier_limit,
@@ -64,7 +64,8 @@ async def consume_request(settings: Settings, user_id: str, tier: str | None) ->
     Also for the WebSocket handler, which Connexion never sees.
     """
     limit, window = tier_limit(settings, tier or "")
-    return await asyncio.to_thread(check_and_consume, customer_key(user_id), limit, window)
+    limiter = limiter_for(settings)
+    return await asyncio.to_thread(limiter.check_and_consume, customer_key(user_id), limit, window)
 
 
 def _token_info(scope: Scope) -> dict[str, Any] | None:

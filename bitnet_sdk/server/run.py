@@ -50,22 +50,31 @@ def websocket_routes(app: Any) -> list[tuple[str, Any, dict[str, Any]]]:
 
 
 def run_server(settings: Settings, say: Callable[[str], None] = print,
-               sockets: list[Any] | None = None) -> None:
-    """Prepare, then serve until SIGINT/SIGTERM; returns after a graceful stop.
+               sockets: list[Any] | None = None) -> int:
+    """Prepare, then serve until SIGINT/SIGTERM; returns the exit status after a graceful stop.
 
     ``sockets``: listening sockets bound beforehand (``tornado_app.listen``), so that a
     busy port is found before the data directory, the administrator or the demo model
-    are created; without them the port is bound after preparation.
+    are created. ``settings.processes > 1``: several forked server processes share the port
+    (:mod:`bitnet_sdk.server.processes`, which binds it itself: the early sockets are closed).
     """
+    try:
+        prepare(settings, say)
+    except BaseException:
+        _close(sockets)
+        raise
+    if settings.processes > 1:
+        from bitnet_sdk.server.processes import serve_processes
+
+        _close(sockets)
+        return serve_processes(settings, websocket_routes, say)
     from bitnet_sdk.server.app import create_app
     from bitnet_sdk.server.asgi.tornado_app import serve
 
     try:
-        prepare(settings, say)
         app = create_app(settings)
     except BaseException:
-        for sock in sockets or ():
-            sock.close()
+        _close(sockets)
         raise
 
     def started(server: Any) -> None:
@@ -73,4 +82,10 @@ def run_server(settings: Settings, say: Callable[[str], None] = print,
 
     serve(app, settings.host, settings.port, websocket_routes=websocket_routes(app),
           on_started=started, max_body_size=settings.max_upload_bytes + (1 << 20),
-          sockets=sockets)
+          sockets=sockets or ())
+    return 0
+
+
+def _close(sockets: list[Any] | None) -> None:
+    for sock in sockets or ():
+        sock.close()

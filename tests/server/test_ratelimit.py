@@ -3,7 +3,8 @@
 The ``tiny`` tier allows 20 requests per hour, so the window is spent in a
 test. The same budget is shared by every server process on one database: a
 second server runs in a child process on the same SQLite file (and, when
-``BITNET_TEST_POSTGRES_URL`` is set, both run on one PostgreSQL schema).
+``BITNET_TEST_POSTGRES_URL`` is set, both run on one PostgreSQL schema; when
+``BITNET_TEST_REDIS_URL`` is set, both count in one Redis).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bitnet_sdk.server.app import create_app
 from bitnet_sdk.server.asgi.testing import ServerThread
 from bitnet_sdk.store.testing import POSTGRES_ENV, postgres_test_url, temporary_database_url
 from tests.conftest import make_account
+from tests.support.redis import redis_test_url
 
 LIMIT = 20
 TIERS = {**DEFAULT_TIERS, "tiny": TierLimits(LIMIT, 5, 10_000, 1_000)}
@@ -37,9 +39,9 @@ _CHILD = textwrap.dedent(
     from bitnet_sdk.config import Settings, TierLimits
     from bitnet_sdk.server.app import create_app
     from bitnet_sdk.server.asgi.testing import ServerThread
-    data_dir, db_url, tiers = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    data_dir, db_url, tiers, redis_url = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
     settings = Settings(data_dir=Path(data_dir), database_url=db_url, demo_model=False,
-                        tiers={k: TierLimits(**v) for k, v in tiers.items()})
+                        tiers={k: TierLimits(**v) for k, v in tiers.items()}, redis_url=redis_url)
     with ServerThread(create_app(settings)) as server:
         print(server.url, flush=True)
         sys.stdin.read()  # serve until the parent closes our stdin
@@ -47,9 +49,9 @@ _CHILD = textwrap.dedent(
 )
 
 
-def _settings(tmp_path: Path, database_url: str = "") -> Settings:
+def _settings(tmp_path: Path, database_url: str = "", redis_url: str = "") -> Settings:
     return Settings(data_dir=tmp_path / "data", database_url=database_url, demo_model=False,
-                    tiers=TIERS)
+                    tiers=TIERS, redis_url=redis_url)
 
 
 @pytest.fixture
@@ -69,7 +71,8 @@ class ChildServer:
     def __init__(self, settings: Settings) -> None:
         tiers = json.dumps({k: asdict(v) for k, v in settings.tiers.items()})
         self.process = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, str(settings.data_dir), settings.db_url, tiers],
+            [sys.executable, "-c", _CHILD, str(settings.data_dir), settings.db_url, tiers,
+             settings.redis_url],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         line = self.process.stdout.readline().strip()
@@ -161,13 +164,22 @@ def postgres_servers(tmp_path: Path) -> Iterator[list[str]]:
         yield from _two_servers(_settings(tmp_path, url))
 
 
-def _check_shared_budget(urls: list[str], settings: Settings) -> None:
+@pytest.fixture
+def redis_servers(tmp_path: Path) -> Iterator[list[str]]:
+    yield from _two_servers(_settings(tmp_path, redis_url=redis_test_url()))
+
+
+def _check_shared_budget(urls: list[str], settings: Settings) -> tuple[str, list[dict[str, str]]]:
+    """36 requests over two servers: exactly the tier's 20 pass; the user id and 429s' headers."""
     tiny = make_account(settings, "tiny@example.com", tier="tiny")
     statuses = _spend_together(urls, tiny.headers, requests_each=9)  # 36 requests in all
     assert sorted(statuses) == [200] * LIMIT + [429] * (36 - LIMIT)
+    refusals = []
     for url in urls:  # and both servers keep refusing
         r = httpx.get(url + "/v1/auth/me", headers=tiny.headers)
         assert r.status_code == 429 and int(r.headers["retry-after"]) > 3500
+        refusals.append({k: r.headers[k] for k in ("ratelimit-policy", "ratelimit", "retry-after")})
+    return tiny.user_id, refusals
 
 
 def test_budget_is_shared_by_two_processes_on_sqlite(sqlite_servers, settings):
@@ -176,3 +188,20 @@ def test_budget_is_shared_by_two_processes_on_sqlite(sqlite_servers, settings):
 
 def test_budget_is_shared_by_two_processes_on_postgresql(postgres_servers, tmp_path):
     _check_shared_budget(postgres_servers, _settings(tmp_path))
+
+
+def test_budget_is_shared_by_two_processes_in_redis(redis_servers, tmp_path):
+    import redis
+
+    from bitnet_sdk.store import RateLimitHit
+
+    user_id, refusals = _check_shared_budget(redis_servers, _settings(tmp_path))
+    counted = redis.Redis.from_url(redis_test_url())
+    try:  # counted in Redis, not in the database
+        assert counted.zcard(f"bitnet:ratelimit:user:{user_id}") == LIMIT
+    finally:
+        counted.close()
+    assert RateLimitHit.select().where(RateLimitHit.key == f"user:{user_id}").count() == 0
+    for headers in refusals:  # the database limiter's headers, from Redis's counts
+        assert headers["ratelimit-policy"] == f'"hour";q={LIMIT};w=3600'
+        assert headers["ratelimit"] == f'"hour";r=0;t={headers["retry-after"]}'

@@ -139,8 +139,9 @@ class BridgeServer:
     """One listening Tornado server for an ASGI application, on the running asyncio loop.
 
     ``port=0`` picks a free port (read :attr:`port` / :attr:`url` after :meth:`start`).
-    ``sockets``: already bound listening sockets (:func:`listen`) to serve on instead of
-    binding ``host:port`` at start (so a caller can find a busy port before doing anything).
+    ``sockets``: already listening sockets to serve instead of binding ``host:port`` (bound
+    early by :func:`listen` so a busy port is found before anything else is done, or shared by
+    several processes, see :mod:`bitnet_sdk.server.processes`).
     ``lifespan`` is ``"auto"``, ``"on"`` or ``"off"`` (see :mod:`bitnet_sdk.server.asgi.lifespan`);
     a start-up failure raises :class:`~bitnet_sdk.server.asgi.lifespan.LifespanStartupError`.
     """
@@ -157,10 +158,11 @@ class BridgeServer:
         shutdown_timeout: float = 30.0,
         root_path: str = "",
         xheaders: bool = False,
-        sockets: Sequence[socket.socket] | None = None,
+        sockets: Sequence[socket.socket] = (),
         **settings: Any,
     ) -> None:
         self.host = host
+        self._sockets = list(sockets)
         self.port = port
         self.shutdown_timeout = shutdown_timeout
         self.lifespan = Lifespan(asgi_app, lifespan)
@@ -175,7 +177,6 @@ class BridgeServer:
         self._xheaders = xheaders
         self._max_body_size = max_body_size
         self._http: HTTPServer | None = None
-        self._sockets = list(sockets) if sockets else None
 
     @property
     def url(self) -> str:
@@ -186,14 +187,12 @@ class BridgeServer:
     async def start(self) -> None:
         """Run lifespan start-up, then listen. Raises on start-up failure or a busy port."""
         await self.lifespan.startup()
-        sockets, self._sockets = self._sockets, None
-        if sockets is None:
-            try:
-                sockets = bind_sockets(self.port, self.host)
-            except BaseException as error:
-                _close_abandoned_sockets(error)
-                await self.lifespan.shutdown(self.shutdown_timeout)
-                raise
+        try:
+            sockets = self._sockets or bind_sockets(self.port, self.host)
+        except BaseException as error:
+            _close_abandoned_sockets(error)
+            await self.lifespan.shutdown(self.shutdown_timeout)
+            raise
         self.port = sockets[0].getsockname()[1]
         # Its own refusals of malformed requests (bad headers, a body over the limit) are
         # problem+json too, not Tornado's bare 400.

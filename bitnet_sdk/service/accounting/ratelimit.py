@@ -36,13 +36,16 @@ __all__ = [
     "Decision",
     "check_and_consume",
     "customer_key",
+    "decide",
     "hits_in_window",
     "peek",
+    "pivot_index",
     "policy_header",
     "prune_idle",
     "ratelimit_header",
     "ratelimit_headers",
     "reset",
+    "storage_key",
     "tier_limit",
 ]
 
@@ -68,8 +71,30 @@ class Decision:
     window_s: int
 
 
-def _key(key: str) -> str:
-    """Keys longer than the column hold are replaced by their hash (same key, same hash)."""
+def pivot_index(allowed: bool, limit: int, count: int) -> int:
+    """Which hit's expiry frees the next slot (0-based, oldest first) with ``count`` in the window.
+
+    The oldest when allowed; when over the limit, the one that brings the count back under it.
+    """
+    return 0 if allowed else max(0, count - limit)
+
+
+def decide(allowed: bool, limit: int, count: int, pivot: float | None, at: float,
+           window_s: float) -> Decision:
+    """The :class:`Decision` for ``count`` hits in the window at time ``at`` (every limiter's).
+
+    ``pivot``: time of the hit :func:`pivot_index` names (None: no hit in the window).
+    """
+    window = int(window_s)
+    reset_s = _seconds(pivot + window_s - at) if pivot is not None else window
+    if allowed:
+        return Decision(True, limit, max(0, limit - count), reset_s, 0, window)
+    retry = max(1, reset_s) if limit > 0 else window
+    return Decision(False, limit, 0, retry, retry, window)
+
+
+def storage_key(key: str) -> str:
+    """Keys longer than the column holds are replaced by their hash (same key, same hash)."""
     if len(key) <= _MAX_KEY:
         return key
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
@@ -125,8 +150,7 @@ def _nth_oldest(key: str, cutoff: float, n: int) -> float | None:
 def check_and_consume(key: str, limit: int, window_s: float, now: float | None = None) -> Decision:
     """Count one request against ``key`` if fewer than ``limit`` fall in the last ``window_s``."""
     at = time.time() if now is None else now
-    key = _key(key)
-    window = int(window_s)
+    key = storage_key(key)
     cutoff = at - window_s
     db, sql = _sql()
     with write_transaction(db):
@@ -144,27 +168,19 @@ def check_and_consume(key: str, limit: int, window_s: float, now: float | None =
         db.execute_sql(sql["store"], (count, at, key))
         # The hit whose expiry frees the next slot: the oldest when allowed,
         # the (count - limit)-th oldest when over the limit.
-        pivot = _nth_oldest(key, cutoff, 0 if allowed else max(0, count - limit))
-    reset_s = _seconds(pivot + window_s - at) if pivot is not None else window
-    if allowed:
-        return Decision(True, limit, max(0, limit - count), reset_s, 0, window)
-    retry = max(1, reset_s) if limit > 0 else window
-    return Decision(False, limit, 0, retry, retry, window)
+        pivot = _nth_oldest(key, cutoff, pivot_index(allowed, limit, count))
+    return decide(allowed, limit, count, pivot, at, window_s)
 
 
 def peek(key: str, limit: int, window_s: float, now: float | None = None) -> Decision:
     """The decision :func:`check_and_consume` would make, without counting anything."""
     at = time.time() if now is None else now
-    key = _key(key)
+    key = storage_key(key)
     cutoff = at - window_s
     count = RateLimitHit.select().where(RateLimitHit.key == key, RateLimitHit.ts > cutoff).count()
     allowed = count < limit
-    pivot = _nth_oldest(key, cutoff, 0 if allowed or limit <= 0 else count - limit)
-    reset_s = _seconds(pivot + window_s - at) if pivot is not None else int(window_s)
-    if allowed:
-        return Decision(True, limit, limit - count, reset_s, 0, int(window_s))
-    retry = max(1, reset_s) if limit > 0 else int(window_s)
-    return Decision(False, limit, 0, retry, retry, int(window_s))
+    pivot = _nth_oldest(key, cutoff, pivot_index(allowed, limit, count))
+    return decide(allowed, limit, count, pivot, at, window_s)
 
 
 def hits_in_window(key: str, window_s: float, now: float | None = None) -> tuple[int, float | None]:
@@ -172,14 +188,14 @@ def hits_in_window(key: str, window_s: float, now: float | None = None) -> tuple
     at = time.time() if now is None else now
     count, latest = (RateLimitHit.select(peewee.fn.COUNT(RateLimitHit.id),
                                          peewee.fn.MAX(RateLimitHit.ts))
-                     .where(RateLimitHit.key == _key(key), RateLimitHit.ts > at - window_s)
+                     .where(RateLimitHit.key == storage_key(key), RateLimitHit.ts > at - window_s)
                      .tuples().get())
     return int(count or 0), None if latest is None else float(latest)
 
 
 def reset(key: str) -> None:
     """Forget every request counted against ``key``."""
-    key = _key(key)
+    key = storage_key(key)
     with write_transaction():
         RateLimitHit.delete().where(RateLimitHit.key == key).execute()
         RateLimitCounter.delete().where(RateLimitCounter.key == key).execute()

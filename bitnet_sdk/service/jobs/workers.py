@@ -6,7 +6,8 @@ through the database (:mod:`bitnet_sdk.service.jobs.queue`), so jobs run whereve
 
 * Each worker thread loops: claim the oldest runnable job with a lease, run it
   (:mod:`bitnet_sdk.service.jobs.kinds`), record the outcome. It wakes at once when a job is
-  queued in this process (through :data:`~bitnet_sdk.service.jobs.events.hub`) and polls every
+  queued in this process (through :data:`~bitnet_sdk.service.jobs.events.hub`), or in any
+  process when Redis is configured (:mod:`~bitnet_sdk.service.jobs.relay`), and polls every
   ``poll_s`` for jobs queued elsewhere or due after a back-off.
 * A heartbeat thread renews the lease of every job running here every ``heartbeat_s``
   (``lease_s / 3`` by default) and passes on cancellation requests. A worker that dies stops
@@ -37,12 +38,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bitnet_sdk.config import Settings
 from bitnet_sdk.service import log_context
 from bitnet_sdk.service.jobs import queue as jobs
 from bitnet_sdk.service.jobs.events import hub
+
+if TYPE_CHECKING:
+    from bitnet_sdk.service.jobs.relay import RedisEventRelay
 from bitnet_sdk.service.jobs.kinds import RUNNERS, JobCancelled, JobContext, JobFailed, problem
 from bitnet_sdk.service.jobs.webhooks import WebhookDispatcher
 from bitnet_sdk.service.telemetry import NO_TELEMETRY, Telemetry, report
@@ -124,6 +128,7 @@ class WorkerPool:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._unsubscribe: Callable[[], None] | None = None
+        self._relay: RedisEventRelay | None = None
         self._sync = ThreadPoolExecutor(max_workers=max(1, self.options.sync_slots),
                                         thread_name_prefix="bitnet-sync-job")
 
@@ -132,6 +137,10 @@ class WorkerPool:
     def start(self) -> WorkerPool:
         """Start the worker threads (``options.concurrency``, may be 0), heartbeat, webhooks."""
         self._unsubscribe = hub.subscribe(self._on_event)
+        if self.settings.redis_url:  # events of other processes wake us at once, too
+            from bitnet_sdk.service.jobs.relay import RedisEventRelay
+
+            self._relay = RedisEventRelay(self.settings.redis_url, hub).start()
         targets: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = [
             (f"bitnet-job-worker-{i}", self._work, (f"{self.name}/{i}",))
             for i in range(self.options.concurrency)]
@@ -159,6 +168,9 @@ class WorkerPool:
         self._sync.shutdown(wait=True)
         if self._unsubscribe is not None:
             self._unsubscribe()
+        if self._relay is not None:
+            self._relay.stop()
+            self._relay = None
         self.webhooks.stop()
         if self._owns_inference and self._inference is not None:
             self._inference.cache.stop()
