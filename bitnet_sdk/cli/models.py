@@ -31,7 +31,7 @@ __all__ = ["register", "run_push"]
 _CHUNK = 1 << 20
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="work with the models of a running server",
                        description="Upload model files to a BitNet server.")
     actions = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)

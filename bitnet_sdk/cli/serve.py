@@ -16,7 +16,7 @@ from bitnet_sdk.config import Settings, parse_origins
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the API server",
                        description="Serve the BitNet API (defaults from BITNET_* variables).")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")

@@ -145,6 +145,10 @@ def test_the_models_list_follows_the_resolution_order(server):
     theirs = _upload(server, attacker, "listed", public=True)
     r = httpx.get(server.url + "/openai/v1/models", headers=victim.headers)
     assert r.status_code == 200
-    order = [m["id"] for m in r.json()["data"]]
+    listed = [m["id"] for m in r.json()["data"]]
+    order = [i for i in listed if i.startswith("mdl_")]  # by id; names are listed before ids
     assert order.index(mine) < order.index(server.demo_id) < order.index(theirs)
     assert order[0] == mine
+    assert listed[0] == "listed"  # the name is listed, and it means the victim's own model
+    named = httpx.get(server.url + "/openai/v1/models/listed", headers=victim.headers)
+    assert named.status_code == 200 and named.json()["id"] == mine

@@ -27,21 +27,19 @@ def _login(url: str, user: Account, scopes: list[str]) -> dict:
     return r.json()
 
 
-def _refresh(url: str, token: str, scope: str | None = None, *, form: bool = True) -> httpx.Response:
-    if not form:
-        return httpx.post(url + "/v1/auth/refresh", json={"refresh_token": token})
-    data = {"grant_type": "refresh_token", "refresh_token": token}
+def _refresh(url: str, token: str, scope: str | None = None) -> httpx.Response:
+    body: dict = {"refresh_token": token}
     if scope is not None:
-        data["scope"] = scope
-    return httpx.post(url + "/v1/auth/refresh", data=data)
+        body["scopes"] = scope.split()
+    return httpx.post(url + "/v1/auth/refresh", json=body)
 
 
 def test_refresh_keeps_the_scopes_granted_at_login(live_server, user):
     url = live_server.url
     tokens = _login(url, user, ["inference"])
     assert tokens["scope"] == "inference"
-    for form in (False, True, False):  # a chain of rotations, both request shapes
-        r = _refresh(url, tokens["refresh_token"], form=form)
+    for _ in range(3):  # a chain of rotations
+        r = _refresh(url, tokens["refresh_token"])
         assert r.status_code == 200, r.text
         tokens = r.json()
         assert tokens["scope"] == "inference"

@@ -192,6 +192,7 @@ def test_chat_chunks():
     b.finish(oc.Generation(1, {}), _done("", "stop", 4, 1))
     assert b.usage_chunk() == {"id": "chatcmpl-9", "object": "chat.completion.chunk",
                                "created": 3, "model": MODEL, "choices": [],
+                               "system_fingerprint": oc.SYSTEM_FINGERPRINT,
                                "usage": {"prompt_tokens": 8, "completion_tokens": 3,
                                          "total_tokens": 11}}
 
