@@ -9,18 +9,21 @@ both, hands each file to the right one by its GGUF architecture. ``bitnet_sdk.lo
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from bitnet_sdk.backends.base import Backend
-from bitnet_sdk.dense.format import dense_problems
+from bitnet_sdk.dense.format import dense_problems, graph_summary, read_graph
 from bitnet_sdk.dense.model import DenseModel
 from bitnet_sdk.dense.model import load as load_dense
 from bitnet_sdk.formats.constants import ARCH_BITNET_DENSE
 from bitnet_sdk.model import loader
 from bitnet_sdk.model import validate as checks
+from bitnet_sdk.model.gguf_file import ModelFile
 from bitnet_sdk.model.loader import Model
+from bitnet_sdk.model.metadata import MEMORY_FORMULA, model_metadata
 from bitnet_sdk.model.validate import ValidationReport
 
-__all__ = ["load", "validate"]
+__all__ = ["load", "metadata", "validate"]
 
 
 def load(path: str | os.PathLike[str], backend: str | Backend = "auto",
@@ -33,3 +36,24 @@ def validate(path: str | os.PathLike[str], *, check_data: bool = True) -> Valida
     """Every problem of a model file: see :func:`bitnet_sdk.model.validate.validate`."""
     return checks.validate(path, check_data=check_data,
                            other_archs={ARCH_BITNET_DENSE: dense_problems})
+
+
+def metadata(path: str | os.PathLike[str] | ModelFile) -> dict[str, Any]:
+    """Describe any model file: see :func:`bitnet_sdk.model.metadata.model_metadata`."""
+    return model_metadata(path, other_archs={ARCH_BITNET_DENSE: _dense_metadata})
+
+
+def _dense_metadata(mf: ModelFile, out: dict[str, Any], weights: int) -> dict[str, Any]:
+    """A dense model's description: ``model`` is ``None``, ``dense`` its graph summary.
+
+    It needs no KV cache: its memory is the weights alone.
+    """
+    out["model"] = None
+    try:
+        out["dense"] = graph_summary(read_graph(mf))
+    except ValueError as exc:
+        out["dense"] = None
+        out["errors"] = [str(exc)]
+    out["memory"] = {"weights_bytes": weights, "kv_cache_bytes": 0, "total_bytes": weights,
+                     "formula": MEMORY_FORMULA}
+    return out

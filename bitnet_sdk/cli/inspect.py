@@ -93,8 +93,8 @@ def format_text(doc: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bitnet_sdk.loading import metadata as model_metadata
     from bitnet_sdk.model.gguf_file import GGUFFormatError
-    from bitnet_sdk.model.metadata import model_metadata
 
     try:
         doc = model_metadata(args.file)

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from gguf import Keys, LlamaFileType
 
 from bitnet_sdk import formats
-from bitnet_sdk.formats.constants import ARCH_BITNET_DENSE
 from bitnet_sdk.model.config import ConfigError, ModelConfig
 from bitnet_sdk.model.gguf_file import ModelFile, read_model
 from bitnet_sdk.model.tokenizer import TokenizerError, TokenizerSpec
@@ -108,7 +107,12 @@ def _architecture(cfg: ModelConfig) -> dict[str, Any]:
     }
 
 
-def model_metadata(source: str | os.PathLike[str] | ModelFile) -> dict[str, Any]:
+#: Describes a file of another architecture: ``(file, common keys, weight bytes) -> description``.
+OtherArch = Callable[[ModelFile, dict[str, Any], int], dict[str, Any]]
+
+
+def model_metadata(source: str | os.PathLike[str] | ModelFile,
+                   other_archs: Mapping[str, OtherArch] | None = None) -> dict[str, Any]:
     """Describe a model file (path or opened :class:`ModelFile`).
 
     Keys: ``path``, ``file_size``, ``name``, ``architecture``, ``gguf_version``,
@@ -117,7 +121,8 @@ def model_metadata(source: str | os.PathLike[str] | ModelFile) -> dict[str, Any]
     ``None`` with ``errors`` when the metadata is incomplete), ``tokenizer``,
     ``memory`` (``weights_bytes``, ``kv_cache_bytes``, ``total_bytes``,
     ``formula``). Raises ``GGUFFormatError`` / ``OSError`` for files that
-    cannot be opened at all.
+    cannot be opened at all. Files whose architecture is a key of ``other_archs`` are
+    described by that function (see :mod:`bitnet_sdk.loading`, which adds dense models).
     """
     mf = source if isinstance(source, ModelFile) else read_model(source, strict=False)
     weights = sum(info.n_bytes or 0 for info in mf.tensors.values())
@@ -134,8 +139,8 @@ def model_metadata(source: str | os.PathLike[str] | ModelFile) -> dict[str, Any]
         "tokenizer": _tokenizer(mf),
         "errors": [],
     }
-    if mf.arch == ARCH_BITNET_DENSE:  # an ONNX-derived network: no LLM hyper-parameters
-        return _dense(mf, out, weights)
+    if other_archs and mf.arch in other_archs:  # e.g. an ONNX-derived network: no LLM hyper-parameters
+        return other_archs[mf.arch](mf, out, weights)
     try:
         cfg = ModelConfig.from_model_file(mf)
     except ConfigError as exc:
@@ -146,22 +151,4 @@ def model_metadata(source: str | os.PathLike[str] | ModelFile) -> dict[str, Any]
     kv = cfg.kv_cache_bytes()
     out["model"] = _architecture(cfg)
     out["memory"] = {"weights_bytes": weights, "kv_cache_bytes": kv, "total_bytes": weights + kv, "formula": MEMORY_FORMULA}
-    return out
-
-
-def _dense(mf: ModelFile, out: dict[str, Any], weights: int) -> dict[str, Any]:
-    """A dense model's description: ``model`` is ``None``, ``dense`` its graph summary.
-
-    It needs no KV cache: its memory is the weights alone.
-    """
-    from bitnet_sdk.dense.format import graph_summary, read_graph
-
-    out["model"] = None
-    try:
-        out["dense"] = graph_summary(read_graph(mf))
-    except ValueError as exc:
-        out["dense"] = None
-        out["errors"] = [str(exc)]
-    out["memory"] = {"weights_bytes": weights, "kv_cache_bytes": 0, "total_bytes": weights,
-                     "formula": MEMORY_FORMULA}
     return out

@@ -41,6 +41,7 @@ __all__ = [
     "ECMAParameterValidator",
     "GuardedJSONValidator",
     "JSONRejected",
+    "ParameterSchemaValidator",
     "loads",
     "request_validator",
 ]
@@ -122,6 +123,9 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterat
 
 #: Connexion's request validator (``nullable``, ``readOnly``) with ECMA 262 ``pattern``.
 RequestValidator = extend(Draft4RequestValidator, {"pattern": _pattern})
+
+#: Plain Draft 4 (as parameters are checked) with the ECMA 262 ``pattern``.
+ParameterSchemaValidator = extend(Draft4Validator, {"pattern": _pattern})
 
 
 def request_validator(schema: dict[str, Any]) -> Any:

@@ -20,9 +20,10 @@ from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem
 from connexion.lifecycle import ConnexionRequest
 from connexion.utils import is_null, is_nullable
-from connexion.validators import JSONRequestBodyValidator, ParameterValidator
+from connexion.validators import ParameterValidator
 from jsonschema import Draft4Validator, ValidationError
 
+from bitnet_sdk.server.json_body import GuardedJSONValidator, ParameterSchemaValidator
 from bitnet_sdk.server.multipart import VALIDATOR_MAP as MULTIPART_VALIDATORS
 from bitnet_sdk.server.multipart import ClosingMultiPartValidator
 from bitnet_sdk.server.problems import Problem
@@ -144,12 +145,13 @@ def _parameter_errors(param: dict[str, Any], value: Any, location: str) -> list[
                      "message": "is required"}]
         return []
     schema = copy.deepcopy(param.get("schema", param))
-    validator = Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
+    validator = ParameterSchemaValidator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
     return field_errors(validator.iter_errors(value), location, name)
 
 
-class FieldJSONBodyValidator(JSONRequestBodyValidator):
-    """Connexion's JSON body checks; every failure (up to :data:`MAX_ERRORS`) in ``errors[]``."""
+class FieldJSONBodyValidator(GuardedJSONValidator):
+    """The bounded JSON body checks (:mod:`bitnet_sdk.server.json_body`: depth, integer size,
+    ECMA patterns); every failure (up to :data:`MAX_ERRORS`) in ``errors[]``."""
 
     async def _parse(self, stream: Any, scope: Any) -> Any:
         try:

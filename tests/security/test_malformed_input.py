@@ -127,4 +127,4 @@ def test_parameter_patterns_end_at_the_end_of_the_value(live_server: Any,
     # JSON Schema patterns are ECMA 262: '$' does not match before a final newline, so the
     # value is refused by validation, before any handler decodes it.
     r = httpx.get(live_server.url + "/v1/models?cursor=abc%0A", headers=customer.headers)
-    assert_problem(r, 400, "does not match")
+    assert_problem(r, 400, "must match the pattern")

@@ -177,7 +177,7 @@ def _parameters(metadata: dict[str, Any], path: Path) -> int:
 @functools.lru_cache(maxsize=64)
 def _file_parameters(path: str, _size: int, _mtime_ns: int) -> int:
     """Ternary (else all) parameters read from the file's header, once per file version."""
-    from bitnet_sdk.model.metadata import model_metadata
+    from bitnet_sdk.loading import metadata as model_metadata
 
     try:
         meta = model_metadata(path)

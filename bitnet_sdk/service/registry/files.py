@@ -41,8 +41,8 @@ class FileReport:
 def inspect_file(path: Path) -> FileReport:
     """Validate a model file and, when valid, read its metadata (reads the whole file)."""
     from bitnet_sdk.formats.constants import ARCH_BITNET_DENSE
+    from bitnet_sdk.loading import metadata as model_metadata
     from bitnet_sdk.loading import validate
-    from bitnet_sdk.model.metadata import model_metadata
 
     result = validate(path)
     validation = {
