@@ -37,7 +37,7 @@ __all__ = ["BARRIER_WORDS", "SPIN_ROUNDS", "build_barrier"]
 #: int64 words the barrier state occupies (counter at 0, generation at 8: separate cache lines).
 BARRIER_WORDS = 9
 #: Pause-hinted reads of the generation before a waiter starts yielding its time slice.
-SPIN_ROUNDS = 2048
+SPIN_ROUNDS = 256
 
 
 def _emit_pause(b: ir.IRBuilder, isa: Isa) -> None:

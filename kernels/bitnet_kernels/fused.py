@@ -97,8 +97,10 @@ _ROW_GROUP = 4
 
 
 def _internal(fn: ir.Function) -> ir.Function:
-    """A per-op kernel builder's function, private to this module (so LLVM may inline it)."""
+    """A per-op kernel builder's function, private to this module. Not inlined: each stays the
+    same machine code as its per-op kernel (and a profile names it)."""
     fn.linkage = "internal"
+    fn.attributes.add("noinline")
     return fn
 
 
