@@ -44,10 +44,12 @@ def _decode(model: Model, step: object, ids: np.ndarray, cache_dtype: type = np.
     return np.concatenate(logits), cache
 
 
-def test_the_compiled_step_agrees_with_the_per_op_step(model_path: Path) -> None:
-    model = load(model_path, backend=LlvmBackend())
+@pytest.mark.parametrize("head", ["native", "int8"])
+def test_the_compiled_step_agrees_with_the_per_op_step(model_path: Path, head: str) -> None:
+    model = load(model_path, backend=LlvmBackend(head=head))
     step = model.step
     assert isinstance(step, CompiledForwardStep)  # every variant the tests build compiles
+    assert model.weights.output.kind in ({"i8"} if head == "int8" else {"f16", "f32"})  # the head kernel it runs
     ids = np.random.default_rng(4).integers(0, model.config.vocab_size, PROMPT + STEPS)
     compiled, cache_c = _decode(model, step, ids)
     assert step.native_steps == STEPS  # the decode steps ran compiled, the prompt per op
