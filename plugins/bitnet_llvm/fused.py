@@ -29,6 +29,7 @@ values: the work split never changes a result).
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -92,20 +93,21 @@ class _State:
                           ("m", self.m), ("barrier", self.barrier), ("layers", self.layers)):  # fmt: skip
             self.ctx[CTX[name]] = _addr(buf)
         self.ctx_addr = _addr(self.ctx)
-        self.keys: np.ndarray | None = None  # the cache's layer-0 key array the table points into
+        #: The cache's layer-0 key array the table points into (weak: a finished cache is freed).
+        self.keys: weakref.ref[np.ndarray] | None = None
         self.scratch: np.ndarray | None = None
         self.capacity = 0
 
     def bind_cache(self, step: CompiledForwardStep, ks: list[np.ndarray], vs: list[np.ndarray]) -> None:
         """Point the layer table at the cache's arrays; grow the attention scratch with them."""
-        if self.keys is ks[0]:
+        if self.keys is not None and self.keys() is ks[0]:
             return
         for i, (k, v) in enumerate(zip(ks, vs, strict=True)):
             self.layers[i, LAYER["k"]], self.layers[i, LAYER["v"]] = _addr(k), _addr(v)
         capacity = int(ks[0].shape[0])
         if capacity > self.capacity:
             self._scratch(step, capacity)
-        self.keys = ks[0]
+        self.keys = weakref.ref(ks[0])
 
     def _scratch(self, step: CompiledForwardStep, capacity: int) -> None:
         """Per worker thread: normed activations, their int8 codes, scale and sum, scores, probabilities."""
