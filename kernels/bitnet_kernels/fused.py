@@ -46,8 +46,10 @@ import ctypes
 import threading
 from collections.abc import Callable
 
+import numpy as np
 from llvmlite import ir
 
+from bitnet_kernels.attention import GroupAttention, build_attention
 from bitnet_kernels.barrier import build_barrier
 from bitnet_kernels.compiler import JitModule, jit_module
 from bitnet_kernels.elementwise import build_rms_norm, build_softmax, emit_exp
@@ -59,17 +61,12 @@ from bitnet_kernels.irutil import (
     I64,
     PTR8,
     const,
-    declare_intrinsic,
-    entry_alloca,
     for_range,
     gep,
-    load_vec,
-    reduce_lanes,
-    splat,
-    store_vec,
 )
 from bitnet_kernels.isa import Isa
 from bitnet_kernels.quant import build_quantize
+from bitnet_kernels.threads import get_pool, split_range
 
 __all__ = ["ACTIVATIONS", "CTX_FIELDS", "LAYER_FIELDS", "FusedStepKernel", "build_fused_module"]
 
@@ -93,7 +90,10 @@ ACTIVATIONS = ("silu", "relu2")
 #: ``ctx[head_kind]`` codes: the head kernels' element types, in this order.
 HEAD_KIND_CODES = tuple(HEAD_ELEMS)
 _STEP = "bitnet_fused_step"
+_ATTENTION = "bitnet_attention"
 _ROW_GROUP = 4
+#: Below this many multiply-adds the attention kernel runs on the calling thread only.
+_PARALLEL_MIN_MACS = 1 << 18
 
 
 def _internal(fn: ir.Function) -> ir.Function:
@@ -266,7 +266,9 @@ def _emit_head(s: _Step) -> None:
 def build_fused_module(isa: Isa) -> ir.Module:
     """The fused step for ``isa`` with its internal kernels (signature in the module docstring)."""
     module = ir.Module(name=f"bitnet_fused_{isa.name}")
-    s = _Step(module, isa, _Kernels(module, isa))
+    kernels = _Kernels(module, isa)
+    build_attention(module, isa, kernels.softmax, _ATTENTION)
+    s = _Step(module, isa, kernels)
     layers = s.b.inttoptr(s.get("layers"), I64.as_pointer())
     with for_range(s.b, const(0), s.get("n_layers"), 1, "layer") as i:
         _emit_layer(s, gep(s.b, layers, s.b.mul(i, const(len(LAYER_FIELDS)))))
@@ -280,7 +282,8 @@ def build_fused_module(isa: Isa) -> ir.Module:
 
 def _build_attention(module: ir.Module, isa: Isa, softmax: ir.Function) -> ir.Function:
     """``attend(ctx, k_cache, v_cache, scores, probs, kv_begin, kv_end)``: K/V heads
-    ``[kv_begin, kv_end)`` of the current position, each with its whole query group."""
+    ``[kv_begin, kv_end)`` of the current position: RoPE of the new key and of the query
+    group, the cache write, then ``attention.GroupAttention`` (the per-op kernel's code)."""
     args = [("ctx", I64.as_pointer()), ("kc", PTR8), ("vc", PTR8), ("scores", PTR8), ("probs", PTR8),
             ("kv_begin", I64), ("kv_end", I64)]  # fmt: skip
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [t for _, t in args]), "fused.attend")
@@ -290,32 +293,29 @@ def _build_attention(module: ir.Module, isa: Isa, softmax: ir.Function) -> ir.Fu
         arg.name = name
     ctx, kc, vc, scores, probs, kv_begin, kv_end = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    a = _Attention(b, isa, ctx, kc, vc, scores, probs, softmax)
+    a = _StepAttention(b, isa, ctx, softmax)
+    fp = lambda value: b.bitcast(value, F32.as_pointer())  # noqa: E731
     with for_range(b, kv_begin, kv_end, 1, "kvh") as j:
-        a.head(j)
+        a.head(j, fp(kc), fp(vc), fp(scores), fp(probs))
     b.ret_void()
     return fn
 
 
-class _Attention:
-    """IR of one K/V head's attention (see ``_build_attention``)."""
+class _StepAttention:
+    """IR of one K/V head's part of the step (see ``_build_attention``)."""
 
-    def __init__(self, b: ir.IRBuilder, isa: Isa, ctx: ir.Value, kc: ir.Value, vc: ir.Value,
-                 scores: ir.Value, probs: ir.Value, softmax: ir.Function) -> None:  # fmt: skip
-        self.b, self.isa, self.softmax = b, isa, softmax
+    def __init__(self, b: ir.IRBuilder, isa: Isa, ctx: ir.Value, softmax: ir.Function) -> None:
+        self.b = b
         word = lambda name: b.load(gep(b, ctx, CTX[name]))  # noqa: E731
-        fp = lambda value: b.bitcast(value, F32.as_pointer())  # noqa: E731
+        fp = lambda value: b.bitcast(b.inttoptr(value, PTR8), F32.as_pointer())  # noqa: E731
         self.h, self.hkv, self.hd = word("n_heads"), word("n_kv_heads"), word("head_dim")
         self.pos, self.rope_dim, self.neox = word("pos"), word("rope_dim"), word("neox")
-        self.sqrt_hd = b.bitcast(b.trunc(word("sqrt_hd"), I32), F32)
-        self.qkv, self.att = fp(b.inttoptr(word("qkv"), PTR8)), fp(b.inttoptr(word("att"), PTR8))
-        self.cos, self.sin = fp(b.inttoptr(word("cos"), PTR8)), fp(b.inttoptr(word("sin"), PTR8))
-        self.kc, self.vc, self.scores, self.probs = fp(kc), fp(vc), fp(scores), fp(probs)
-        self.lanes = isa.float_lanes
-        self.acc = entry_alloca(b, ir.VectorType(F32, self.lanes), "acc")
-        self.acc_s = entry_alloca(b, F32, "acc_s")
+        sqrt_hd = b.bitcast(b.trunc(word("sqrt_hd"), I32), F32)
+        self.qkv, self.att = fp(word("qkv")), fp(word("att"))
+        self.cos, self.sin = fp(word("cos")), fp(word("sin"))
+        self.group_attention = GroupAttention(b, isa, softmax, self.hd, self.hkv, sqrt_hd)
 
-    def head(self, j: ir.Value) -> None:
+    def head(self, j: ir.Value, kc: ir.Value, vc: ir.Value, scores: ir.Value, probs: ir.Value) -> None:
         b = self.b
         hd, hkv = self.hd, self.hkv
         group = b.sdiv(self.h, hkv)
@@ -323,22 +323,14 @@ class _Attention:
         k_new = gep(b, self.qkv, b.add(dq, b.mul(j, hd)))
         v_new = gep(b, self.qkv, b.add(dq, b.mul(b.add(hkv, j), hd)))
         self.rope(k_new)
-        row = b.mul(b.add(b.mul(self.pos, hkv), j), hd)
-        self.copy(k_new, gep(b, self.kc, row))
-        self.copy(v_new, gep(b, self.vc, row))
-        q0 = b.mul(j, group)  # first query head of the group
+        self.copy(k_new, self.group_attention.cache_row(kc, self.pos, j))
+        self.copy(v_new, self.group_attention.cache_row(vc, self.pos, j))
+        first = b.mul(b.mul(j, group), hd)  # the group's first query head
+        q0, out0 = gep(b, self.qkv, first), gep(b, self.att, first)
         with for_range(b, const(0), group, 1, "qrope") as g:
-            self.rope(self.query(b.add(q0, g)))
+            self.rope(gep(b, q0, b.mul(g, hd)))
         t = b.add(self.pos, const(1))
-        self.scores_of(j, q0, group, t)
-        with for_range(b, const(0), group, 1, "soft") as g:
-            off = b.mul(g, t)
-            b.call(self.softmax, [b.bitcast(gep(b, self.scores, off), PTR8),
-                                  b.bitcast(gep(b, self.probs, off), PTR8), t, const(0), const(1)])  # fmt: skip
-        self.weighted_values(j, q0, group, t)
-
-    def query(self, i: ir.Value) -> ir.Value:
-        return gep(self.b, self.qkv, self.b.mul(i, self.hd))
+        self.group_attention.group(q0, out0, kc, vc, j, group, t, scores, probs)
 
     def rope(self, x: ir.Value) -> None:
         """Rotate the first ``rope_dim`` dims of one head in place (pairs ``2i, 2i+1``, or
@@ -360,60 +352,6 @@ class _Attention:
         with for_range(b, const(0), self.hd, 1, "copy") as i:
             b.store(b.load(gep(b, src, i)), gep(b, dst, i))
 
-    def _vector_end(self) -> ir.Value:
-        return self.b.sub(self.hd, self.b.srem(self.hd, const(self.lanes)))
-
-    def scores_of(self, j: ir.Value, q0: ir.Value, group: ir.Value, t: ir.Value) -> None:
-        """``scores[g, p] = q_g · k_p / sqrt(head_dim)``, each cached key row read once per group."""
-        b = self.b
-        with for_range(b, const(0), t, 1, "pos") as p:
-            krow = gep(b, self.kc, b.mul(b.add(b.mul(p, self.hkv), j), self.hd))
-            with for_range(b, const(0), group, 1, "qg") as g:
-                dot = self.dot(self.query(b.add(q0, g)), krow)
-                b.store(b.fdiv(dot, self.sqrt_hd), gep(b, self.scores, b.add(b.mul(g, t), p)))
-
-    def dot(self, x: ir.Value, y: ir.Value) -> ir.Value:
-        """``Σ x·y`` over ``head_dim``: lane-wise multiply-adds, a fixed tree, then the scalar tail."""
-        b = self.b
-        vty = ir.VectorType(F32, self.lanes)
-        fma = declare_intrinsic(b.module, f"llvm.fmuladd.v{self.lanes}f32", vty, [vty] * 3)
-        b.store(splat(vty, 0.0), self.acc)
-        b.store(ir.Constant(F32, 0.0), self.acc_s)
-        vend = self._vector_end()
-        with for_range(b, const(0), vend, self.lanes, "dotv") as i:
-            prod = b.call(fma, [load_vec(b, gep(b, x, i), vty), load_vec(b, gep(b, y, i), vty), b.load(self.acc)])
-            b.store(prod, self.acc)
-        with for_range(b, vend, self.hd, 1, "dots") as i:
-            b.store(b.fadd(b.load(self.acc_s), b.fmul(b.load(gep(b, x, i)), b.load(gep(b, y, i)))), self.acc_s)
-        return b.fadd(reduce_lanes(b, b.load(self.acc), b.fadd), b.load(self.acc_s))
-
-    def weighted_values(self, j: ir.Value, q0: ir.Value, group: ir.Value, t: ir.Value) -> None:
-        """``att[g] = Σ_p probs[g, p] · v_p``, positions in order, each V row read once per group."""
-        b = self.b
-        with for_range(b, const(0), group, 1, "zero") as g:
-            out = self._att_row(q0, g)
-            with for_range(b, const(0), self.hd, 1, "z") as i:
-                b.store(ir.Constant(F32, 0.0), gep(b, out, i))
-        vty = ir.VectorType(F32, self.lanes)
-        fma = declare_intrinsic(b.module, f"llvm.fmuladd.v{self.lanes}f32", vty, [vty] * 3)
-        vend = self._vector_end()
-        with for_range(b, const(0), t, 1, "vpos") as p:
-            vrow = gep(b, self.vc, b.mul(b.add(b.mul(p, self.hkv), j), self.hd))
-            with for_range(b, const(0), group, 1, "vg") as g:
-                out = self._att_row(q0, g)
-                w = b.load(gep(b, self.probs, b.add(b.mul(g, t), p)))
-                wv = b.shuffle_vector(b.insert_element(ir.Constant(vty, ir.Undefined), w, ir.Constant(I32, 0)),
-                                      ir.Constant(vty, ir.Undefined), ir.Constant(ir.VectorType(I32, self.lanes), [0] * self.lanes))  # fmt: skip
-                with for_range(b, const(0), vend, self.lanes, "wv") as i:
-                    dst = gep(b, out, i)
-                    store_vec(b, b.call(fma, [wv, load_vec(b, gep(b, vrow, i), vty), load_vec(b, dst, vty)]), dst)
-                with for_range(b, vend, self.hd, 1, "ws") as i:
-                    dst = gep(b, out, i)
-                    b.store(b.fadd(b.load(dst), b.fmul(w, b.load(gep(b, vrow, i)))), dst)
-
-    def _att_row(self, q0: ir.Value, g: ir.Value) -> ir.Value:
-        return gep(self.b, self.att, self.b.mul(self.b.add(q0, g), self.hd))
-
 
 # -- runtime -----------------------------------------------------------------------------
 
@@ -433,6 +371,10 @@ class FusedStepKernel:
         self._jit: JitModule = jit_module(build_fused_module(isa), isa, use_cache=use_cache)
         proto = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
         self.run: Callable[[int, int, int], None] = proto(self._jit.address(_STEP))
+        _P, _I = ctypes.c_void_p, ctypes.c_int64
+        attention = ctypes.CFUNCTYPE(None, *(_P,) * 6, *(_I,) * 5, ctypes.c_float, _I, _I)
+        #: ``bitnet_kernels.attention``'s exported kernel (arguments: ``ATTENTION_ARGS``).
+        self.attention_fn: Callable[..., None] = attention(self._jit.address(_ATTENTION))
         libc = ctypes.CDLL(None)
         #: Address of ``sched_yield``, which waiting threads call (``ctx[yield_fn]``).
         self.yield_address = ctypes.cast(libc.sched_yield, ctypes.c_void_p).value or 0
@@ -444,6 +386,25 @@ class FusedStepKernel:
             if kernel is None:
                 kernel = cls._shared[isa.name] = cls(isa)
             return kernel
+
+    def attention(self, q: np.ndarray, k: np.ndarray, v: np.ndarray, positions: np.ndarray,
+                  num_threads: int) -> np.ndarray:  # fmt: skip
+        """Causal GQA of float32 ``q [n, h, d]`` over float32 ``k, v [t, hkv, d]`` (contiguous)
+        at ``positions [n]`` (each ``< t``), K/V heads split over ``num_threads`` pool threads."""
+        n, h, d = q.shape
+        hkv = k.shape[1]
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        pos = np.ascontiguousarray(positions, dtype=np.int64)
+        ld = int(pos.max()) + 1
+        out = np.empty_like(q)
+        scratch = np.empty(2 * h * ld, dtype=np.float32)
+        sqrt_hd = ctypes.c_float(float(np.float32(np.sqrt(d))))
+        head = (q.ctypes.data, k.ctypes.data, v.ctypes.data, out.ctypes.data, scratch.ctypes.data,
+                pos.ctypes.data, n, h, hkv, d, ld, sqrt_hd)  # fmt: skip
+        fn = self.attention_fn
+        parts = num_threads if n * ld * h * d >= _PARALLEL_MIN_MACS else 1
+        get_pool(num_threads).run(lambda b, e: fn(*head, b, e), split_range(0, hkv, parts, 1))
+        return out
 
     def supports(self, *, d_model: int, d_ff: int, n_heads: int, n_kv_heads: int, rope_dim: int,
                  head_dim: int) -> str | None:  # fmt: skip

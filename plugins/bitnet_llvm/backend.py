@@ -112,6 +112,16 @@ class LlvmBackend(Backend):
             return per_op
         return CompiledForwardStep(self.kernels, kernel, per_op)
 
+    def attention(self, q: np.ndarray, k: np.ndarray, v: np.ndarray, q_positions: np.ndarray) -> np.ndarray:
+        """Native GQA (``bitnet_kernels.attention``): the compiled decode step's own code, so a
+        token's values are the same per op, in a batch and in the compiled step. F16 caches and
+        non-contiguous views take the numpy reference."""
+        if k.dtype != np.float32 or v.dtype != np.float32 or not (k.flags.c_contiguous and v.flags.c_contiguous):
+            return super().attention(q, k, v, q_positions)
+        if q.ndim != 3 or k.ndim != 3 or q.shape[1] % k.shape[1] or q.shape[2] != k.shape[2] or k.shape != v.shape:
+            return super().attention(q, k, v, q_positions)  # the reference raises on bad shapes
+        return FusedStepKernel.shared(self.kernels.isa).attention(q, k, v, q_positions, self.num_threads)
+
     def prepare_head(self, w: np.ndarray) -> HeadMatrix:
         """Keep the head in the file's type (no copy), or int8 rows when ``head="int8"``."""
         return self.kernels.prepare_head(w, self.head_kind)
