@@ -21,6 +21,12 @@ The contract:
   ``step_tokens`` tokens per step (and always at least one prompt chunk when
   one waits), so running streams keep flowing while new prompts come in.
   Chunk boundaries depend only on the prompt, never on the load.
+* **Groups.** Sequences of one :class:`Group` (an OpenAI request's ``n``
+  choices, each submitted on its own) are held until every member has
+  arrived or withdrawn, then join as one unit: batch places and KV memory
+  for all of them, or none yet. So they join in one round and their prompt
+  is computed once. (Should partial groups hold every place of the batch
+  with nothing running, the oldest goes in as it is, so none waits forever.)
 * **Shared prefill.** A sequence whose prompt an active sequence has or is
   computing (OpenAI ``n > 1``, a retried request) does not compute it again:
   it copies that prompt's part of the other's KV cache and samples from the
@@ -54,7 +60,7 @@ from bitnet_sdk.model.batch import SeqChunk, forward_batch
 from bitnet_sdk.model.generate import GenerationStep, SequenceDecoder
 from bitnet_sdk.model.kv_cache import KVCache
 
-__all__ = ["BatchLimits", "BatchObserver", "Scheduler", "Sequence", "kv_bytes"]
+__all__ = ["BatchLimits", "BatchObserver", "Group", "Scheduler", "Sequence", "kv_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +102,39 @@ def kv_bytes(model: Any, positions: int) -> int:
     return 2 * c.n_layers * positions * c.n_kv_heads * c.head_dim * 4
 
 
+class Group:
+    """Sequences that join a scheduler together or not at all (see the module docstring).
+
+    ``size`` members are expected; the owner calls :meth:`withdraw` (from any
+    thread) for each member that will never be submitted (its request failed
+    or was cancelled before), so the others do not wait for it.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("a group has at least one member")
+        self.size = size
+        self._lock = threading.Lock()
+        self._withdrawn = 0
+        #: Set by the scheduler holding the members: wakes it when one withdraws.
+        self._wake: Callable[[], None] | None = None
+        #: True once the members went into the batch queue (later arrivals join alone).
+        self.released = False
+
+    @property
+    def withdrawn(self) -> int:
+        with self._lock:
+            return self._withdrawn
+
+    def withdraw(self) -> None:
+        """One member will never be submitted."""
+        with self._lock:
+            self._withdrawn += 1
+            wake = self._wake
+        if wake is not None:
+            wake()
+
+
 class Sequence:
     """One generation inside a scheduler: its prompt, decoder, cache and callbacks.
 
@@ -103,18 +142,23 @@ class Sequence:
     error)`` once, with ``reason`` ``"finished"``, ``"cancelled"`` or
     ``"error"``. ``reserve(nbytes) -> bool`` claims memory for the KV cache
     (False: not now, try again later); the sequence's owner frees it on exit.
+    ``unreserve(nbytes)`` gives back a reservation before the sequence joined
+    (its group could not join whole). ``group``: see :class:`Group`.
     """
 
     def __init__(self, ids: list[int], decoder: SequenceDecoder, max_positions: int, *,
                  on_step: Callable[[GenerationStep], None],
                  on_exit: Callable[[str, BaseException | None], None],
                  cancelled: Callable[[], bool] = lambda: False,
-                 reserve: Callable[[int], bool] = lambda _n: True) -> None:
+                 reserve: Callable[[int], bool] = lambda _n: True,
+                 unreserve: Callable[[int], None] = lambda _n: None,
+                 group: Group | None = None) -> None:
         self.ids = ids
         self.decoder = decoder
         self.max_positions = max_positions
         self.on_step, self.on_exit = on_step, on_exit
-        self.cancelled, self.reserve = cancelled, reserve
+        self.cancelled, self.reserve, self.unreserve = cancelled, reserve, unreserve
+        self.group = group
         self.cache: KVCache | None = None
         #: Positions in the cache; the prompt is done when ``pos >= len(ids)``.
         self.pos = 0
@@ -141,7 +185,8 @@ class Scheduler:
         self.observer = observer
         self._cond = threading.Condition()
         self._incoming: list[Sequence] = []
-        self._waiting: deque[Sequence] = deque()  # admitted, waiting for memory
+        self._gathering: dict[Group, list[Sequence]] = {}  # groups waiting for members
+        self._waiting: deque[list[Sequence]] = deque()  # units in order, waiting for memory
         self._active: list[Sequence] = []  # leaders in the batch (followers ride on them)
         self._thread: threading.Thread | None = None
         self._stopped = False
@@ -177,7 +222,12 @@ class Scheduler:
         """``(active, waiting)``: sequences in the batch (followers included) and not yet in."""
         with self._cond:  # the scheduler thread changes the lists: count copies
             active = sum(1 + len(list(s.followers)) for s in list(self._active))
-            return active, len(list(self._waiting)) + len(self._incoming)
+            held = sum(len(u) for u in [*list(self._waiting), *list(self._gathering.values())])
+            return active, held + len(self._incoming)
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
 
     # -- the thread ----------------------------------------------------------------------
 
@@ -200,43 +250,85 @@ class Scheduler:
         """Take in new sequences; False when the thread should end (idle or stopped)."""
         with self._cond:
             while not (self._incoming or self._waiting or self._active or self._stopped):
+                if self._gathering:  # a member may withdraw or be cancelled: look again soon
+                    self._cond.wait(_MEMORY_RETRY_S)
+                    break
                 if not self._cond.wait(_IDLE_EXIT_S) and not self._incoming:
                     self._thread = None
                     return False
-            self._waiting.extend(self._incoming)
+            for seq in self._incoming:
+                group = seq.group
+                if group is None or group.released:
+                    self._waiting.append([seq])
+                else:
+                    group._wake = self._wake
+                    self._gathering.setdefault(group, []).append(seq)
             self._incoming.clear()
             if self._stopped:
                 self._thread = None
         if self._stopped:
-            for seq in [*self._waiting, *self._active]:
+            held = [s for u in [*self._waiting, *self._gathering.values()] for s in u]
+            for seq in [*held, *self._active]:
                 self._exit(seq, "cancelled", None)
             self._waiting.clear()
+            self._gathering.clear()
             return False
+        self._release_groups()
         return True
 
+    def _release_groups(self) -> None:
+        """Groups whose members are all here (or withdrew) go into the queue as units."""
+        for group, members in list(self._gathering.items()):
+            if len(members) + group.withdrawn >= group.size:
+                self._queue_unit(group, members)
+        if self._gathering and not (self._active or self._waiting):
+            held = sum(len(m) for m in self._gathering.values())
+            if held >= self.limits.max_batch_size:  # partial groups hold every place
+                group = next(iter(self._gathering))
+                self._queue_unit(group, self._gathering[group])
+
+    def _queue_unit(self, group: Group, members: list[Sequence]) -> None:
+        del self._gathering[group]
+        group.released = True
+        size = self.limits.max_batch_size
+        self._waiting.extend(members[i:i + size] for i in range(0, len(members), size))
+
     def _admit(self) -> None:
-        """Move waiting sequences into the batch, in order, while slots and memory allow."""
+        """Move waiting units into the batch, in order, while places and memory allow."""
         while self._waiting:
-            seq = self._waiting[0]
-            if seq.cancelled():
-                self._waiting.popleft()
+            unit = self._waiting[0]
+            for seq in [s for s in unit if s.cancelled()]:
+                unit.remove(seq)
                 self._exit(seq, "cancelled", None)
-                continue
             active, _ = self.counts()
-            if active >= self.limits.max_batch_size:
+            if unit and active + len(unit) > self.limits.max_batch_size:
                 break
+            if not self._reserve(unit):
+                break
+            self._waiting.popleft()
+            for seq in unit:
+                seq.cache = self.model.new_cache(seq.max_positions)
+                self._join(seq)
+
+    def _reserve(self, unit: list[Sequence]) -> bool:
+        """KV memory for every member of ``unit``, or for none (False: try again later).
+
+        A member that can never fit leaves ``unit`` with an error; the others go on.
+        """
+        reserved: list[Sequence] = []
+        for seq in list(unit):
             try:
                 fits = seq.reserve(kv_bytes(self.model, seq.max_positions))
             except Exception as exc:  # can never fit: refuse this one, keep the others
-                self._waiting.popleft()
+                unit.remove(seq)
                 self._exit(seq, "error", exc)
                 continue
             if not fits:
-                break
-            self._waiting.popleft()
-            seq.cache = self.model.new_cache(seq.max_positions)
-            self._join(seq)
-
+                for done in reserved:
+                    done.unreserve(kv_bytes(self.model, done.max_positions))
+                return False
+            reserved.append(seq)
+        return True
 
     def _join(self, seq: Sequence) -> None:
         """Into the batch; a prompt some active sequence has (or is computing) is not redone."""
@@ -257,9 +349,15 @@ class Scheduler:
         self._active.append(seq)
 
     def _drop_cancelled(self) -> None:
-        for seq in [s for s in self._waiting if s.cancelled()]:
-            self._waiting.remove(seq)
-            self._exit(seq, "cancelled", None)
+        for unit in self._waiting:
+            for seq in [s for s in unit if s.cancelled()]:
+                unit.remove(seq)
+                self._exit(seq, "cancelled", None)
+        for group, members in list(self._gathering.items()):
+            for seq in [s for s in members if s.cancelled()]:
+                members.remove(seq)
+                self._exit(seq, "cancelled", None)
+                group.withdraw()
         for seq in list(self._active):
             for follower in [f for f in seq.followers if f.cancelled()]:
                 seq.followers.remove(follower)

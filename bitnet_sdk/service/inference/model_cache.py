@@ -296,6 +296,12 @@ class Lease:
             return True
         return False
 
+    def unreserve(self, nbytes: int) -> None:
+        """Give back ``nbytes`` of what :meth:`reserve` claimed (a group that could not join whole)."""
+        nbytes = min(nbytes, self._reserved)
+        self._reserved -= nbytes
+        self._cache._unreserve(self._entry, nbytes)
+
     def start(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
         """Run ``fn(*args)`` in the compute threads; the lease is released when it ends."""
         try:
@@ -547,6 +553,10 @@ class ModelCache:
                 return False
             entry.kv_bytes += nbytes
             return True
+
+    def _unreserve(self, entry: _Entry, nbytes: int) -> None:
+        with self._lock:
+            entry.kv_bytes -= nbytes
 
     def _scheduler(self, entry: _Entry) -> Scheduler:
         with self._lock:
