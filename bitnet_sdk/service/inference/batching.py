@@ -36,6 +36,15 @@ The contract:
   :class:`~bitnet_sdk.model.generate.SequenceDecoder` (its own seed), and the
   batched step gives a sequence the same logits alone or in any batch, so its
   tokens do not depend on the company it keeps.
+* **One sequence, the compiled step.** A step with a single chunk runs
+  through the backend's fused forward pass (``Backend.compile_forward``,
+  ``model.step``) when the model has one: a lone user gets the engine's
+  single-stream speed. Its contract allows float32 rounding differences from
+  the per-op path, which could change a reproducible (greedy or seeded)
+  sequence's tokens when it moves between a lone and a shared step. So the
+  scheduler probes the two paths once on the model (a prompt chunk and a
+  decode token): bitwise equal, every lone step uses the compiled pass;
+  otherwise only steps whose sequences are not reproducible do.
 * **Leaving.** A finished, cancelled (``cancelled()`` true, checked before
   every step) or failed sequence leaves before the next step: its cache is
   dropped and ``on_exit`` runs in the scheduler thread (keep it short: free
@@ -56,7 +65,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bitnet_sdk.model.batch import SeqChunk, forward_batch
+from bitnet_sdk.model.batch import SeqChunk, forward_batch, fused_step_is_exact
 from bitnet_sdk.model.generate import GenerationStep, SequenceDecoder
 from bitnet_sdk.model.kv_cache import KVCache
 
@@ -144,6 +153,8 @@ class Sequence:
     (False: not now, try again later); the sequence's owner frees it on exit.
     ``unreserve(nbytes)`` gives back a reservation before the sequence joined
     (its group could not join whole). ``group``: see :class:`Group`.
+    ``reproducible``: its sampler is greedy or seeded (its tokens must not
+    depend on which forward path computed its logits).
     """
 
     def __init__(self, ids: list[int], decoder: SequenceDecoder, max_positions: int, *,
@@ -152,13 +163,13 @@ class Sequence:
                  cancelled: Callable[[], bool] = lambda: False,
                  reserve: Callable[[int], bool] = lambda _n: True,
                  unreserve: Callable[[int], None] = lambda _n: None,
-                 group: Group | None = None) -> None:
+                 group: Group | None = None, reproducible: bool = True) -> None:
         self.ids = ids
         self.decoder = decoder
         self.max_positions = max_positions
         self.on_step, self.on_exit = on_step, on_exit
         self.cancelled, self.reserve, self.unreserve = cancelled, reserve, unreserve
-        self.group = group
+        self.group, self.reproducible = group, reproducible
         self.cache: KVCache | None = None
         #: Positions in the cache; the prompt is done when ``pos >= len(ids)``.
         self.pos = 0
@@ -190,6 +201,10 @@ class Scheduler:
         self._active: list[Sequence] = []  # leaders in the batch (followers ride on them)
         self._thread: threading.Thread | None = None
         self._stopped = False
+        #: Whether the model's compiled step matches the batched one bitwise (probed once).
+        self._fused_exact: bool | None = None
+        #: Steps run through the compiled forward pass (one sequence each).
+        self.fused_steps = 0
 
     # -- the public side -----------------------------------------------------------------
 
@@ -383,9 +398,30 @@ class Scheduler:
             prompts = True
         return plan
 
+    def _fused(self, plan: list[tuple[Sequence, SeqChunk]]) -> bool:
+        """Whether this step runs through the compiled forward pass (see the module docstring)."""
+        if len(plan) != 1 or getattr(self.model, "step", None) is None:
+            return False
+        seq = plan[0][0]
+        if not any(s.reproducible for s in [seq, *seq.followers]):
+            return True
+        if self._fused_exact is None:
+            self._fused_exact = fused_step_is_exact(self.model)
+            if not self._fused_exact:
+                log.info("the compiled forward step differs from the batched one in the last "
+                         "bits: reproducible sequences use the batched step",
+                         extra={"model_id": self.name})
+        return self._fused_exact
+
     def _step(self, plan: list[tuple[Sequence, SeqChunk]]) -> None:
         m = self.model
-        logits = forward_batch(m.weights, m.config, m.backend, [c for _, c in plan])
+        if self._fused(plan):
+            chunk = plan[0][1]
+            row = m.step(chunk.token_ids, chunk.start_pos, chunk.cache, True)[0]
+            logits: list[np.ndarray | None] = [row if chunk.logits else None]
+            self.fused_steps += 1
+        else:
+            logits = forward_batch(m.weights, m.config, m.backend, [c for _, c in plan])
         if self.observer is not None:
             self.observer.step(len(plan), sum(c.token_ids.shape[0] for _, c in plan))
         for (seq, chunk), row in zip(plan, logits, strict=True):

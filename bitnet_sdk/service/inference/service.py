@@ -342,7 +342,8 @@ class InferenceService:
 
         seq = Sequence(decoder.ids, decoder, positions, on_step=on_step, on_exit=on_exit,
                        cancelled=run.cancelled, reserve=lease.reserve,
-                       unreserve=lease.unreserve, group=run.group)
+                       unreserve=lease.unreserve, group=run.group,
+                       reproducible=params.sampling.reproducible)
         try:
             lease.scheduler.submit(seq)
             run.submitted = True

@@ -117,6 +117,8 @@ def test_tokens_are_the_same_alone_and_in_a_batch_of_16(model: Model) -> None:
                                              step_tokens=32), observer=steps)
     alone = [run_all(scheduler, [Run(model, p, **kw)])[0].tokens for p, kw in requests]
     assert max(size for size, _ in steps.sizes) == 1
+    # Alone, a sequence runs through the backend's compiled step when it has one.
+    assert scheduler.fused_steps == (len(steps.sizes) if model.step is not None else 0)
     steps.sizes.clear()
     steps.first.clear()
     steps.gaps.clear()
@@ -372,3 +374,34 @@ def test_a_group_member_cancelled_while_gathering_leaves(model: Model) -> None:
     group.withdraw()
     assert stays.left.wait(60) and stays.exit == ("finished", None)
 
+
+
+def test_a_compiled_step_that_differs_in_the_last_bits_serves_only_random_sequences(
+        model: Model) -> None:
+    """A backend's compiled step may round differently (its contract allows it): then a
+    greedy or seeded sequence never uses it, so its tokens stay the same alone and batched."""
+    import copy
+
+    import numpy as np
+
+    from bitnet_sdk.model.batch import fused_step_is_exact
+
+    def off_by_one_bit(ids: np.ndarray, pos: int, cache: Any, last_only: bool) -> np.ndarray:
+        logits = model.forward(ids, pos, cache, last_only=last_only)
+        return np.nextafter(logits, np.float32(np.inf))
+
+    rounding = copy.copy(model)
+    rounding.step = off_by_one_bit
+    assert not fused_step_is_exact(rounding)
+    assert fused_step_is_exact(model) == (model.step is not None)
+    scheduler = Scheduler(rounding, BatchLimits(prefill_chunk=4))
+    greedy = [run_all(scheduler, [Run(rounding, p, max_tokens=6, temperature=0.0)])[0].tokens
+              for p in PROMPTS[:3]]
+    assert scheduler.fused_steps == 0
+    together = run_all(scheduler, [Run(rounding, p, max_tokens=6, temperature=0.0)
+                                   for p in PROMPTS[:3]])
+    assert [r.tokens for r in together] == greedy
+    unseeded = Run(rounding, PROMPTS[0], max_tokens=6, temperature=0.8)
+    unseeded.seq.reproducible = False
+    run_all(scheduler, [unseeded])
+    assert unseeded.exit == ("finished", None) and scheduler.fused_steps > 0
