@@ -20,7 +20,15 @@ The contract:
   time, interleaved with the decode tokens of running sequences, at most
   ``step_tokens`` tokens per step (and always at least one prompt chunk when
   one waits), so running streams keep flowing while new prompts come in.
-  Chunk boundaries depend only on the prompt, never on the load.
+  When more prompts wait than sequences decode, the budget grows with their
+  ratio (up to ``_BUDGET_GROWTH`` times): a burst of new users is prefilled
+  in one or two large GEMM steps instead of many small ones, which is what
+  their time to first token waits for, while the few running streams are
+  held up once. Chunk boundaries depend only on the prompt, never on the load.
+* **A burst joins together.** With nothing in the batch, the first step waits
+  (at most ``_GATHER_S``) for sequences whose slots are already granted
+  (``on_the_way``: they are being tokenized), so a burst of requests starts
+  with one prefill step rather than a lone one that the others wait behind.
 * **Groups.** Sequences of one :class:`Group` (an OpenAI request's ``n``
   choices, each submitted on its own) are held until every member has
   arrived or withdrawn, then join as one unit: batch places and KV memory
@@ -77,6 +85,10 @@ log = logging.getLogger(__name__)
 _IDLE_EXIT_S = 2.0
 #: Seconds between tries when waiting sequences cannot get memory.
 _MEMORY_RETRY_S = 0.05
+#: At most this many times ``step_tokens`` in a step when prompts wait (see the docstring).
+_BUDGET_GROWTH = 4
+#: Seconds an empty batch waits for sequences on their way before its first step.
+_GATHER_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -189,8 +201,12 @@ class Scheduler:
     """Runs every sequence of one loaded model in shared steps (see the module docstring)."""
 
     def __init__(self, model: Any, limits: BatchLimits, *, name: str = "",
-                 observer: BatchObserver | None = None) -> None:
+                 observer: BatchObserver | None = None,
+                 on_the_way: Callable[[], int] | None = None) -> None:
+        """``on_the_way()``: how many sequences will be submitted soon, counting the ones
+        in the scheduler (the model cache's granted slots); None: unknown."""
         self.model = model
+        self._on_the_way = on_the_way
         self.limits = limits
         self.name = name
         self.observer = observer
@@ -249,6 +265,8 @@ class Scheduler:
     def _loop(self) -> None:
         while self._next_round():
             try:
+                if not self._active:
+                    self._gather()
                 self._admit()
                 self._drop_cancelled()
                 chunks = self._plan()
@@ -271,14 +289,7 @@ class Scheduler:
                 if not self._cond.wait(_IDLE_EXIT_S) and not self._incoming:
                     self._thread = None
                     return False
-            for seq in self._incoming:
-                group = seq.group
-                if group is None or group.released:
-                    self._waiting.append([seq])
-                else:
-                    group._wake = self._wake
-                    self._gathering.setdefault(group, []).append(seq)
-            self._incoming.clear()
+            self._take_incoming()
             if self._stopped:
                 self._thread = None
         if self._stopped:
@@ -290,6 +301,32 @@ class Scheduler:
             return False
         self._release_groups()
         return True
+
+    def _gather(self) -> None:
+        """An empty batch waits briefly for the sequences on their way (see the docstring)."""
+        if self._on_the_way is None or not (self._waiting or self._gathering):
+            return
+        deadline = time.perf_counter() + _GATHER_S
+        while not self._stopped:
+            with self._cond:
+                self._take_incoming()
+                here = sum(len(u) for u in [*self._waiting, *self._gathering.values()])
+                left = deadline - time.perf_counter()
+                if here >= self._on_the_way() or left <= 0:
+                    break
+                self._cond.wait(left)
+        self._release_groups()
+
+    def _take_incoming(self) -> None:
+        """(Holding the lock.) Submitted sequences into the queue, or to their group."""
+        for seq in self._incoming:
+            group = seq.group
+            if group is None or group.released:
+                self._waiting.append([seq])
+            else:
+                group._wake = self._wake
+                self._gathering.setdefault(group, []).append(seq)
+        self._incoming.clear()
 
     def _release_groups(self) -> None:
         """Groups whose members are all here (or withdrew) go into the queue as units."""
@@ -385,12 +422,15 @@ class Scheduler:
         plan = [(s, SeqChunk(np.array([s.last_token]), s.pos, s.cache))
                 for s in self._active if not s.prefilling and s.cache is not None]
         tokens, chunk = len(plan), self.limits.prefill_chunk
+        prefilling = sum(1 for s in self._active if s.prefilling and s.cache is not None)
+        growth = min(_BUDGET_GROWTH, max(1, -(-prefilling // max(1, tokens))))
+        budget = self.limits.step_tokens * growth
         prompts = False
         for s in self._active:
             if not s.prefilling or s.cache is None:
                 continue
             end = min(len(s.ids), (s.pos // chunk + 1) * chunk)  # boundaries depend on the prompt only
-            if prompts and tokens + end - s.pos > self.limits.step_tokens:
+            if prompts and tokens + end - s.pos > budget:
                 break
             plan.append((s, SeqChunk(np.array(s.ids[s.pos:end]), s.pos, s.cache,
                                      logits=end == len(s.ids))))

@@ -564,7 +564,8 @@ class ModelCache:
                 raise CacheStopped("the model is not loaded")
             if entry.scheduler is None:
                 entry.scheduler = Scheduler(entry.model, self.batch, name=entry.spec.model_id,
-                                            observer=self.observer)
+                                            observer=self.observer,
+                                            on_the_way=lambda: entry.running)
             return entry.scheduler
 
     def _evict(self, entry: _Entry) -> None:

@@ -405,3 +405,18 @@ def test_a_compiled_step_that_differs_in_the_last_bits_serves_only_random_sequen
     unseeded.seq.reproducible = False
     run_all(scheduler, [unseeded])
     assert unseeded.exit == ("finished", None) and scheduler.fused_steps > 0
+
+
+def test_a_burst_of_prompts_gets_a_larger_step_budget(model: Model) -> None:
+    """More prompts waiting than sequences decoding: the step budget grows with the
+    ratio (at most 4 times), so a burst is prefilled in few steps; never past that."""
+    steps = Steps()
+    limits = BatchLimits(max_batch_size=16, prefill_chunk=4, step_tokens=8)
+    scheduler = Scheduler(model, limits, observer=steps)
+    runs = [Run(model, PROMPTS[i % len(PROMPTS)] + " " * (i // len(PROMPTS)), max_tokens=3,
+                temperature=0.0) for i in range(12)]
+    scheduler.submit(*(r.seq for r in runs))
+    for r in runs:
+        assert r.left.wait(120) and r.exit == ("finished", None)
+    assert max(t for _, t in steps.sizes) > limits.step_tokens  # grew for the burst
+    assert all(t <= 4 * limits.step_tokens + limits.prefill_chunk for _, t in steps.sizes)
