@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from bitnet_sdk.service.registry.demo import ensure_demo_model
 from bitnet_sdk.testing.synthetic import build_model
@@ -138,10 +139,62 @@ def test_usage_and_account_pages(portal, customer, live_server) -> None:
     portal.screenshot("account")
 
 
-def test_non_admin_is_refused_the_admin_page(portal, customer) -> None:
+def test_non_admin_is_refused_the_admin_pages(portal, customer) -> None:
     portal.sign_in(customer.email, customer.password, route="admin")
     portal.text_in("#refused", "administrators only")
-    assert not portal.driver.find_elements("css selector", "#nav-admin")
+    for route in ("admin", "users", "upgrades"):
+        assert not portal.driver.find_elements("css selector", f"#nav-{route}")
+    for route in ("users", "upgrades"):
+        portal.open(route)
+        portal.driver.refresh()
+        portal.text_in("#refused", "administrators only")
+        assert not portal.driver.find_elements("css selector", f"#{route}-list")
+
+
+def test_admin_approves_an_upgrade_the_user_requested(portal, customer, admin) -> None:
+    portal.sign_in(customer.email, customer.password, route="account")
+    portal.text_in("#acct-tier", "developer")
+    portal.find("#upgrade-tier option[value='team']").click()
+    portal.type("#upgrade-reason", "nightly evaluations")
+    portal.find("#upgrade-submit").click()
+    portal.text_in("#upgrade-result", "Requested team")
+    portal.sign_out()
+
+    portal.sign_in(admin.email, admin.password, route="upgrades")
+    row = portal.text_in("#upgrades-table", customer.email)
+    assert "nightly evaluations" in row.text and "developer → team" in row.text
+    portal.screenshot("upgrades")
+    portal.find("#upgrades-table button.approve").click()
+    portal.text_in("#status", "team approved")
+    portal.text_in("#upgrades-list", "No upgrade requests.")  # the pending filter is empty now
+    portal.sign_out()
+
+    portal.sign_in(customer.email, customer.password, route="account")
+    portal.text_in("#acct-tier", "team")
+    assert not portal.driver.find_elements("css selector", "#upgrade-pending")
+
+
+def test_admin_changes_a_tier_and_disables_an_account(portal, customer, admin, live_server) -> None:
+    make_account(live_server.settings, "someone.else@example.com")
+    portal.sign_in(admin.email, admin.password, route="users")
+    portal.text_in("#users-table", "someone.else@example.com")
+    portal.type("#users-email", "DEV@")
+    portal.find("#users-filter").click()
+    portal.wait.until(lambda d: "someone.else" not in portal.find("#users-list").text)
+    row = f"tr[data-user-id='{customer.user_id}']"
+    portal.find(f"#tier-{customer.user_id} option[value='enterprise']").click()
+    portal.find(f"{row} button.secondary").click()
+    portal.text_in(f"{row} .user-tier", "enterprise")
+    account = httpx.get(live_server.url + "/v1/account", headers=customer.headers).json()
+    assert account["tier"] == "enterprise"
+    portal.screenshot("users")
+    portal.find(f"{row} button.danger").click()
+    portal.find("#confirm-yes").click()
+    portal.text_in(row, "disabled")
+    assert httpx.get(live_server.url + "/v1/account", headers=customer.headers).status_code == 401
+    portal.find(f"{row} button[aria-label^='Enable']").click()
+    portal.text_in(row, "active")
+    assert httpx.get(live_server.url + "/v1/account", headers=customer.headers).status_code == 200
 
 
 def test_admin_sees_server_status(portal, live_server) -> None:
@@ -161,7 +214,8 @@ def test_pages_fit_a_narrow_screen(portal, admin) -> None:
         portal.sign_in(admin.email, admin.password)
         for route, ready in (("keys", "#keys-list"), ("playground", "#pg-snippet"),
                              ("models", "#models-list"), ("usage", "#rate-remaining"),
-                             ("account", "#acct-tier"), ("admin", "#admin-status")):
+                             ("account", "#acct-tier"), ("admin", "#admin-status"),
+                             ("users", "#users-table"), ("upgrades", "#upgrades-list")):
             portal.open(route)
             portal.find(ready)
             overflow = portal.driver.execute_script(
@@ -214,6 +268,35 @@ def test_quantize_a_model_and_follow_its_progress(portal, customer, live_server,
     assert (result["qtype"], result["status"]) == ("tq2_0", "ready")
     portal.text_in("#models-list", result["name"])
     portal.screenshot("quantize")
+
+
+@pytest.fixture
+def slow_jobs(monkeypatch) -> None:
+    """Jobs pause 1 s at every progress checkpoint (the real work still runs), so a running
+    job can be watched and cancelled; list it before ``portal`` so the server reads it."""
+    monkeypatch.setenv("BITNET_JOB_STEP_DELAY_S", "1.0")
+
+
+def test_quantize_progress_arrives_live_and_cancel_ends_the_job(
+        slow_jobs, portal, customer, live_server, tmp_path) -> None:
+    from tests.support.jobs import register_source
+
+    source = build_model(tmp_path / "f32.gguf", qtype="f32", n_layers=2)
+    source_id = register_source(live_server.settings, source, customer.user_id, "slow")
+    portal.sign_in(customer.email, customer.password, route="models")
+    portal.find(f"tr[data-model-id='{source_id}'] button.secondary").click()
+    portal.find("#q-start").click()
+    portal.text_in("#q-state", "running")
+    portal.wait.until(lambda d: 0 < int(portal.find("#q-progress").get_attribute("value")) < 100)
+    portal.find("#q-cancel").click()
+    portal.text_in("#q-state", "cancelled")
+    jobs = httpx.get(live_server.url + "/v1/quantize/jobs", headers=customer.headers).json()["data"]
+    assert [j["status"] for j in jobs] == ["cancelled"]
+    # The progress came over the WebSocket: the page never polled the job.
+    report = httpx.get(live_server.url + "/v1/account/usage", params={"group_by": "operation"},
+                       headers=customer.headers).json()
+    operations = {b["key"] for b in report["buckets"]}
+    assert "cancelQuantizeJob" in operations and "getQuantizeJob" not in operations
 
 
 def test_an_expired_access_token_is_refreshed_silently(driver, tmp_path, monkeypatch) -> None:
