@@ -131,12 +131,49 @@ def test_usage_and_account_pages(portal, customer, live_server) -> None:
     ensure_demo_model(live_server.settings)
     httpx.get(live_server.url + "/v1/models", headers=customer.headers)
     portal.sign_in(customer.email, customer.password, route="usage")
-    portal.find("svg[aria-label='Requests by day'] rect")
+    portal.find("#usage-current svg[aria-label^='Requests by day'] rect")
     portal.find("#rate-remaining")
     portal.screenshot("usage")
     portal.open("account")
     portal.text_in("#acct-tier", "developer")
     portal.screenshot("account")
+
+
+def _chart_text(portal, panel: str, title: str) -> str:
+    """The text alternative (``<title>``) of a usage chart: every label with its value."""
+    svg = portal.find(f"#{panel} svg[aria-label^='{title}']")
+    return str(svg.find_element("css selector", "title").get_attribute("textContent"))
+
+
+def test_usage_by_day_and_operation_for_each_month(portal, customer) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from selenium.webdriver.common.keys import Keys
+
+    from bitnet_sdk.service.accounting.usage import OP_INFERENCE, record_usage
+
+    now = datetime.now(timezone.utc)
+    last_month = (now.replace(day=1) - timedelta(days=1)).replace(day=3, hour=12)
+    record_usage(customer.user_id, OP_INFERENCE, tokens_in=5, tokens_out=40, compute_units=2.5,
+                 now=last_month.timestamp())
+    record_usage(customer.user_id, OP_INFERENCE, tokens_in=1, tokens_out=2, compute_units=0.25,
+                 now=now.timestamp())
+    portal.sign_in(customer.email, customer.password, route="usage")
+    assert f"{OP_INFERENCE} 3" in _chart_text(portal, "usage-current", "Tokens by operation")
+    assert f"{OP_INFERENCE} 0.25" in _chart_text(portal, "usage-current", "Compute units by operation")
+    assert f"{now:%m-%d} 3" in _chart_text(portal, "usage-current", "Tokens by day")
+    assert not portal.find("#usage-previous").is_displayed()
+    # The month tabs work from the keyboard: the arrow key moves to the previous month.
+    portal.find("#usage-current-tab").send_keys(Keys.ARROW_RIGHT)
+    portal.wait.until(lambda d: portal.find("#usage-previous").is_displayed())
+    assert portal.find("#usage-previous-tab").get_attribute("aria-selected") == "true"
+    assert not portal.find("#usage-current").is_displayed()
+    assert f"{last_month:%m-%d} 45" in _chart_text(portal, "usage-previous", "Tokens by day")
+    assert f"{last_month:%m-%d} 2.5" in _chart_text(portal, "usage-previous", "Compute units by day")
+    by_operation = _chart_text(portal, "usage-previous", "Requests by operation")
+    assert f"{OP_INFERENCE} 0" in by_operation and "getCurrentUser" not in by_operation
+    assert "compute units: 2.5" in portal.find("#usage-previous-totals").text
+    portal.screenshot("usage-previous-month")
 
 
 def test_non_admin_is_refused_the_admin_pages(portal, customer) -> None:
