@@ -254,9 +254,12 @@ def test_kv_reservations_count_in_the_cache_budget(tmp_path: Path) -> None:
         assert not second.reserve(2000)  # waits: the budget is spoken for
         with pytest.raises(ModelTooLarge):
             second.reserve(10**9)  # can never fit
-        first.release()
+        first.unreserve(2000)  # given back before its sequence joined (its group waits)
         assert cache.stats()["used_bytes"] == used and second.reserve(2000)
+        assert first.reserve(1000) and not first.reserve(2000)
+        first.release()
         second.release()
+        assert cache.stats()["used_bytes"] == used
     finally:
         cache.stop()
 
