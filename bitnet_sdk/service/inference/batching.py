@@ -182,6 +182,9 @@ class Sequence:
         self.on_step, self.on_exit = on_step, on_exit
         self.cancelled, self.reserve, self.unreserve = cancelled, reserve, unreserve
         self.group, self.reproducible = group, reproducible
+        #: Its cache holds positions computed by a compiled step that is not bitwise the
+        #: batched one (then a reproducible sequence must not take its prompt over).
+        self.inexact = False
         self.cache: KVCache | None = None
         #: Positions in the cache; the prompt is done when ``pos >= len(ids)``.
         self.pos = 0
@@ -385,7 +388,7 @@ class Scheduler:
     def _join(self, seq: Sequence) -> None:
         """Into the batch; a prompt some active sequence has (or is computing) is not redone."""
         for other in self._active:
-            if other.ids != seq.ids:
+            if other.ids != seq.ids or (other.inexact and seq.reproducible):
                 continue
             if other.prefilling:  # fork when its prompt is done
                 other.followers.append(seq)
@@ -393,6 +396,7 @@ class Scheduler:
             if other.prompt_logits is not None and other.cache is not None:
                 assert seq.cache is not None
                 seq.cache.copy_from(other.cache, len(seq.ids))
+                seq.inexact = other.inexact
                 seq.pos = len(seq.ids)
                 self._emit(seq, other.prompt_logits, prompt_done=True)
                 if not seq.done:
@@ -442,16 +446,14 @@ class Scheduler:
         """Whether this step runs through the compiled forward pass (see the module docstring)."""
         if len(plan) != 1 or getattr(self.model, "step", None) is None:
             return False
-        seq = plan[0][0]
-        if not any(s.reproducible for s in [seq, *seq.followers]):
-            return True
         if self._fused_exact is None:
             self._fused_exact = fused_step_is_exact(self.model)
             if not self._fused_exact:
                 log.info("the compiled forward step differs from the batched one in the last "
                          "bits: reproducible sequences use the batched step",
                          extra={"model_id": self.name})
-        return self._fused_exact
+        seq = plan[0][0]
+        return self._fused_exact or not any(s.reproducible for s in [seq, *seq.followers])
 
     def _step(self, plan: list[tuple[Sequence, SeqChunk]]) -> None:
         m = self.model
@@ -460,6 +462,7 @@ class Scheduler:
             row = m.step(chunk.token_ids, chunk.start_pos, chunk.cache, True)[0]
             logits: list[np.ndarray | None] = [row if chunk.logits else None]
             self.fused_steps += 1
+            plan[0][0].inexact |= not self._fused_exact
         else:
             logits = forward_batch(m.weights, m.config, m.backend, [c for _, c in plan])
         if self.observer is not None:
@@ -472,7 +475,7 @@ class Scheduler:
                 for follower in seq.followers:
                     assert follower.cache is not None and seq.cache is not None
                     follower.cache.copy_from(seq.cache)
-                    follower.pos = seq.pos
+                    follower.pos, follower.inexact = seq.pos, seq.inexact
                     self._emit(follower, row, prompt_done=True)
                     if not follower.done:
                         self._active.append(follower)
@@ -509,7 +512,7 @@ class Scheduler:
                 heir = seq.followers.pop(0)
                 assert heir.cache is not None and seq.cache is not None
                 heir.cache.copy_from(seq.cache)
-                heir.pos, heir.followers = seq.pos, seq.followers
+                heir.pos, heir.followers, heir.inexact = seq.pos, seq.followers, seq.inexact
                 self._active.append(heir)
             else:
                 for follower in seq.followers:

@@ -408,6 +408,21 @@ def test_a_compiled_step_that_differs_in_the_last_bits_serves_only_random_sequen
     unseeded.seq.reproducible = False
     run_all(scheduler, [unseeded])
     assert unseeded.exit == ("finished", None) and scheduler.fused_steps > 0
+    # A greedy request does not take over a prompt the inexact step computed.
+    steps = Steps()
+    scheduler.observer = steps
+    running = Run(rounding, PROMPTS[0], max_tokens=200, temperature=0.8)
+    running.seq.reproducible = False
+    late = Run(rounding, PROMPTS[0], max_tokens=6, temperature=0.0)
+    running.seq.cancelled = lambda: late.left.is_set()
+    scheduler.submit(running.seq)
+    while len(running.steps) < 2:
+        assert not running.left.wait(0.01)
+    scheduler.submit(late.seq)
+    assert late.left.wait(120) and running.left.wait(120)
+    assert late.tokens == greedy[0]
+    computed = sum(t for _, t in steps.sizes)
+    assert computed == 2 * len(late.decoder.ids) + len(running.tokens) - 1 + len(late.tokens) - 1
 
 
 def test_a_burst_of_prompts_gets_a_larger_step_budget(model: Model) -> None:
