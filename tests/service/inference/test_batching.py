@@ -438,3 +438,23 @@ def test_a_burst_of_prompts_gets_a_larger_step_budget(model: Model) -> None:
         assert r.left.wait(120) and r.exit == ("finished", None)
     assert max(t for _, t in steps.sizes) > limits.step_tokens  # grew for the burst
     assert all(t <= 4 * limits.step_tokens + limits.prefill_chunk for _, t in steps.sizes)
+
+
+def test_an_empty_batch_waits_for_the_sequences_on_their_way(model: Model) -> None:
+    """The model cache says three slots are granted: the first step waits for all three
+    (here the other two are submitted while the scheduler asks), one prefill step for all."""
+    steps = Steps()
+    runs = [Run(model, PROMPTS[i], max_tokens=3, temperature=0.0) for i in range(3)]
+    asked: list[int] = []
+
+    def on_the_way() -> int:
+        if not asked:  # the other two arrive while the first waits
+            scheduler.submit(runs[1].seq, runs[2].seq)
+        asked.append(1)
+        return 3
+
+    scheduler = Scheduler(model, BatchLimits(), observer=steps, on_the_way=on_the_way)
+    scheduler.submit(runs[0].seq)
+    for r in runs:
+        assert r.left.wait(120) and r.exit == ("finished", None)
+    assert steps.sizes[0] == (3, sum(len(r.decoder.ids) for r in runs))
