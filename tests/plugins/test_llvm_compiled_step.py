@@ -17,6 +17,7 @@ from bitnet_llvm import LlvmBackend
 from bitnet_llvm.forward import LlvmForwardStep
 from bitnet_llvm.fused import CompiledForwardStep
 
+from bitnet_sdk.model.batch import fused_step_is_exact
 from bitnet_sdk.model.llm import forward
 from bitnet_sdk.model.loader import Model, load
 from bitnet_sdk.testing.parity import build_conditioned_model
@@ -115,6 +116,15 @@ def test_a_growing_cache_and_a_forked_cache_are_followed(model_path: Path) -> No
     forked = forward(model.weights, model.config, model.backend, ids[100:101], 100, fork, step=step)
     assert step.native_steps == 157
     np.testing.assert_array_equal(forked, logits[1][96])  # position 100 on the uninterrupted run
+
+
+def test_the_scheduler_finds_the_compiled_step_bitwise_equal_to_a_batch(model_path: Path) -> None:
+    """The batching scheduler routes lone sequences through the compiled step only when its probe
+    finds it bitwise equal to the batched step (``model.batch.fused_step_is_exact``)."""
+    model = load(model_path, backend=LlvmBackend())
+    assert isinstance(model.step, CompiledForwardStep)
+    assert fused_step_is_exact(model)
+    assert model.step.native_steps >= 1  # the probe's decode token ran compiled
 
 
 def test_prompts_and_an_f16_cache_take_the_per_op_path(model_path: Path) -> None:
