@@ -27,8 +27,10 @@ Per layer, with ``|`` a barrier::
     sub-norm+quantize ; w_down rows, added to the residual            |
 
 then the final norm and the head rows. The ternary GEMV, quantization,
-RMSNorm, softmax, SiLU/ReLU² and head code are the builders of the per-op
-kernels, instantiated here as internal functions, so apart from attention
+RMSNorm, softmax, SiLU/ReLU², head and attention (``bitnet_kernels.attention``,
+also exported here as ``bitnet_attention`` for the backend's per-op
+``attention``) code are the builders of the per-op kernels, instantiated here
+as internal functions, and RoPE repeats the per-op float32 expression, so
 every value equals the per-op step's bit for bit. Work is split by rows
 (groups of 4) and by K/V heads; each output element is computed by exactly
 one thread with the same code whatever the split, so results do not depend

@@ -10,7 +10,10 @@ argument, else ``BITNET_NUM_THREADS``, else every usable CPU.
 
 Exactness: ``matmul_int`` and ``quantize_activations`` equal the reference
 bit for bit; ``matmul`` too (same int32 sums, same float32 rescale order);
-the element-wise ops agree within float32 rounding.
+the element-wise ops agree within float32 rounding. ``attention`` (float32
+caches) is the native kernel of ``bitnet_kernels.attention``, within float32
+rounding of the numpy reference. ``compile_forward`` gives the compiled
+one-call decode step (``fused.py``).
 """
 
 from __future__ import annotations

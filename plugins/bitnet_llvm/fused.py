@@ -14,11 +14,11 @@ What runs where:
   module does not handle: the per-op step (``forward.LlvmForwardStep``), the
   readable reference. ``native_steps`` counts the compiled calls.
 
-Exactness: everything but attention uses the per-op kernels' code, so those
-values are bit for bit the per-op step's; attention sums in another order
-than numpy's matmuls (lane-wise dot products, a polynomial ``exp``), so
-logits agree within float32 rounding propagated through the layers
-(``tests/plugins/test_llvm_compiled_step.py`` bounds the difference).
+Exactness: every stage is the per-op kernels' code (attention included: the
+backend's per-op ``attention`` runs the same native kernel for float32
+caches), so logits and the KV cache are bit for bit the per-op step's, and
+the batching scheduler's probe finds it equal to a batched step
+(``tests/plugins/test_llvm_compiled_step.py``).
 
 Thread safety: each calling Python thread gets its own buffers and context,
 so several generations may step the same model at once; when the pool is busy
