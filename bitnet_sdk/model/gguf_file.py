@@ -194,10 +194,12 @@ class StringArray(Sequence[str]):
     128k-token vocabulary costs 2 MB instead of 128k Python objects (20+ MB, 0.1 s).
     """
 
-    __slots__ = ("_data", "_ends", "_starts", "nbytes")
+    __slots__ = ("_buf", "_data", "_ends", "_starts", "nbytes")
 
     def __init__(self, data: np.ndarray, starts: np.ndarray, ends: np.ndarray, nbytes: int) -> None:
         self._data, self._starts, self._ends = data, starts, ends
+        # slices of a memoryview cost ~0.1 µs; of a numpy memmap, ~10 µs (a subclass view each)
+        self._buf = memoryview(data)  # type: ignore[arg-type]  # numpy's stubs lack memmap's buffer protocol
         #: Bytes the array occupies in the file (length prefixes included).
         self.nbytes = nbytes
 
@@ -249,7 +251,7 @@ class StringArray(Sequence[str]):
 
     def raw(self, index: int) -> bytes:
         """The undecoded bytes of string ``index``."""
-        return bytes(self._data[self._starts[index] : self._ends[index]])
+        return self._buf[self._starts[index] : self._ends[index]].tobytes()
 
     def byte_lengths(self) -> np.ndarray:
         """Length in bytes of every string (int64)."""
@@ -261,9 +263,9 @@ class StringArray(Sequence[str]):
         return self.raw(index).decode("utf-8")
 
     def __iter__(self) -> Iterator[str]:
-        data = self._data
+        buf = self._buf
         for s, e in zip(self._starts.tolist(), self._ends.tolist(), strict=True):
-            yield bytes(data[s:e]).decode("utf-8")
+            yield str(buf[s:e], "utf-8")
 
     def tolist(self) -> list[str]:
         """Every string, decoded."""
