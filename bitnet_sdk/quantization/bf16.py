@@ -45,6 +45,7 @@ from bitnet_sdk.quantization.report import cosine_rows
 from bitnet_sdk.ternary import EPS, quantize_activations
 
 if TYPE_CHECKING:
+    from bitnet_kernels import KernelLibrary
     from bitnet_kernels.ternarize import TernarizeKernels
 
 __all__ = [
@@ -148,12 +149,13 @@ def _histogram(raw: np.ndarray, x: np.ndarray | None, ref_out: np.ndarray,
 
 
 def _pack(qtype: str, raw: np.ndarray, table: np.ndarray, stored: float, data: np.ndarray,
-          kernels: TernarizeKernels | None) -> None:  # fmt: skip
-    """The format's bytes of codes ``table[raw]`` into ``data``: one native pass, or numpy chunks."""
+          kernels: TernarizeKernels | None, codes: np.ndarray | None = None) -> None:  # fmt: skip
+    """The format's bytes of codes ``table[raw]`` into ``data``: one native pass (which also
+    fills ``codes`` with the ternary values when given), or numpy chunks."""
     rows, cols = raw.shape
     if kernels is not None:
         d16 = int(np.float32(stored).astype(np.float16).view(np.uint16))
-        kernels.pack(qtype, raw, table, TQ1_BYTE, d16, data[: packers.code_bytes(qtype, (rows, cols))])
+        kernels.pack(qtype, raw, table, TQ1_BYTE, d16, data[: packers.code_bytes(qtype, (rows, cols))], codes)
     else:
         for r0, r1 in row_chunks(rows, cols):
             idx = raw[r0:r1].astype(np.intp)
@@ -173,15 +175,11 @@ def _ternary_out(raw: np.ndarray, table: np.ndarray, xq: np.ndarray) -> np.ndarr
     return out.T
 
 
-def _native_outputs(kernels: TernarizeKernels, raw: np.ndarray, table: np.ndarray, x: np.ndarray,
-                    xq: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
+def _native_outputs(heads: KernelLibrary, raw: np.ndarray, codes: np.ndarray, x: np.ndarray,
+                    xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """The float and ternary layer outputs ``[n, rows]`` on the calibration rows through the
-    head kernels (BF16 rows read as stored; int8 codes times ``xq``, exact), or None."""
-    heads = head_kernels(raw.shape[1])
-    if heads is None:
-        return None
+    head kernels (BF16 rows read as stored; int8 ``codes`` times ``xq``, exact)."""
     ref = heads.head(HeadMatrix(raw.view(ml_dtypes.bfloat16), None, "bf16"), x)
-    codes = kernels.codes(raw, table)
     ones = np.ones(raw.shape[0], dtype=np.float32)
     return ref, heads.head(HeadMatrix(codes, ones, "i8"), xq.astype(np.float32))
 
@@ -227,11 +225,13 @@ def quantize_projection(raw: np.ndarray, qtype: str, calib: np.ndarray | None) -
             return None
         stored = float(s16)
     data = np.empty(format_nbytes(qtype, (rows, cols)), dtype=np.uint8)
-    _pack(qtype, raw, table, stored, data, kernels)
+    heads = head_kernels(cols) if kernels is not None and x is not None else None
+    codes = np.empty((rows, cols), dtype=np.int8) if heads is not None else None
+    _pack(qtype, raw, table, stored, data, kernels, codes)
     cos_mean = cos_min = None
     if x is not None:
         xq, a = quantize_activations(x)
-        outs = _native_outputs(kernels, raw, table, x, xq) if kernels is not None else None
+        outs = _native_outputs(heads, raw, codes, x, xq) if heads is not None and codes is not None else None
         if outs is None:
             if kernels is not None:  # the histogram did not compute them
                 _histogram(raw, x, ref_out, kernels)

@@ -13,8 +13,9 @@ int64 index copies:
   (its bit pattern) when the block has a non-zero weight, else 0; ``tq1_0`` maps each
   base-3 group through ``lut`` (``ceil(v * 256 / 243)``, 243 entries). ``i2_s``: groups of 128
   weights → 32 bytes (``lut``, ``d16`` unused; the tensor's trailer is written by the caller).
-* ``tern_codes(raw, table, n, out)``: ``out[i] = table[raw[i]] - 1`` (int8 ternary values, for
-  the report's output products through the int8 head kernel).
+  ``tern_<format>_codes(raw, table, lut, units, out, d16, codes)`` also writes every weight's
+  ternary value (``code - 1``, int8) to ``codes``: the report's products need them, and
+  storing them in the packing pass saves a second lookup pass.
 * ``lookup16(raw, table, n, out) -> int64``: ``out[i] = table[raw[i]]`` (uint16: BF16 → F16 bit
   patterns, for tensors kept as F16), returning how many results have an all-ones F16
   exponent (infinities and NaNs: the caller refuses those).
@@ -54,7 +55,7 @@ PREFIX = "bitnet_"
 #: Format -> (weights per unit, bytes per unit).
 FORMATS = {"tq2_0": (256, 66), "tq1_0": (256, 54), "i2_s": (128, 32)}
 _PATTERNS = 1 << 16
-_PACK_ARGS = ("raw", "table", "lut", "units", "out", "d16")
+_PACK_ARGS = ("raw", "table", "lut", "units", "out", "d16", "codes")
 
 
 def _build_hist(module: ir.Module) -> None:
@@ -71,10 +72,12 @@ def _build_hist(module: ir.Module) -> None:
 class _Packer:
     """Builds one ``tern_<format>`` function: helpers over its arguments."""
 
-    def __init__(self, module: ir.Module, fmt: str) -> None:
-        self.fn, self.b = new_function(module, f"{PREFIX}tern_{fmt}", [(a, PTR8 if a in ("raw", "table", "lut", "out") else I64)
-                                                                          for a in _PACK_ARGS])  # fmt: skip
-        args = dict(zip(_PACK_ARGS, self.fn.args, strict=True))
+    def __init__(self, module: ir.Module, fmt: str, codes: bool) -> None:
+        names = _PACK_ARGS if codes else _PACK_ARGS[:-1]
+        self.fn, self.b = new_function(module, f"{PREFIX}tern_{fmt}{'_codes' if codes else ''}",
+                                       [(a, I64 if a in ("units", "d16") else PTR8) for a in names])  # fmt: skip
+        args = dict(zip(names, self.fn.args, strict=True))
+        self.codes = args.get("codes")
         b = self.b
         self.raw = b.bitcast(args["raw"], I16.as_pointer())
         self.table, self.lut, self.out = args["table"], args["lut"], args["out"]
@@ -86,6 +89,8 @@ class _Packer:
         b = self.b
         c = b.load(gep(b, self.table, b.zext(b.load(gep(b, self.raw, index)), I64)))
         b.store(b.or_(b.load(self.any), b.xor(c, ir.Constant(I8, 1))), self.any)
+        if self.codes is not None:
+            b.store(b.sub(c, ir.Constant(I8, 1)), gep(b, self.codes, index))
         return c
 
     def store(self, value: ir.Value, index: ir.Value) -> None:
@@ -100,10 +105,10 @@ class _Packer:
         self.store(b.trunc(b.lshr(d, const(8)), I8), b.add(at, const(1)))
 
 
-def _build_tq2(module: ir.Module) -> None:
+def _build_tq2(module: ir.Module, codes: bool) -> None:
     """Per 256 weights: 64 bytes, byte ``h*32 + l`` = codes ``h*128 + j*32 + l`` (j = 0..3) at
     bits ``2j``; then the scale."""
-    p = _Packer(module, "tq2_0")
+    p = _Packer(module, "tq2_0", codes)
     b = p.b
     with for_range(b, const(0), p.units, 1, "blk") as blk:
         src, dst = b.mul(blk, const(256)), b.mul(blk, const(66))
@@ -119,11 +124,11 @@ def _build_tq2(module: ir.Module) -> None:
     b.ret_void()
 
 
-def _build_tq1(module: ir.Module) -> None:
+def _build_tq1(module: ir.Module, codes: bool) -> None:
     """Per 256 weights: base-3 groups (most significant trit first) through ``lut``: 32 bytes of
     five trits ``i*32 + l``, 16 of five trits ``160 + i*16 + l``, 4 of four trits ``240 + i*4 + l``
     (times 3: the fifth trit is 0); then the scale."""
-    p = _Packer(module, "tq1_0")
+    p = _Packer(module, "tq1_0", codes)
     b = p.b
     parts = ((0, 32, 5, 0), (160, 16, 5, 32), (240, 4, 4, 48))  # (first weight, bytes, trits, first byte)
     with for_range(b, const(0), p.units, 1, "blk") as blk:
@@ -143,9 +148,9 @@ def _build_tq1(module: ir.Module) -> None:
     b.ret_void()
 
 
-def _build_i2s(module: ir.Module) -> None:
+def _build_i2s(module: ir.Module, codes: bool) -> None:
     """Per 128 weights: 32 bytes, byte ``l`` = codes ``l, 32 + l, 64 + l, 96 + l`` at bits 6, 4, 2, 0."""
-    p = _Packer(module, "i2_s")
+    p = _Packer(module, "i2_s", codes)
     b = p.b
     with for_range(b, const(0), p.units, 1, "grp") as grp:
         src, dst = b.mul(grp, const(128)), b.mul(grp, const(32))
@@ -155,16 +160,6 @@ def _build_i2s(module: ir.Module) -> None:
                 c = p.code(b.add(src, b.add(lane, const(j * 32))))
                 byte = b.or_(byte, b.shl(c, ir.Constant(I8, 6 - 2 * j)))
             p.store(byte, b.add(dst, lane))
-    b.ret_void()
-
-
-def _build_codes(module: ir.Module) -> None:
-    fn, b = new_function(module, f"{PREFIX}tern_codes", [("raw", PTR8), ("table", PTR8), ("n", I64), ("out", PTR8)])
-    raw_p, table, n, out = fn.args
-    raw = b.bitcast(raw_p, I16.as_pointer())
-    with for_range(b, const(0), n, 1, "i") as i:
-        c = b.load(gep(b, table, b.zext(b.load(gep(b, raw, i)), I64)))
-        b.store(b.sub(c, ir.Constant(I8, 1)), gep(b, out, i))
     b.ret_void()
 
 
@@ -185,14 +180,14 @@ def _build_lookup16(module: ir.Module) -> None:
 
 
 def build_ternarize_module(isa: Isa) -> ir.Module:
-    """The histogram, the three packers and the codes, as one module."""
+    """The histogram, the packers (with and without codes) and the F16 lookup, as one module."""
     module = ir.Module(name=f"bitnet_ternarize_{isa.name}")
     _build_hist(module)
-    _build_codes(module)
     _build_lookup16(module)
-    _build_tq2(module)
-    _build_tq1(module)
-    _build_i2s(module)
+    for codes in (False, True):
+        _build_tq2(module, codes)
+        _build_tq1(module, codes)
+        _build_i2s(module, codes)
     return module
 
 
@@ -211,10 +206,13 @@ class TernarizeKernels:
         self._jit: JitModule = jit_module(build_ternarize_module(self.isa), self.isa, use_cache=use_cache)
         p, i = ctypes.c_void_p, ctypes.c_int64
         self._hist = ctypes.CFUNCTYPE(None, p, i, p)(self._jit.address(f"{PREFIX}bf16_hist"))
-        self._codes = ctypes.CFUNCTYPE(None, p, p, i, p)(self._jit.address(f"{PREFIX}tern_codes"))
         self._lookup16 = ctypes.CFUNCTYPE(i, p, p, i, p)(self._jit.address(f"{PREFIX}lookup16"))
         self._pack: dict[str, Any] = {
             fmt: ctypes.CFUNCTYPE(None, p, p, p, i, p, i)(self._jit.address(f"{PREFIX}tern_{fmt}")) for fmt in FORMATS
+        }
+        self._pack_codes: dict[str, Any] = {
+            fmt: ctypes.CFUNCTYPE(None, p, p, p, i, p, i, p)(self._jit.address(f"{PREFIX}tern_{fmt}_codes"))
+            for fmt in FORMATS
         }
 
     @classmethod
@@ -233,8 +231,10 @@ class TernarizeKernels:
             raise ValueError("hist must be a writable int64 array of 65536 counts")
         self._hist(_address(raw), raw.size, _address(hist))
 
-    def pack(self, fmt: str, raw: np.ndarray, table: np.ndarray, lut: np.ndarray, d16: int, out: np.ndarray) -> None:
-        """Pack ``table[raw]`` (codes 0..2) as ``fmt`` into ``out`` (see the module docstring)."""
+    def pack(self, fmt: str, raw: np.ndarray, table: np.ndarray, lut: np.ndarray, d16: int, out: np.ndarray,
+             codes: np.ndarray | None = None) -> None:  # fmt: skip
+        """Pack ``table[raw]`` (codes 0..2) as ``fmt`` into ``out`` (see the module docstring);
+        with ``codes`` (int8 shaped like ``raw``), store each weight's ternary value there too."""
         weights, nbytes = FORMATS[fmt]
         if raw.dtype != np.uint16 or not raw.flags.c_contiguous or raw.size % weights:
             raise ValueError(f"raw must be C-contiguous uint16 in whole units of {weights} weights")
@@ -247,17 +247,13 @@ class TernarizeKernels:
             raise ValueError("lut must be a contiguous uint8 array of 243 bytes")
         if np.any(table > 2):
             raise ValueError("codes must be 0, 1 or 2")
-        self._pack[fmt](_address(raw), _address(table), _address(lut), units, _address(out), int(d16) & 0xFFFF)
-
-    def codes(self, raw: np.ndarray, table: np.ndarray) -> np.ndarray:
-        """``table[raw] - 1`` as int8, shaped like ``raw`` (uint16, C-contiguous)."""
-        if raw.dtype != np.uint16 or not raw.flags.c_contiguous:
-            raise ValueError("raw must be C-contiguous uint16")
-        if table.dtype != np.uint8 or table.shape != (_PATTERNS,) or not table.flags.c_contiguous:
-            raise ValueError("table must be a contiguous uint8 array of 65536 codes")
-        out = np.empty(raw.shape, dtype=np.int8)
-        self._codes(_address(raw), _address(table), raw.size, _address(out))
-        return out
+        args = (_address(raw), _address(table), _address(lut), units, _address(out), int(d16) & 0xFFFF)
+        if codes is None:
+            self._pack[fmt](*args)
+            return
+        if codes.dtype != np.int8 or codes.size != raw.size or not codes.flags.c_contiguous or not codes.flags.writeable:
+            raise ValueError("codes must be a writable contiguous int8 array of raw's size")
+        self._pack_codes[fmt](*args, _address(codes))
 
     def lookup16(self, raw: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, int]:
         """``(table[raw], count of F16 infinities/NaNs in it)`` for uint16 ``raw`` (C-contiguous)

@@ -45,6 +45,11 @@ def test_packers_are_byte_equal_to_numpys(kernels: TernarizeKernels, fmt: str, r
     d16 = int(np.float32(scale).astype(np.float16).view(np.uint16))
     kernels.pack(fmt, raw, table, packers.TQ1_BYTE, d16, got)
     np.testing.assert_array_equal(got, want)
+    codes = np.full(raw.shape, 9, dtype=np.int8)  # and with the ternary values stored on the way
+    again = np.zeros_like(want)
+    kernels.pack(fmt, raw, table, packers.TQ1_BYTE, d16, again, codes)
+    np.testing.assert_array_equal(again, want)
+    np.testing.assert_array_equal(codes, table[raw].astype(np.int8) - 1)
 
 
 def test_bad_arguments_are_refused_before_native_code_runs(kernels: TernarizeKernels) -> None:
