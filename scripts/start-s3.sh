@@ -24,7 +24,7 @@ JAR="$HOME/.m2/repository/org/gaul/s3proxy/$VERSION/s3proxy-$VERSION-jar-with-de
 
 log() { echo "start-s3: $*" >&2; }
 
-answers() { curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/" 2>/dev/null; }
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }  # no curl needed
 
 need=()
 command -v java >/dev/null 2>&1 || need+=(default-jre-headless)

@@ -161,7 +161,7 @@ def test_a_failed_upload_leaves_no_row(db: peewee.Database, settings: Settings,
     partial = PartialFile(settings.uploads_dir, max_bytes=len(gguf))
     partial.write(gguf)
     partial.complete()
-    with partial, pytest.raises(Exception, match="NoSuchBucket|does not exist"):
+    with partial, pytest.raises(Exception, match=r"NoSuchBucket|does not exist"):
         registry.attach_file(owner, record.id, partial, registry.inspect_file(partial.path),
                              settings)
     row = ModelRecord.get_by_id(record.id)
