@@ -11,6 +11,7 @@ within its bound.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,19 @@ def test_a_failed_insert_takes_the_object_back(db: peewee.Database, settings: Se
     db.execute_sql("DROP TRIGGER refuse")
     source.write_bytes(gguf)  # the failed publish consumed it, as a successful one would
     record = registry.register_file(settings, source, owner_id=None, name="m")
+    assert bucket.keys() == [f"models-store/{record.file_path}"]
+
+
+def test_recover_removes_orphan_objects(db: peewee.Database, settings: Settings,
+                                        bucket: S3Bucket, gguf: bytes, tmp_path: Path) -> None:
+    source = tmp_path / "m.gguf"
+    source.write_bytes(gguf)
+    record = registry.register_file(settings, source, owner_id=None, name="m")
+    bucket.client().put_object(Bucket=bucket.bucket, Key="models-store/models/mdl_orphan.gguf",
+                               Body=b"left by a crash")
+    assert registry.recover(settings)["orphans_removed"] == 0  # young: may still be committing
+    later = time.time() + registry.ORPHAN_AGE_S + 60
+    assert registry.recover(settings, now=later)["orphans_removed"] == 1
     assert bucket.keys() == [f"models-store/{record.file_path}"]
 
 

@@ -37,6 +37,7 @@ being queued) serialise on :func:`lock_model` inside a
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -542,8 +543,15 @@ def register_file(
 # -- start-up --------------------------------------------------------------------------
 
 
-def recover(settings: Settings) -> dict[str, int]:
-    """Repair what a crash can leave: abandoned partial uploads and interrupted deletions.
+#: Model objects without a row are removed once this old (seconds): younger ones may
+#: belong to a publish whose transaction has not committed yet (S3 dates a multipart
+#: object by the start of its upload).
+ORPHAN_AGE_S = 24 * 3600.0
+
+
+def recover(settings: Settings, *, now: float | None = None) -> dict[str, int]:
+    """Repair what a crash can leave: abandoned partial uploads, interrupted deletions,
+    model files no row names (a process killed between a publish and its commit).
 
     Run at server start (the store must be bound). Returns what was done.
     """
@@ -551,4 +559,22 @@ def recover(settings: Settings) -> dict[str, int]:
     stuck = list(ModelRecord.select().where(ModelRecord.status == "deleting"))
     for record in stuck:
         _finish_delete(settings, record)
-    return {"partials_removed": partials, "deletions_finished": len(stuck)}
+    return {"partials_removed": partials, "deletions_finished": len(stuck),
+            "orphans_removed": remove_orphans(settings, now=now)}
+
+
+def remove_orphans(settings: Settings, *, now: float | None = None) -> int:
+    """Delete model files older than :data:`ORPHAN_AGE_S` that no row names; returns how many."""
+    store = storage.for_settings(settings)
+    cutoff = (time.time() if now is None else now) - ORPHAN_AGE_S
+    old = [key for key, modified in store.listing("models/") if modified < cutoff]
+    named: set[str] = set()
+    for i in range(0, len(old), 500):  # bounded IN lists
+        chunk = old[i:i + 500]
+        named.update(r.file_path for r in ModelRecord.select(ModelRecord.file_path)
+                     .where(ModelRecord.file_path.in_(chunk)))
+    orphans = [key for key in old if key not in named]
+    for key in orphans:
+        store.delete(key)
+        log.info("removed model file %s: no model names it", key)
+    return len(orphans)

@@ -93,6 +93,9 @@ class ModelStorage(Protocol):
     def read(self, key: str, start: int, length: int) -> Iterator[bytes]:
         """``length`` bytes from ``start``, in blocks; ``FileNotFoundError`` when missing."""
 
+    def listing(self, prefix: str) -> Iterator[tuple[str, float]]:
+        """``(key, modified at, epoch seconds)`` of the objects whose key starts with ``prefix``."""
+
 
 def check_key(key: str) -> PurePosixPath:
     """The key as a relative path without ``..`` (keys come from our own rows; still checked)."""
@@ -131,6 +134,17 @@ class LocalStorage:
 
     def read(self, key: str, start: int, length: int) -> Iterator[bytes]:
         return _read_file(self._path(key), start, length)
+
+    def listing(self, prefix: str) -> Iterator[tuple[str, float]]:
+        folder = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        if not folder.is_dir():
+            return
+        for path in folder.rglob("*"):
+            try:
+                if path.is_file():
+                    yield path.relative_to(self.root).as_posix(), path.stat().st_mtime
+            except FileNotFoundError:
+                continue
 
 
 def _read_file(path: Path, start: int, length: int) -> Iterator[bytes]:
@@ -275,6 +289,17 @@ class S3Storage:
                 body.close()
 
         return blocks()
+
+    def listing(self, prefix: str) -> Iterator[tuple[str, float]]:
+        base = self.object_key(prefix.rstrip("/")) + "/" if prefix.strip("/") else \
+            (f"{self.prefix}/" if self.prefix else "")
+        start = len(f"{self.prefix}/") if self.prefix else 0
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                     Prefix=base)
+        for page in pages:
+            for item in page.get("Contents", []):
+                if not item["Key"].endswith("/"):  # folder markers of some services
+                    yield item["Key"][start:], item["LastModified"].timestamp()
 
     def _evict(self, *, keep: Path) -> None:
         """Remove least recently used cached files until the cache fits its bound."""
