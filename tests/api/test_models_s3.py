@@ -11,6 +11,7 @@ within its bound.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -218,3 +219,17 @@ def test_large_files_go_multipart_and_the_cache_keeps_its_bound(
     writer.delete("models/a.bin")
     with pytest.raises(FileNotFoundError):
         reader.size("models/a.bin")
+
+
+def test_serve_refuses_to_start_without_its_bucket(bucket: S3Bucket, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BITNET_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "bitnet_sdk.cli", "serve", "--port", "0", "--no-demo",
+         "--data-dir", str(tmp_path / "data"), "--storage", f"s3://{bucket.bucket}-missing/x",
+         "--s3-endpoint", bucket.endpoint],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert f"{bucket.bucket}-missing" in result.stderr and "Traceback" not in result.stderr
