@@ -15,14 +15,10 @@ only through the bucket.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import textwrap
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,66 +37,12 @@ from tests.support.inference import ModelFiles
 from tests.support.jobs import Workers, wait_job
 from tests.support.redis import redis_test_url
 from tests.support.s3 import S3Bucket, s3_test_bucket
+from tests.support.servers import Server
 
 LIMIT = 20
 TIERS = {**DEFAULT_TIERS, "tiny": TierLimits(LIMIT, 5, 10_000, 1_000)}
 SECRET = "multi-process-test-secret-" + "x" * 32
 OCTETS = {"Content-Type": "application/octet-stream"}
-
-_SERVER = textwrap.dedent(
-    """
-    import json, sys
-    from pathlib import Path
-    from bitnet_sdk.config import Settings, TierLimits
-    from bitnet_sdk.server.app import create_app
-    from bitnet_sdk.server.asgi.testing import ServerThread
-    from bitnet_sdk.server.run import websocket_routes
-    values = json.loads(sys.argv[1])
-    values["tiers"] = {k: TierLimits(**v) for k, v in values["tiers"].items()}
-    app = create_app(Settings(**values))
-    with ServerThread(app, websocket_routes=websocket_routes(app)) as server:
-        print(server.url, flush=True)
-        sys.stdin.read()  # serve until the parent closes our stdin (or kills us)
-    """
-)
-
-
-class Server:
-    """One API server process; ``kill()`` is ``kill -9``."""
-
-    def __init__(self, settings: Settings) -> None:
-        values = {"data_dir": str(settings.data_dir), "database_url": settings.database_url,
-                  "redis_url": settings.redis_url, "storage_url": settings.storage_url,
-                  "s3_endpoint_url": settings.s3_endpoint_url, "jwt_secret": SECRET,
-                  "workers": 0, "demo_model": False, "backend": "numpy",
-                  "tiers": {k: asdict(v) for k, v in settings.tiers.items()}}
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BITNET_")}
-        self.process = subprocess.Popen([sys.executable, "-c", _SERVER, json.dumps(values)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True, env=env)
-        assert self.process.stdout is not None
-        self.url = self.process.stdout.readline().strip()
-        if not self.url.startswith("http://"):
-            self.process.kill()
-            raise RuntimeError("a server did not start")
-
-    def ws_url(self, path: str) -> str:
-        return "ws" + self.url[len("http"):] + path
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def close(self) -> None:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.close()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a hung server
-            self.process.kill()
-            self.process.wait()
-        self.process.stdout.close()
-
 
 @dataclass
 class Cluster:
@@ -131,7 +73,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                                       "--s3-endpoint", bucket.endpoint))
         try:
             for name in ("a", "b"):
-                servers.append(Server(settings.with_(data_dir=tmp / name)))
+                servers.append(Server(settings.with_(data_dir=tmp / name, workers=0,
+                                                     backend="numpy")))
             workers.start(step_delay_s=0.15)
             workers.start(step_delay_s=0.15)
             owner = make_account(settings, "owner@example.com")
