@@ -9,6 +9,8 @@ Workloads, each at every ``--connections`` count:
 
 * ``GET /v1/auth/me`` (authentication, rate limit, usage record);
 * ``POST /v1/inference`` of one token on the demo model (the same, plus the model queue);
+* JWT validation alone, in this process (``verify_access_token``: signature, claims and
+  the revocation lookup in the database), median and p99;
 * with ``--ws N`` (default 500): N WebSocket connections opened at once on the first and the
   last configuration, each starting one generation of ``--ws-tokens`` tokens; the table gives
   how many finished, the p50/p95 time to the first token and the p95 gap between messages.
@@ -227,6 +229,37 @@ def _servers(root: Path, processes: list[int]) -> Iterator[list[Server]]:
                 server.stop()
 
 
+def _jwt_validation(root: Path, iterations: int = 2000) -> list[str]:
+    """Median and p99 of ``verify_access_token`` (signature, claims, revocation lookup)
+    in this process, per database kind."""
+    from bitnet_sdk import auth
+    from bitnet_sdk.config import Settings
+    from bitnet_sdk.server.lifecycle import open_store
+
+    kinds = ["sqlite"] + (["postgres"] if os.environ.get("BITNET_TEST_POSTGRES_URL") else [])
+    lines = []
+    for kind in kinds:
+        with temporary_database_url(kind, root / f"jwt-{kind}") as url:
+            settings = Settings(data_dir=root / f"jwt-{kind}", database_url=url,
+                                jwt_secret="benchmark-secret-" + "x" * 32)
+            db = open_store(url)
+            try:
+                user = auth.create_user(f"jwt-{kind}@example.com", "a long enough password 1",
+                                        settings=settings)
+                token, _ = auth.issue_access_token(user, user.scopes, settings)
+                times = []
+                for _ in range(iterations):
+                    start = time.perf_counter()
+                    auth.verify_access_token(token, settings)
+                    times.append((time.perf_counter() - start) * 1000)
+            finally:
+                db.close()
+        q = statistics.quantiles(times, n=100)
+        lines.append(f"  {kind:<10} median {statistics.median(times):.3f} ms, p99 {q[98]:.3f} ms "
+                     f"({iterations} validations)")
+    return lines
+
+
 def _load_average() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -248,6 +281,9 @@ def main() -> int:
     use_hey = bool(hey) and args.client != "python"
     client = f"hey ({hey})" if use_hey else "built-in asyncio + httpx load generator"
     connections = [int(n) for n in args.connections.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        print("JWT validation (in process, with the revocation lookup):")
+        print("\n".join(_jwt_validation(Path(tmp))), flush=True)
     with tempfile.TemporaryDirectory() as tmp, \
             _servers(Path(tmp), [int(n) for n in args.processes.split(",")]) as servers:
         print(f"load: {client}; {args.rounds} rounds x {args.seconds:g} s, interleaved; "
