@@ -173,13 +173,17 @@ def test_a_server_killed_during_streams_leaves_the_others_whole(
     files = ModelFiles(tmp_path / "files")
     model_id = _upload(a, cluster.owner, "endless", files.endless().read_bytes())
     body = {"model": model_id, "prompt": "hello", "max_tokens": 64}
+    # B's streams cannot finish before the kill, whenever it comes; A's end after 64 tokens.
+    tokens = {"a": 64, "b": 8000}
     first_token = threading.Barrier(7)
     outcomes: dict[str, list[Any]] = {"a": [], "b": []}
 
     def stream(server: Server, name: str) -> None:
+        request = {**body, "max_tokens": tokens[name]}
         try:
             with httpx.Client(headers=cluster.owner.headers, timeout=60) as client, \
-                    client.stream("POST", server.url + "/v1/inference/stream", json=body) as r:
+                    client.stream("POST", server.url + "/v1/inference/stream",
+                                  json=request) as r:
                 lines = r.iter_lines()
                 for line in lines:
                     if line.startswith("data:"):
