@@ -48,6 +48,7 @@ from bitnet_sdk.config import Settings
 from bitnet_sdk.model.generate import GenerationStep, new_decoder
 from bitnet_sdk.service.inference import dense_io
 from bitnet_sdk.service.inference.batching import Group, Sequence
+from bitnet_sdk.service.inference.cancellation import board
 from bitnet_sdk.service.inference.model_cache import (
     CacheError,
     Lease,
@@ -186,8 +187,11 @@ class InferenceService:
                                            streaming=True)
             run = _Run(plan, caller, request_id, started, cancel, on_usage)
             run.settled, run.group = settled, group
-            async for event in self._stream_plan(run):
-                yield event
+            # Cancellable by request id from any process (POST /inference/requests/…/cancel).
+            with (board(self.settings.redis_url).watch(caller.user_id, request_id, cancel)
+                  if cancel is not None else contextlib.nullcontext()):
+                async for event in self._stream_plan(run):
+                    yield event
         finally:
             _settle_early(run, settled, group)
 
