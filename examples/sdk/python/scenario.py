@@ -11,6 +11,7 @@ budget, to show the 429 error. The test suite runs this file (tests/generators/t
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import sys
@@ -62,6 +63,22 @@ def main() -> int:
         with model_file.open("rb") as f:  # streamed from the file, never read whole
             model = client.upload_model_file(record.id, body=File(payload=f), x_content_sha256=digest)
         say("upload_raw", id=model.id, status=model.status, size=model.size_bytes)
+
+        # Resumable upload: an earlier attempt stopped half-way (here: the first half sent as
+        # one piece); upload_model_resumable asks the server's offset and sends the rest.
+        data = model_file.read_bytes()
+        half = len(data) // 2
+        pending = client.create_model(body=ModelCreate(name="tour-resumable"))
+        client.upload_model_piece(pending.id, body=File(payload=io.BytesIO(data[:half])),
+                                  content_range=f"bytes 0-{half - 1}/{len(data)}")
+        held = client.get_model_upload(pending.id).offset
+        positions: list[int] = []
+        done = client.upload_model_resumable(pending.id, model_file, piece_size=65536,
+                                             progress=lambda sent, total: positions.append(sent))
+        assert done.model is not None
+        say("upload_resumable", status=done.model.status, held=held, first_sent=positions[0],
+            size=done.model.size_bytes, sha256=done.model.sha256)
+        client.delete_model(pending.id)
 
         names = [m.name for m in client.list_models_all(limit=1)]  # one model per page
         say("list", names=sorted(names))

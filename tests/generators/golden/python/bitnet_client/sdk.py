@@ -7,10 +7,11 @@ Each method calls the function of the same name in ``api.<tag>.<operation>`` wit
 from __future__ import annotations
 
 import datetime
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import IO, Any, BinaryIO, cast
 
-from ._runtime import sse, ws
+from ._runtime import resumable, sse, ws
 from .api.account import get_account as _get_account
 from .api.account import get_account_limits as _get_account_limits
 from .api.account import get_account_usage as _get_account_usage
@@ -118,6 +119,38 @@ class BitNetClient:
         """This client for some calls with another ``timeout``, extra ``headers`` or ``retry``
         policy, sharing connections and credentials: ``client.with_options(timeout=5).get_model(m)``."""
         return BitNetClient(client=self.client.with_options(**options))  # type: ignore[arg-type]
+
+    def upload_model_resumable(
+        self,
+        model_id: str,
+        file: IO[bytes] | str | os.PathLike[str],
+        *,
+        piece_size: int = resumable.DEFAULT_PIECE_SIZE,
+        retries: int = 5,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> UploadStatus:
+        """Upload the model's file (a path, or an open seekable file from its position) in
+        ``Content-Range`` pieces: after a broken connection, a server restart or a 5xx it asks
+        the server how much it holds and continues from there (``retries`` failures in a row at
+        most). Call it again with the same model to resume an upload that gave up. Returns the
+        last piece's status: ``complete``, with the validated ``model``. ``progress(sent, total)``
+        follows the bytes sent."""
+        source = resumable.Source(file, progress)
+        try:
+            return resumable.upload(
+                source,
+                state=lambda: self.get_model_upload(model_id),
+                send=lambda body, content_range, digest: self.upload_model_piece(
+                    model_id,
+                    body=File(payload=cast(BinaryIO, body)),
+                    content_range=content_range,
+                    x_content_sha256=digest,
+                ),
+                piece_size=piece_size,
+                retries=retries,
+            )
+        finally:
+            source.close()
 
     def close(self) -> None:
         self.client.close()
@@ -532,6 +565,38 @@ class AsyncBitNetClient:
         """This client for some calls with another ``timeout``, extra ``headers`` or ``retry``
         policy, sharing connections and credentials: ``client.with_options(timeout=5).get_model(m)``."""
         return AsyncBitNetClient(client=self.client.with_options(**options))  # type: ignore[arg-type]
+
+    async def upload_model_resumable(
+        self,
+        model_id: str,
+        file: IO[bytes] | str | os.PathLike[str],
+        *,
+        piece_size: int = resumable.DEFAULT_PIECE_SIZE,
+        retries: int = 5,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> UploadStatus:
+        """Upload the model's file (a path, or an open seekable file from its position) in
+        ``Content-Range`` pieces: after a broken connection, a server restart or a 5xx it asks
+        the server how much it holds and continues from there (``retries`` failures in a row at
+        most). Call it again with the same model to resume an upload that gave up. Returns the
+        last piece's status: ``complete``, with the validated ``model``. ``progress(sent, total)``
+        follows the bytes sent."""
+        source = resumable.Source(file, progress)
+        try:
+            return await resumable.aupload(
+                source,
+                state=lambda: self.get_model_upload(model_id),
+                send=lambda body, content_range, digest: self.upload_model_piece(
+                    model_id,
+                    body=File(payload=cast(BinaryIO, body)),
+                    content_range=content_range,
+                    x_content_sha256=digest,
+                ),
+                piece_size=piece_size,
+                retries=retries,
+            )
+        finally:
+            source.close()
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -5,6 +5,7 @@
 import { HttpCore, pathSegment, type BinaryBody, type ClientOptions, type RequestOptions } from "./runtime/core.js";
 import { waitFor, type WaitOptions } from "./runtime/jobs.js";
 import { paginate } from "./runtime/pagination.js";
+import { uploadResumable, type ResumableOptions } from "./runtime/resumable.js";
 import { InferenceSocket, type SocketOptions } from "./runtime/ws.js";
 import type {
   Account,
@@ -1239,6 +1240,28 @@ export class BitNetClient {
         secured: true,
       },
       options,
+    );
+  }
+
+  /**
+   * Upload a model's file (a Blob: a browser `File`, or `fs.openAsBlob(path)` in Node) in
+   * `Content-Range` pieces of `resumable.pieceSize` bytes: after a broken connection, a server
+   * restart or a 5xx it asks the server how much it holds and continues from there. Call it
+   * again with the same model to resume an upload that gave up. Resolves to the last piece's
+   * state: `complete`, with the validated `model`.
+   */
+  uploadModelResumable(
+    modelId: string,
+    file: Blob,
+    resumable?: ResumableOptions,
+    options?: RequestOptions,
+  ): Promise<UploadStatus> {
+    const request = { signal: resumable?.signal, ...options };
+    return uploadResumable(
+      file,
+      () => this.getModelUpload(modelId, request),
+      (piece, contentRange, sha256) => this.uploadModelPiece(modelId, piece, { contentRange, xContentSha256: sha256 }, request),
+      resumable,
     );
   }
 }

@@ -21,6 +21,8 @@ export type { ApiErrorInit, ProblemField } from "./runtime/errors.js";
 export type { BinaryBody, ClientOptions, RequestOptions, Tokens } from "./runtime/core.js";
 export type { RetryOptions } from "./runtime/retry.js";
 export type { WaitOptions } from "./runtime/jobs.js";
+export { transientUploadError, uploadResumable } from "./runtime/resumable.js";
+export type { PieceState, ResumableOptions } from "./runtime/resumable.js";
 export { SseParser } from "./runtime/sse.js";
 export { InferenceSocket } from "./runtime/ws.js";
 export type { SocketMessage, SocketOptions, WebSocketConstructor } from "./runtime/ws.js";
