@@ -329,6 +329,20 @@ def test_resumable_upload_stops_at_a_refusal(sdk: ModuleType, tmp_path: Path) ->
     assert caught.value.status == 413 and len(peer.requests) == 2
 
 
+def test_a_dict_body_missing_a_required_field_is_refused_naming_it(sdk: ModuleType) -> None:
+    peer = Peer()  # nothing may be sent
+    with pytest.raises(sdk.BodyError) as caught:
+        client_for(sdk, peer).login(body={"email": "a@example.com"})
+    assert caught.value.field == "password" and caught.value.model == "LoginRequest"
+    assert "'password'" in str(caught.value) and "LoginRequest" in str(caught.value)
+    assert isinstance(caught.value, ValueError) and caught.value.__cause__ is None
+    with pytest.raises(sdk.BodyError) as nested:  # a required field of a nested object
+        client_for(sdk, peer, token="t").run_inference(
+            body={"model": "m", "messages": [{"content": "hi"}]})
+    assert nested.value.field == "role"
+    assert peer.requests == []
+
+
 def test_async_client_shares_the_behaviour(sdk: ModuleType) -> None:
     peer = Peer(problem(503), httpx.Response(200, json={"version": "1", "api_version": "1"}))
 

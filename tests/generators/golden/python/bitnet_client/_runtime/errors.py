@@ -18,6 +18,7 @@ __all__ = [
     "ApiTimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BodyError",
     "ConflictError",
     "InternalServerError",
     "NotFoundError",
@@ -178,6 +179,16 @@ def error_class(status: int, base: type[ApiError] = ApiError) -> type[ApiError]:
     if status >= 500:
         return InternalServerError
     return _BY_STATUS.get(status, ApiError)
+
+
+class BodyError(ValueError):
+    """A plain-dict request body that does not fit its model (raised before sending): ``field``
+    names the missing required field when that is the reason."""
+
+    def __init__(self, message: str, *, model: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.model = model
+        self.field = field
 
 
 class ApiConnectionError(Exception):

@@ -10,6 +10,7 @@ from urllib.parse import quote
 import httpx
 
 from ..._runtime import transport
+from ..._runtime.bodies import read_body
 from ..._runtime.errors import ApiError
 from ...client import AuthenticatedClient
 from ...models.account import Account
@@ -35,7 +36,7 @@ def _get_kwargs(
     }
 
     if isinstance(body, dict):  # a plain dict is read as the JSON body's model
-        body = AccountUpdate.from_dict(body)
+        body = read_body(AccountUpdate, body)
 
     _kwargs["json"] = body.to_dict()
 

@@ -9,6 +9,7 @@ from typing import Any, cast
 import httpx
 
 from ..._runtime import transport
+from ..._runtime.bodies import read_body
 from ..._runtime.errors import ApiError
 from ...client import AuthenticatedClient, Client
 from ...models.login_request import LoginRequest
@@ -31,7 +32,7 @@ def _get_kwargs(
     }
 
     if isinstance(body, dict):  # a plain dict is read as the JSON body's model
-        body = LoginRequest.from_dict(body)
+        body = read_body(LoginRequest, body)
 
     _kwargs["json"] = body.to_dict()
 

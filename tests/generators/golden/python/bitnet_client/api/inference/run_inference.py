@@ -9,6 +9,7 @@ from typing import Any, cast
 import httpx
 
 from ..._runtime import transport
+from ..._runtime.bodies import read_body
 from ..._runtime.errors import ApiError
 from ...client import AuthenticatedClient
 from ...models.inference_request import InferenceRequest
@@ -31,7 +32,7 @@ def _get_kwargs(
     }
 
     if isinstance(body, dict):  # a plain dict is read as the JSON body's model
-        body = InferenceRequest.from_dict(body)
+        body = read_body(InferenceRequest, body)
 
     _kwargs["json"] = body.to_dict()
 

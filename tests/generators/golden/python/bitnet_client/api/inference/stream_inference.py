@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..._runtime import sse, transport
+from ..._runtime.bodies import read_body
 from ...client import AuthenticatedClient
 from ...models import StreamDoneEvent, StreamTokenEvent
 from ...models.inference_request import InferenceRequest
@@ -26,7 +27,7 @@ def _get_kwargs(
     }
 
     if isinstance(body, dict):  # a plain dict is read as the JSON body's model
-        body = InferenceRequest.from_dict(body)
+        body = read_body(InferenceRequest, body)
 
     _kwargs["json"] = body.to_dict()
 

@@ -9,6 +9,7 @@ from typing import Any, cast
 import httpx
 
 from ..._runtime import transport
+from ..._runtime.bodies import read_body
 from ..._runtime.errors import ApiError
 from ...client import AuthenticatedClient
 from ...models.model import Model
@@ -32,7 +33,7 @@ def _get_kwargs(
     }
 
     if isinstance(body, dict):  # a plain dict is read as the JSON body's model
-        body = ModelCreate.from_dict(body)
+        body = read_body(ModelCreate, body)
 
     if isinstance(body, ModelUploadForm):
         _kwargs["files"] = body.to_multipart()
