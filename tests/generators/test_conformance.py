@@ -92,6 +92,9 @@ def test_python_sdk_scenario(sdk_dir, scenario_env: dict[str, str]) -> None:
     output = run([sys.executable, str(EXAMPLES / "python" / "scenario.py")], EXAMPLES / "python",
                  env={**scenario_env, "PYTHONPATH": str(sdk)}, timeout=600)
     check(output, Path(scenario_env["BITNET_MODEL_FILE"]))
+    steps = {r.pop("step"): r for r in (json.loads(line) for line in output.splitlines() if line.startswith("{"))}
+    websocket = steps["websocket"]  # the asyncio WebSocket client gives the same generation
+    assert steps["websocket_async"] == {"joined": websocket["joined"], "last": "done"}
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ budget, to show the 429 error. The test suite runs this file (tests/generators/t
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from bitnet_client import (
     ApiConnectionError,
+    AsyncBitNetClient,
     BitNetClient,
     File,
     NotFoundError,
@@ -37,6 +39,13 @@ from bitnet_client.models import (
 
 def say(step: str, **fields: object) -> None:
     print(json.dumps({"step": step, **fields}), flush=True)
+
+
+async def _socket_tour(url: str, token: str, request: InferenceRequest) -> dict[str, object]:
+    """The same generation over the asyncio WebSocket client."""
+    async with AsyncBitNetClient(url, token=token) as client, await client.connect_inference_socket() as socket:
+        messages = [m async for m in socket.generate(request)]
+    return {"joined": "".join(m["text"] for m in messages if m["type"] == "token"), "last": messages[-1]["type"]}
 
 
 def main() -> int:
@@ -105,6 +114,7 @@ def main() -> int:
             messages = list(socket.generate(request))
         say("websocket", joined="".join(m["text"] for m in messages if m["type"] == "token"),
             last=messages[-1]["type"], user=socket.ready["user_id"])
+        say("websocket_async", **asyncio.run(_socket_tour(url, tokens.access_token, request)))
 
         usage = client.get_account_usage(group_by="operation")
         say("usage", requests=usage.totals.requests, operations=sorted(b.key for b in usage.buckets))

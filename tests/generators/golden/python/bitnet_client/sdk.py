@@ -652,6 +652,11 @@ class AsyncBitNetClient:
         """Use these credentials from now on (e.g. the tokens ``login`` returned)."""
         self.client.set_tokens(access_token, refresh_token)
 
+    async def connect_inference_socket(self, *, open_timeout: float = 10.0) -> ws.AsyncInferenceSocket:
+        """The WebSocket (/inference/ws): token streaming and job progress over one
+        connection, authenticated with this client's credential (needs the ``ws`` extra)."""
+        return await ws.aconnect(self.client, "/inference/ws", open_timeout=open_timeout)
+
     def with_options(self, **options: Any) -> AsyncBitNetClient:
         """This client for some calls with another ``timeout``, extra ``headers`` or ``retry``
         policy, sharing connections and credentials: ``client.with_options(timeout=5).get_model(m)``."""
