@@ -319,6 +319,41 @@ def test_resumable_upload_continues_from_the_servers_offset_after_a_broken_conne
     assert sent[-1] == len(data)
 
 
+def test_async_resumable_upload_resumes_after_a_broken_connection(sdk: ModuleType, tmp_path: Path) -> None:
+    data = b"0123456789" * 300
+    path = tmp_path / "m.gguf"
+    path.write_bytes(data)
+    held = {"offset": 0}
+    seen: list[tuple[str, str | None, bytes]] = []
+    cut_once = [True]
+
+    async def server(request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        seen.append((request.method, request.headers.get("Content-Range"), body))
+        if request.method == "PUT":
+            if cut_once and held["offset"] > 0:
+                cut_once.clear()
+                held["offset"] += len(body) // 2  # half the piece arrived before the cut
+                raise httpx.RemoteProtocolError("peer closed connection", request=request)
+            held["offset"] += len(body)
+        state = {"model_id": "m", "offset": held["offset"], "total_bytes": len(data),
+                 "complete": held["offset"] == len(data)}
+        return httpx.Response(200, json=state)
+
+    async def main() -> Any:
+        async with sdk.AsyncBitNetClient("http://api.test", token="t", retry=sdk.NO_RETRY,
+                                         httpx_args={"transport": httpx.MockTransport(server)}) as client:
+            return await client.upload_model_resumable("m", path, piece_size=1000)
+
+    done = asyncio.run(main())
+    assert done.complete and done.offset == len(data)
+    assert [(m, r) for m, r, _ in seen] == [
+        ("GET", None), ("PUT", "bytes 0-999/3000"), ("PUT", "bytes 1000-1999/3000"), ("GET", None),
+        ("PUT", "bytes 1500-2499/3000"), ("PUT", "bytes 2500-2999/3000")]
+    assert b"".join(body for m, _, body in seen if m == "PUT") != data  # the cut piece was partly resent
+    assert seen[4][2] == data[1500:2500]
+
+
 def test_resumable_upload_stops_at_a_refusal(sdk: ModuleType, tmp_path: Path) -> None:
     path = tmp_path / "m.gguf"
     path.write_bytes(b"x" * 10)

@@ -53,6 +53,9 @@ class Source:
     def window(self, first: int, end: int) -> Window:
         return Window(self, first, end)
 
+    def async_window(self, first: int, end: int) -> AsyncWindow:
+        return AsyncWindow(self, first, end)
+
     def read_at(self, position: int, size: int) -> bytes:
         self._file.seek(self._start + position)
         return self._file.read(size)
@@ -64,7 +67,7 @@ class Source:
 
 class Window:
     """Bytes ``first``..``end`` (exclusive) of a :class:`Source` as a request body, read in
-    blocks (sync or async iteration); not seekable, so the transport never replays it."""
+    blocks; not seekable, so the transport never replays it."""
 
     def __init__(self, source: Source, first: int, end: int) -> None:
         self.source, self.first, self.end = source, first, end
@@ -72,27 +75,31 @@ class Window:
     def __iter__(self) -> Iterator[bytes]:
         position = self.first
         while position < self.end:
-            block = self.source.read_at(position, min(_BLOCK, self.end - position))
-            if not block:
-                raise OSError(f"the file ended at byte {position}, before {self.end}")
+            block = self._block(position)
             position += len(block)
-            self._report(position)
             yield block
+
+    def _block(self, position: int) -> bytes:
+        block = self.source.read_at(position, min(_BLOCK, self.end - position))
+        if not block:
+            raise OSError(f"the file ended at byte {position}, before {self.end}")
+        if self.source.progress is not None:
+            self.source.progress(position + len(block), self.source.size)
+        return block
+
+
+class AsyncWindow(Window):
+    """The same body for the async client: only async iteration (httpx would take a sync
+    iterator for a synchronous body), each block read in a worker thread."""
+
+    __iter__ = None  # type: ignore[assignment]
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         position = self.first
         while position < self.end:
-            size = min(_BLOCK, self.end - position)
-            block = await asyncio.to_thread(self.source.read_at, position, size)
-            if not block:
-                raise OSError(f"the file ended at byte {position}, before {self.end}")
+            block = await asyncio.to_thread(self._block, position)
             position += len(block)
-            self._report(position)
             yield block
-
-    def _report(self, position: int) -> None:
-        if self.source.progress is not None:
-            self.source.progress(position, self.source.size)
 
 
 def transient(exc: BaseException) -> bool:
@@ -171,7 +178,9 @@ async def aupload(
             offset = _held(await state(), source.size)
             while True:
                 end = min(source.size, offset + piece_size)
-                status = await send(source.window(offset, end), _range(offset, end, source.size), digest)
+                status = await send(
+                    source.async_window(offset, end), _range(offset, end, source.size), digest
+                )
                 if getattr(status, "complete", False):
                     return status
                 held = int(getattr(status, "offset", offset))
