@@ -127,6 +127,7 @@ export function uploadForm(after: () => Promise<void>): HTMLElement {
     error.textContent = "";
     try {
       const record = await api((c) => c.createModel({ name: name.value, description: description.value || undefined }));
+      void after(); // the list shows the new model, pending its upload
       await run(record.id, record.name, chosen);
     } catch (e) {
       error.textContent = errorText(e);
