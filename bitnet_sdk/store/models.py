@@ -250,7 +250,7 @@ class LiveSocket(BaseModel):
     """One open, authenticated WebSocket, counted against its user's connection cap.
 
     Its serving process renews ``expires_at`` while the socket lives; a row whose
-    process died expires and stops counting (``bitnet_sdk.server.socket_registry``).
+    process died expires and stops counting (``bitnet_sdk.service.accounting.live_sockets``).
     """
 
     id = peewee.CharField(primary_key=True, max_length=40, default=partial(new_id, "sck"))
