@@ -41,8 +41,9 @@ from bitnet_sdk.server.metering import usage_hook
 from bitnet_sdk.server.problems import Problem
 from bitnet_sdk.server.streaming import ClientGone, Disconnect, EventStream, Unheard
 from bitnet_sdk.service.inference import openai_compat as oc
+from bitnet_sdk.service.inference.batching import Group
 from bitnet_sdk.service.inference.plan import InferenceError
-from bitnet_sdk.service.inference.service import InferenceService, ReservationGroup, StreamEvent
+from bitnet_sdk.service.inference.service import InferenceService, StreamEvent
 
 __all__ = [
     "openai_create_chat_completion",
@@ -196,7 +197,7 @@ async def _answer(job: _Job, stream: bool) -> Any:
 async def _complete(job: _Job, watch: Disconnect, books: _Books) -> Any:
     service, results = _service(), []
     together = _together(job)
-    group = ReservationGroup(len(job.generations)) if together else None
+    group = Group(len(job.generations)) if together else None  # one batch round, one prefill
 
     def run(generation: oc.Generation) -> Awaitable[dict[str, Any]]:
         return service.run(job.caller, generation.request, on_usage=usage_hook(),
@@ -220,7 +221,7 @@ async def _stream(job: _Job, watch: Disconnect, books: _Books) -> Any:
     cancel = threading.Event()
     meter = usage_hook()
     together = _together(job)
-    group = ReservationGroup(len(job.generations)) if together else None
+    group = Group(len(job.generations)) if together else None  # one batch round, one prefill
 
     def events_of(generation: oc.Generation) -> AsyncIterator[StreamEvent]:
         """A generation's events; call only right before iterating (its books wait for it)."""
@@ -339,7 +340,7 @@ def _request_id(job: _Job, generation: oc.Generation) -> str:
 
 def _together(job: _Job) -> bool:
     """Whether a request has several choices: they run at once (batched, one prefill per
-    prompt) and reserve the month's quota together, all or none (``ReservationGroup``)."""
+    prompt: a ``batching.Group``) and reserve the month's quota together, all or none."""
     return len(job.generations) >= 2
 
 

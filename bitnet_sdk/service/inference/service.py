@@ -51,6 +51,7 @@ import contextlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
@@ -60,7 +61,8 @@ from bitnet_sdk.model.generate import GenerationStep, new_decoder
 from bitnet_sdk.service.accounting import reservations, usage
 from bitnet_sdk.service.accounting.reservations import Reservation
 from bitnet_sdk.service.inference import dense_io
-from bitnet_sdk.service.inference.batching import Sequence
+from bitnet_sdk.service.inference.batching import Group, Sequence
+from bitnet_sdk.service.inference.cancellation import board
 from bitnet_sdk.service.inference.model_cache import (
     CacheError,
     Lease,
@@ -79,7 +81,7 @@ from bitnet_sdk.service.inference.plan import (
 )
 from bitnet_sdk.service.telemetry import NO_TELEMETRY, Telemetry, report
 
-__all__ = ["InferenceError", "InferenceService", "ReservationGroup", "StreamEvent"]
+__all__ = ["InferenceError", "InferenceService", "StreamEvent"]
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +99,10 @@ _FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
 _CANCEL_POLL_S = 0.2
 
 
-class ReservationGroup:
-    """Generations that reserve their quota together, all or none (OpenAI's ``n`` choices
-    of one prompt): the first to be tokenized reserves ``size`` times its worst case."""
+class _QuotaGroup:
+    """The quota reservation of a batching ``Group``'s members (OpenAI's ``n`` choices): they
+    reserve together, all or none; the first to be tokenized reserves ``size`` times its
+    worst case."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -114,8 +117,7 @@ class _Run:
     """One language-model generation: filled by the compute thread, read after its end."""
 
     def __init__(self, plan: Plan, caller: Principal, request_id: str, started: float,
-                 cancel: threading.Event | None, on_usage: UsageHook | None,
-                 group: ReservationGroup | None = None) -> None:
+                 cancel: threading.Event | None, on_usage: UsageHook | None) -> None:
         self.plan, self.caller, self.request_id = plan, caller, request_id
         self.started = started
         self.external_cancel = cancel
@@ -124,7 +126,6 @@ class _Run:
         self.worker_started = False
         self.settled: threading.Event | None = None
         self.lease: Lease | None = None
-        self.group = group
         self.reservation: Reservation | None = None
         #: Tokens and compute units this run holds of ``reservation``.
         self.held: tuple[int, float] = (0, 0.0)
@@ -135,6 +136,9 @@ class _Run:
         self.timings: Any = None
         #: Usage status when the generation is stopped from outside (499 or 504).
         self.stop_status = 499
+        #: The choices this one joins the batch with (``Group``), and whether it got there.
+        self.group: Group | None = None
+        self.submitted = False
 
     def cancelled(self) -> bool:
         lease_cancel = self.lease is not None and self.lease.cancel.is_set()
@@ -194,48 +198,54 @@ class InferenceService:
         self.settings = settings
         self.cache = cache
         self.telemetry = telemetry
+        self._quota_groups: weakref.WeakKeyDictionary[Group, _QuotaGroup] = (
+            weakref.WeakKeyDictionary())
+        self._groups_lock = threading.Lock()
 
     # -- public API ----------------------------------------------------------------
 
     async def stream(self, caller: Principal, request: dict[str, Any], *, request_id: str,
                      cancel: threading.Event | None = None, on_usage: UsageHook | None = None,
                      settled: threading.Event | None = None,
-                     group: ReservationGroup | None = None) -> AsyncGenerator[StreamEvent, None]:
+                     group: Group | None = None) -> AsyncGenerator[StreamEvent, None]:
         """Generate with a language model, yielding tokens as they come, then ``done``.
 
         ``on_usage`` (see :data:`UsageHook`) receives the usage instead of a usage
         record being written (the HTTP middleware writes one per request).
         ``settled`` is set once no computation of this request runs any more and its
         usage was reported, however it ended (a transport that meters the request
-        waits for it before closing the request's books). Generations sharing a
-        ``group`` reserve their quota together, all or none.
+        waits for it before closing the request's books). ``group``: the generations
+        that join the model's batch together with this one (an OpenAI request's
+        choices; ``batching.Group``); they also reserve their quota together, all or none.
         """
         run: _Run | None = None
         try:
             started = time.monotonic()
             plan = await asyncio.to_thread(plan_request, caller, request, self.settings,
                                            streaming=True)
-            run = _Run(plan, caller, request_id, started, cancel, on_usage, group)
-            run.settled = settled
-            async for event in self._stream_plan(run):
-                yield event
+            run = _Run(plan, caller, request_id, started, cancel, on_usage)
+            run.settled, run.group = settled, group
+            # Cancellable by request id from any process (POST /inference/requests/…/cancel).
+            with (board(self.settings.redis_url).watch(caller.user_id, request_id, cancel)
+                  if cancel is not None else contextlib.nullcontext()):
+                async for event in self._stream_plan(run):
+                    yield event
         finally:
-            if settled is not None and (run is None or not run.worker_started):
-                settled.set()
+            _settle_early(run, settled, group)
 
     async def run(self, caller: Principal, request: dict[str, Any], *, request_id: str,
                   cancel: threading.Event | None = None, on_usage: UsageHook | None = None,
                   settled: threading.Event | None = None,
-                  group: ReservationGroup | None = None) -> dict[str, Any]:
+                  group: Group | None = None) -> dict[str, Any]:
         """Run one request to the end and return the ``InferenceResponse`` (see :meth:`stream`)."""
         run: _Run | None = None
         try:
             started = time.monotonic()
             plan = await asyncio.to_thread(plan_request, caller, request, self.settings)
-            run = _Run(plan, caller, request_id, started, cancel, on_usage, group)
+            run = _Run(plan, caller, request_id, started, cancel, on_usage)
             if plan.model.kind == "dense":
                 return await self._run_dense(run)
-            run.settled = settled
+            run.settled, run.group = settled, group
             tokens, done = [], None
             async for kind, data in self._stream_plan(run):
                 if kind == "token":
@@ -245,8 +255,7 @@ class InferenceService:
             assert done is not None
             return _llm_response(plan, done, tokens)
         finally:
-            if settled is not None and (run is None or not run.worker_started):
-                settled.set()
+            _settle_early(run, settled, group)
 
     def run_sync(self, caller: Principal, request: dict[str, Any], *, request_id: str,
                  cancel: threading.Event | None = None) -> dict[str, Any]:
@@ -379,9 +388,12 @@ class InferenceService:
                 self._end(run, emit, reason, error)
 
         seq = Sequence(decoder.ids, decoder, positions, on_step=on_step, on_exit=on_exit,
-                       cancelled=run.cancelled, reserve=lease.reserve)
+                       cancelled=run.cancelled, reserve=lease.reserve,
+                       unreserve=lease.unreserve, group=run.group,
+                       reproducible=params.sampling.reproducible)
         try:
             lease.scheduler.submit(seq)
+            run.submitted = True
         except Exception as exc:  # the cache or scheduler is stopping
             self._end(run, emit, "error", exc)
 
@@ -389,7 +401,7 @@ class InferenceService:
         """Reserve the run's worst case (every position it may fill is a metered token), or
         its group's; :class:`InferenceError` 429 when it does not fit the month's quota."""
         run.held = (positions, compute_units(positions, run.plan.model.parameters))
-        group = run.group
+        group = None if run.group is None else self._quota_group(run.group)
         count = 1 if group is None else group.size
 
         def reserve() -> Reservation:
@@ -424,6 +436,14 @@ class InferenceService:
             run.held = group.share
             raise quota_error(exc) from None
         run.held = (max(run.held[0], group.share[0]), max(run.held[1], group.share[1]))
+
+    def _quota_group(self, group: Group) -> _QuotaGroup:
+        """The quota reservation shared by ``group``'s members (made by the first of them)."""
+        with self._groups_lock:
+            quota = self._quota_groups.get(group)
+            if quota is None:
+                quota = self._quota_groups[group] = _QuotaGroup(group.size)
+            return quota
 
     def _end(self, run: _Run, emit: _Emit, reason: str, error: BaseException | None) -> None:
         """A generation ended (``finished``, ``cancelled`` or ``error``): meter, release, tell."""
@@ -548,6 +568,16 @@ class InferenceService:
             reservations.settle(held, *run.held, record)
         except Exception:  # it expires on its own; the answer must not fail for it
             log.exception("could not settle usage", extra={"request_id": run.request_id})
+
+
+def _settle_early(run: _Run | None, settled: threading.Event | None,
+                  group: Group | None) -> None:
+    """A request ends: if it never reached the scheduler, set ``settled`` (nothing runs)
+    and withdraw it from its ``group`` (the other choices stop waiting for it)."""
+    if settled is not None and (run is None or not run.worker_started):
+        settled.set()
+    if group is not None and (run is None or not run.submitted):
+        group.withdraw()
 
 
 def _spec(plan: Plan) -> ModelSpec:
