@@ -112,7 +112,10 @@ class Settings:
             raw = os.environ.get(f"BITNET_{f.name.upper()}")
             if raw is None or f.name == "tiers":
                 continue
-            values[f.name] = _coerce(f.type, raw)
+            try:
+                values[f.name] = _coerce(f.type, raw)
+            except ValueError as exc:
+                raise ValueError(f"BITNET_{f.name.upper()}={raw!r}: {exc}") from exc
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -158,7 +161,11 @@ def parse_origins(raw: str) -> tuple[str, ...]:
     for origin in origins:
         if origin == "*":
             continue
-        parts = urlsplit(origin)
+        try:
+            parts = urlsplit(origin)
+            parts.port  # noqa: B018 - raises ValueError on a port out of range or not a number
+        except ValueError as exc:
+            raise ValueError(f"CORS origin {origin!r} is not a valid URL: {exc}") from exc
         if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path or parts.query:
             raise ValueError(f"CORS origin {origin!r} is not '*' or scheme://host[:port]")
     return origins
