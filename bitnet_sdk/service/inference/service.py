@@ -34,7 +34,8 @@ max_tokens``, bounded by the context, and the compute units that implies)
 against the user's monthly quotas (:mod:`bitnet_sdk.service.accounting.reservations`);
 a reservation that does not fit ends it with a 429 ``quota-exceeded``. When
 the generation ends, however it ends, the reservation is settled to the
-actual usage.
+actual usage. A dense request reserves its compute units before it waits for
+the model (one unit of work per sample of its batch, known from ``inputs``).
 
 Usage is recorded (``bitnet_sdk.service.accounting.usage.record_usage``) for every request
 that computed something, before its ``done`` event is sent, with status 200,
@@ -263,6 +264,13 @@ class InferenceService:
         while the model's scheduler computes (in the same batches as every other request)."""
         started = time.monotonic()
         plan = plan_request(caller, request, self.settings)
+        if plan.model.kind == "dense":
+            run = _Run(plan, caller, request_id, started, cancel, None)
+            self._reserve_dense(run)
+            try:
+                return self._run_dense_sync(run)
+            finally:
+                self._drop_reservation(run)
         deadline = started + self.settings.request_timeout_s
         try:
             lease = self.cache.acquire_sync(
@@ -271,13 +279,6 @@ class InferenceService:
             raise _acquire_problem(exc, self.settings) from exc
         run = _Run(plan, caller, request_id, started, cancel, None)
         run.lease = lease
-        if plan.model.kind == "dense":
-            try:
-                t0 = time.monotonic()
-                outputs = _predict(lease.model, plan.inputs)
-                return self._dense_done(run, outputs, time.monotonic() - t0)
-            finally:
-                lease.release()
         items: list[tuple[str, Any]] = []
         ended = threading.Event()
 
@@ -501,6 +502,16 @@ class InferenceService:
     # -- dense models -----------------------------------------------------------------
 
     async def _run_dense(self, run: _Run) -> dict[str, Any]:
+        """Reserve the request's worst case, compute, settle; a reservation left unsettled
+        (refused, timed out, failed, client gone) is dropped: nothing was metered."""
+        await asyncio.to_thread(self._reserve_dense, run)
+        try:
+            return await self._compute_dense(run)
+        finally:
+            if run.reservation is not None:  # not awaited: a cancelled task ends here too
+                asyncio.get_running_loop().run_in_executor(None, self._drop_reservation, run)
+
+    async def _compute_dense(self, run: _Run) -> dict[str, Any]:
         plan = run.plan
         deadline = run.started + self.settings.request_timeout_s
         lease = await self._acquire(plan, run.caller, deadline, None)
@@ -517,12 +528,55 @@ class InferenceService:
             raise _acquire_problem(exc, self.settings) from exc
         return await asyncio.to_thread(self._dense_done, run, outputs, time.monotonic() - t0)
 
+    def _run_dense_sync(self, run: _Run) -> dict[str, Any]:
+        """:meth:`_compute_dense` in the calling thread (batch jobs)."""
+        deadline = run.started + self.settings.request_timeout_s
+        try:
+            lease = self.cache.acquire_sync(_spec(run.plan), user=run.caller.subject,
+                                            cancel=run.external_cancel,
+                                            timeout=_remaining(deadline))
+        except Exception as exc:
+            raise _acquire_problem(exc, self.settings) from exc
+        run.lease = lease
+        try:
+            t0 = time.monotonic()
+            outputs = _predict(lease.model, run.plan.inputs)
+            return self._dense_done(run, outputs, time.monotonic() - t0)
+        finally:
+            lease.release()
+
+    def _reserve_dense(self, run: _Run) -> None:
+        """Reserve a dense request's worst case (blocking), or raise the 429.
+
+        A dense request is metered ``compute_units(samples, parameters)``, one unit of work
+        per sample of the batch (:meth:`_dense_done`); the samples are the first axis of
+        ``inputs``, known before anything runs, and the settled amount never exceeds this.
+        """
+        units = compute_units(_dense_samples(run.plan.inputs), run.plan.model.parameters)
+        try:
+            run.reservation = reservations.reserve(run.caller.subject, run.plan.tier, 0, units,
+                                                   self.settings, request_id=run.request_id)
+        except usage.QuotaExceeded as exc:
+            raise quota_error(exc) from None
+        run.held = (0, units)
+
+    def _drop_reservation(self, run: _Run) -> None:
+        """Delete the run's reservation if nothing settled it (blocking; never raises)."""
+        held, run.reservation = run.reservation, None
+        if held is not None:
+            try:
+                reservations.release(held.user_id, [held.id])
+            except Exception:  # it expires on its own
+                log.exception("could not release a reservation",
+                              extra={"request_id": run.request_id})
+
     def _dense_done(self, run: _Run, outputs: Any, compute_s: float) -> dict[str, Any]:
         plan, lease = run.plan, run.lease
         assert lease is not None
         body = dense_io.response_fields(outputs, plan.params.return_probabilities)
-        units = compute_units(len(body["outputs"]), plan.model.parameters)
+        units = min(compute_units(len(body["outputs"]), plan.model.parameters), run.held[1])
         self._meter(run, 0, 0, units, 200)
+        run.reservation = None  # settled (or handed to the transport's record)
         used = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
                 "compute_units": units}
         timing = _timing(lease.queue_s, lease.load_s, compute_s, 0.0, run.started, 0, 0)
@@ -578,6 +632,11 @@ def _settle_early(run: _Run | None, settled: threading.Event | None,
         settled.set()
     if group is not None and (run is None or not run.submitted):
         group.withdraw()
+
+
+def _dense_samples(inputs: Any) -> int:
+    """The batch size of a dense request's ``inputs`` (its first axis; at least 1)."""
+    return max(1, len(inputs)) if isinstance(inputs, list) else 1
 
 
 def _spec(plan: Plan) -> ModelSpec:
