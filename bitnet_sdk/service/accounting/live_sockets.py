@@ -7,7 +7,9 @@ sharing the database (``bitnet serve --processes N``, several hosts) share one c
 
 A row lives :data:`LEASE_S` seconds unless its process renews it (:func:`renew`, every
 few seconds for all of a process's sockets); a process killed with its sockets stops
-holding places once their rows expire, and the next opening for the user deletes them.
+holding places once their rows expire, and the next opening for the user deletes them;
+every opening also deletes a bounded number of expired rows of any user
+(:mod:`bitnet_sdk.store.expiry`), so those of users who never come back do not pile up.
 All functions are blocking (database).
 """
 
@@ -17,6 +19,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from bitnet_sdk.store.db import advisory_lock, write_transaction
+from bitnet_sdk.store.expiry import sweep_expired
 from bitnet_sdk.store.fields import utcnow
 from bitnet_sdk.store.models import LiveSocket
 
@@ -35,6 +38,7 @@ def open_socket(user_id: str, cap: int, *, now: float | None = None) -> str | No
     with write_transaction():
         advisory_lock(f"sockets:{user_id}")
         S.delete().where(S.user == user_id, S.expires_at <= at).execute()
+        sweep_expired(S, at)
         if S.select().where(S.user == user_id).count() >= cap:
             return None
         row = S.create(user=user_id, created_at=at, expires_at=at + timedelta(seconds=LEASE_S))

@@ -23,7 +23,9 @@ choice settles its share.
 A reservation carries ``expires_at`` (``request_timeout_s`` + :data:`GRACE_S`
 after it was made: no request computes longer than its timeout). If its
 process is killed, the row stops counting when it expires, and the user's
-next reservation deletes it.
+next reservation deletes it; every reservation also deletes a bounded number of
+expired rows of any user (:mod:`bitnet_sdk.store.expiry`), so the rows of users
+who never come back do not pile up.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from datetime import timedelta
 from bitnet_sdk.config import Settings
 from bitnet_sdk.service.accounting import usage
 from bitnet_sdk.store.db import advisory_lock, write_transaction
+from bitnet_sdk.store.expiry import sweep_expired
 from bitnet_sdk.store.fields import utcnow
 from bitnet_sdk.store.models import QuotaReservation
 
@@ -63,7 +66,8 @@ def reserve(user_id: str, tier: str, tokens: int, compute_units: float, settings
     """Hold ``tokens`` and ``compute_units`` of the user's month, or raise
     :class:`~bitnet_sdk.service.accounting.usage.QuotaExceeded` (nothing held).
 
-    Blocking (database). Expired reservations of the user are deleted first.
+    Blocking (database). Expired reservations of the user are deleted first, and a few
+    of other users' (:func:`~bitnet_sdk.store.expiry.sweep_expired`).
     """
     if tokens < 0 or compute_units < 0:
         raise ValueError("a reservation cannot be negative")
@@ -72,6 +76,7 @@ def reserve(user_id: str, tier: str, tokens: int, compute_units: float, settings
         _lock(user_id)
         R = QuotaReservation
         R.delete().where(R.user == user_id, R.expires_at <= at).execute()
+        sweep_expired(R, at)
         _check(user_id, tier, tokens, compute_units, settings, now)
         ttl = timedelta(seconds=settings.request_timeout_s + GRACE_S)
         row = R.create(user=user_id, tokens=int(tokens), compute_units=float(compute_units),
