@@ -83,6 +83,11 @@ class Settings:
     #: Generations of one model decoded together in one batched step (its slots).
     max_batch_size: int = 16
     request_timeout_s: float = 300.0
+    #: Seconds an inference request's quota reservation outlives ``request_timeout_s``
+    #: (its usage is recorded after the answer): a reservation of a killed process stops
+    #: counting this long after the request's timeout (see
+    #: :mod:`bitnet_sdk.service.accounting.reservations`).
+    reservation_grace_s: float = 120.0
     #: Networks of reverse proxies whose ``X-Forwarded-For`` is believed (comma-separated
     #: addresses or CIDRs, e.g. ``10.0.0.0/8,::1``); empty: the TCP peer is the client.
     trusted_proxies: str = ""

@@ -215,7 +215,7 @@ def test_a_reservation_of_a_killed_process_stops_counting_when_it_expires(server
     with pytest.raises(usage.QuotaExceeded):
         reservations.reserve(owner.user_id, "small", 1, 0.0, settings, now=then + 1)
     assert _used(server, owner) == QUOTA  # nobody settles it: its process is gone
-    expired = then + settings.request_timeout_s + reservations.GRACE_S + 1
+    expired = then + settings.request_timeout_s + settings.reservation_grace_s + 1
     assert usage.month_usage(owner.user_id, now=expired)["inference_tokens"] == 0
     reservations.reserve(owner.user_id, "small", QUOTA, 0.0, settings, now=expired)
     assert _held() == 1  # the expired row was reclaimed by the next reservation

@@ -86,7 +86,8 @@ def test_rows_of_users_who_never_come_back_do_not_pile_up(
     # A live reservation and socket of a departed user: they must survive every sweep.
     held = reservations.reserve(departed[0].user_id, "developer", 1, 0.0, server.settings)
     socket = live_sockets.open_socket(departed[0].user_id, 1000)
-    long_ago = time.time() - 10 * (server.settings.request_timeout_s + reservations.GRACE_S)
+    long_ago = time.time() - 10 * (server.settings.request_timeout_s
+                       + server.settings.reservation_grace_s)
     most = 0
     for round_ in range(ROUNDS):
         _crash(server, departed[round_ % 2], long_ago)

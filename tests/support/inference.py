@@ -76,21 +76,22 @@ class ModelFiles:
             self._built[key] = path
         return self._built[key]
 
-    def endless(self) -> Path:
+    def endless(self, **kwargs: Any) -> Path:
         """A model without end-of-generation tokens: it always runs to ``max_tokens``.
 
         For tests that need a generation still running (queues, cancellation, timeouts)
-        whatever the sampled tokens; its 8192-token context allows long runs.
+        whatever the sampled tokens; its 8192-token context allows long runs. ``kwargs``
+        go to ``build_model`` (a larger model generates more slowly).
         """
-        key = (("endless", True),)
+        key = (("endless", True), *sorted(kwargs.items()))
         if key not in self._built:
-            path = self.folder / "endless.gguf"
+            path = self.folder / f"endless-{len(self._built)}.gguf"
             types = [1] * len(tiny_bpe_vocab().tokens)  # every token NORMAL: none ends
             build_model(path, context_length=8192, metadata_overrides={
                 "tokenizer.ggml.eos_token_id": None,
                 "tokenizer.ggml.eot_token_id": None,
                 "tokenizer.ggml.token_type": (types, GGUFValueType.ARRAY),
-            })
+            }, **kwargs)
             self._built[key] = path
         return self._built[key]
 

@@ -20,9 +20,9 @@ written by the server's metering after the response; until then
 choices of one request reserve together (one row, all or none), and each
 choice settles its share.
 
-A reservation carries ``expires_at`` (``request_timeout_s`` + :data:`GRACE_S`
-after it was made: no request computes longer than its timeout). If its
-process is killed, the row stops counting when it expires, and the user's
+A reservation carries ``expires_at`` (``request_timeout_s`` +
+``reservation_grace_s`` after it was made: no request computes longer than its
+timeout). If its process is killed, the row stops counting when it expires, and the user's
 next reservation deletes it; every reservation also deletes a bounded number of
 expired rows of any user (:mod:`bitnet_sdk.store.expiry`), so the rows of users
 who never come back do not pile up.
@@ -41,11 +41,7 @@ from bitnet_sdk.store.expiry import sweep_expired
 from bitnet_sdk.store.fields import utcnow
 from bitnet_sdk.store.models import QuotaReservation
 
-__all__ = ["GRACE_S", "Reservation", "extend", "give_back", "release", "reserve", "settle"]
-
-#: Seconds a reservation outlives the request timeout (the usage record is written after it).
-GRACE_S = 120.0
-
+__all__ = ["Reservation", "extend", "give_back", "release", "reserve", "settle"]
 
 @dataclass(frozen=True)
 class Reservation:
@@ -78,7 +74,7 @@ def reserve(user_id: str, tier: str, tokens: int, compute_units: float, settings
         R.delete().where(R.user == user_id, R.expires_at <= at).execute()
         sweep_expired(R, at)
         _check(user_id, tier, tokens, compute_units, settings, now)
-        ttl = timedelta(seconds=settings.request_timeout_s + GRACE_S)
+        ttl = timedelta(seconds=settings.request_timeout_s + settings.reservation_grace_s)
         row = R.create(user=user_id, tokens=int(tokens), compute_units=float(compute_units),
                        created_at=at, expires_at=at + ttl, request_id=request_id)
     return Reservation(str(row.id), user_id, int(tokens), float(compute_units))
