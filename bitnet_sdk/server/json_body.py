@@ -15,8 +15,8 @@ in place of Connexion's JSON validator) and WebSocket messages.
 :class:`GuardedJSONValidator` also validates ``pattern`` with ECMA 262 semantics,
 as JSON Schema prescribes: Python's ``$`` also matches before a final newline, so
 ``'^whsec_…$'`` admitted ``"whsec_…\\n"``, which the handler then refused (or
-worse, stored). :class:`ECMAParameterValidator` does the same for query, path and
-header parameters.
+worse, stored). :data:`ParameterSchemaValidator` does the same for query, path and
+header parameters (:mod:`bitnet_sdk.server.validation` uses both).
 """
 
 from __future__ import annotations
@@ -31,14 +31,13 @@ from typing import Any
 
 from connexion.exceptions import BadRequestProblem
 from connexion.json_schema import Draft4RequestValidator
-from connexion.validators import JSONRequestBodyValidator, ParameterValidator
+from connexion.validators import JSONRequestBodyValidator
 from jsonschema import Draft4Validator, ValidationError
 from jsonschema.validators import extend
 
 __all__ = [
     "MAX_DEPTH",
     "MAX_INT_DIGITS",
-    "ECMAParameterValidator",
     "GuardedJSONValidator",
     "JSONRejected",
     "ParameterSchemaValidator",
@@ -131,23 +130,6 @@ ParameterSchemaValidator = extend(Draft4Validator, {"pattern": _pattern})
 def request_validator(schema: dict[str, Any]) -> Any:
     """A validator for client JSON against ``schema`` (formats checked), as bodies get."""
     return RequestValidator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
-
-
-class ECMAParameterValidator(ParameterValidator):
-    """Connexion's parameter validator, plus the ECMA 262 reading of a parameter's pattern.
-
-    Connexion validates parameters with plain ``Draft4Validator`` (Python ``$``); a value
-    it admits is checked once more against the pattern read as JSON Schema means it.
-    """
-
-    @staticmethod
-    def validate_parameter(parameter_type: str, value: Any, param: dict[str, Any],
-                           param_name: str | None = None) -> str | None:
-        error = ParameterValidator.validate_parameter(parameter_type, value, param, param_name)
-        pattern = param.get("schema", param).get("pattern")
-        if error is None and isinstance(value, str) and pattern and not _ecma(pattern).search(value):
-            return f"{value!r} does not match {pattern!r}"
-        return error
 
 
 class GuardedJSONValidator(JSONRequestBodyValidator):
