@@ -4,7 +4,7 @@ Always the caller's own account (the ``user`` Connexion hands over from the
 verified credential); there is no way to name another account here. Usage
 comes from the per-request records the rate-limit middleware writes
 (:mod:`bitnet_sdk.server.metering`); an upgrade request waits for an operator
-(``bitnet user approve-upgrade <id>``).
+(``bitnet user approve-upgrade <id>`` or :mod:`bitnet_sdk.api.admin`).
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ from bitnet_sdk.store.models import UpgradeRequest, User
 
 __all__ = [
     "MAX_USAGE_RANGE",
+    "account_json",
     "get_account",
     "get_account_limits",
     "get_account_usage",
     "request_account_upgrade",
+    "upgrade_json",
 ]
 
 #: Longest range one usage report may cover.
@@ -46,9 +48,12 @@ def _user(user_id: str) -> User:
     return record
 
 
-def _upgrade_json(request: UpgradeRequest) -> dict[str, Any]:
+def upgrade_json(request: UpgradeRequest, email: str) -> dict[str, Any]:
+    """An ``UpgradeRequest`` body; ``email`` is the requesting account's."""
     return {
         "id": request.id,
+        "user_id": request.user_id,
+        "email": email,
         "from_tier": request.from_tier,
         "to_tier": request.to_tier,
         "status": request.status,
@@ -58,8 +63,8 @@ def _upgrade_json(request: UpgradeRequest) -> dict[str, Any]:
     }
 
 
-def _account_blocking(user_id: str) -> dict[str, Any]:
-    user = _user(user_id)
+def account_json(user: User, pending: UpgradeRequest | None) -> dict[str, Any]:
+    """An ``Account`` body (the caller's own, or any one for administrators)."""
     body = {
         "id": user.id,
         "email": user.email,
@@ -70,10 +75,15 @@ def _account_blocking(user_id: str) -> dict[str, Any]:
         "created_at": iso(user.created_at),
         "last_login_at": iso(user.last_login_at),
     }
-    pending = auth.list_upgrade_requests(status="pending", user=user, limit=1)
-    if pending:
-        body["pending_upgrade"] = _upgrade_json(pending[0])
+    if pending is not None:
+        body["pending_upgrade"] = upgrade_json(pending, user.email)
     return body
+
+
+def _account_blocking(user_id: str) -> dict[str, Any]:
+    user = _user(user_id)
+    pending = auth.list_upgrade_requests(status="pending", user=user, limit=1)
+    return account_json(user, pending[0] if pending else None)
 
 
 async def get_account(user: str) -> Any:
@@ -160,7 +170,7 @@ def _upgrade_blocking(user_id: str, tier: str, reason: str) -> dict[str, Any]:
         raise conflict(str(exc)) from None
     except ValueError as exc:  # a tier this server does not offer
         raise unprocessable(str(exc)) from None
-    return _upgrade_json(request)
+    return upgrade_json(request, user.email)
 
 
 async def request_account_upgrade(user: str, body: dict[str, Any]) -> Any:

@@ -50,6 +50,7 @@ from bitnet_sdk.auth.upgrades import (
     list_upgrade_requests,
     reject_upgrade,
     request_upgrade,
+    upgrade_request_query,
 )
 from bitnet_sdk.auth.users import (
     authenticate,
@@ -61,6 +62,7 @@ from bitnet_sdk.auth.users import (
     set_disabled,
     set_password,
     set_tier,
+    user_query,
 )
 
 __all__ = [
@@ -107,6 +109,8 @@ __all__ = [
     "set_password",
     "set_tier",
     "start_session",
+    "upgrade_request_query",
+    "user_query",
     "verify_access_token",
     "verify_api_key",
 ]

@@ -7,6 +7,8 @@ transaction that closes the request; deciding twice is refused.
 
 from __future__ import annotations
 
+import peewee
+
 from bitnet_sdk.auth.errors import NotFound, UpgradeConflict
 from bitnet_sdk.auth.users import known_tiers, set_tier
 from bitnet_sdk.config import Settings
@@ -20,6 +22,7 @@ __all__ = [
     "list_upgrade_requests",
     "reject_upgrade",
     "request_upgrade",
+    "upgrade_request_query",
 ]
 
 
@@ -56,6 +59,14 @@ def get_upgrade_request(request_id: str) -> UpgradeRequest:
     if request is None:
         raise NotFound(f"no upgrade request {request_id}")
     return request
+
+
+def upgrade_request_query(*, status: str | None = None) -> peewee.ModelSelect:
+    """Requests of every account with their account joined (unordered, for :func:`paginate`)."""
+    query = UpgradeRequest.select(UpgradeRequest, User).join(User, on=UpgradeRequest.user == User.id)
+    if status is not None:
+        query = query.where(UpgradeRequest.status == status)
+    return query
 
 
 def list_upgrade_requests(

@@ -39,6 +39,7 @@ __all__ = [
     "set_disabled",
     "set_password",
     "set_tier",
+    "user_query",
 ]
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,23 @@ def list_users(*, limit: int = 100, offset: int = 0) -> list[User]:
     """Accounts in creation order."""
     query = User.select().order_by(User.created_at, User.id).limit(limit).offset(offset)
     return list(query)
+
+
+def user_query(
+    *, email_contains: str | None = None, tier: str | None = None, disabled: bool | None = None
+) -> peewee.ModelSelect:
+    """Accounts matching every filter given (unordered, for :func:`paginate`).
+
+    ``email_contains`` matches case-insensitively, its ``%`` and ``_`` literally.
+    """
+    query = User.select()
+    if email_contains is not None:
+        query = query.where(User.email.contains(email_contains.lower()))
+    if tier is not None:
+        query = query.where(User.tier == tier)
+    if disabled is not None:
+        query = query.where(User.disabled == disabled)
+    return query
 
 
 def authenticate(

@@ -7,6 +7,8 @@ import { renderModels } from "./pages/models.js";
 import { renderUsage } from "./pages/usage.js";
 import { renderAccount } from "./pages/account.js";
 import { renderAdmin } from "./pages/admin.js";
+import { renderUsers } from "./pages/users.js";
+import { renderUpgrades } from "./pages/upgrades.js";
 
 type Page = (main: HTMLElement) => Promise<void>;
 
@@ -17,6 +19,8 @@ const PAGES: { route: string; title: string; render: Page; admin?: boolean }[] =
   { route: "usage", title: "Usage", render: renderUsage },
   { route: "account", title: "Account", render: renderAccount },
   { route: "admin", title: "Admin", render: renderAdmin, admin: true },
+  { route: "users", title: "Users", render: renderUsers, admin: true },
+  { route: "upgrades", title: "Upgrades", render: renderUpgrades, admin: true },
 ];
 
 function route(): string {
@@ -135,7 +139,7 @@ async function show(): Promise<void> {
   const page = PAGES.find((p) => p.route === route()) ?? PAGES[0];
   document.title = `${page.title} — BitNet portal`;
   if (page.admin && !s.user.is_admin) {
-    main.replaceChildren(h("h1", {}, "Admin"),
+    main.replaceChildren(h("h1", {}, page.title),
       h("p", { class: "error", role: "alert", id: "refused" }, "This page is for administrators only."));
     return;
   }

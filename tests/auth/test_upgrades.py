@@ -67,3 +67,17 @@ def test_listing(user: User, settings: Settings) -> None:
     assert [r.id for r in list_upgrade_requests()] == [r1.id, r2.id]
     assert [r.id for r in list_upgrade_requests(status="pending")] == [r1.id]
     assert [r.id for r in list_upgrade_requests(user=other)] == [r2.id]
+
+
+def test_upgrade_request_query_joins_the_account_and_filters_by_status(db, settings, hasher):
+    from bitnet_sdk.auth import upgrade_request_query
+
+    ada = create_user("ada@example.com", None, settings=settings, hasher=hasher)
+    bob = create_user("bob@example.com", None, settings=settings, hasher=hasher)
+    first = request_upgrade(ada, "team", settings)
+    request_upgrade(bob, "enterprise", settings)
+    approve_upgrade(first.id, settings=settings)
+
+    pending = list(upgrade_request_query(status="pending"))
+    assert [(r.user.email, r.to_tier) for r in pending] == [("bob@example.com", "enterprise")]
+    assert sorted(r.status for r in upgrade_request_query()) == ["approved", "pending"]

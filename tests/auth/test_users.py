@@ -157,3 +157,21 @@ def test_ensure_admin_skips_when_an_admin_exists(
     create_user("ops@example.com", None, is_admin=True)
     assert ensure_admin(settings, hasher=hasher) is None
     assert get_user_by_email("admin@localhost") is None
+
+
+def test_user_query_filters_combine_and_match_email_literally(db, settings, hasher):
+    from bitnet_sdk.auth import user_query
+
+    for email, tier in (("a_b@example.com", "team"), ("axb@example.com", "team"),
+                        ("100%@example.com", "developer")):
+        create_user(email, None, tier=tier, settings=settings, hasher=hasher)
+    set_disabled(get_user_by_email("axb@example.com"), True)
+
+    def emails(**filters) -> list[str]:
+        return sorted(u.email for u in user_query(**filters))
+
+    assert emails(email_contains="A_B") == ["a_b@example.com"]  # "_" is not a wildcard
+    assert emails(email_contains="%") == ["100%@example.com"]
+    assert emails(tier="team") == ["a_b@example.com", "axb@example.com"]
+    assert emails(tier="team", disabled=False) == ["a_b@example.com"]
+    assert emails(email_contains="example", disabled=True) == ["axb@example.com"]

@@ -17,7 +17,9 @@ import yaml
 SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi" / "bitnet.yaml"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 # Controller groups: ``bitnet_sdk.api.<group>`` modules, one tag each.
-GROUPS = frozenset({"auth", "api_keys", "quantize", "inference", "models", "account", "system"})
+GROUPS = frozenset(
+    {"auth", "api_keys", "quantize", "inference", "models", "account", "admin", "system"}
+)
 SCOPES = frozenset(
     {"models:read", "models:write", "quantize", "inference", "account", "admin", "metrics"}
 )

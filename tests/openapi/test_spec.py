@@ -175,7 +175,8 @@ def _is_page(schema: dict[str, Any] | None) -> bool:
 
 def test_list_operations_paginate_with_cursor_and_limit() -> None:
     lists = [o for o in OPERATIONS if o.operation_id.startswith("list")]
-    assert {o.operation_id for o in lists} == {"listApiKeys", "listQuantizeJobs", "listModels"}
+    assert {o.operation_id for o in lists} == {
+        "listApiKeys", "listQuantizeJobs", "listModels", "listUsers", "listUpgradeRequests"}
     for operation in OPERATIONS:
         page = _json_schema(operation.op["responses"].get("200", {}))
         assert _is_page(page) == (operation in lists), operation.name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from bitnet_sdk.service.registry.demo import ensure_demo_model
 from bitnet_sdk.testing.synthetic import build_model
@@ -130,7 +131,7 @@ def test_usage_and_account_pages(portal, customer, live_server) -> None:
     ensure_demo_model(live_server.settings)
     httpx.get(live_server.url + "/v1/models", headers=customer.headers)
     portal.sign_in(customer.email, customer.password, route="usage")
-    portal.find("svg[aria-label='Requests by day'] rect")
+    portal.find("#usage-current svg[aria-label^='Requests by day'] rect")
     portal.find("#rate-remaining")
     portal.screenshot("usage")
     portal.open("account")
@@ -138,10 +139,99 @@ def test_usage_and_account_pages(portal, customer, live_server) -> None:
     portal.screenshot("account")
 
 
-def test_non_admin_is_refused_the_admin_page(portal, customer) -> None:
+def _chart_text(portal, panel: str, title: str) -> str:
+    """The text alternative (``<title>``) of a usage chart: every label with its value."""
+    svg = portal.find(f"#{panel} svg[aria-label^='{title}']")
+    return str(svg.find_element("css selector", "title").get_attribute("textContent"))
+
+
+def test_usage_by_day_and_operation_for_each_month(portal, customer) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from selenium.webdriver.common.keys import Keys
+
+    from bitnet_sdk.service.accounting.usage import OP_INFERENCE, record_usage
+
+    now = datetime.now(timezone.utc)
+    last_month = (now.replace(day=1) - timedelta(days=1)).replace(day=3, hour=12)
+    record_usage(customer.user_id, OP_INFERENCE, tokens_in=5, tokens_out=40, compute_units=2.5,
+                 now=last_month.timestamp())
+    record_usage(customer.user_id, OP_INFERENCE, tokens_in=1, tokens_out=2, compute_units=0.25,
+                 now=now.timestamp())
+    portal.sign_in(customer.email, customer.password, route="usage")
+    assert f"{OP_INFERENCE} 3" in _chart_text(portal, "usage-current", "Tokens by operation")
+    assert f"{OP_INFERENCE} 0.25" in _chart_text(portal, "usage-current", "Compute units by operation")
+    assert f"{now:%m-%d} 3" in _chart_text(portal, "usage-current", "Tokens by day")
+    assert not portal.find("#usage-previous").is_displayed()
+    # The month tabs work from the keyboard: the arrow key moves to the previous month.
+    portal.find("#usage-current-tab").send_keys(Keys.ARROW_RIGHT)
+    portal.wait.until(lambda d: portal.find("#usage-previous").is_displayed())
+    assert portal.find("#usage-previous-tab").get_attribute("aria-selected") == "true"
+    assert not portal.find("#usage-current").is_displayed()
+    assert f"{last_month:%m-%d} 45" in _chart_text(portal, "usage-previous", "Tokens by day")
+    assert f"{last_month:%m-%d} 2.5" in _chart_text(portal, "usage-previous", "Compute units by day")
+    by_operation = _chart_text(portal, "usage-previous", "Requests by operation")
+    assert f"{OP_INFERENCE} 0" in by_operation and "getCurrentUser" not in by_operation
+    assert "compute units: 2.5" in portal.find("#usage-previous-totals").text
+    portal.screenshot("usage-previous-month")
+
+
+def test_non_admin_is_refused_the_admin_pages(portal, customer) -> None:
     portal.sign_in(customer.email, customer.password, route="admin")
     portal.text_in("#refused", "administrators only")
-    assert not portal.driver.find_elements("css selector", "#nav-admin")
+    for route in ("admin", "users", "upgrades"):
+        assert not portal.driver.find_elements("css selector", f"#nav-{route}")
+    for route in ("users", "upgrades"):
+        portal.open(route)
+        portal.driver.refresh()
+        portal.text_in("#refused", "administrators only")
+        assert not portal.driver.find_elements("css selector", f"#{route}-list")
+
+
+def test_admin_approves_an_upgrade_the_user_requested(portal, customer, admin) -> None:
+    portal.sign_in(customer.email, customer.password, route="account")
+    portal.text_in("#acct-tier", "developer")
+    portal.find("#upgrade-tier option[value='team']").click()
+    portal.type("#upgrade-reason", "nightly evaluations")
+    portal.find("#upgrade-submit").click()
+    portal.text_in("#upgrade-result", "Requested team")
+    portal.sign_out()
+
+    portal.sign_in(admin.email, admin.password, route="upgrades")
+    row = portal.text_in("#upgrades-table", customer.email)
+    assert "nightly evaluations" in row.text and "developer → team" in row.text
+    portal.screenshot("upgrades")
+    portal.find("#upgrades-table button.approve").click()
+    portal.text_in("#status", "team approved")
+    portal.text_in("#upgrades-list", "No upgrade requests.")  # the pending filter is empty now
+    portal.sign_out()
+
+    portal.sign_in(customer.email, customer.password, route="account")
+    portal.text_in("#acct-tier", "team")
+    assert not portal.driver.find_elements("css selector", "#upgrade-pending")
+
+
+def test_admin_changes_a_tier_and_disables_an_account(portal, customer, admin, live_server) -> None:
+    make_account(live_server.settings, "someone.else@example.com")
+    portal.sign_in(admin.email, admin.password, route="users")
+    portal.text_in("#users-table", "someone.else@example.com")
+    portal.type("#users-email", "DEV@")
+    portal.find("#users-filter").click()
+    portal.wait.until(lambda d: "someone.else" not in portal.find("#users-list").text)
+    row = f"tr[data-user-id='{customer.user_id}']"
+    portal.find(f"#tier-{customer.user_id} option[value='enterprise']").click()
+    portal.find(f"{row} button.secondary").click()
+    portal.text_in(f"{row} .user-tier", "enterprise")
+    account = httpx.get(live_server.url + "/v1/account", headers=customer.headers).json()
+    assert account["tier"] == "enterprise"
+    portal.screenshot("users")
+    portal.find(f"{row} button.danger").click()
+    portal.find("#confirm-yes").click()
+    portal.text_in(row, "disabled")
+    assert httpx.get(live_server.url + "/v1/account", headers=customer.headers).status_code == 401
+    portal.find(f"{row} button[aria-label^='Enable']").click()
+    portal.text_in(row, "active")
+    assert httpx.get(live_server.url + "/v1/account", headers=customer.headers).status_code == 200
 
 
 def test_admin_sees_server_status(portal, live_server) -> None:
@@ -161,7 +251,8 @@ def test_pages_fit_a_narrow_screen(portal, admin) -> None:
         portal.sign_in(admin.email, admin.password)
         for route, ready in (("keys", "#keys-list"), ("playground", "#pg-snippet"),
                              ("models", "#models-list"), ("usage", "#rate-remaining"),
-                             ("account", "#acct-tier"), ("admin", "#admin-status")):
+                             ("account", "#acct-tier"), ("admin", "#admin-status"),
+                             ("users", "#users-table"), ("upgrades", "#upgrades-list")):
             portal.open(route)
             portal.find(ready)
             overflow = portal.driver.execute_script(
@@ -214,6 +305,35 @@ def test_quantize_a_model_and_follow_its_progress(portal, customer, live_server,
     assert (result["qtype"], result["status"]) == ("tq2_0", "ready")
     portal.text_in("#models-list", result["name"])
     portal.screenshot("quantize")
+
+
+@pytest.fixture
+def slow_jobs(monkeypatch) -> None:
+    """Jobs pause 1 s at every progress checkpoint (the real work still runs), so a running
+    job can be watched and cancelled; list it before ``portal`` so the server reads it."""
+    monkeypatch.setenv("BITNET_JOB_STEP_DELAY_S", "1.0")
+
+
+def test_quantize_progress_arrives_live_and_cancel_ends_the_job(
+        slow_jobs, portal, customer, live_server, tmp_path) -> None:
+    from tests.support.jobs import register_source
+
+    source = build_model(tmp_path / "f32.gguf", qtype="f32", n_layers=2)
+    source_id = register_source(live_server.settings, source, customer.user_id, "slow")
+    portal.sign_in(customer.email, customer.password, route="models")
+    portal.find(f"tr[data-model-id='{source_id}'] button.secondary").click()
+    portal.find("#q-start").click()
+    portal.text_in("#q-state", "running")
+    portal.wait.until(lambda d: 0 < int(portal.find("#q-progress").get_attribute("value")) < 100)
+    portal.find("#q-cancel").click()
+    portal.text_in("#q-state", "cancelled")
+    jobs = httpx.get(live_server.url + "/v1/quantize/jobs", headers=customer.headers).json()["data"]
+    assert [j["status"] for j in jobs] == ["cancelled"]
+    # The progress came over the WebSocket: the page never polled the job.
+    report = httpx.get(live_server.url + "/v1/account/usage", params={"group_by": "operation"},
+                       headers=customer.headers).json()
+    operations = {b["key"] for b in report["buckets"]}
+    assert "cancelQuantizeJob" in operations and "getQuantizeJob" not in operations
 
 
 def test_an_expired_access_token_is_refreshed_silently(driver, tmp_path, monkeypatch) -> None:

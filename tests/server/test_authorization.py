@@ -136,7 +136,9 @@ def test_no_user_reaches_another_users_resources(live_server, customer):
     pending = _not_implemented(live_server)
     checked, intruder_requests = [], 0
 
-    cases = [(p, m, op, _example_body(op)) for p, m, op in OPERATIONS if "{" in p]
+    # Operator-only operations refuse customers outright (403, tested below).
+    cases = [(p, m, op, _example_body(op)) for p, m, op in OPERATIONS
+             if "{" in p and not _operator_only(op)]
     cases += [(p, m, op, _with_model(_example_body(op), owned.model))
               for p, m, op in OPERATIONS if op["operationId"] in MODEL_IN_BODY]
     assert {op["operationId"] for _, _, op, _ in cases} >= {
@@ -186,18 +188,39 @@ def _scopes(op: dict[str, Any]) -> list[str]:
     return list(op.get("x-scopes", []))
 
 
-OPERATOR_ONLY = [(p, m, op) for p, m, op in OPERATIONS if {"admin", "metrics"} & set(_scopes(op))]
+def _operator_only(op: dict[str, Any]) -> bool:
+    return bool({"admin", "metrics"} & set(_scopes(op)))
+
+
+OPERATOR_ONLY = [(p, m, op) for p, m, op in OPERATIONS if _operator_only(op)]
+
+
+def _operator_path(server, template: str, customer) -> str:
+    """``template`` naming the customer's account, or a fresh upgrade request of theirs."""
+    path = template.replace("{user_id}", customer.user_id)
+    if "{request_id}" in path:
+        tier = httpx.get(server.url + "/v1/account", headers=customer.headers).json()["tier"]
+        wanted = next(t for t in ("team", "enterprise") if t != tier)
+        r = httpx.post(server.url + "/v1/account/upgrade", json={"tier": wanted},
+                       headers=customer.headers)
+        assert r.status_code == 202, r.text
+        path = path.replace("{request_id}", r.json()["id"])
+    return path
 
 
 def test_operator_operations_refuse_customers(live_server, customer, admin):
-    assert {op["operationId"] for _, _, op in OPERATOR_ONLY} >= {"getStatus", "getDevices",
-                                                                 "getMetrics"}
+    assert {op["operationId"] for _, _, op in OPERATOR_ONLY} >= {
+        "getStatus", "getDevices", "getMetrics", "listUsers", "updateUser", "listUpgradeRequests",
+        "approveUpgradeRequest", "rejectUpgradeRequest"}
     key = httpx.post(live_server.url + "/v1/api-keys", json={"name": "c"},
                      headers=customer.headers).json()["key"]
-    for path, method, op in OPERATOR_ONLY:
+    for template, method, op in OPERATOR_ONLY:
+        path = _operator_path(live_server, template, customer)
+        body = _example_body(op)
         for headers in (customer.headers, {"X-API-Key": key}):
-            r = httpx.request(method, live_server.url + "/v1" + path, headers=headers)
+            r = httpx.request(method, live_server.url + "/v1" + path, headers=headers, json=body)
             assert r.status_code == 403, (op["operationId"], r.text)
             assert r.headers["content-type"] == PROBLEM
-        r = httpx.request(method, live_server.url + "/v1" + path, headers=admin.headers)
+        r = httpx.request(method, live_server.url + "/v1" + path, headers=admin.headers,
+                          json=body)
         assert r.status_code == 200, (op["operationId"], r.text)

@@ -40,7 +40,10 @@ def _path_example(path: str) -> str:
     """The path with each parameter replaced by a well-formed id (so routing matches)."""
     return re.sub(r"\{(\w+)\}", lambda m: {"model_id": "mdl_01hv3k8q2m9x7w4c5t6y8z0a1b",
                                           "job_id": "job_01hv3q5r6s7t8v9w0x1y2z3a4b",
-                                          "key_id": "key_01hv3c4d5e6f7g8h9j0k1m2n3p"}[m[1]], path)
+                                          "key_id": "key_01hv3c4d5e6f7g8h9j0k1m2n3p",
+                                          "user_id": "usr_01hv3a1b2c3d4e5f6g7h8j9k0m",
+                                          "request_id": "upg_01hv3t8v9w0x1y2z3a4b5c6d7e"}[m[1]],
+                  path)
 
 
 def test_public_operations_are_exactly_the_expected_ones():

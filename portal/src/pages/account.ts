@@ -1,8 +1,7 @@
 // Account: tier and status; ask for a tier upgrade (an administrator decides).
 import { errorText, field, formatDate, h } from "../dom.js";
 import { api } from "../session.js";
-
-const TIERS = ["developer", "team", "enterprise"];
+import { TIERS } from "../tiers.js";
 
 export async function renderAccount(main: HTMLElement): Promise<void> {
   const account = await api((c) => c.getAccount());

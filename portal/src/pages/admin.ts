@@ -24,6 +24,6 @@ export async function renderAdmin(main: HTMLElement): Promise<void> {
         h("td", {}, String(b.priority)), h("td", {}, b.available ? "yes" : `no${b.error ? `: ${b.error}` : ""}`),
         h("td", {}, b.devices.map((d) => `${d.name} (${d.kind}, ${formatBytes(d.memory_bytes)})`).join("; "))))))),
     h("h2", {}, "Users and upgrade approvals"),
-    h("p", { class: "muted" }, "The API has no operations for these yet; use `bitnet user list`, `bitnet user upgrades` " +
-      "and `bitnet user approve-upgrade` on the server."));
+    h("p", {}, h("a", { href: "#/users", id: "admin-users-link" }, "Users and their tiers"), " · ",
+      h("a", { href: "#/upgrades", id: "admin-upgrades-link" }, "Upgrade requests")));
 }
