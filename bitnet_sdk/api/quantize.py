@@ -122,11 +122,7 @@ def _job_problem(job: Job) -> ApiError:
     if job.status == "cancelled" or not error:
         return ApiError(409, "Conflict", f"Job {job.id} was cancelled before it finished.",
                         slug="job-cancelled", job_id=job.id)
-    status = int(error.pop("status", 500))
-    title = str(error.pop("title", "Job Failed"))
-    detail = error.pop("detail", None)
-    slug = str(error.pop("type", "")).removeprefix("urn:bitnet:problem:") or None
-    return ApiError(status, title, detail, slug=slug, job_id=job.id, **error)
+    return ApiError.from_problem(error, title="Job Failed", job_id=job.id)
 
 
 async def create_quantize_batch(body: dict[str, Any], token_info: dict[str, Any]) -> Any:

@@ -19,6 +19,7 @@ The ``slug`` names the problem ``type`` (``urn:bitnet:problem:<slug>``; none mea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -74,6 +75,20 @@ class ApiError(Exception):
         if request_id and "request_id" not in body:
             body["request_id"] = request_id
         return body
+
+    @classmethod
+    def from_problem(cls, body: Mapping[str, Any], *, title: str = "Error",
+                     **ext: Any) -> ApiError:
+        """The error a stored problem body describes (a failed job's), ``ext`` added:
+        the inverse of :meth:`problem`. ``title`` when the body has none."""
+        members = dict(body)
+        status = int(members.pop("status", 500))
+        title = str(members.pop("title", title))
+        detail = members.pop("detail", None)
+        kind = str(members.pop("type", ""))
+        slug = kind.removeprefix(PROBLEM_TYPE_PREFIX) if kind.startswith(PROBLEM_TYPE_PREFIX) else None
+        return cls(status, title, detail, slug=slug, errors=members.pop("errors", None),
+                   **{**members, **ext})
 
     def __repr__(self) -> str:
         return f"ApiError({self.status}, {self.title!r}, {self.detail!r}, slug={self.slug!r})"
