@@ -29,11 +29,12 @@ from collections.abc import Iterator
 from itertools import accumulate
 from typing import Any
 
-from connexion.exceptions import BadRequestProblem
 from connexion.json_schema import Draft4RequestValidator
 from connexion.validators import JSONRequestBodyValidator
 from jsonschema import Draft4Validator, ValidationError
 from jsonschema.validators import extend
+
+from bitnet_sdk.service.errors import ApiError
 
 __all__ = [
     "MAX_DEPTH",
@@ -146,5 +147,5 @@ class GuardedJSONValidator(JSONRequestBodyValidator):
         try:
             return loads(raw)
         except JSONRejected as exc:
-            raise BadRequestProblem(detail=f"The request body was refused: {exc}.") from None
+            raise ApiError(400, "Bad Request", f"The request body was refused: {exc}.") from None
 

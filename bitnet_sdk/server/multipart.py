@@ -24,7 +24,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from connexion.exceptions import BadRequestProblem
 from connexion.validators import MultiPartFormDataValidator
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -125,7 +124,8 @@ class _ClosingMultiPartParser(MultiPartParser):
         try:
             form = await super().parse()
         except MultiPartException as exc:  # a part without headers or a name: the client's fault
-            raise BadRequestProblem(detail=f"The multipart body was refused: {exc.message}") from None
+            raise ApiError(400, "Bad Request",
+                           f"The multipart body was refused: {exc.message}") from None
         for _, value in form.multi_items():
             if isinstance(value, UploadFile):
                 await value.close()

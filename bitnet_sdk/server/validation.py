@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from connexion.datastructures import MediaTypeDict
-from connexion.exceptions import BadRequestProblem
 from connexion.lifecycle import ConnexionRequest
 from connexion.utils import is_null, is_nullable
 from connexion.validators import VALIDATOR_MAP as CONNEXION_VALIDATORS
@@ -156,7 +155,7 @@ class FieldJSONBodyValidator(GuardedJSONValidator):
     async def _parse(self, stream: Any, scope: Any) -> Any:
         try:
             return await super()._parse(stream, scope)
-        except BadRequestProblem as exc:  # not JSON at all
+        except ApiError as exc:  # not JSON at all
             raise validation_problem([{"field": "body", "location": "body", "rule": "json",
                                        "message": f"is not valid JSON ({exc.detail})"}]) from None
 
