@@ -42,6 +42,7 @@ from bitnet_sdk.service.inference.service import InferenceService, StreamEvent
 
 __all__ = [
     "format_sse",
+    "inference_service",
     "run_inference",
     "stream_inference",
 ]
@@ -52,7 +53,7 @@ _REQUEST_ID = re.compile(r"^req_[0-9a-z]{10,40}$")
 
 async def run_inference(body: dict[str, Any], token_info: dict[str, Any]) -> Any:
     rid = _inference_id()
-    service = _service()
+    service = inference_service()
     settled = threading.Event()
     work = service.run(Principal.from_token_info(token_info), body, request_id=rid,
                        on_usage=usage_hook(), settled=settled)
@@ -72,8 +73,9 @@ async def run_inference(body: dict[str, Any], token_info: dict[str, Any]) -> Any
 async def stream_inference(body: dict[str, Any], token_info: dict[str, Any]) -> Any:
     rid = _inference_id()
     cancel, settled = threading.Event(), threading.Event()
-    events = _service().stream(Principal.from_token_info(token_info), body, request_id=rid,
-                               cancel=cancel, on_usage=usage_hook(), settled=settled)
+    events = inference_service().stream(Principal.from_token_info(token_info), body,
+                                        request_id=rid, cancel=cancel, on_usage=usage_hook(),
+                                        settled=settled)
     try:
         first = await Disconnect(connexion.request.receive).guard(anext(events))
     except ApiError as exc:
@@ -119,7 +121,8 @@ async def _settle(settled: threading.Event, timeout: float = 10.0) -> None:
         await asyncio.to_thread(settled.wait, timeout)
 
 
-def _service() -> InferenceService:
+def inference_service() -> InferenceService:
+    """The server's inference service; 503 when it is not running here."""
     service = current().inference
     if service is None:
         raise ApiError(503, "Service Unavailable", "Inference is not running on this server.",

@@ -34,13 +34,13 @@ from typing import Any
 import connexion
 
 from bitnet_sdk.api._http import json_response
+from bitnet_sdk.api.inference import inference_service
 from bitnet_sdk.auth.principal import Principal
-from bitnet_sdk.server.context import current
 from bitnet_sdk.server.metering import usage_hook
 from bitnet_sdk.server.streaming import ClientGone, Disconnect, EventStream, client_gone_response
 from bitnet_sdk.service.errors import ApiError
 from bitnet_sdk.service.inference import openai_compat as oc
-from bitnet_sdk.service.inference.service import InferenceService, StreamEvent
+from bitnet_sdk.service.inference.service import StreamEvent
 
 __all__ = [
     "openai_create_chat_completion",
@@ -187,7 +187,7 @@ async def _answer(job: _Job, stream: bool) -> Any:
 
 
 async def _complete(job: _Job, watch: Disconnect, books: _Books) -> Any:
-    service, results = _service(), []
+    service, results = inference_service(), []
 
     def run(generation: oc.Generation) -> Awaitable[dict[str, Any]]:
         return service.run(job.caller, generation.request, on_usage=usage_hook(),
@@ -214,8 +214,9 @@ async def _stream(job: _Job, watch: Disconnect, books: _Books) -> Any:
 
     def events_of(generation: oc.Generation) -> AsyncIterator[StreamEvent]:
         """A generation's events; call only right before iterating (its books wait for it)."""
-        return _service().stream(job.caller, generation.request, cancel=cancel, on_usage=meter,
-                                 request_id=_request_id(job, generation), settled=books.new())
+        return inference_service().stream(job.caller, generation.request, cancel=cancel,
+                                          on_usage=meter, request_id=_request_id(job, generation),
+                                          settled=books.new())
 
     pumps: list[asyncio.Task[None]] = []
     together = await _together(job)
@@ -313,14 +314,6 @@ async def _aclose(iterator: AsyncIterator[Any]) -> None:
 
 
 # -- plumbing ------------------------------------------------------------------------------
-
-
-def _service() -> InferenceService:
-    service = current().inference
-    if service is None:
-        raise ApiError(503, "Service Unavailable", "Inference is not running on this server.",
-                       slug="unavailable", headers={"Retry-After": "5"})
-    return service
 
 
 def _request_id(job: _Job, generation: oc.Generation) -> str:
