@@ -79,3 +79,20 @@ def test_one_service_error_renders_alike_on_http_sse_websocket_and_openai(
     assert openai.json() == {"error": {"message": problem["detail"],
                                        "type": "invalid_request_error", "param": "model",
                                        "code": "model_not_ready"}}
+
+
+def test_one_schema_failure_reads_alike_on_the_native_and_the_openai_api(
+        live_server: Any, customer: Account) -> None:
+    """Both APIs validate through one validator map: the same rule broken, the same words."""
+    with httpx.Client(base_url=live_server.url, headers=customer.headers, timeout=30) as http:
+        native = http.post("/v1/inference", json={"model": "mdl_0123456789abc",
+                                                  "prompt": PROMPT, "temperature": 5})
+        openai = http.post("/openai/v1/completions", json={"model": "any", "prompt": PROMPT,
+                                                           "temperature": 5})
+    assert native.status_code == openai.status_code == 400
+    problem = native.json()
+    assert problem["errors"] == [{"field": "temperature", "location": "body", "rule": "maximum",
+                                  "message": "must be at most 2"}]
+    assert openai.json() == {"error": {"message": problem["detail"],
+                                       "type": "invalid_request_error", "param": "temperature",
+                                       "code": "invalid_value"}}
