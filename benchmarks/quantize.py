@@ -13,7 +13,9 @@ runs in a fresh process:
 * ``quantize <type>`` — ``bitnet_sdk.quantization.quantize(checkpoint, out.gguf, type)``: read,
   absmean-quantize, pack, write, re-validate, and measure every layer (the report);
 * with ``--reference``, each ``quantize <type>`` is followed by the same run with the BF16 fast
-  path off (``LLMOptions(fast=False)``: the float32 reference path), for a before/after ratio.
+  path off (``LLMOptions(fast=False)``: the float32 reference path), for a before/after ratio;
+* with ``--numpy``, by the fast path without its native kernels (``BITNET_QUANT_NATIVE=off``:
+  the numpy passes), for the native kernels' ratio.
 
 Reported per run: wall seconds, MB/s of source weights (BF16 bytes), the ratio of that throughput
 to ``copy`` and ``read f32``, peak RSS (``VmHWM``, which counts memory-mapped file pages the
@@ -196,10 +198,13 @@ def _child(kind: str, folder: Path, out: Path) -> dict[str, Any]:
                 checksum += float(store.float32(name).ravel()[0])
             extra["checksum"] = checksum
         else:
-            if kind.endswith("-ref"):
-                report = _reference_run(folder, out, kind.removesuffix("-ref"))
+            if kind.endswith("-numpy"):
+                os.environ["BITNET_QUANT_NATIVE"] = "off"
+            qtype = kind.removesuffix("-numpy")
+            if qtype.endswith("-ref"):
+                report = _reference_run(folder, out, qtype.removesuffix("-ref"))
             else:
-                report = quantize(folder, out, kind, backend=backend)
+                report = quantize(folder, out, qtype, backend=backend)
             extra = {"out_bytes": report.quantized_bytes, "ratio": report.compression_ratio,
                      "stages": report.stages, "mean_rel_err": report.summary()["mean_relative_error"]}
         seconds = time.perf_counter() - t0
@@ -249,7 +254,8 @@ def _table(rows: list[dict[str, Any]], meta: dict[str, Any], markdown: bool) -> 
     for r in rows:
         tput = mb / r["seconds"]
         lines.append([
-            r["kind"] if r["kind"] in _BASELINES else f"quantize {r['kind']}".replace("-ref", " (reference path)"),
+            r["kind"] if r["kind"] in _BASELINES else f"quantize {r['kind']}".replace("-ref", " (reference path)")
+            .replace("-numpy", " (numpy passes)"),
             f"{r['seconds']:.2f}", f"{tput:.1f}", f"{tput / base['read']:.3f}", f"{tput / base['copy']:.3f}",
             f"{tput / base['read_f32']:.3f}",
             f"{r['peak_rss'] / 1e6:.0f}", f"{(r['peak_anon'] - r['base_anon']) / 1e6:.0f}",
@@ -273,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument("--reference", action="store_true",
                    help="also run each type with the fast path off (the reference path), interleaved")
+    p.add_argument("--numpy", action="store_true",
+                   help="also run each type without the native kernels (numpy passes), interleaved")
     p.add_argument("--child", nargs=3, metavar=("KIND", "FOLDER", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -290,15 +298,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{time.perf_counter() - t0:.1f} s; cpus={os.cpu_count()}", flush=True)
         rows = []
         types = args.types.split(",")
-        for kind in [*_BASELINES, *(k for t in types for k in ((t, f"{t}-ref") if args.reference else (t,)))]:
+        variants = ["", *(["-numpy"] if args.numpy else []), *(["-ref"] if args.reference else [])]
+        for kind in [*_BASELINES, *(t + v for t in types for v in variants)]:
             rows.append(_run_child(kind, work / "ckpt", work / f"out-{kind}.gguf"))
             for f in work.glob("out-*"):
                 f.unlink()
         print(_table(rows, meta, args.markdown))
         for t in types:
-            pair = [r.get("sha256") for r in rows if r["kind"] in (t, f"{t}-ref")]
-            if len(pair) == 2:
-                print(f"# {t}: fast and reference outputs are {'byte-identical' if pair[0] == pair[1] else 'DIFFERENT'}")
+            same = {r.get("sha256") for r in rows if r["kind"] in (t, f"{t}-ref", f"{t}-numpy")}
+            if len(variants) > 1:
+                print(f"# {t}: outputs of {', '.join(t + v for v in variants)} are "
+                      f"{'byte-identical' if len(same) == 1 else 'DIFFERENT'}")
         for r in rows:
             if "stages" in r:
                 stages = ", ".join(f"{k} {v:.2f} s" for k, v in r["stages"].items())

@@ -73,16 +73,23 @@ def model_file(size: str) -> Path:
     return path
 
 
-def prompt_of(path: Path, tokens: int) -> str:
-    """A text prompt of about ``tokens`` tokens under the model's tokenizer."""
+def prompts_of(path: Path, tokens: int, count: int) -> list[str]:
+    """``count`` different text prompts of about ``tokens`` tokens under the model's tokenizer.
+
+    Different (each starts at another word), so no server can compute one prompt for all
+    streams: every stream's prompt is its own prefill, as with real users.
+    """
     from bitnet_sdk.model.gguf_file import read_model
     from bitnet_sdk.model.tokenizer import Tokenizer, TokenizerSpec
 
     tok = Tokenizer.from_spec(TokenizerSpec.from_metadata(read_model(path).metadata))
-    words: list[str] = []
-    while len(tok.encode(" ".join(words))) < tokens:
-        words.append(WORDS[len(words) % len(WORDS)])
-    return " ".join(words)
+    prompts = []
+    for first in range(count):
+        words: list[str] = []
+        while len(tok.encode(" ".join(words))) < tokens:
+            words.append(WORDS[(first + len(words)) % len(WORDS)])
+        prompts.append(" ".join(words))
+    return prompts
 
 
 # -- the client process -----------------------------------------------------------------------
@@ -124,15 +131,18 @@ async def _one(client: object, kind: str, url: str, headers: dict[str, str],
     return s
 
 
-def clients(kind: str, url: str, headers: dict[str, str], body: dict, n: int) -> list[dict]:
-    """In the client process: ``n`` concurrent streams; their records as dicts."""
+def clients(kind: str, url: str, headers: dict[str, str], body: dict, n: int,
+            prompts: list[str] | None = None) -> list[dict]:
+    """In the client process: ``n`` concurrent streams (stream ``i`` sends ``prompts[i]``
+    when given); their records as dicts."""
     import httpx
 
     async def main() -> list[Stream]:
         limits = httpx.Limits(max_connections=n + 4, max_keepalive_connections=n + 4)
         async with httpx.AsyncClient(timeout=600, limits=limits) as client:
-            return await asyncio.gather(*(_one(client, kind, url, headers, body)
-                                          for _ in range(n)))
+            return await asyncio.gather(*(
+                _one(client, kind, url, headers,
+                     {**body, "prompt": prompts[i]} if prompts else body) for i in range(n)))
 
     return [s.__dict__ for s in asyncio.run(main())]
 
@@ -311,11 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     ns = [int(n) for n in args.ns.split(",") if n]
 
     path = model_file(args.size)
-    prompt = prompt_of(path, args.prompt_tokens)
+    prompts = prompts_of(path, args.prompt_tokens, max(ns))
+    prompt = prompts[0]
     binary, why = (None, "--no-llama") if args.no_llama else llama_server_binary()
     print(f"machine: {machine()}")
-    print(f"model: {args.size} shape, TQ2_0, {path.stat().st_size / 2**20:.0f} MB; prompt "
-          f"{args.prompt_tokens} tokens, {args.tokens} generated per request, greedy; "
+    print(f"model: {args.size} shape, TQ2_0, {path.stat().st_size / 2**20:.0f} MB; prompts "
+          f"{args.prompt_tokens} tokens (a different one per stream), {args.tokens} generated per request, greedy; "
           f"{args.threads} threads; ours: {args.backend} backend, max batch "
           f"{args.max_batch_size}, queue {args.queue_size}")
     if binary is None:
@@ -333,8 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         body = {**ours_body, "model": model_id}
         pool.submit(clients, "ours", url, headers, {**body, "max_tokens": 2}, 1).result()  # load
         for n in ns:
-            ours = figures(n, pool.submit(clients, "ours", url, headers, body, n).result(),
-                           args.tokens)
+            ours = figures(n, pool.submit(clients, "ours", url, headers, body, n,
+                                          prompts).result(), args.tokens)
             peer = None
             if binary is not None:
                 try:
@@ -343,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                         pool.submit(clients, "llama", lurl, {}, {**llama_body, "n_predict": 2},
                                     1).result()  # warm-up
                         peer = figures(n, pool.submit(clients, "llama", lurl, {}, llama_body,
-                                                      n).result(), args.tokens)
+                                                      n, prompts).result(), args.tokens)
                 except RuntimeError as exc:
                     print(f"  llama-server N={n} skipped: {exc}")
             base.setdefault("ours", ours.tok_s)

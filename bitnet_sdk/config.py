@@ -66,6 +66,14 @@ class Settings:
     #: ``redis://host:port/db``: shared rate limits in Redis instead of the database
     #: (empty: the database alone). See :mod:`bitnet_sdk.service.accounting.limiter`.
     redis_url: str = ""
+    #: Where model files live: empty for ``<data_dir>/models``, or ``s3://bucket/prefix``
+    #: (credentials from the ``AWS_*`` variables). See
+    #: :mod:`bitnet_sdk.service.registry.storage`.
+    storage_url: str = ""
+    #: Endpoint of an S3-compatible service (empty: ``AWS_ENDPOINT_URL`` or AWS itself).
+    s3_endpoint_url: str = ""
+    #: Bound of the local cache of model files fetched from object storage, in bytes.
+    storage_cache_bytes: int = 32 * 1024**3
     #: In-server job worker threads (0: jobs only run in ``bitnet worker`` processes).
     workers: int = 1
     #: Memory budget of the loaded-model cache, in bytes.

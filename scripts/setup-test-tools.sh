@@ -5,6 +5,8 @@
 #   postgresql                     the store/rate-limit/jobs tests on a real PostgreSQL
 #   chromium + chromium-driver     the developer portal's browser tests (tests/portal)
 #   redis-server                   the shared rate-limit tests on a real Redis
+#   default-jre-headless + maven   s3proxy, the S3-compatible server of the object-storage
+#                                  tests (scripts/start-s3.sh fetches its jar with Maven)
 # Node.js/npm and Go come with the machine; TypeScript is installed by the SDK
 # tests themselves from generators/toolchain/package-lock.json.
 set -euo pipefail
@@ -20,6 +22,8 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   need+=(postgresql)
 fi
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
+command -v mvn >/dev/null 2>&1 || need+=(maven)
 
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -26,6 +26,15 @@ if [ -z "${BITNET_TEST_REDIS_URL:-}" ]; then
   fi
 fi
 
+# A real S3-compatible server (s3proxy) on loopback for the object-storage tests (--storage s3://).
+if [ -z "${BITNET_TEST_S3_URL:-}" ]; then
+  if url="$(bash scripts/start-s3.sh | tail -n1)"; then
+    export BITNET_TEST_S3_URL="$url"
+  else
+    echo "warning: the S3 server could not be started; its tests will be skipped" >&2
+  fi
+fi
+
 echo "== ruff"
 ruff check .
 echo "== mypy"

@@ -95,6 +95,17 @@ async def stream_inference(body: dict[str, Any], token_info: dict[str, Any]) -> 
                         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
+async def cancel_inference_request(request_id: str, token_info: dict[str, Any]) -> Any:
+    """Stop the caller's generation ``request_id`` in whichever process runs it."""
+    from bitnet_sdk.service.inference.cancellation import board
+
+    caller = Principal.from_token_info(token_info)
+    owner = None if caller.is_admin else caller.user_id
+    here = await asyncio.to_thread(board(current().settings.redis_url).request, owner,
+                                   request_id)
+    return json_response({"request_id": request_id, "running_here": here}, status=202)
+
+
 def format_sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
     """One Server-Sent Event; ``data`` is one line of JSON (``json.dumps`` escapes newlines)."""
     head = f"event: {event}\n" + (f"id: {event_id}\n" if event_id is not None else "")

@@ -11,11 +11,9 @@ memory (except multipart bodies, which Connexion buffers and
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from connexion import request
@@ -31,7 +29,7 @@ from bitnet_sdk.service.accounting import storage_quota
 from bitnet_sdk.service.errors import ApiError, bad_request, conflict, forbidden, not_found
 from bitnet_sdk.service.pagination import InvalidCursor
 from bitnet_sdk.service.registry import models as registry
-from bitnet_sdk.service.registry import uploads
+from bitnet_sdk.service.registry import storage, uploads
 
 __all__ = [
     "create_model",
@@ -201,15 +199,15 @@ async def upload_model_file(model_id: str, token_info: dict[str, Any]) -> Any:
 
 
 async def download_model_file(model_id: str, token_info: dict[str, Any]) -> Any:
-    """The file, whole or one byte range, streamed from disk."""
+    """The file, whole or one byte range, streamed from the model storage."""
     settings = current().settings
     with _problems():
         record = await asyncio.to_thread(registry.get_model, _actor(token_info), model_id)
-    path = registry.model_path(settings, record)
-    if record.status != "ready" or path is None:
+    if record.status != "ready" or not record.file_path:
         raise conflict(f"Model {model_id!r} is {record.status} and has no file.")
+    store = storage.for_settings(settings)
     try:
-        size = (await asyncio.to_thread(os.stat, path)).st_size
+        size = record.size_bytes or await asyncio.to_thread(store.size, record.file_path)
     except FileNotFoundError as exc:
         raise conflict(f"The file of model {model_id!r} is missing on the server.") from exc
     etag = f'"{record.sha256}"'
@@ -222,8 +220,12 @@ async def download_model_file(model_id: str, token_info: dict[str, Any]) -> Any:
         start, end = wanted
         length, status = end - start + 1, 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    try:
+        blocks = await asyncio.to_thread(store.read, record.file_path, start, length)
+    except FileNotFoundError as exc:
+        raise conflict(f"The file of model {model_id!r} is missing on the server.") from exc
     headers["Content-Length"] = str(length)
-    return StreamingResponse(_read(path, start, length, size), status_code=status,
+    return StreamingResponse(_stream(blocks), status_code=status,
                              headers=headers, media_type="application/octet-stream")
 
 
@@ -262,19 +264,17 @@ def _disposition(name: str) -> str:
     return f'attachment; filename="{safe}.gguf"'
 
 
-async def _read(path: Path, start: int, length: int, size: int) -> AsyncIterator[bytes]:
-    """Blocks of ``path[start:start+length]``, read in worker threads through one descriptor
-    (a deletion while streaming does not cut the download short)."""
-    fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
+async def _stream(blocks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """The storage's blocks, each read in a worker thread (a file or a ranged S3 GET).
+
+    A local file is read through one descriptor opened before the response
+    starts, so a deletion while streaming does not cut the download short.
+    """
+    end = object()
     try:
-        if os.fstat(fd).st_size != size:
-            raise OSError(f"{path} changed size while being sent")
-        offset, end = start, start + length
-        while offset < end:
-            block = await asyncio.to_thread(os.pread, fd, min(uploads.BLOCK_SIZE, end - offset), offset)
-            if not block:
-                raise OSError(f"{path} ended early")
-            offset += len(block)
-            yield block
+        while (block := await asyncio.to_thread(next, blocks, end)) is not end:
+            yield block  # type: ignore[misc]
     finally:
-        os.close(fd)
+        close = getattr(blocks, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)

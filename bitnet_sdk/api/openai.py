@@ -40,6 +40,7 @@ from bitnet_sdk.server.metering import usage_hook
 from bitnet_sdk.server.streaming import ClientGone, Disconnect, EventStream, client_gone_response
 from bitnet_sdk.service.errors import ApiError
 from bitnet_sdk.service.inference import openai_compat as oc
+from bitnet_sdk.service.inference.batching import Group
 from bitnet_sdk.service.inference.service import StreamEvent
 
 __all__ = [
@@ -188,12 +189,15 @@ async def _answer(job: _Job, stream: bool) -> Any:
 
 async def _complete(job: _Job, watch: Disconnect, books: _Books) -> Any:
     service, results = inference_service(), []
+    together = await _together(job)
+    group = Group(len(job.generations)) if together else None  # one batch round, one prefill
 
     def run(generation: oc.Generation) -> Awaitable[dict[str, Any]]:
         return service.run(job.caller, generation.request, on_usage=usage_hook(),
-                           request_id=_request_id(job, generation), settled=books.new())
+                           request_id=_request_id(job, generation), settled=books.new(),
+                           group=group)
 
-    if await _together(job):
+    if together:
         responses = await watch.guard(asyncio.gather(*map(run, job.generations)))
         results = [oc.Result.from_response(g, r)
                    for g, r in zip(job.generations, responses, strict=True)]
@@ -212,14 +216,16 @@ async def _stream(job: _Job, watch: Disconnect, books: _Books) -> Any:
     cancel = threading.Event()
     meter = usage_hook()
 
+    together = await _together(job)
+    group = Group(len(job.generations)) if together else None  # one batch round, one prefill
+
     def events_of(generation: oc.Generation) -> AsyncIterator[StreamEvent]:
         """A generation's events; call only right before iterating (its books wait for it)."""
         return inference_service().stream(job.caller, generation.request, cancel=cancel,
                                           on_usage=meter, request_id=_request_id(job, generation),
-                                          settled=books.new())
+                                          settled=books.new(), group=group)
 
     pumps: list[asyncio.Task[None]] = []
-    together = await _together(job)
     source = events_of
     if together:  # every choice starts now (one batch, one prefill); their events wait in order
         started = [_prefetch(events_of(g), pumps) for g in job.generations]

@@ -144,7 +144,8 @@ class Backend(abc.ABC):
     def prepare_head(self, w: np.ndarray) -> Any:
         """Prepare the output head ``w [vocab, d_model]`` once at load.
 
-        ``w`` arrives in the file's float type (float16, or float32), usually
+        ``w`` arrives in the file's float type (float16, bfloat16 as
+        ``ml_dtypes.bfloat16``, or float32), usually
         as a read-only view of the memory-mapped file; the result is opaque and
         only passed back to ``head``. Fallback: a float32 copy (for float16
         files that doubles the bytes every decode step reads, so backends

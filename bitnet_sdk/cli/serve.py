@@ -29,6 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="server processes sharing the port (default 1; about one per core)")
     p.add_argument("--redis", dest="redis_url", metavar="URL",
                    help="redis://… for shared rate limits (default: the database alone)")
+    p.add_argument("--storage", dest="storage_url", metavar="URL",
+                   help="where model files live: s3://bucket/prefix (credentials from AWS_* "
+                        "variables; default: <data-dir>/models)")
+    p.add_argument("--s3-endpoint", dest="s3_endpoint_url", metavar="URL",
+                   help="endpoint of an S3-compatible service (default AWS_ENDPOINT_URL or AWS)")
     p.add_argument("--backend", help="compute backend (default auto)")
     p.add_argument("--max-batch-size", type=int, metavar="N",
                    help="generations of one model decoded together in one step (default 16, "
@@ -54,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir, workers=args.workers, backend=args.backend,
         demo_model=args.demo_model, max_batch_size=args.max_batch_size,
         model_queue_size=args.model_queue_size, processes=args.processes, redis_url=args.redis_url,
+        storage_url=args.storage_url, s3_endpoint_url=args.s3_endpoint_url,
         cors_origins=parse_origins(",".join(args.cors_origins)) if args.cors_origins else None,
     )
     if settings.processes < 1:
@@ -67,4 +73,10 @@ def run(args: argparse.Namespace) -> int:
               "Is another server running there? Choose another --port (or BITNET_PORT).",
               file=sys.stderr)
         return 1
-    return run_server(settings, sockets=sockets)
+    from bitnet_sdk.service.registry.storage import StorageError
+
+    try:
+        return run_server(settings, sockets=sockets)
+    except StorageError as exc:
+        print(f"bitnet serve: {exc}", file=sys.stderr)
+        return 1

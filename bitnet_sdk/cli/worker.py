@@ -32,6 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds a job stays leased without a heartbeat (default 30, BITNET_JOB_LEASE_S)")
     p.add_argument("--poll-s", type=float,
                    help="seconds between looks at the queue when idle (default 1, BITNET_JOB_POLL_S)")
+    p.add_argument("--redis", dest="redis_url", metavar="URL",
+                   help="redis://… : job wake-ups and cancellations from every process at once "
+                        "(default: the database alone)")
+    p.add_argument("--storage", dest="storage_url", metavar="URL",
+                   help="where model files live: s3://bucket/prefix (credentials from AWS_* "
+                        "variables; default: <data-dir>/models)")
+    p.add_argument("--s3-endpoint", dest="s3_endpoint_url", metavar="URL",
+                   help="endpoint of an S3-compatible service (default AWS_ENDPOINT_URL or AWS)")
     p.add_argument("--backend", help="compute backend (default auto)")
     add_log_format(p)
     p.set_defaults(func=run)
@@ -45,9 +53,18 @@ def run(args: argparse.Namespace) -> int:
         print("bitnet worker: --concurrency must be at least 1")
         return 2
     settings = Settings.from_env(database_url=args.database_url, data_dir=args.data_dir,
-                                 workers=args.concurrency, backend=args.backend)
+                                 workers=args.concurrency, backend=args.backend,
+                                 storage_url=args.storage_url, redis_url=args.redis_url,
+                                 s3_endpoint_url=args.s3_endpoint_url)
     for path in (settings.data_dir, settings.models_dir, settings.uploads_dir):
         path.mkdir(parents=True, exist_ok=True)
+    from bitnet_sdk.service.registry.storage import StorageError, for_settings
+
+    try:
+        for_settings(settings).check()
+    except StorageError as exc:
+        print(f"bitnet worker: {exc}")
+        return 1
     db = open_store(settings.db_url)
     options = WorkerOptions.from_env(concurrency=args.concurrency, lease_s=args.lease_s,
                                      poll_s=args.poll_s)

@@ -31,7 +31,7 @@ from bitnet_sdk.formats.constants import (
     TQ2_0_QS_BYTES,
 )
 
-__all__ = ["chunk_slice", "code_bytes", "finish", "pack_rows"]
+__all__ = ["TQ1_BYTE", "chunk_slice", "code_bytes", "finish", "pack_rows"]
 
 #: Packed bytes per weight row of ``cols`` weights, per format (I2_S: codes only).
 _ROW_BYTES = {
@@ -39,11 +39,11 @@ _ROW_BYTES = {
     "tq1_0": lambda cols: cols // TQ1_0_BLOCK_SIZE * TQ1_0_BLOCK_BYTES,
     "i2_s": lambda cols: cols // 4,
 }
-# ceil(v * 256 / 243) for v = 0..242: TQ1_0's byte for five trits of value v.
-_TQ1_BYTE = ((np.arange(243, dtype=np.uint16) * 256 + 242) // 243).astype(np.uint8)
+#: ceil(v * 256 / 243) for v = 0..242: TQ1_0's byte for five trits of value v.
+TQ1_BYTE = ((np.arange(243, dtype=np.uint16) * 256 + 242) // 243).astype(np.uint8)
 _ALL_ZERO_TQ2 = np.uint64(0x5555555555555555)  # eight bytes of four code-1 (zero) lanes
-_ZERO_TQ1_QS = _TQ1_BYTE[121]  # five zero trits (code 1): 11111 in base 3
-_ZERO_TQ1_QH = _TQ1_BYTE[120]  # four zero trits and qh's fifth, always-0 trit: 11110
+_ZERO_TQ1_QS = TQ1_BYTE[121]  # five zero trits (code 1): 11111 in base 3
+_ZERO_TQ1_QH = TQ1_BYTE[120]  # four zero trits and qh's fifth, always-0 trit: 11110
 
 
 def code_bytes(qtype: str, shape: tuple[int, int]) -> int:
@@ -83,7 +83,7 @@ def _horner(trits: np.ndarray) -> np.ndarray:
         v *= np.uint8(3)
         if i < trits.shape[-2]:
             v += trits[..., i, :]
-    return _TQ1_BYTE[v]
+    return TQ1_BYTE[v]
 
 
 def _tq1(codes: np.ndarray, scale: float, out: np.ndarray) -> None:

@@ -39,7 +39,7 @@ from bitnet_sdk.model.kv_cache import KVCache
 from bitnet_sdk.model.llm import ForwardConfig, _rope, embed, ffn_block, output_head
 from bitnet_sdk.model.weights import LayerWeights, ModelWeights
 
-__all__ = ["SeqChunk", "forward_batch"]
+__all__ = ["SeqChunk", "forward_batch", "fused_step_is_exact"]
 
 @dataclass(frozen=True)
 class SeqChunk:
@@ -140,3 +140,26 @@ def forward_batch(
         for row, s in enumerate(wanted):
             result[s] = logits[row]
     return result
+
+
+def fused_step_is_exact(model: Any, prompt: int = 5) -> bool:
+    """Whether ``model.step`` (the backend's compiled forward pass) gives the same bits as
+    :func:`forward_batch` for one sequence: a ``prompt``-token chunk, then a decode token.
+
+    A probe, not a proof: a scheduler uses it to decide whether a sequence may move
+    between the compiled step (alone) and the batched one (in company) without its
+    logits changing. False when the model has no compiled step.
+    """
+    step = getattr(model, "step", None)
+    if step is None:
+        return False
+    vocab = int(model.weights.token_embd.shape[0])
+    ids = (np.arange(prompt, dtype=np.int64) * 7919 + 1) % vocab
+    fused, batched = model.new_cache(prompt + 1), model.new_cache(prompt + 1)
+    for pos, chunk in ((0, ids), (prompt, ids[-1:])):
+        a = step(chunk, pos, fused, True)[0]
+        b = forward_batch(model.weights, model.config, model.backend,
+                          [SeqChunk(chunk, pos, batched)])[0]
+        if b is None or not np.array_equal(a, b):
+            return False
+    return True

@@ -31,9 +31,16 @@ from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 from gguf import Keys
 
-from bitnet_sdk.model.gguf_file import ARCH_BITNET, SUPPORTED_ARCHS, Problem
+from bitnet_sdk.model.gguf_file import (
+    ARCH_BITNET,
+    SUPPORTED_ARCHS,
+    Problem,
+    StringArray,
+    metadata_array,
+)
 
 if TYPE_CHECKING:
     from bitnet_sdk.model.gguf_file import ModelFile
@@ -191,8 +198,8 @@ class _Reader:
 
 
 def _token_count(metadata: Mapping[str, Any]) -> int | None:
-    tokens = metadata.get(Keys.Tokenizer.LIST)
-    return len(tokens) if isinstance(tokens, list) else None
+    tokens = metadata_array(metadata, Keys.Tokenizer.LIST)
+    return len(tokens) if isinstance(tokens, (list, StringArray, np.ndarray)) else None
 
 
 def _optional_id(metadata: Mapping[str, Any], key: str) -> int | None:

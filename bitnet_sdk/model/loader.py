@@ -58,7 +58,7 @@ class Model:
         weights: ModelWeights[Any],
         backend: Backend,
         tokenizer: Any,
-        metadata: dict[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
         path: str | None = None,
         file: ModelFile | None = None,
     ) -> None:
@@ -152,9 +152,13 @@ class Model:
 
 
 def _tokenizer_for(mf: ModelFile) -> Any:
+    """The file's tokenizer, read in place: its tokenizing model is built on first use, from
+    the tokenizer cache when an earlier load of this file left it there (``tokenizer_cache``)."""
     from bitnet_sdk.model.tokenizer import Tokenizer, TokenizerSpec
+    from bitnet_sdk.model.tokenizer_cache import TokenizerCache
 
-    return Tokenizer.from_spec(TokenizerSpec.from_metadata(mf.metadata))
+    spec = TokenizerSpec.from_metadata(mf.metadata, check_merges=False)
+    return Tokenizer.from_spec(spec, cache=TokenizerCache.for_file(mf.path, len(spec.tokens)))
 
 
 #: Loads a file of another architecture: ``loader(path, backend)``.
@@ -207,4 +211,4 @@ def load(
             "seconds": round(time.perf_counter() - t0, 3),
         },
     )
-    return Model(config, weights, backend, tokenizer, dict(mf.metadata), str(path), mf)
+    return Model(config, weights, backend, tokenizer, mf.metadata, str(path), mf)

@@ -76,6 +76,11 @@ class SamplingParams:
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
+    @property
+    def reproducible(self) -> bool:
+        """Whether the same logits always give the same tokens (greedy, or a seed)."""
+        return self.temperature == 0.0 or self.seed is not None
+
     @classmethod
     def names(cls) -> tuple[str, ...]:
         """The option names, in declaration order."""

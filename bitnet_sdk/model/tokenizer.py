@@ -24,19 +24,22 @@ from __future__ import annotations
 
 import heapq
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from gguf import Keys, TokenType
 from tokenizers import Regex, models, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
 
-from bitnet_sdk.model.gguf_file import Problem
+from bitnet_sdk.model.gguf_file import Problem, StringArray, metadata_array
 
 if TYPE_CHECKING:
     from bitnet_sdk.model.gguf_file import ModelFile
+    from bitnet_sdk.model.tokenizer_cache import TokenizerCache
 
 __all__ = [
     "GPT2_REGEX",
@@ -75,6 +78,7 @@ _EOG_TEXTS = frozenset({
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
     "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>", "<|return|>", "<|call|>",
 })
+_EOG_BYTE_LENGTHS = sorted({len(t.encode("utf-8")) for t in _EOG_TEXTS})
 _SPECIAL_TYPES = frozenset({int(TokenType.CONTROL), int(TokenType.USER_DEFINED), int(TokenType.UNKNOWN)})
 _PARSE_ONLY_TYPES = frozenset({int(TokenType.CONTROL), int(TokenType.UNKNOWN)})
 _SPM_SPACE = "\u2581"
@@ -111,15 +115,17 @@ class TokenizerSpec:
     """The ``tokenizer.*`` keys of a GGUF file, checked and typed.
 
     ``add_bos`` / ``add_eos`` / ``add_space_prefix`` are the file's flags, or
-    llama.cpp's defaults for the vocabulary kind when the file has none.
+    llama.cpp's defaults for the vocabulary kind when the file has none. From a
+    ``ModelFile`` the arrays are read in place: ``tokens``/``merges`` a
+    ``StringArray``, ``token_types``/``scores`` numpy arrays (from a plain mapping, lists).
     """
 
     model: str
     pre: str | None
-    tokens: list[str]
-    token_types: list[int]
-    scores: list[float] | None
-    merges: list[str] | None
+    tokens: Sequence[str]
+    token_types: Sequence[int] | np.ndarray
+    scores: Sequence[float] | np.ndarray | None
+    merges: Sequence[str] | None
     bos_id: int | None
     eos_id: int | None
     eot_id: int | None
@@ -132,9 +138,14 @@ class TokenizerSpec:
     chat_template: str | None
 
     @classmethod
-    def from_metadata(cls, metadata: Mapping[str, Any]) -> TokenizerSpec:
-        """Raises :class:`TokenizerError` listing every problem found."""
-        spec, problems = _parse_spec(metadata)
+    def from_metadata(cls, metadata: Mapping[str, Any], *, check_merges: bool = True) -> TokenizerSpec:
+        """Raises :class:`TokenizerError` listing every problem found.
+
+        ``check_merges=False`` leaves the check that every BPE merge names known tokens
+        (which decodes the whole vocabulary) to the tokenizer's first use (``Tokenizer``
+        runs it before building its BPE model).
+        """
+        spec, problems = _parse_spec(metadata, check_merges=check_merges)
         if problems or spec is None:
             raise TokenizerError(problems)
         return spec
@@ -162,7 +173,7 @@ def tokenizer_problems(metadata: Mapping[str, Any]) -> list[Problem]:
 PROBE_TEXT = "Hello, world! 123 The quick brown fox.\n"
 
 
-def _merge_problems(tokens: list[str], merges: list[str]) -> list[Problem]:
+def _merge_problems(tokens: Sequence[str], merges: Sequence[str]) -> list[Problem]:
     """Merges that name tokens the vocabulary lacks (llama.cpp and ``tokenizers`` both fail on
     the first text that reaches one). Reports the first few."""
     vocab = set(tokens)
@@ -181,20 +192,24 @@ def _merge_problems(tokens: list[str], merges: list[str]) -> list[Problem]:
                                      f"vocabulary does not have ({shown}{', ...' if len(bad) > 3 else ''})")]
 
 
-def _str_list(metadata: Mapping[str, Any], key: str, problems: list[Problem]) -> list[str] | None:
-    value = metadata.get(key)
-    if value is None:
-        return None
+def _str_list(metadata: Mapping[str, Any], key: str, problems: list[Problem]) -> Sequence[str] | None:
+    value = metadata_array(metadata, key)
+    if value is None or isinstance(value, StringArray):  # strings by construction (UTF-8 checked)
+        return value
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         problems.append(Problem("bad_tokenizer", f"{key} must be an array of strings"))
         return None
     return value
 
 
-def _num_list(metadata: Mapping[str, Any], key: str, n: int, kind: type, problems: list[Problem]) -> list[Any] | None:
-    value = metadata.get(key)
+def _num_list(
+    metadata: Mapping[str, Any], key: str, n: int, kind: type, problems: list[Problem],
+) -> Sequence[Any] | np.ndarray | None:
+    value = metadata_array(metadata, key)
     if value is None:
         return None
+    if isinstance(value, np.ndarray):  # read in place: check and convert all at once
+        return _num_array(value, key, n, kind, problems)
     if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         problems.append(Problem("bad_tokenizer", f"{key} must be an array of numbers"))
         return None
@@ -204,7 +219,18 @@ def _num_list(metadata: Mapping[str, Any], key: str, n: int, kind: type, problem
     return [kind(v) for v in value]
 
 
-def _parse_spec(md: Mapping[str, Any]) -> tuple[TokenizerSpec | None, list[Problem]]:
+def _num_array(value: np.ndarray, key: str, n: int, kind: type, problems: list[Problem]) -> np.ndarray | None:
+    if value.dtype.kind not in "iuf" or (value.dtype.kind == "f" and kind is int and not np.isfinite(value).all()):
+        problems.append(Problem("bad_tokenizer", f"{key} must be an array of numbers"))
+        return None
+    if value.shape != (n,):
+        problems.append(Problem("bad_tokenizer", f"{key} has {value.size} entries for {n} tokens"))
+        return None
+    out: np.ndarray = value.astype(np.int64 if kind is int else np.float64)
+    return out
+
+
+def _parse_spec(md: Mapping[str, Any], *, check_merges: bool = True) -> tuple[TokenizerSpec | None, list[Problem]]:
     T = Keys.Tokenizer
     problems: list[Problem] = []
     model = md.get(T.MODEL)
@@ -217,14 +243,16 @@ def _parse_spec(md: Mapping[str, Any]) -> tuple[TokenizerSpec | None, list[Probl
         problems.append(Problem("missing_tokenizer", f"{T.LIST} is missing or empty"))
         return None, problems
     n = len(tokens)
-    types = _num_list(md, T.TOKEN_TYPE, n, int, problems) or [int(TokenType.NORMAL)] * n
+    types = _num_list(md, T.TOKEN_TYPE, n, int, problems)
+    if types is None:
+        types = [int(TokenType.NORMAL)] * n
     scores = _num_list(md, T.SCORES, n, float, problems)
     merges = _str_list(md, T.MERGES, problems)
     pre = md.get(T.PRE)
     if model == "gpt2":
         if not merges:
             problems.append(Problem("bad_tokenizer", f"a gpt2 vocabulary needs {T.MERGES}"))
-        else:
+        elif check_merges:
             problems += _merge_problems(tokens, merges)
         if pre is not None and pre not in _PRE_TYPES:
             problems.append(Problem("bad_tokenizer", f"pre-tokenizer {T.PRE} = {pre!r} is not supported ({', '.join(sorted(_PRE_TYPES))})"))
@@ -275,7 +303,7 @@ class _SpmModel:
 
     def __init__(self, spec: TokenizerSpec) -> None:
         self.ids: dict[str, int] = {t: i for i, t in enumerate(spec.tokens)}
-        self.scores = spec.scores or [0.0] * len(spec.tokens)
+        self.scores = spec.scores if spec.scores is not None and len(spec.scores) else [0.0] * len(spec.tokens)
         self.byte_ids = {b: self.ids.get(f"<0x{b:02X}>") for b in range(256)}
 
     def encode(self, text: str) -> list[int]:
@@ -332,25 +360,81 @@ class Tokenizer:
     control tokens llama.cpp recognises by text, such as ``<|eot_id|>``).
     """
 
-    def __init__(self, spec: TokenizerSpec) -> None:
+    def __init__(self, spec: TokenizerSpec, *, cache: TokenizerCache | None = None) -> None:
         self.spec = spec
         self.vocab_size = len(spec.tokens)
         self.bos_id = spec.bos_id
         self.eos_id = spec.eos_id
-        self._ids: dict[str, int] = {t: i for i, t in enumerate(spec.tokens)}
-        types = spec.token_types
-        specials = [(t, i) for i, t in enumerate(spec.tokens) if types[i] in _SPECIAL_TYPES and t]
+        self._types = np.asarray(spec.token_types, dtype=np.int64)
+        self._cache = cache
+        self._lock = threading.Lock()
+        self._models: tuple[HFTokenizer | None, _SpmModel | None] | None = None
+        self.eos_ids: frozenset[int] = self._eog(spec)
+
+    def _eog(self, spec: TokenizerSpec) -> frozenset[int]:
+        """EOS, EOT, EOM and the control tokens llama.cpp ends generation on by their text
+        (only texts of a matching length are decoded)."""
+        eog = {i for i in (spec.eos_id, spec.eot_id, spec.eom_id) if i is not None}
+        idx = np.flatnonzero(self._types == int(TokenType.CONTROL))
+        if isinstance(spec.tokens, StringArray):
+            idx = idx[np.isin(spec.tokens.byte_lengths()[idx], _EOG_BYTE_LENGTHS)]
+        eog |= {i for i in idx.tolist() if spec.tokens[i] in _EOG_TEXTS}
+        return frozenset(eog)
+
+    @cached_property
+    def _ids(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self.spec.tokens)}
+
+    @cached_property
+    def _specials(self) -> list[tuple[str, int, bool]]:
+        """Special tokens cut out of the text before tokenizing: longest first, then by id."""
+        types, tokens = self._types, self.spec.tokens
+        idx = np.flatnonzero(np.isin(types, list(_SPECIAL_TYPES))).tolist()
+        specials = [(t, i) for i in idx if (t := tokens[i])]
         specials.sort(key=lambda ti: (-len(ti[0]), ti[1]))
-        self._specials = [(t, i, types[i] in _PARSE_ONLY_TYPES) for t, i in specials]
-        self.special_ids = frozenset(i for _t, i in specials)
-        eog = {spec.eos_id, spec.eot_id, spec.eom_id} - {None}
-        eog |= {i for t, i in specials if types[i] == TokenType.CONTROL and t in _EOG_TEXTS}
-        self.eos_ids: frozenset[int] = frozenset(eog)  # type: ignore[arg-type]
-        if spec.model == "gpt2":
-            self._bpe: HFTokenizer | None = self._build_bpe(spec)
-            self._spm: _SpmModel | None = None
-        else:
-            self._bpe, self._spm = None, _SpmModel(spec)
+        return [(t, i, int(types[i]) in _PARSE_ONLY_TYPES) for t, i in specials]
+
+    @cached_property
+    def special_ids(self) -> frozenset[int]:
+        """Ids of the control, user-defined and unknown tokens (those with a text)."""
+        return frozenset(i for _t, i, _p in self._specials)
+
+    @property
+    def _bpe(self) -> HFTokenizer | None:
+        return self._built()[0]
+
+    @property
+    def _spm(self) -> _SpmModel | None:
+        return self._built()[1]
+
+    def _built(self) -> tuple[HFTokenizer | None, _SpmModel | None]:
+        """The tokenizing model, built on first use (loading a model does not pay for it)."""
+        models_ = self._models
+        if models_ is None:
+            with self._lock:
+                if self._models is None:
+                    if self.spec.model == "gpt2":
+                        self._models = (self._load_bpe(), None)
+                    else:
+                        self._models = (None, _SpmModel(self.spec))
+                models_ = self._models
+        return models_
+
+    def _load_bpe(self) -> HFTokenizer:
+        """From the tokenizer cache when it holds this file's, else built (and cached)."""
+        text = self._cache.read() if self._cache is not None else None
+        if text is not None:
+            try:
+                return HFTokenizer.from_str(text)
+            except Exception:  # a damaged entry (tokenizers raises its own types): rebuild it
+                pass
+        problems = _merge_problems(self.spec.tokens, self.spec.merges or [])
+        if problems:
+            raise TokenizerError(problems)
+        tok = self._build_bpe(self.spec)
+        if self._cache is not None:
+            self._cache.write(tok.to_str())
+        return tok
 
     @property
     def eog_ids(self) -> frozenset[int]:
@@ -362,8 +446,8 @@ class Tokenizer:
         return self.spec.chat_template
 
     @classmethod
-    def from_spec(cls, spec: TokenizerSpec) -> Tokenizer:
-        return cls(spec)
+    def from_spec(cls, spec: TokenizerSpec, *, cache: TokenizerCache | None = None) -> Tokenizer:
+        return cls(spec, cache=cache)
 
     @classmethod
     def from_gguf(cls, source: str | os.PathLike[str] | ModelFile) -> Tokenizer:
@@ -377,7 +461,7 @@ class Tokenizer:
     def _build_bpe(spec: TokenizerSpec) -> HFTokenizer:
         regexes, ignore_merges, _ = _PRE_TYPES[spec.pre or "default"]
         merges = []
-        for m in spec.merges or []:
+        for m in spec.merges if spec.merges is not None else []:
             pos = m.find(" ", 1)  # llama.cpp splits at the first space after the first character
             if pos > 0:
                 merges.append((m[:pos], m[pos + 1 :]))
@@ -424,18 +508,19 @@ class Tokenizer:
         if add_bos and self.spec.add_bos and self.bos_id is not None:
             out.append(self.bos_id)
         prev_special = True
+        bpe, spm = self._built()
         for frag in self._partition(text, parse_special):
             if isinstance(frag, int):
                 out.append(frag)
                 prev_special = True
-            elif self._bpe is not None:
+            elif bpe is not None:
                 # encode_batch, not encode: only the batch call releases the interpreter lock, and
                 # a long prompt takes seconds that other requests must not wait for
-                out.extend(self._bpe.encode_batch([frag], add_special_tokens=False)[0].ids)
+                out.extend(bpe.encode_batch([frag], add_special_tokens=False)[0].ids)
             else:
-                assert self._spm is not None
+                assert spm is not None
                 piece = (" " if self.spec.add_space_prefix and prev_special else "") + frag
-                out.extend(self._spm.encode(piece.replace(" ", _SPM_SPACE)))
+                out.extend(spm.encode(piece.replace(" ", _SPM_SPACE)))
                 prev_special = False
         if add_bos and self.spec.add_eos and self.eos_id is not None:
             out.append(self.eos_id)
@@ -453,12 +538,12 @@ class Tokenizer:
         if not 0 <= token_id < self.vocab_size:
             raise IndexError(f"token id {token_id} is outside the vocabulary (0..{self.vocab_size - 1})")
         text = self.spec.tokens[token_id]
-        ttype = self.spec.token_types[token_id]
+        ttype = int(self._types[token_id])
         if ttype in (TokenType.CONTROL, TokenType.UNKNOWN, TokenType.UNUSED):
             return text.encode("utf-8") if special and ttype != TokenType.UNUSED else b""
         if ttype == TokenType.USER_DEFINED:
             return text.encode("utf-8")
-        if self._bpe is not None:
+        if self.spec.model == "gpt2":
             table = _unicode_to_byte()
             return b"".join(bytes([table[c]]) if c in table else c.encode("utf-8") for c in text)
         if ttype == TokenType.BYTE and len(text) == 6 and text.startswith("<0x"):
@@ -477,7 +562,7 @@ class Tokenizer:
         """Concatenated token bytes; a SentencePiece vocabulary drops the space after a leading BOS."""
         ids = list(ids)
         data = b"".join(self.token_bytes(int(i), special=special) for i in ids)
-        if self._spm is not None and ids and ids[0] == self.bos_id and data.startswith(b" "):
+        if self.spec.model != "gpt2" and ids and ids[0] == self.bos_id and data.startswith(b" "):
             data = data[1:]
         return data
 

@@ -46,6 +46,7 @@ from bitnet_sdk.model.gguf_file import (
     ModelFile,
     NotTernaryError,
     Problem,
+    StringArray,
     TensorInfo,
     layout_problems,
     read_model,
@@ -221,13 +222,15 @@ def _tensor_problems(
 
 
 def _vocab_problems(mf: ModelFile, cfg: ModelConfig) -> Iterator[Problem]:
-    tokens = mf.metadata.get(Keys.Tokenizer.LIST)
+    tokens = mf.metadata.array(Keys.Tokenizer.LIST)  # its length only: not decoded
+    if not isinstance(tokens, (StringArray, np.ndarray, list)):
+        return
     declared = mf.arch_key(Keys.LLM.VOCAB_SIZE)
-    if isinstance(tokens, list) and isinstance(declared, int) and declared != len(tokens):
+    if isinstance(declared, int) and declared != len(tokens):
         yield Problem("vocab_mismatch", f"{Keys.LLM.VOCAB_SIZE.format(arch=cfg.arch)} = {declared} but the vocabulary has {len(tokens)} tokens")
     for name in ("token_embd.weight", "output.weight"):
         info = mf.tensors.get(name)
-        if info is not None and len(info.shape) == 2 and isinstance(tokens, list) and info.shape[0] != len(tokens):
+        if info is not None and len(info.shape) == 2 and info.shape[0] != len(tokens):
             yield Problem("vocab_mismatch", f"{info.shape[0]} rows for a vocabulary of {len(tokens)} tokens", name)
 
 

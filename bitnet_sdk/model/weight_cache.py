@@ -42,7 +42,7 @@ import numpy as np
 if TYPE_CHECKING:
     from bitnet_sdk.backends.base import Backend
 
-__all__ = ["CACHE_ENV", "ENABLE_ENV", "MIN_MB_ENV", "WeightCache", "cache_root"]
+__all__ = ["CACHE_ENV", "ENABLE_ENV", "MIN_MB_ENV", "WeightCache", "cache_root", "file_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +53,24 @@ MAGIC = b"BNWCACHE1\0\0\0\0\0\0\0"
 _ALIGN = 64
 
 
-def cache_root() -> Path:
-    """Directory of weight cache files (not created here)."""
+def cache_root(kind: str = "weights") -> Path:
+    """Directory of one kind of cache file (``weights``, ``tokenizers``; not created here)."""
     root = os.environ.get(CACHE_ENV)
     if root:
-        return Path(root) / "weights"
+        return Path(root) / kind
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "bitnet_sdk" / "weights"
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "bitnet_sdk" / kind
+
+
+def file_identity(model_path: Path) -> dict[str, Any]:
+    """What identifies one version of a model file in cache keys: its resolved path, size,
+    modification time (ns) and inode (a rewritten or replaced file gets a new key)."""
+    st = model_path.stat()
+    return {"path": str(model_path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
 
 
 def _identity(model_path: Path, backend: Backend) -> dict[str, Any]:
-    st = model_path.stat()
-    return {"path": str(model_path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino,
-            "backend": backend.name, "layout": backend.layout_version}  # fmt: skip
+    return {**file_identity(model_path), "backend": backend.name, "layout": backend.layout_version}
 
 
 class WeightCache:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+import ml_dtypes
 import numpy as np
 from gguf import MODEL_TENSOR, TENSOR_NAMES
 
@@ -87,8 +88,8 @@ class LayerWeights(Generic[W]):
 class ModelWeights(Generic[W]):
     """The whole model.
 
-    ``token_embd`` stays in the file's float type (float16 or float32, a view
-    of the map). ``output`` is the head as ``convert_head`` prepared it (the
+    ``token_embd`` stays in the file's float type (float16, bfloat16 as
+    ``ml_dtypes.bfloat16``, or float32; a view of the map). ``output`` is the head as ``convert_head`` prepared it (the
     backend's ``prepare_head``), or the matrix itself (``token_embd`` when
     tied) when ``load_weights`` got no ``convert_head``.
     """
@@ -132,15 +133,21 @@ def _float(src: TensorSource, name: str, shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
+#: Float types kept as stored (a view of the map), by GGUF type name.
+_AS_STORED = {"F16": np.dtype(np.float16), "BF16": np.dtype(ml_dtypes.bfloat16)}
+
+
 def _float_as_stored(src: TensorSource, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """A float tensor in its stored type when that is float16 (a view of the map), else float32.
+    """A float tensor in its stored type when that is float16 or bfloat16 (``ml_dtypes``; a
+    view of the map), else float32.
 
     Sources without raw access (test fakes) give float32 as ``_float`` does.
     """
     raw = getattr(src, "raw", None)
     info = getattr(src, "tensor_info", None)
-    if raw is not None and info is not None and info(name).type_name == "F16":
-        arr = raw(name).view(np.float16)
+    dtype = _AS_STORED.get(info(name).type_name) if raw is not None and info is not None else None
+    if dtype is not None:
+        arr = raw(name).view(dtype)  # type: ignore[misc]  # raw is not None here
         if arr.size == int(np.prod(shape)):
             return arr.reshape(shape)
     return _float(src, name, shape)

@@ -29,14 +29,24 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import ml_dtypes
 import numpy as np
+from bitnet_kernels import HeadMatrix
 
 from bitnet_sdk.formats import codes as packers
 from bitnet_sdk.formats import nbytes as format_nbytes
 from bitnet_sdk.formats import type_id as format_type_id
+from bitnet_sdk.formats.codes import TQ1_BYTE
+from bitnet_sdk.quantization.native import head_kernels
+from bitnet_sdk.quantization.native import kernels as native_kernels
 from bitnet_sdk.quantization.report import cosine_rows
 from bitnet_sdk.ternary import EPS, quantize_activations
+
+if TYPE_CHECKING:
+    from bitnet_kernels import KernelLibrary
+    from bitnet_kernels.ternarize import TernarizeKernels
 
 __all__ = [
     "FastProjection",
@@ -118,16 +128,60 @@ class FastProjection:
     output_cosine_min: float | None
 
 
-def _histogram(raw: np.ndarray, x: np.ndarray | None, ref_out: np.ndarray) -> np.ndarray:
+def _histogram(raw: np.ndarray, x: np.ndarray | None, ref_out: np.ndarray,
+               kernels: TernarizeKernels | None) -> np.ndarray:  # fmt: skip
+    """Counts of ``raw``'s bit patterns (one native pass with ``kernels``); with ``x``, the float
+    layer output ``ref_out`` too (numpy, in the same chunks)."""
     rows, cols = raw.shape
     hist = np.zeros(_PATTERNS, dtype=np.int64)
+    if kernels is not None:
+        kernels.histogram(raw, hist)
+        if x is None:
+            return hist
     for r0, r1 in row_chunks(rows, cols):
         idx = raw[r0:r1].reshape(-1).astype(np.intp)
-        hist += np.bincount(idx, minlength=_PATTERNS)
+        if kernels is None:
+            hist += np.bincount(idx, minlength=_PATTERNS)
         if x is not None:
             w = np.take(VALUES, idx).reshape(r1 - r0, cols)
             ref_out[r0:r1] = w @ x.T
     return hist
+
+
+def _pack(qtype: str, raw: np.ndarray, table: np.ndarray, stored: float, data: np.ndarray,
+          kernels: TernarizeKernels | None, codes: np.ndarray | None = None) -> None:  # fmt: skip
+    """The format's bytes of codes ``table[raw]`` into ``data``: one native pass (which also
+    fills ``codes`` with the ternary values when given), or numpy chunks."""
+    rows, cols = raw.shape
+    if kernels is not None:
+        d16 = int(np.float32(stored).astype(np.float16).view(np.uint16))
+        kernels.pack(qtype, raw, table, TQ1_BYTE, d16, data[: packers.code_bytes(qtype, (rows, cols))], codes)
+    else:
+        for r0, r1 in row_chunks(rows, cols):
+            idx = raw[r0:r1].astype(np.intp)
+            packers.pack_rows(qtype, np.take(table, idx), stored, data[packers.chunk_slice(qtype, cols, r0, r1)])
+    packers.finish(qtype, data, stored)
+
+
+def _ternary_out(raw: np.ndarray, table: np.ndarray, xq: np.ndarray) -> np.ndarray:
+    """``[n, rows]`` int32-exact sums ``q · xq`` of the ternary layer on the calibration rows
+    (as float32: every sum is an integer below 2^24, so any order gives the same bits)."""
+    rows, cols = raw.shape
+    out = np.empty((rows, len(xq)), dtype=np.float32)
+    xq_t = np.ascontiguousarray(xq.astype(np.float32).T)
+    q_f32 = table.astype(np.float32) - np.float32(1)
+    for r0, r1 in row_chunks(rows, cols):
+        out[r0:r1] = np.take(q_f32, raw[r0:r1].astype(np.intp)) @ xq_t
+    return out.T
+
+
+def _native_outputs(heads: KernelLibrary, raw: np.ndarray, codes: np.ndarray, x: np.ndarray,
+                    xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The float and ternary layer outputs ``[n, rows]`` on the calibration rows through the
+    head kernels (BF16 rows read as stored; int8 ``codes`` times ``xq``, exact)."""
+    ref = heads.head(HeadMatrix(raw.view(ml_dtypes.bfloat16), None, "bf16"), x)
+    ones = np.ones(raw.shape[0], dtype=np.float32)
+    return ref, heads.head(HeadMatrix(codes, ones, "i8"), xq.astype(np.float32))
 
 
 def _relative_error(hist: np.ndarray, table: np.ndarray, stored: float) -> float:
@@ -150,8 +204,10 @@ def quantize_projection(raw: np.ndarray, qtype: str, calib: np.ndarray | None) -
     if looks_ternary(raw):
         return None
     x = None if calib is None or not len(calib) else np.ascontiguousarray(calib, dtype=np.float32)
+    kernels = native_kernels() if raw.dtype == np.uint16 and raw.flags.c_contiguous else None
     ref_out = np.empty((rows, 0 if x is None else len(x)), dtype=np.float32)
-    hist = _histogram(raw, x, ref_out)
+    # natively, the float outputs come from the head kernel after packing
+    hist = _histogram(raw, x if kernels is None else None, ref_out, kernels)
     if hist[~_FINITE].any():
         return None
     s32 = np.float32(_absmean(raw, hist))
@@ -169,20 +225,19 @@ def quantize_projection(raw: np.ndarray, qtype: str, calib: np.ndarray | None) -
             return None
         stored = float(s16)
     data = np.empty(format_nbytes(qtype, (rows, cols)), dtype=np.uint8)
-    tern_out = np.empty_like(ref_out)
-    xq, a = quantize_activations(x) if x is not None else (None, None)
-    xq_t = None if xq is None else np.ascontiguousarray(xq.astype(np.float32).T)
-    q_f32 = table.astype(np.float32) - np.float32(1)
-    for r0, r1 in row_chunks(rows, cols):
-        idx = raw[r0:r1].astype(np.intp)
-        packers.pack_rows(qtype, np.take(table, idx), stored, data[packers.chunk_slice(qtype, cols, r0, r1)])
-        if xq_t is not None:
-            tern_out[r0:r1] = np.take(q_f32, idx) @ xq_t
-    packers.finish(qtype, data, stored)
+    heads = head_kernels(cols) if kernels is not None and x is not None else None
+    codes = np.empty((rows, cols), dtype=np.int8) if heads is not None else None
+    _pack(qtype, raw, table, stored, data, kernels, codes)
     cos_mean = cos_min = None
-    if a is not None:
-        out = (tern_out.T * np.float32(stored)) / a[:, None]
-        cos = cosine_rows(out, ref_out.T)
+    if x is not None:
+        xq, a = quantize_activations(x)
+        outs = _native_outputs(heads, raw, codes, x, xq) if heads is not None and codes is not None else None
+        if outs is None:
+            if kernels is not None:  # the histogram did not compute them
+                _histogram(raw, x, ref_out, kernels)
+            outs = ref_out.T, _ternary_out(raw, table, xq)
+        ref_t, tern_t = outs
+        cos = cosine_rows((tern_t * np.float32(stored)) / a[:, None], ref_t)
         cos_mean, cos_min = float(cos.mean()), float(cos.min())
     return FastProjection(data, format_type_id(qtype), stored, _relative_error(hist, table, stored), cos_mean, cos_min)
 
@@ -190,6 +245,10 @@ def quantize_projection(raw: np.ndarray, qtype: str, calib: np.ndarray | None) -
 def encode_f16(raw: np.ndarray) -> np.ndarray | None:
     """The F16 bytes (as ``<f2``) of a BF16 tensor, as ``recipe.encode_float`` writes them; None
     when some value is not finite in F16 (the reference path then raises its error)."""
+    kernels = native_kernels() if raw.dtype == np.uint16 and raw.flags.c_contiguous else None
+    if kernels is not None:
+        bits, not_finite = kernels.lookup16(raw, _F16_BITS)
+        return None if not_finite else bits.view("<f2")
     out = np.empty(raw.shape, dtype=np.uint16)
     flat_in, flat_out = raw.reshape(-1), out.reshape(-1)
     for i in range(0, flat_in.size, CHUNK_ELEMENTS):

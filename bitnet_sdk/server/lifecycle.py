@@ -37,6 +37,9 @@ async def startup(ctx: AppContext) -> None:
     ctx.settings = settings = settings.with_(jwt_secret=await asyncio.to_thread(settings.secret))
     ctx.db = await asyncio.to_thread(open_store, settings.db_url)
     from bitnet_sdk.service.registry.models import recover
+    from bitnet_sdk.service.registry.storage import for_settings
+
+    await asyncio.to_thread(for_settings(settings).check)  # a missing bucket fails start-up
 
     # Partial uploads a crash left behind, deletions it interrupted.
     await asyncio.to_thread(recover, settings)

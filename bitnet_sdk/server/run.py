@@ -26,6 +26,9 @@ def prepare(settings: Settings, say: Callable[[str], None] = print) -> None:
 
     for path in (settings.data_dir, settings.models_dir, settings.uploads_dir):
         path.mkdir(parents=True, exist_ok=True)
+    from bitnet_sdk.service.registry.storage import for_settings
+
+    for_settings(settings).check()  # a missing bucket stops start-up here, not at the first upload
     db = open_store(settings.db_url)
     try:
         created = ensure_admin(settings)

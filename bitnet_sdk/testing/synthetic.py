@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFValueType, GGUFWriter, LlamaFileType, TokenType
+from gguf.quants import quantize as gguf_quantize
 from tokenizers import Regex
 from tokenizers.pre_tokenizers import Split
 
@@ -296,8 +297,12 @@ def build_model(
     scale_tensors: bool = False,
     metadata_overrides: Mapping[str, Any] | None = None,
     skip_tensors: Collection[str] = (),
+    embedding_type: str | None = None,
 ) -> Path:
     """Write a small valid BitNet GGUF model to ``path`` and return the path.
+
+    ``embedding_type`` stores the embedding (and an untied head): ``"f16"`` (the default),
+    ``"bf16"`` or ``"f32"`` (the default for ``qtype="f32"``).
 
     ``vocab`` is ``"tiny-bpe"`` (512 tokens), a vocabulary size (byte-level
     BPE of that many tokens) or ``"tiny-spm"`` (a SentencePiece-style
@@ -345,7 +350,9 @@ def build_model(
             val, vtype = value if isinstance(value, tuple) else (value, GGUFValueType.get_type(value))
             writer.add_key_value(key, val, vtype)
 
-    float_dtype = np.float32 if qtype == "f32" else np.float16
+    embedding_type = embedding_type or ("f32" if qtype == "f32" else "f16")
+    if embedding_type not in ("f16", "bf16", "f32"):
+        raise ValueError(f"embedding_type must be f16, bf16 or f32, got {embedding_type!r}")
     tensors: list[tuple[str, Any]] = [("token_embd.weight", ("float", (len(voc.tokens), d_model)))]
     tensors.append(("output_norm.weight", ("norm", (d_model,))))
     if not tie_embeddings:
@@ -369,8 +376,11 @@ def build_model(
             continue
         if kind == "norm":
             writer.add_tensor(name, (1.0 + 0.1 * values).astype(np.float32))
+        elif kind == "float" and embedding_type == "bf16":
+            bits = gguf_quantize(values, GGMLQuantizationType.BF16)  # rounded to nearest even
+            writer.add_tensor(name, bits, raw_dtype=GGMLQuantizationType.BF16)
         elif kind == "float":
-            writer.add_tensor(name, values.astype(float_dtype))
+            writer.add_tensor(name, values.astype(np.float32 if embedding_type == "f32" else np.float16))
         else:
             _add_projection(writer, name, values, qtype, scale_tensors)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import ml_dtypes
 import numpy as np
 
 __all__ = [
@@ -123,15 +124,16 @@ class PackedTernary:
         return int(self.data.nbytes)
 
 
-#: Element types an output head may be kept in, by numpy dtype (BF16 arrives as float32).
-HEAD_KINDS = {np.dtype(np.float16): "f16", np.dtype(np.float32): "f32", np.dtype(np.int8): "i8"}
+#: Element types an output head may be kept in, by numpy dtype (BF16 as ``ml_dtypes.bfloat16``).
+HEAD_KINDS = {np.dtype(np.float16): "f16", np.dtype(ml_dtypes.bfloat16): "bf16", np.dtype(np.float32): "f32",
+              np.dtype(np.int8): "i8"}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class HeadMatrix:
     """The output head ``[rows, cols]`` as the head kernels read it.
 
-    ``data`` is contiguous float16/float32 (the file's bytes, usually a view
+    ``data`` is contiguous float16/bfloat16/float32 (the file's bytes, usually a view
     of the memory map: never copied) or int8 with ``scale`` float32 ``[rows]``
     (quantized per row, ``w ≈ data * scale``). ``kind`` names the kernel.
     """

@@ -286,7 +286,7 @@ class KernelLibrary:
     def prepare_head(self, w: np.ndarray, kind: str = "native") -> HeadMatrix:
         """The output head ``w [rows, cols]`` for ``head``.
 
-        ``kind="native"`` keeps float16/float32 as they are (no copy when
+        ``kind="native"`` keeps float16/bfloat16/float32 as they are (no copy when
         ``w`` is contiguous: a view of the model file stays a view); other
         float types become float32. ``kind="int8"`` quantizes each row to
         int8 with a float32 scale (absmax / 127, rounded half to even).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import pytest
 from bitnet_kernels import HeadMatrix
@@ -16,12 +17,12 @@ def _case(rows: int, d: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndar
 
 
 @pytest.mark.parametrize(("rows", "d", "n"), [(1, 64, 1), (7, 256, 1), (1003, 256, 3), (64, 2560, 5)])
-@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16, np.float32])
 def test_float_heads_match_a_float64_product(lib: KernelLibrary, rows: int, d: int, n: int, dtype: type) -> None:
     w16, x = _case(rows, d, n)
     w = w16.astype(dtype)
     h = lib.prepare_head(w)
-    assert h.kind == ("f16" if dtype is np.float16 else "f32")
+    assert h.kind == {np.float16: "f16", ml_dtypes.bfloat16: "bf16", np.float32: "f32"}[dtype]
     assert np.shares_memory(h.data, w)  # kept as stored: no copy
     want = x.astype(np.float64) @ w.astype(np.float64).T
     got = lib.head(h, x)
@@ -37,6 +38,19 @@ def test_float16_values_convert_exactly(isa: str) -> None:
                         dtype=np.float16)[:64]  # fmt: skip
     w = np.stack([specials, specials[::-1]])
     got = lib.head(lib.prepare_head(w), np.eye(64, dtype=np.float32))
+    np.testing.assert_array_equal(got.T, w.astype(np.float32))
+
+
+@pytest.mark.parametrize("isa", ["avx512vnni", "avx2", "generic"])
+def test_bfloat16_values_convert_exactly(isa: str) -> None:
+    """One-hot activations read single weights back: subnormals, signed zero, extremes."""
+    lib = library(isa)
+    specials = np.array([1e-40, -1e-40, 1e-5, -0.0, 0.0, 3.3e38, -3.3e38, 1.0, 1 / 3, -2.5] * 7,
+                        dtype=np.float32).astype(ml_dtypes.bfloat16)[:64]  # fmt: skip
+    w = np.stack([specials, specials[::-1]])
+    h = lib.prepare_head(w)
+    assert h.kind == "bf16" and np.shares_memory(h.data, w)
+    got = lib.head(h, np.eye(64, dtype=np.float32))
     np.testing.assert_array_equal(got.T, w.astype(np.float32))
 
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from gguf import GGMLQuantizationType, GGUFWriter
+from gguf import GGMLQuantizationType, GGUFValueType, GGUFWriter
 
 from bitnet_sdk.model.config import ConfigError, ModelConfig
 from bitnet_sdk.model.gguf_file import (
@@ -202,3 +202,54 @@ def test_malformed_files_raise_format_errors(files: dict, tmp_path) -> None:
         read_model(tmp_path / "missing.gguf")
     with pytest.raises(IsADirectoryError):
         read_model(tmp_path)
+
+
+def test_metadata_arrays_read_in_place_equal_gguf_py(files: dict) -> None:
+    from gguf import GGUFReader
+
+    from bitnet_sdk.model.gguf_file import StringArray
+
+    for path in (files["tq2_0"], build_model(files["tq2_0"].parent / "spm.gguf", vocab="tiny-spm", n_layers=1)):
+        mf = read_model(path)
+        reader = GGUFReader(path)
+        for key, field in reader.fields.items():
+            if key.startswith("GGUF."):
+                continue
+            expected = field.contents()
+            if field.types[0] == GGUFValueType.ARRAY and not isinstance(expected, list):
+                expected = [expected]
+            assert mf.metadata[key] == expected, key
+        tokens = mf.metadata.array("tokenizer.ggml.tokens")
+        assert isinstance(tokens, StringArray)  # not decoded until asked for
+        assert list(tokens) == mf.metadata["tokenizer.ggml.tokens"]
+        assert tokens[-1] == reader.fields["tokenizer.ggml.tokens"].contents(-1)
+        assert tokens.byte_lengths().tolist() == [len(t.encode()) for t in tokens]
+        types = mf.metadata.array("tokenizer.ggml.token_type")
+        assert isinstance(types, np.ndarray) and types.tolist() == mf.metadata["tokenizer.ggml.token_type"]
+
+
+def _replace_tokens(src, dst, new: list[bytes]):
+    """Copy of ``src`` whose two consecutive 2-byte tokens are replaced by ``new`` (same sizes)."""
+    import struct
+
+    from bitnet_sdk.testing.synthetic import tiny_bpe_vocab
+
+    tokens = tiny_bpe_vocab().tokens
+    i = next(i for i in range(len(tokens) - 1) if len(tokens[i].encode()) == len(tokens[i + 1].encode()) == 2)
+    old = b"".join(struct.pack("<Q", 2) + t.encode() for t in tokens[i : i + 2])
+    data = src.read_bytes()
+    assert data.count(old) == 1
+    dst.write_bytes(data.replace(old, b"".join(struct.pack("<Q", len(b)) + b for b in new)))
+    return dst
+
+
+def test_strings_that_are_not_utf8_are_refused(files: dict, tmp_path) -> None:
+    bad = _replace_tokens(files["tq2_0"], tmp_path / "bad.gguf", [b"\xff\xfe", b"ab"])
+    # each string alone is invalid though their concatenation is "a" + "\u0101" + "b"
+    split = _replace_tokens(files["tq2_0"], tmp_path / "split.gguf", [b"a\xc4", b"\x81b"])
+    fine = _replace_tokens(files["tq2_0"], tmp_path / "fine.gguf", [b"ab", "é".encode()])
+    for path in (bad, split):
+        with pytest.raises(GGUFFormatError) as err:
+            read_model(path)
+        assert err.value.code == "bad_header" and "UTF-8" in str(err.value)
+    assert read_model(fine).metadata.array("tokenizer.ggml.tokens")

@@ -13,6 +13,7 @@ from bitnet_sdk.formats import QTYPES
 from bitnet_sdk.quantization import bf16
 from bitnet_sdk.quantization.calibration import Calibration
 from bitnet_sdk.quantization.llm import LLMOptions, quantize_llm
+from bitnet_sdk.quantization.native import kernels as native_kernels
 from bitnet_sdk.quantization.progress import Progress
 from bitnet_sdk.quantization.recipe import Recipe, encode_float
 from bitnet_sdk.quantization.report import QuantizationReport, layer_report
@@ -37,11 +38,16 @@ def _weights(rng: np.random.Generator, shape: tuple[int, int], spread: float) ->
     return (rng.standard_normal(shape) * 0.02 * 10 ** rng.uniform(-spread, 0, shape)).astype(np.float32)
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native", "numpy"])
 @pytest.mark.parametrize("qtype", QTYPES)
 @pytest.mark.parametrize(("shape", "spread"), [((16, 256), 0.0), ((300, 512), 6.0), ((96, 2048), 30.0)])
-def test_projection_is_byte_equal_to_the_reference(qtype: str, shape: tuple[int, int], spread: float) -> None:
+def test_projection_is_byte_equal_to_the_reference(qtype: str, shape: tuple[int, int], spread: float, native: bool,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("BITNET_QUANT_NATIVE", "on" if native else "off")
+    assert (native_kernels() is not None) == native  # this machine can build the kernels
     rng = np.random.default_rng(shape[0])
     raw = _bits(_weights(rng, shape, spread))
+    raw[-(shape[0] // 4) :] = 0  # zero rows: blocks whose scale is stored as 0
     x = rng.standard_normal((16, shape[1])).astype(np.float32)
     fast = bf16.quantize_projection(raw, qtype, x)
     assert fast is not None
@@ -74,7 +80,9 @@ def test_tensors_the_fast_path_does_not_cover_are_declined() -> None:
     assert bf16.quantize_projection(np.zeros((8, 256), np.uint16), "i2_s", None) is None
 
 
-def test_f16_encoding_is_the_references() -> None:
+@pytest.mark.parametrize("native", ["on", "off"])
+def test_f16_encoding_is_the_references(native: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BITNET_QUANT_NATIVE", native)
     rng = np.random.default_rng(4)
     raw = _bits(rng.standard_normal((70, 300)).astype(np.float32) * 300)
     got = bf16.encode_f16(raw)

@@ -3,10 +3,7 @@ finished by another worker once the lease expired; the server itself runs no job
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +14,7 @@ from bitnet_sdk.config import Settings
 from bitnet_sdk.service.jobs.events import events_since
 from bitnet_sdk.store import ModelRecord
 from bitnet_sdk.testing.synthetic import build_model
-from tests.support.jobs import poll, register_source, wait_job
+from tests.support.jobs import Workers, poll, register_source, wait_job
 
 LEASE_S = 2.0
 
@@ -27,43 +24,9 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", demo_model=False, workers=0)
 
 
-class Workers:
-    """Start ``bitnet worker`` processes on the test server's data directory."""
-
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
-        self.settings = settings
-        self.log_dir = log_dir
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, *, step_delay_s: float = 0.0) -> subprocess.Popen[bytes]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BITNET_")}
-        env["BITNET_JOB_STEP_DELAY_S"] = str(step_delay_s)
-        with open(self.log_dir / f"worker-{len(self.procs)}.log", "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "bitnet_sdk.cli", "worker", "--data-dir",
-                 str(self.settings.data_dir), "--lease-s", str(LEASE_S), "--poll-s", "0.2"],
-                env=env, stdout=log, stderr=subprocess.STDOUT)
-        self.procs.append(proc)
-        return proc
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a hung worker
-                proc.kill()
-                proc.wait()
-
-
 @pytest.fixture
 def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
-    group = Workers(settings, tmp_path)
+    group = Workers(settings, tmp_path, lease_s=LEASE_S)
     try:
         yield group
     finally:

@@ -297,6 +297,12 @@ class Lease:
             return True
         return False
 
+    def unreserve(self, nbytes: int) -> None:
+        """Give back ``nbytes`` of what :meth:`reserve` claimed (a group that could not join whole)."""
+        nbytes = min(nbytes, self._reserved)
+        self._reserved -= nbytes
+        self._cache._unreserve(self._entry, nbytes)
+
     def start(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
         """Run ``fn(*args)`` in the compute threads; the lease is released when it ends."""
         try:
@@ -554,13 +560,18 @@ class ModelCache:
             entry.kv_bytes += nbytes
             return True
 
+    def _unreserve(self, entry: _Entry, nbytes: int) -> None:
+        with self._lock:
+            entry.kv_bytes -= nbytes
+
     def _scheduler(self, entry: _Entry) -> Scheduler:
         with self._lock:
             if entry.model is None:
                 raise CacheStopped("the model is not loaded")
             if entry.scheduler is None:
                 entry.scheduler = Scheduler(entry.model, self.batch, name=entry.spec.model_id,
-                                            observer=self.observer)
+                                            observer=self.observer,
+                                            on_the_way=lambda: entry.running)
             return entry.scheduler
 
     def _evict(self, entry: _Entry) -> None:

@@ -116,7 +116,11 @@ def find_model(ident: str, caller: Principal, settings: Settings) -> ModelRef:
                        candidates=exc.candidates) from None
     except models.ModelNotFound as exc:
         raise ApiError(404, "Not Found", str(exc), slug="not-found") from None
-    path = models.model_path(settings, record)
+    try:  # with object storage: this process's cached copy, fetched on first use
+        path = models.model_path(settings, record) if record.status == "ready" else None
+    except FileNotFoundError:
+        raise ApiError(409, "Conflict", "The model's file is not available.",
+                       slug="model-not-ready") from None
     if record.status != "ready" or path is None:
         raise ApiError(409, "Conflict",
                        f"Model {record.id} is {record.status}, not ready to run.",

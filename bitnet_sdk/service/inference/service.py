@@ -48,7 +48,8 @@ from bitnet_sdk.config import Settings
 from bitnet_sdk.model.generate import GenerationStep, new_decoder
 from bitnet_sdk.service.errors import ApiError
 from bitnet_sdk.service.inference import dense_io
-from bitnet_sdk.service.inference.batching import Sequence
+from bitnet_sdk.service.inference.batching import Group, Sequence
+from bitnet_sdk.service.inference.cancellation import board
 from bitnet_sdk.service.inference.model_cache import (
     CacheError,
     Lease,
@@ -100,6 +101,9 @@ class _Run:
         self.timings: Any = None
         #: Usage status when the generation is stopped from outside (499 or 504).
         self.stop_status = 499
+        #: The choices this one joins the batch with (``Group``), and whether it got there.
+        self.group: Group | None = None
+        self.submitted = False
 
     def cancelled(self) -> bool:
         lease_cancel = self.lease is not None and self.lease.cancel.is_set()
@@ -164,14 +168,17 @@ class InferenceService:
 
     async def stream(self, caller: Principal, request: dict[str, Any], *, request_id: str,
                      cancel: threading.Event | None = None, on_usage: UsageHook | None = None,
-                     settled: threading.Event | None = None) -> AsyncGenerator[StreamEvent, None]:
+                     settled: threading.Event | None = None,
+                     group: Group | None = None) -> AsyncGenerator[StreamEvent, None]:
         """Generate with a language model, yielding tokens as they come, then ``done``.
 
         ``on_usage(tokens_in, tokens_out, compute_units)`` receives the usage instead
         of a usage record being written (the HTTP middleware writes one per request).
         ``settled`` is set once no computation of this request runs any more and its
         usage was reported, however it ended (a transport that meters the request
-        waits for it before closing the request's books).
+        waits for it before closing the request's books). ``group``: the generations
+        that join the model's batch together with this one (an OpenAI request's
+        choices; ``batching.Group``).
         """
         run: _Run | None = None
         try:
@@ -179,16 +186,19 @@ class InferenceService:
             plan = await asyncio.to_thread(plan_request, caller, request, self.settings,
                                            streaming=True)
             run = _Run(plan, caller, request_id, started, cancel, on_usage)
-            run.settled = settled
-            async for event in self._stream_plan(run):
-                yield event
+            run.settled, run.group = settled, group
+            # Cancellable by request id from any process (POST /inference/requests/…/cancel).
+            with (board(self.settings.redis_url).watch(caller.user_id, request_id, cancel)
+                  if cancel is not None else contextlib.nullcontext()):
+                async for event in self._stream_plan(run):
+                    yield event
         finally:
-            if settled is not None and (run is None or not run.worker_started):
-                settled.set()
+            _settle_early(run, settled, group)
 
     async def run(self, caller: Principal, request: dict[str, Any], *, request_id: str,
                   cancel: threading.Event | None = None, on_usage: UsageHook | None = None,
-                  settled: threading.Event | None = None) -> dict[str, Any]:
+                  settled: threading.Event | None = None,
+                  group: Group | None = None) -> dict[str, Any]:
         """Run one request to the end and return the ``InferenceResponse`` (see :meth:`stream`)."""
         run: _Run | None = None
         try:
@@ -197,7 +207,7 @@ class InferenceService:
             run = _Run(plan, caller, request_id, started, cancel, on_usage)
             if plan.model.kind == "dense":
                 return await self._run_dense(run)
-            run.settled = settled
+            run.settled, run.group = settled, group
             tokens, done = [], None
             async for kind, data in self._stream_plan(run):
                 if kind == "token":
@@ -207,8 +217,7 @@ class InferenceService:
             assert done is not None
             return _llm_response(plan, done, tokens)
         finally:
-            if settled is not None and (run is None or not run.worker_started):
-                settled.set()
+            _settle_early(run, settled, group)
 
     def run_sync(self, caller: Principal, request: dict[str, Any], *, request_id: str,
                  cancel: threading.Event | None = None) -> dict[str, Any]:
@@ -336,9 +345,12 @@ class InferenceService:
                 self._end(run, emit, reason, error)
 
         seq = Sequence(decoder.ids, decoder, positions, on_step=on_step, on_exit=on_exit,
-                       cancelled=run.cancelled, reserve=lease.reserve)
+                       cancelled=run.cancelled, reserve=lease.reserve,
+                       unreserve=lease.unreserve, group=run.group,
+                       reproducible=params.sampling.reproducible)
         try:
             lease.scheduler.submit(seq)
+            run.submitted = True
         except Exception as exc:  # the cache or scheduler is stopping
             self._end(run, emit, "error", exc)
 
@@ -447,6 +459,16 @@ class InferenceService:
                                    status_code=status, request_id=run.request_id)
         except Exception:  # metering must not fail the answer; it is logged loudly
             log.exception("could not record usage", extra={"request_id": run.request_id})
+
+
+def _settle_early(run: _Run | None, settled: threading.Event | None,
+                  group: Group | None) -> None:
+    """A request ends: if it never reached the scheduler, set ``settled`` (nothing runs)
+    and withdraw it from its ``group`` (the other choices stop waiting for it)."""
+    if settled is not None and (run is None or not run.worker_started):
+        settled.set()
+    if group is not None and (run is None or not run.submitted):
+        group.withdraw()
 
 
 def _spec(plan: Plan) -> ModelSpec:

@@ -137,8 +137,13 @@ def _quantize(ctx: JobContext, source: ModelRecord, dst: Any, request: dict[str,
     def on_progress(done: int, total: int, stage: str) -> bool:
         return ctx.progress(0.95 * done / total if total else 0.0, f"quantizing: {stage}")
 
+    from bitnet_sdk.service.registry.models import model_path
+
+    path = model_path(ctx.settings, source)
+    if path is None:
+        raise FileNotFoundError(f"model {source.id} has no file")
     return quantize(
-        ctx.settings.data_dir / source.file_path, dst, request["qtype"], progress=on_progress,
+        path, dst, request["qtype"], progress=on_progress,
         keep_high_precision=options.get("keep_high_precision"),
         high_precision_type=options.get("high_precision_type"),
         text=calibration.get("texts"), max_tokens=int(calibration.get("max_tokens") or 512),

@@ -10,7 +10,8 @@ through the database (:mod:`bitnet_sdk.service.jobs.queue`), so jobs run whereve
   process when Redis is configured (:mod:`~bitnet_sdk.service.jobs.relay`), and polls every
   ``poll_s`` for jobs queued elsewhere or due after a back-off.
 * A heartbeat thread renews the lease of every job running here every ``heartbeat_s``
-  (``lease_s / 3`` by default) and passes on cancellation requests. A worker that dies stops
+  (``lease_s / 3`` by default) and passes on cancellation requests (so do progress writes;
+  with Redis, a ``cancel_requested`` event from any process stops the job at once). A worker that dies stops
   heartbeating; after ``lease_s`` another worker takes the job over (``attempts`` + 1).
 * Progress is written at most every ``progress_interval_s`` (and always on the last step).
 * :meth:`WorkerPool.execute` runs a job in the calling thread with the same lease, heartbeat
@@ -180,11 +181,18 @@ class WorkerPool:
         with self._wake:
             self._wake.notify_all()
 
-    def _on_event(self, _job_id: str, event: dict[str, Any]) -> None:
+    def _on_event(self, job_id: str, event: dict[str, Any]) -> None:
         if event["type"] in _WAKE_EVENTS:
             self.wake()
         elif event["type"] in _FINAL_EVENTS:
             self.webhooks.wake()
+        elif event["type"] == "cancel_requested":
+            # A cancel written by any process (relayed by Redis when configured) stops the
+            # job here at once, not at its next progress write or heartbeat.
+            with self._lock:
+                item = self._running.get(job_id)
+            if item is not None:
+                item.stop.set()
 
     # -- stats -----------------------------------------------------------------------------
 

@@ -14,8 +14,9 @@ Rules, in one place for every caller (HTTP handlers, the quantizer, the demo):
   operator's (owned by the server or an administrator, public), and another
   customer's public model only by its id; ambiguity is
   :class:`AmbiguousModelName`, never a silent pick.
-* **Files first.** A file is written to a partial, validated, renamed into
-  ``models_dir`` and only then does the row say ``ready``: the row follows the
+* **Files first.** A file is written to a partial, validated, published into
+  the model storage (:mod:`~bitnet_sdk.service.registry.storage`: the
+  ``models`` folder or an S3 bucket) and only then does the row say ``ready``: the row follows the
   file, never the reverse. An upload that fails validation leaves no file and
   sets the row ``invalid`` with the report, so the client can see why and
   upload again.
@@ -36,7 +37,9 @@ being queued) serialise on :func:`lock_model` inside a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +50,7 @@ from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.config import Settings
 from bitnet_sdk.service.accounting import storage_quota
 from bitnet_sdk.service.pagination import DEFAULT_LIMIT, Page, paginate
-from bitnet_sdk.service.registry import uploads
+from bitnet_sdk.service.registry import storage, uploads
 from bitnet_sdk.service.registry.files import MODEL_QTYPES, FileReport, inspect_file
 from bitnet_sdk.store import Job, ModelRecord, User, advisory_lock, write_transaction
 from bitnet_sdk.store.fields import utcnow
@@ -254,10 +257,14 @@ def list_models(
 
 
 def model_path(settings: Settings, record: ModelRecord) -> Path | None:
-    """Absolute path of the model's file, or None while it has none."""
+    """A local file with the model's bytes, or None while it has none.
+
+    With object storage this is the process's cached copy, fetched on first
+    use (blocking; ``FileNotFoundError`` when the object is missing).
+    """
     if not record.file_path:
         return None
-    return settings.data_dir / record.file_path
+    return storage.for_settings(settings).local_path(record.file_path)
 
 
 def jobs_using(model_id: str) -> list[str]:
@@ -371,15 +378,42 @@ def delete_model(actor: Principal, model_id: str, settings: Settings) -> None:
 
 
 def _finish_delete(settings: Settings, record: ModelRecord) -> None:
-    for path in {model_path(settings, record), _standard_path(settings, record.id)}:
-        if path is not None:
-            path.unlink(missing_ok=True)
+    store = storage.for_settings(settings)
+    for key in {record.file_path, _standard_key(record.id)}:
+        if key:
+            store.delete(key)
     ModelRecord.delete().where(ModelRecord.id == record.id).execute()
     log.info("deleted model %s", record.id, extra={"model_id": record.id})
 
 
-def _standard_path(settings: Settings, model_id: str) -> Path:
-    return settings.models_dir / f"{model_id}.gguf"
+def _standard_key(model_id: str) -> str:
+    """The storage key of a model's file (relative to ``data_dir`` in the local folder)."""
+    return f"models/{model_id}.gguf"
+
+
+@contextmanager
+def _row_follows(settings: Settings, key: str) -> Iterator[Callable[[storage.Staged], None]]:
+    """A ``publish(staged)`` for use inside a write transaction, with the object's clean-up.
+
+    Enter it *before* the transaction: whatever fails after the object exists
+    (the row, the commit) takes the object back, so no reader ever finds a row
+    whose file is missing and no object stays without its row. A process killed
+    in between leaves an object no row names: harmless, and replaced by the
+    next publish of that key.
+    """
+    store = storage.for_settings(settings)
+    published: list[str] = []
+
+    def publish(staged: storage.Staged) -> None:
+        store.publish(staged, key)
+        published.append(key)
+
+    try:
+        yield publish
+    except BaseException:
+        if published:
+            store.delete(key)
+        raise
 
 
 # -- files -----------------------------------------------------------------------------
@@ -405,13 +439,13 @@ def attach_file(
     """Publish a validated, completed partial as the model's file; the row becomes ``ready``."""
     if not report.ok:
         raise InvalidModelFile(report.validation)
-    with write_transaction():
+    key = _standard_key(model_id)
+    with _row_follows(settings, key) as publish, write_transaction():
         lock_model(model_id)
         record = check_upload(actor, model_id)  # again, under the lock: another upload may have won
         storage_quota.reserve(record.owner_id, partial.size, settings)
-        target = _standard_path(settings, model_id)
-        partial.publish(target)
-        _set_file(record, settings, target, partial, report)
+        publish(partial)
+        _set_file(record, key, partial, report)
         record.save()
     log.info("model %s ready (%d bytes)", model_id, partial.size, extra={"model_id": model_id})
     return record
@@ -429,10 +463,10 @@ def record_invalid(actor: Principal, model_id: str, report: FileReport) -> Model
     return record
 
 
-def _set_file(record: ModelRecord, settings: Settings, path: Path,
+def _set_file(record: ModelRecord, key: str,
               staged: uploads.PartialFile | _StagedPath, report: FileReport) -> None:
     record.status = "ready"
-    record.file_path = str(path.relative_to(settings.data_dir))
+    record.file_path = key
     record.size_bytes = staged.size
     record.sha256 = staged.sha256
     record.metadata = report.metadata or {}
@@ -471,7 +505,7 @@ def register_file(
     quantization_report: dict[str, Any] | None = None,
     report: FileReport | None = None,
 ) -> ModelRecord:
-    """Create a ``ready`` model from a finished file, which is moved into ``models_dir``.
+    """Create a ``ready`` model from a finished file, which is published into the storage.
 
     ``source`` is a completed :class:`~bitnet_sdk.service.registry.uploads.PartialFile`
     or the path of a file on the data directory's file system (it is renamed,
@@ -489,24 +523,19 @@ def register_file(
     if not report.ok:
         raise InvalidModelFile(report.validation)
     model_id = new_id("mdl")
-    target = _standard_path(settings, model_id)
+    key = _standard_key(model_id)
     if owner_id is not None and User.get_or_none(User.id == owner_id) is None:
         raise ValueError(f"no user {owner_id!r}")
-    try:
-        with write_transaction():
-            _check_name_free(owner_id, name)
-            storage_quota.reserve(owner_id, staged.size, settings)
-            staged.publish(target)
-            record = ModelRecord(id=model_id, owner=owner_id, name=name,
-                                 description=description or "", tags=list(tags),
-                                 public=bool(public), source_model=source_model_id,
-                                 quantization_report=quantization_report)
-            _set_file(record, settings, target, staged, report)
-            record.save(force_insert=True)
-    except BaseException:
-        if staged.path == target:  # published, but the row did not follow: take the file back
-            target.unlink(missing_ok=True)
-        raise
+    with _row_follows(settings, key) as publish, write_transaction():
+        _check_name_free(owner_id, name)
+        storage_quota.reserve(owner_id, staged.size, settings)
+        publish(staged)
+        record = ModelRecord(id=model_id, owner=owner_id, name=name,
+                             description=description or "", tags=list(tags),
+                             public=bool(public), source_model=source_model_id,
+                             quantization_report=quantization_report)
+        _set_file(record, key, staged, report)
+        record.save(force_insert=True)
     log.info("registered model %s (%s)", model_id, name, extra={"model_id": model_id})
     return record
 
@@ -514,8 +543,15 @@ def register_file(
 # -- start-up --------------------------------------------------------------------------
 
 
-def recover(settings: Settings) -> dict[str, int]:
-    """Repair what a crash can leave: abandoned partial uploads and interrupted deletions.
+#: Model objects without a row are removed once this old (seconds): younger ones may
+#: belong to a publish whose transaction has not committed yet (S3 dates a multipart
+#: object by the start of its upload).
+ORPHAN_AGE_S = 24 * 3600.0
+
+
+def recover(settings: Settings, *, now: float | None = None) -> dict[str, int]:
+    """Repair what a crash can leave: abandoned partial uploads, interrupted deletions,
+    model files no row names (a process killed between a publish and its commit).
 
     Run at server start (the store must be bound). Returns what was done.
     """
@@ -523,4 +559,22 @@ def recover(settings: Settings) -> dict[str, int]:
     stuck = list(ModelRecord.select().where(ModelRecord.status == "deleting"))
     for record in stuck:
         _finish_delete(settings, record)
-    return {"partials_removed": partials, "deletions_finished": len(stuck)}
+    return {"partials_removed": partials, "deletions_finished": len(stuck),
+            "orphans_removed": remove_orphans(settings, now=now)}
+
+
+def remove_orphans(settings: Settings, *, now: float | None = None) -> int:
+    """Delete model files older than :data:`ORPHAN_AGE_S` that no row names; returns how many."""
+    store = storage.for_settings(settings)
+    cutoff = (time.time() if now is None else now) - ORPHAN_AGE_S
+    old = [key for key, modified in store.listing("models/") if modified < cutoff]
+    named: set[str] = set()
+    for i in range(0, len(old), 500):  # bounded IN lists
+        chunk = old[i:i + 500]
+        named.update(r.file_path for r in ModelRecord.select(ModelRecord.file_path)
+                     .where(ModelRecord.file_path.in_(chunk)))
+    orphans = [key for key in old if key not in named]
+    for key in orphans:
+        store.delete(key)
+        log.info("removed model file %s: no model names it", key)
+    return len(orphans)

@@ -16,7 +16,13 @@ import pytest
 from bitnet_sdk.backends import available
 from bitnet_sdk.model.generate import GenerationStep, new_decoder
 from bitnet_sdk.model.loader import Model, load
-from bitnet_sdk.service.inference.batching import BatchLimits, Scheduler, Sequence, kv_bytes
+from bitnet_sdk.service.inference.batching import (
+    BatchLimits,
+    Group,
+    Scheduler,
+    Sequence,
+    kv_bytes,
+)
 from bitnet_sdk.service.inference.model_cache import (
     ModelCache,
     ModelRef,
@@ -45,7 +51,8 @@ class Run:
     """One sequence's record: its steps and how it left."""
 
     def __init__(self, model: Model, prompt: str, *, cancel_after: int | None = None,
-                 reserve: Callable[[int], bool] = lambda _n: True, **params: Any) -> None:
+                 reserve: Callable[[int], bool] = lambda _n: True, group: Group | None = None,
+                 **params: Any) -> None:
         self.decoder = new_decoder(model, prompt, **params)
         self.steps: list[GenerationStep] = []
         self.exit: tuple[str, BaseException | None] | None = None
@@ -54,7 +61,7 @@ class Run:
         self.seq = Sequence(self.decoder.ids, self.decoder,
                             min(model.context_length, len(self.decoder.ids) + params["max_tokens"]),
                             on_step=self.steps.append, on_exit=self._exit,
-                            cancelled=self._cancelled, reserve=reserve)
+                            cancelled=self._cancelled, reserve=reserve, group=group)
 
     def _cancelled(self) -> bool:
         return self.cancel_after is not None and len(self.steps) >= self.cancel_after
@@ -110,6 +117,8 @@ def test_tokens_are_the_same_alone_and_in_a_batch_of_16(model: Model) -> None:
                                              step_tokens=32), observer=steps)
     alone = [run_all(scheduler, [Run(model, p, **kw)])[0].tokens for p, kw in requests]
     assert max(size for size, _ in steps.sizes) == 1
+    # Alone, a sequence runs through the backend's compiled step when it has one.
+    assert scheduler.fused_steps == (len(steps.sizes) if model.step is not None else 0)
     steps.sizes.clear()
     steps.first.clear()
     steps.gaps.clear()
@@ -245,9 +254,12 @@ def test_kv_reservations_count_in_the_cache_budget(tmp_path: Path) -> None:
         assert not second.reserve(2000)  # waits: the budget is spoken for
         with pytest.raises(ModelTooLarge):
             second.reserve(10**9)  # can never fit
-        first.release()
+        first.unreserve(2000)  # given back before its sequence joined (its group waits)
         assert cache.stats()["used_bytes"] == used and second.reserve(2000)
+        assert first.reserve(1000) and not first.reserve(2000)
+        first.release()
         second.release()
+        assert cache.stats()["used_bytes"] == used
     finally:
         cache.stop()
 
@@ -269,3 +281,180 @@ def test_a_late_request_reuses_the_prompt_of_a_running_one(model: Model) -> None
     assert late.tokens == expected
     computed = sum(t for _, t in steps.sizes)
     assert computed == len(first.decoder.ids) + len(first.tokens) - 1 + len(late.tokens) - 1
+
+
+def test_a_group_joins_whole_and_computes_its_prompt_once(model: Model) -> None:
+    """Choices that arrive one by one, after a sibling could have finished, still share
+    one prefill: the group is held until every member is there (or withdrew)."""
+    steps = Steps()
+    scheduler = Scheduler(model, BatchLimits(prefill_chunk=4), observer=steps)
+    prompt = PROMPTS[3] * 2
+    alone = [run_all(scheduler, [Run(model, prompt, **params(i))])[0].tokens for i in range(3)]
+    steps.sizes.clear()
+    group = Group(4)
+    runs = [Run(model, prompt, group=group, **params(i)) for i in range(3)]
+    scheduler.submit(runs[0].seq)
+    assert not runs[0].left.wait(0.3)  # held: its siblings are not there yet
+    assert scheduler.counts() == (0, 1) and steps.sizes == []
+    scheduler.submit(runs[1].seq)
+    scheduler.submit(runs[2].seq)
+    group.withdraw()  # the fourth choice failed before it reached the scheduler
+    for r in runs:
+        assert r.left.wait(120) and r.exit == ("finished", None)
+    assert [r.tokens for r in runs] == alone
+    decode_tokens = sum(len(r.tokens) - 1 for r in runs)
+    assert sum(t for _, t in steps.sizes) == len(runs[0].decoder.ids) + decode_tokens
+
+
+def test_a_group_gets_memory_for_all_members_or_waits(model: Model) -> None:
+    per_sequence = kv_bytes(model, 16)
+    budget = {"free": 3 * per_sequence, "low": 3 * per_sequence}
+    lock = threading.Lock()
+
+    def reserve(nbytes: int) -> bool:
+        with lock:
+            if nbytes > budget["free"]:
+                return False
+            budget["free"] -= nbytes
+            budget["low"] = min(budget["low"], budget["free"])
+            return True
+
+    def unreserve(nbytes: int) -> None:
+        with lock:
+            budget["free"] += nbytes
+
+    def giving_back(run: Run) -> Callable[[str, BaseException | None], None]:
+        def on_exit(reason: str, error: BaseException | None) -> None:
+            unreserve(kv_bytes(model, run.seq.max_positions))
+            Run._exit(run, reason, error)
+        return on_exit
+
+    steps = Steps()
+    scheduler = Scheduler(model, BatchLimits(max_batch_size=16), observer=steps)
+    first = Run(model, "Hi", reserve=reserve, max_tokens=16 - len(model.tokenize("Hi")),
+                temperature=0.0)
+    group = Group(3)
+    members = [Run(model, "Yo", reserve=reserve, group=group,
+                   max_tokens=16 - len(model.tokenize("Yo")), temperature=0.0)
+               for _ in range(3)]
+    for run in [first, *members]:
+        assert kv_bytes(model, run.seq.max_positions) == per_sequence
+        run.seq.unreserve = unreserve
+        run.seq.on_exit = giving_back(run)
+    run_all(scheduler, [first, *members])
+    assert all(r.exit == ("finished", None) for r in [first, *members])
+    # Two members would have fit beside the first; the group waited to join whole, so
+    # its prompt was computed once (not once for two members and again for the third).
+    decode_tokens = sum(len(r.tokens) - 1 for r in [first, *members])
+    prompts = len(first.decoder.ids) + len(members[0].decoder.ids)
+    assert sum(t for _, t in steps.sizes) == prompts + decode_tokens
+    assert budget["free"] == 3 * per_sequence and budget["low"] == 0
+
+
+def test_partial_groups_that_hold_every_place_go_in_as_they_are(model: Model) -> None:
+    scheduler = Scheduler(model, BatchLimits(max_batch_size=2))
+    groups = [Group(3), Group(3)]
+    runs = [Run(model, PROMPTS[i], group=groups[i], max_tokens=4, temperature=0.0)
+            for i in range(2)]
+    scheduler.submit(runs[0].seq)
+    scheduler.submit(runs[1].seq)
+    # No other member can come (each would need a place): the oldest group goes in.
+    assert runs[0].left.wait(120) and runs[0].exit == ("finished", None)
+    assert not runs[1].left.is_set()  # a place is free again: the second group waits on
+    groups[1].withdraw()
+    groups[1].withdraw()
+    assert runs[1].left.wait(120) and runs[1].exit == ("finished", None)
+
+
+def test_a_group_member_cancelled_while_gathering_leaves(model: Model) -> None:
+    scheduler = Scheduler(model, BatchLimits())
+    group = Group(3)
+    stays = Run(model, PROMPTS[0], group=group, max_tokens=4, temperature=0.0)
+    goes = Run(model, PROMPTS[0], group=group, max_tokens=4, temperature=0.0, cancel_after=0)
+    scheduler.submit(stays.seq, goes.seq)
+    assert goes.left.wait(60) and goes.exit == ("cancelled", None)
+    assert not stays.left.is_set()
+    group.withdraw()
+    assert stays.left.wait(60) and stays.exit == ("finished", None)
+
+
+
+def test_a_compiled_step_that_differs_in_the_last_bits_serves_only_random_sequences(
+        model: Model) -> None:
+    """A backend's compiled step may round differently (its contract allows it): then a
+    greedy or seeded sequence never uses it, so its tokens stay the same alone and batched."""
+    import copy
+
+    import numpy as np
+
+    from bitnet_sdk.model.batch import fused_step_is_exact
+
+    def off_by_one_bit(ids: np.ndarray, pos: int, cache: Any, last_only: bool) -> np.ndarray:
+        logits = model.forward(ids, pos, cache, last_only=last_only)
+        return np.nextafter(logits, np.float32(np.inf))
+
+    rounding = copy.copy(model)
+    rounding.step = off_by_one_bit
+    assert not fused_step_is_exact(rounding)
+    assert fused_step_is_exact(model) == (model.step is not None)
+    scheduler = Scheduler(rounding, BatchLimits(prefill_chunk=4))
+    greedy = [run_all(scheduler, [Run(rounding, p, max_tokens=6, temperature=0.0)])[0].tokens
+              for p in PROMPTS[:3]]
+    assert scheduler.fused_steps == 0
+    together = run_all(scheduler, [Run(rounding, p, max_tokens=6, temperature=0.0)
+                                   for p in PROMPTS[:3]])
+    assert [r.tokens for r in together] == greedy
+    unseeded = Run(rounding, PROMPTS[0], max_tokens=6, temperature=0.8)
+    unseeded.seq.reproducible = False
+    run_all(scheduler, [unseeded])
+    assert unseeded.exit == ("finished", None) and scheduler.fused_steps > 0
+    # A greedy request does not take over a prompt the inexact step computed.
+    steps = Steps()
+    scheduler.observer = steps
+    running = Run(rounding, PROMPTS[0], max_tokens=200, temperature=0.8)
+    running.seq.reproducible = False
+    late = Run(rounding, PROMPTS[0], max_tokens=6, temperature=0.0)
+    running.seq.cancelled = lambda: late.left.is_set()
+    scheduler.submit(running.seq)
+    while len(running.steps) < 2:
+        assert not running.left.wait(0.01)
+    scheduler.submit(late.seq)
+    assert late.left.wait(120) and running.left.wait(120)
+    assert late.tokens == greedy[0]
+    computed = sum(t for _, t in steps.sizes)
+    assert computed == 2 * len(late.decoder.ids) + len(running.tokens) - 1 + len(late.tokens) - 1
+
+
+def test_a_burst_of_prompts_gets_a_larger_step_budget(model: Model) -> None:
+    """More prompts waiting than sequences decoding: the step budget grows with the
+    ratio (at most 4 times), so a burst is prefilled in few steps; never past that."""
+    steps = Steps()
+    limits = BatchLimits(max_batch_size=16, prefill_chunk=4, step_tokens=8)
+    scheduler = Scheduler(model, limits, observer=steps)
+    runs = [Run(model, PROMPTS[i % len(PROMPTS)] + " " * (i // len(PROMPTS)), max_tokens=3,
+                temperature=0.0) for i in range(12)]
+    scheduler.submit(*(r.seq for r in runs))
+    for r in runs:
+        assert r.left.wait(120) and r.exit == ("finished", None)
+    assert max(t for _, t in steps.sizes) > limits.step_tokens  # grew for the burst
+    assert all(t <= 4 * limits.step_tokens + limits.prefill_chunk for _, t in steps.sizes)
+
+
+def test_an_empty_batch_waits_for_the_sequences_on_their_way(model: Model) -> None:
+    """The model cache says three slots are granted: the first step waits for all three
+    (here the other two are submitted while the scheduler asks), one prefill step for all."""
+    steps = Steps()
+    runs = [Run(model, PROMPTS[i], max_tokens=3, temperature=0.0) for i in range(3)]
+    asked: list[int] = []
+
+    def on_the_way() -> int:
+        if not asked:  # the other two arrive while the first waits
+            scheduler.submit(runs[1].seq, runs[2].seq)
+        asked.append(1)
+        return 3
+
+    scheduler = Scheduler(model, BatchLimits(), observer=steps, on_the_way=on_the_way)
+    scheduler.submit(runs[0].seq)
+    for r in runs:
+        assert r.left.wait(120) and r.exit == ("finished", None)
+    assert steps.sizes[0] == (3, sum(len(r.decoder.ids) for r in runs))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -229,9 +230,23 @@ def test_recover_finishes_deletions_and_removes_partials(
     ModelRecord.update(status="deleting").where(ModelRecord.id == record.id).execute()
     kept = registry.create_model(alice, name="kept")
     (settings.uploads_dir / f"x{PARTIAL_SUFFIX}").write_bytes(b"half")
-    assert registry.recover(settings) == {"partials_removed": 1, "deletions_finished": 1}
+    assert registry.recover(settings) == {"partials_removed": 1, "deletions_finished": 1,
+                                          "orphans_removed": 0}
     assert list(settings.models_dir.iterdir()) == []
     assert [r.id for r in ModelRecord.select()] == [kept.id]
+
+
+def test_recover_removes_old_model_files_no_row_names(
+    alice: Principal, settings: Settings, model_bytes: bytes
+) -> None:
+    ready = _upload(alice, registry.create_model(alice, name="m").id, settings, model_bytes)
+    orphan = settings.models_dir / "mdl_orphan.gguf"  # published, then its commit never came
+    orphan.write_bytes(b"left by a crash")
+    assert registry.recover(settings)["orphans_removed"] == 0  # young: may still be committing
+    later = time.time() + registry.ORPHAN_AGE_S + 60
+    assert registry.recover(settings, now=later)["orphans_removed"] == 1
+    assert not orphan.exists()
+    assert registry.model_path(settings, ready).read_bytes() == model_bytes
 
 
 def test_demo_model_is_public_and_owned_by_the_server(
