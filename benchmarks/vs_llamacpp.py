@@ -25,10 +25,13 @@ bounds decode tok/s for both engines.
     python benchmarks/vs_llamacpp.py --quick        # 100m only, 2 rounds, fewer tokens
     python benchmarks/vs_llamacpp.py --sizes 2b --threads 2 --rounds 5 --dir /tmp/bench
 
-Ours runs twice: ``bitnet`` (llvm backend, output head in the file's F16, the
-default) and ``bitnet-int8`` (``BITNET_LLVM_HEAD=int8``: the head as int8 rows,
-half the bytes; see docs/benchmarks.md for its measured quality cost). Targets
-are checked for the default. Ratios are ours / llama.cpp: above 1 is better for tok/s, below 1 is better
+Ours runs three times: ``bitnet`` (llvm backend, output head in the file's F16,
+decode through the compiled one-call step: the default), ``bitnet-int8``
+(``BITNET_LLVM_HEAD=int8``: the head as int8 rows, half the bytes; see
+docs/benchmarks.md for its measured quality cost) and ``bitnet-per-op``
+(``BITNET_LLVM_COMPILED_STEP=off``: decode one kernel call per op, the compiled
+step's reference; prompts take that path in every configuration). Targets are
+checked for the default; ``--engines`` picks a subset. Ratios are ours / llama.cpp: above 1 is better for tok/s, below 1 is better
 for load time and RSS. The machine is shared and noisy: compare the ratios of
 one run, not absolute figures across runs.
 """
@@ -50,9 +53,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generate import SIZES, machine, param_count  # (sibling benchmark script)
 
-ENGINES = ("llama.cpp", "bitnet", "bitnet-int8")
-#: Our engines: the llvm backend with the head in the file's type (default) and the opt-in int8 head.
-OURS = {"bitnet": "native", "bitnet-int8": "int8"}
+ENGINES = ("llama.cpp", "bitnet", "bitnet-int8", "bitnet-per-op")
+#: Our engines and their environment: the llvm backend with the head in the file's type and the
+#: compiled decode step (default), the opt-in int8 head, and the per-op decode step.
+OURS = {
+    "bitnet": {"BITNET_LLVM_HEAD": "native"},
+    "bitnet-int8": {"BITNET_LLVM_HEAD": "int8"},
+    "bitnet-per-op": {"BITNET_LLVM_HEAD": "native", "BITNET_LLVM_COMPILED_STEP": "off"},
+}
 #: Issue targets, ours / llama.cpp (tok/s: at least; load s and RSS: absolute, see TARGET_ABS).
 TARGETS = {("2b", "decode"): 1.2, ("100m", "decode"): 1.0, ("2b", "prompt"): 2.0, ("100m", "prompt"): 1.0}
 TARGET_ABS = {("2b", "load_s"): 2.0, ("2b", "rss_mb"): 1400.0}
@@ -114,8 +122,8 @@ def _run_bitnet(path: str, threads: int, prompt: int, gen: int, ctx: int) -> dic
         logits = model.forward([token], pos, cache)
         token, pos = int(np.argmax(logits[0])), pos + 1
     tg_s = time.perf_counter() - t0
-    return {"load_s": load_s, "prompt": prompt / pp_s, "decode": gen / tg_s,
-            "variant": model.backend.variant}  # type: ignore[dict-item]  # fmt: skip
+    return {"load_s": load_s, "prompt": prompt / pp_s, "decode": gen / tg_s,  # type: ignore[dict-item]
+            "variant": model.backend.variant, "step": type(model.step).__name__}  # fmt: skip
 
 
 def worker(engine: str, path: str, threads: int, prompt: int, gen: int, ctx: int) -> dict[str, float]:
@@ -141,7 +149,7 @@ def measure(engine: str, path: Path, threads: int, args: argparse.Namespace) -> 
     cmd = [sys.executable, __file__, "--worker", engine, str(path), str(threads),
            str(args.prompt_tokens), str(args.gen_tokens), str(args.ctx)]  # fmt: skip
     env = {**os.environ, "BITNET_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
-           "OPENBLAS_NUM_THREADS": str(threads), "BITNET_LLVM_HEAD": OURS.get(engine, "native")}  # fmt: skip
+           "OPENBLAS_NUM_THREADS": str(threads), **OURS.get(engine, {})}  # fmt: skip
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=args.timeout, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -213,18 +221,20 @@ def _target(size: str, key: str, ours: float, theirs: float) -> str:
 
 
 def report(size: str, threads: int, runs: dict[str, list[dict[str, float]]], bw: float, bpt: int) -> None:
+    ours = [e for e in OURS if runs.get(e)]
     theirs = runs["llama.cpp"]
-    print(f"  threads {threads}: {len(theirs)} rounds, medians"
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"  threads {threads}: {len(theirs)} rounds, medians; load average {load}"
           f" (memory bandwidth {bw:.1f} GB/s → decode bound {bw * 1e9 / bpt:.1f} tok/s at"
           f" {bpt / 1e6:.0f} MB per token with an F16 head)")  # fmt: skip
-    print(f"    {'':<14}{'llama.cpp':>11}" + "".join(f"{e:>13}{'ratio':>8}" for e in OURS) + "   target (bitnet)")
+    print(f"    {'':<14}{'llama.cpp':>11}" + "".join(f"{e:>15}{'ratio':>8}" for e in ours) + "   target (bitnet)")
     for key, label, fmt in (("decode", "decode tok/s", ".1f"), ("prompt", "prompt tok/s", ".1f"),
                             ("load_s", "load s", ".2f"), ("rss_mb", "peak RSS MB", ".0f")):  # fmt: skip
         a = _median(theirs, key)
         cells = ""
-        for engine in OURS:
+        for engine in ours:
             b = _median(runs[engine], key)
-            cells += f"{b:>13{fmt}}{b / a:>7.2f}×"
+            cells += f"{b:>15{fmt}}{b / a:>7.2f}×"
         print(f"    {label:<14}{a:>11{fmt}}{cells}   {_target(size, key, _median(runs['bitnet'], key), a)}")
 
 
@@ -237,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompt-tokens", type=int, default=None, help="default 64 (quick 32)")
     p.add_argument("--gen-tokens", type=int, default=None, help="default 32 (quick 16)")
     p.add_argument("--ctx", type=int, default=1024, help="KV cache positions")
+    p.add_argument("--engines", default=",".join(ENGINES), help="comma-separated subset of " + ",".join(ENGINES))
     p.add_argument("--timeout", type=float, default=1800, help="seconds per measured process")
     p.add_argument("--dir", default=None, help="keep (and reuse) the built files here")
     p.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
@@ -250,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     args.prompt_tokens = args.prompt_tokens or (32 if args.quick else 64)
     args.gen_tokens = args.gen_tokens or (16 if args.quick else 32)
     thread_counts = [int(t) for t in args.threads.split(",") if t]
+    engines = tuple(e for e in ENGINES if e in args.engines.split(","))
+    if "llama.cpp" not in engines or "bitnet" not in engines:
+        p.error("--engines must include llama.cpp and bitnet (the ratios compare them)")
 
     import llama_cpp
 
@@ -266,15 +280,16 @@ def main(argv: list[str] | None = None) -> int:
             bpt = bytes_per_token(path)
             print(f"  file {path.stat().st_size / 1e6:.0f} MB")
             for threads in thread_counts:
-                for engine in ENGINES:  # our first loads write our caches; all find the file in the page cache
+                for engine in engines:  # our first loads write our caches; all find the file in the page cache
                     first = measure(engine, path, threads, args)
                     if engine in OURS:
-                        print(f"  threads {threads}: {engine} ({first.get('variant')}) first load {first['load_s']:.2f} s")
-                runs: dict[str, list[dict[str, float]]] = {e: [] for e in ENGINES}
+                        print(f"  threads {threads}: {engine} ({first.get('variant')}, {first.get('step')})"
+                              f" first load {first['load_s']:.2f} s")  # fmt: skip
+                runs: dict[str, list[dict[str, float]]] = {e: [] for e in engines}
                 bws = []
                 for r in range(args.rounds):
                     bws.append(memory_bandwidth(threads))
-                    for engine in ENGINES[r % len(ENGINES) :] + ENGINES[: r % len(ENGINES)]:
+                    for engine in engines[r % len(engines) :] + engines[: r % len(engines)]:
                         runs[engine].append(measure(engine, path, threads, args))
                 report(size, threads, runs, statistics.median(bws), bpt)
     return 0

@@ -123,6 +123,31 @@ class KVCache:
         """
         n = k.shape[0]
         end = start_pos + n
+        self._check_write(start_pos, end)
+        self._k[layer][start_pos:end] = k
+        self._v[layer][start_pos:end] = v
+        if layer == self.n_layers - 1:
+            self._length = end
+        return self._k[layer][:end], self._v[layer][:end]
+
+    def storage(self, start_pos: int, n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per-layer key and value arrays ``[capacity, n_kv_heads, head_dim]`` with room for
+        positions ``start_pos .. start_pos + n - 1``, for a caller that writes them in place
+        (a compiled forward step); it calls ``commit(start_pos + n)`` once every layer is written.
+
+        Same checks as ``update``. The arrays are replaced when the cache grows, so they are
+        valid until the next ``storage``, ``update`` or ``copy_from``.
+        """
+        self._check_write(start_pos, start_pos + n)
+        return self._k, self._v
+
+    def commit(self, end: int) -> None:
+        """Positions ``0 .. end-1`` are now stored (after writing ``storage`` in place)."""
+        if not 0 <= end <= self._capacity:
+            raise ValueError(f"cannot commit {end} positions to a cache of capacity {self._capacity}")
+        self._length = end
+
+    def _check_write(self, start_pos: int, end: int) -> None:
         if start_pos > self._length:
             raise ValueError(f"start_pos {start_pos} leaves a gap after {self._length} cached positions")
         if end > self.max_positions:
@@ -130,8 +155,3 @@ class KVCache:
                 f"{end} positions exceed the context window of {self.max_positions}"
             )
         self._reserve(end)
-        self._k[layer][start_pos:end] = k
-        self._v[layer][start_pos:end] = v
-        if layer == self.n_layers - 1:
-            self._length = end
-        return self._k[layer][:end], self._v[layer][:end]

@@ -148,4 +148,3 @@ class GuardedJSONValidator(JSONRequestBodyValidator):
             return loads(raw)
         except JSONRejected as exc:
             raise ApiError(400, "Bad Request", f"The request body was refused: {exc}.") from None
-

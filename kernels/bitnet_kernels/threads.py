@@ -136,6 +136,34 @@ class ThreadPool:
         finally:
             self._busy.release()
 
+    def run_gang(self, fn: Callable[[int, int], None]) -> int:
+        """Call ``fn(thread_id, n_threads)`` once on each of ``n_threads`` threads at the same time.
+
+        For native code whose threads meet at barriers (the fused forward step):
+        all of them must be running, so when another caller holds the pool this
+        runs ``fn(0, 1)`` alone on the calling thread instead of queueing.
+        Returns ``n_threads``; re-raises the first error.
+        """
+        if not self._workers or not self._busy.acquire(blocking=False):
+            fn(0, 1)
+            return 1
+        try:
+            n = len(self._workers) + 1
+            for tid, worker in enumerate(self._workers, start=1):
+                worker.start(fn, tid, n)
+            error: BaseException | None = None
+            try:
+                fn(0, n)
+            except BaseException as exc:
+                error = exc
+            for worker in self._workers:
+                error = error or worker.wait()
+            if error is not None:
+                raise error
+            return n
+        finally:
+            self._busy.release()
+
     def close(self) -> None:
         """Stop the worker threads (the pool must not be used afterwards)."""
         with self._busy:

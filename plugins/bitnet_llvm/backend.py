@@ -10,23 +10,34 @@ argument, else ``BITNET_NUM_THREADS``, else every usable CPU.
 
 Exactness: ``matmul_int`` and ``quantize_activations`` equal the reference
 bit for bit; ``matmul`` too (same int32 sums, same float32 rescale order);
-the element-wise ops agree within float32 rounding.
+the element-wise ops agree within float32 rounding. ``attention`` (float32
+caches) is the native kernel of ``bitnet_kernels.attention``, within float32
+rounding of the numpy reference. ``compile_forward`` gives the compiled
+one-call decode step (``fused.py``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 import numpy as np
 from bitnet_kernels import HeadMatrix, KernelLibrary, PackedTernary
+from bitnet_kernels.fused import FusedStepKernel
 
 from bitnet_llvm.forward import LlvmForwardStep
+from bitnet_llvm.fused import CompiledForwardStep, unsupported_reason
 from bitnet_sdk.backends.base import REQUIRED_OPS, Backend
 from bitnet_sdk.backends.errors import BackendUnavailableError
 from bitnet_sdk.ternary import TernaryTensor
 
-__all__ = ["HEAD_ENV", "HEAD_KINDS", "LlvmBackend"]
+__all__ = ["COMPILED_STEP_ENV", "HEAD_ENV", "HEAD_KINDS", "LlvmBackend"]
+
+log = logging.getLogger(__name__)
+
+#: ``off`` keeps single-token steps on the per-op path (to compare, or to rule the compiled step out).
+COMPILED_STEP_ENV = "BITNET_LLVM_COMPILED_STEP"
 
 #: Environment variable choosing the output head's storage when ``head`` is not passed.
 HEAD_ENV = "BITNET_LLVM_HEAD"
@@ -84,11 +95,35 @@ class LlvmBackend(Backend):
             return HeadMatrix(arrays["data"], arrays["scale"], str(meta["head"]))
         raise ValueError(f"unknown prepared weight kind in the cache: {meta.get('kind')!r}")
 
-    def compile_forward(self, cfg: Any, weights: Any) -> LlvmForwardStep | None:
-        """The model's forward pass bound once to its weights and kernels (``forward.py``)."""
+    def compile_forward(self, cfg: Any, weights: Any) -> CompiledForwardStep | LlvmForwardStep | None:
+        """The model's forward pass bound once to its weights and kernels.
+
+        Single-token steps run the compiled step (``fused.py``: one native call, all
+        threads inside, native barriers); prompt batches run the per-op step
+        (``forward.py``), which is also the whole answer when the compiled step
+        cannot take the model's shapes or ``BITNET_LLVM_COMPILED_STEP=off``.
+        """
         if not weights.layers or not isinstance(weights.layers[0].wqkv, PackedTernary):
             return None  # weights prepared elsewhere: run per op
-        return LlvmForwardStep(self, cfg, weights)
+        per_op = LlvmForwardStep(self, cfg, weights)
+        if os.environ.get(COMPILED_STEP_ENV, "").strip().lower() in ("0", "off", "false", "no"):
+            return per_op
+        kernel = FusedStepKernel.shared(self.kernels.isa)
+        reason = unsupported_reason(kernel, cfg, weights)
+        if reason is not None:
+            log.info("compiled decode step not used", extra={"reason": reason})
+            return per_op
+        return CompiledForwardStep(self.kernels, kernel, per_op)
+
+    def attention(self, q: np.ndarray, k: np.ndarray, v: np.ndarray, q_positions: np.ndarray) -> np.ndarray:
+        """Native GQA (``bitnet_kernels.attention``): the compiled decode step's own code, so a
+        token's values are the same per op, in a batch and in the compiled step. F16 caches and
+        non-contiguous views take the numpy reference."""
+        if k.dtype != np.float32 or v.dtype != np.float32 or not (k.flags.c_contiguous and v.flags.c_contiguous):
+            return super().attention(q, k, v, q_positions)
+        if q.ndim != 3 or k.ndim != 3 or q.shape[1] % k.shape[1] or q.shape[2] != k.shape[2] or k.shape != v.shape:
+            return super().attention(q, k, v, q_positions)  # the reference raises on bad shapes
+        return FusedStepKernel.shared(self.kernels.isa).attention(q, k, v, q_positions, self.num_threads)
 
     def prepare_head(self, w: np.ndarray) -> HeadMatrix:
         """Keep the head in the file's type (no copy), or int8 rows when ``head="int8"``."""

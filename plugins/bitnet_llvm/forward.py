@@ -1,6 +1,6 @@
-"""The llvm backend's fused forward step (``Backend.compile_forward``).
+"""The llvm backend's per-op forward step: the readable reference of the compiled step.
 
-What it is today: the whole forward pass for one model's shapes, bound once
+What it is: the whole forward pass for one model's shapes, bound once
 at load (weights, kernel entry points, per-layer tensors and RoPE tables), so
 a step makes only the native kernel calls plus a few numpy ones per layer:
 RMSNorm, the fused QKV matmul, RoPE of queries and keys together from cached
@@ -9,9 +9,11 @@ the sub-norm and output matmul, then the FFN with one fused gate/up matmul.
 It computes exactly what ``bitnet_sdk.model.llm.forward`` computes on this
 backend (tests compare them on every model variant they build).
 
-What it is not yet: one native call per step. The plan (docs/architecture.md)
-is one LLVM module per model shape with all threads entering it once per step
-and synchronising at native barriers; this class is the seam it will replace.
+Where it runs: prompt batches (GEMM tiles), F16 KV caches, shapes the compiled
+step does not take, and every step with ``BITNET_LLVM_COMPILED_STEP=off``.
+Single-token steps otherwise run ``fused.CompiledForwardStep``: one native call
+per token with all threads inside it, meeting at native barriers; it is
+checked against this class on every model variant the tests build.
 """
 
 from __future__ import annotations
