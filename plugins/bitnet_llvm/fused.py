@@ -78,25 +78,32 @@ class _State:
     """One calling thread's buffers, context and barrier."""
 
     def __init__(self, step: CompiledForwardStep) -> None:
-        cfg = step.cfg
-        f32 = np.float32
-        self.x = aligned_zeros(cfg.d_model, f32)
-        self.qkv = aligned_zeros(cfg.q_dim + 2 * cfg.kv_dim, f32)
-        self.att = aligned_zeros(cfg.q_dim, f32)
-        self.o = aligned_zeros(cfg.d_model, f32)
-        self.gu = aligned_zeros(2 * cfg.d_ff, f32)
-        self.m = aligned_zeros(cfg.d_ff, f32)
         self.barrier = aligned_zeros(16, np.int64)
         self.layers = step.layer_table.copy()
         self.ctx = step.ctx_template.copy()
-        for name, buf in (("x", self.x), ("qkv", self.qkv), ("att", self.att), ("o", self.o), ("gu", self.gu),
-                          ("m", self.m), ("barrier", self.barrier), ("layers", self.layers)):  # fmt: skip
-            self.ctx[CTX[name]] = _addr(buf)
+        self.ctx[CTX["barrier"]], self.ctx[CTX["layers"]] = _addr(self.barrier), _addr(self.layers)
         self.ctx_addr = _addr(self.ctx)
         #: The cache's layer-0 key array the table points into (weak: a finished cache is freed).
         self.keys: weakref.ref[np.ndarray] | None = None
         self.scratch: np.ndarray | None = None
-        self.capacity = 0
+        self.capacity = self.tokens = self.tokens_padded = 0
+        self.x = np.empty(0, np.float32)
+
+    def reserve(self, step: CompiledForwardStep, tokens: int, tokens_padded: int) -> None:
+        """Activation buffers for ``tokens`` rows (the scratch for ``tokens_padded`` quantized rows)."""
+        if tokens > self.tokens:
+            cfg, f32 = step.cfg, np.float32
+            self.x = aligned_zeros(tokens * cfg.d_model, f32)
+            buffers = {"x": self.x, "qkv": aligned_zeros(tokens * (cfg.q_dim + 2 * cfg.kv_dim), f32),
+                       "att": aligned_zeros(tokens * cfg.q_dim, f32), "o": aligned_zeros(tokens * cfg.d_model, f32),
+                       "gu": aligned_zeros(tokens * 2 * cfg.d_ff, f32), "m": aligned_zeros(tokens * cfg.d_ff, f32)}  # fmt: skip
+            for name, buf in buffers.items():
+                self.ctx[CTX[name]] = _addr(buf)
+            self._buffers, self.tokens = buffers, tokens
+        if tokens_padded > self.tokens_padded:
+            self.tokens_padded = tokens_padded
+            if self.capacity:
+                self._scratch(step, self.capacity)
 
     def bind_cache(self, step: CompiledForwardStep, ks: list[np.ndarray], vs: list[np.ndarray]) -> None:
         """Point the layer table at the cache's arrays; grow the attention scratch with them."""
@@ -110,11 +117,12 @@ class _State:
         self.keys = weakref.ref(ks[0])
 
     def _scratch(self, step: CompiledForwardStep, capacity: int) -> None:
-        """Per worker thread: normed activations, their int8 codes, scale and sum, scores, probabilities."""
-        cfg = step.cfg
+        """Per worker thread: normed activations, their int8 codes, scales and sums (one row per
+        token, padded to the GEMM token tile), scores, probabilities."""
+        cfg, n = step.cfg, self.tokens_padded
         widest = max(cfg.d_model, cfg.q_dim, cfg.d_ff)
-        offsets, at = {}, padded(widest * 4, _ALIGN)  # the normed activations come first
-        sizes = {"xq_off": padded(widest, BLOCK), "a_off": 4, "xsum_off": 4,
+        offsets, at = {}, padded(n * widest * 4, _ALIGN)  # the normed activations come first
+        sizes = {"xq_off": n * padded(widest, BLOCK), "a_off": 4 * n, "xsum_off": 4 * n,
                  "scores_off": 4 * step.group * capacity, "probs_off": 4 * step.group * capacity}  # fmt: skip
         for name, size in sizes.items():
             offsets[name] = at
@@ -177,21 +185,27 @@ class CompiledForwardStep:
         return state
 
     def __call__(self, token_ids: np.ndarray, start_pos: int, cache: Any, last_only: bool) -> np.ndarray:
-        if token_ids.shape[0] != 1 or cache.dtype != np.float32:
+        n = int(token_ids.shape[0])
+        if n == 0 or cache.dtype != np.float32:
             return self.per_op(token_ids, start_pos, cache, last_only)
+        family, tile = self.lib.token_tile(n)  # the tile KernelLibrary.matmul would run
         state = self._state()
-        ks, vs = cache.storage(start_pos, 1)
+        state.reserve(self, n, padded(n, tile))
+        ks, vs = cache.storage(start_pos, n)
         state.bind_cache(self, ks, vs)
-        self.per_op.rope.rows(np.array([start_pos]))  # grows the shared table when needed
+        self.per_op.rope.rows(np.array([start_pos + n - 1]))  # grows the shared table when needed
         cos, sin = self.per_op.rope.table
-        logits = np.empty((1, self.weights.output.shape[0]), dtype=np.float32)
-        np.copyto(state.x, self.weights.token_embd[int(token_ids[0])])
+        n_out = 1 if last_only else n
+        logits = np.empty((n_out, self.weights.output.shape[0]), dtype=np.float32)
+        np.copyto(state.x[: n * self.cfg.d_model].reshape(n, -1), self.weights.token_embd[token_ids])
         ctx = state.ctx
-        ctx[CTX["pos"]] = start_pos
-        ctx[CTX["cos"]], ctx[CTX["sin"]] = _addr(cos[start_pos]), _addr(sin[start_pos])
-        ctx[CTX["logits"]] = _addr(logits)
+        for name, value in (("pos", start_pos), ("n_tok", n), ("ntok_padded", padded(n, tile)),
+                            ("gemm", int(family == "gemm")), ("head_row", n - n_out), ("n_out", n_out),
+                            ("cos", _addr(cos[start_pos])), ("sin", _addr(sin[start_pos])),
+                            ("logits", _addr(logits))):  # fmt: skip
+            ctx[CTX[name]] = value
         run, addr = self.kernel.run, state.ctx_addr
-        get_pool(self.lib.num_threads).run_gang(lambda tid, n: run(addr, tid, n))
-        cache.commit(start_pos + 1)
+        get_pool(self.lib.num_threads).run_gang(lambda tid, nth: run(addr, tid, nth))
+        cache.commit(start_pos + n)
         self.native_steps += 1
         return logits
