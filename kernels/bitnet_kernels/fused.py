@@ -1,4 +1,4 @@
-"""The whole one-token decode step of a BitNet model as one native function.
+"""The whole forward step of a BitNet model (one decode token or a prompt chunk) as one native function.
 
 Why: a per-op step makes about ten kernel calls per layer from Python, each
 handing row slices to the thread pool and waiting for them (tens of
@@ -17,16 +17,22 @@ the two float parameters as float32 bit patterns); ``ctx[layers]`` points to
 values, so one compiled module serves every model of an ISA (and is cached on
 disk like the other kernels).
 
-Per layer, with ``|`` a barrier::
+A step runs ``ctx[n_tok]`` tokens at positions ``pos ..`` (1 for decode, T for a
+prompt chunk). Per layer, with ``|`` a barrier::
 
-    norm+quantize x (every thread, private copy) ; QKV rows           |
-    per K/V head: RoPE of k, cache write, RoPE of its query group, scores,
-        softmax and the weighted sum of V (each K/V head read once)   |
-    sub-norm+quantize ; wo rows, added to the residual                |
-    norm+quantize ; gate and up rows, act(gate)·up                    |
-    sub-norm+quantize ; w_down rows, added to the residual            |
+    norm+quantize the T rows of x (every thread, private copy) ; QKV rows  |
+    per K/V head, token by token: RoPE of k, cache write at pos+i, RoPE of
+        its query group, scores over 0..pos+i, softmax, weighted sum of V  |
+    sub-norm+quantize ; wo rows, added to the residual                     |
+    norm+quantize ; gate and up rows, act(gate)·up                         |
+    sub-norm+quantize ; w_down rows, added to the residual                 |
 
-then the final norm and the head rows. The ternary GEMV, quantization,
+then the final norm and the head rows, for the last token only
+(``ctx[head_row] = T-1, ctx[n_out] = 1``) or for all of them. The projections
+run the GEMV kernel below one GEMM token tile and the GEMM kernel (``isa.gemm_tile``)
+from there (``ctx[gemm]``, activations padded to ``ctx[ntok_padded]`` rows),
+the choice ``KernelLibrary.matmul`` makes; their int32 sums are exact and the
+float epilogue is per element, so the tile never changes a value. The ternary GEMV, quantization,
 RMSNorm, softmax, SiLU/ReLU², head and attention (``bitnet_kernels.attention``,
 also exported here as ``bitnet_attention`` for the backend's per-op
 ``attention``) code are the builders of the per-op kernels, instantiated here
@@ -36,8 +42,7 @@ every value equals the per-op step's bit for bit. Work is split by rows
 one thread with the same code whatever the split, so results do not depend
 on the thread count.
 
-Requirements (checked by the caller, ``FusedStepKernel.supports``): one token,
-float32 K/V storage ``[capacity, n_kv_heads, head_dim]``, ``d_ff`` a multiple
+Requirements (checked by the caller, ``FusedStepKernel.supports``): float32 K/V storage ``[capacity, n_kv_heads, head_dim]``, ``d_ff`` a multiple
 of 4 and ``d_model`` a multiple of the float lanes (the head kernels step
 whole vectors).
 """

@@ -1,18 +1,20 @@
-"""The llvm backend's compiled decode step: one native call per token, all threads inside it.
+"""The llvm backend's compiled forward step: one native call per step, all threads inside it.
 
 ``CompiledForwardStep`` binds a loaded model to ``bitnet_kernels.fused``'s
 step function: the weights' addresses and dimensions go into a context array
-once at load; per token Python only copies the embedding row, writes the
-position, the RoPE row and the output address into the context, and lets every
-thread of the pool call the step once (``ThreadPool.run_gang``). The stages
+once at load; per step (one decode token or a prompt chunk of T tokens)
+Python only copies the embedding rows, writes the position, token count, GEMM
+tile, RoPE rows and output address into the context, and lets every thread of
+the pool call the step once (``ThreadPool.run_gang``). The stages
 meet at native barriers.
 
 What runs where:
 
-* one token with a float32 KV cache: the compiled step;
-* prompt batches (several tokens, GEMM tiles), an F16 KV cache, and shapes the
-  module does not handle: the per-op step (``forward.LlvmForwardStep``), the
-  readable reference. ``native_steps`` counts the compiled calls.
+* any number of tokens with a float32 KV cache: the compiled step (prompt
+  chunks over the GEMV/GEMM token tiles ``KernelLibrary.matmul`` would pick);
+* an F16 KV cache, and shapes the module does not handle: the per-op step
+  (``forward.LlvmForwardStep``), the readable reference. ``native_steps``
+  counts the compiled calls.
 
 Exactness: every stage is the per-op kernels' code (attention included: the
 backend's per-op ``attention`` runs the same native kernel for float32
@@ -136,8 +138,8 @@ class _State:
 
 
 class CompiledForwardStep:
-    """``step(token_ids, start_pos, cache, last_only) -> logits``: compiled for one token,
-    per op (``LlvmForwardStep``) otherwise."""
+    """``step(token_ids, start_pos, cache, last_only) -> logits``: compiled for a float32
+    cache, per op (``LlvmForwardStep``) otherwise."""
 
     def __init__(self, lib: KernelLibrary, kernel: FusedStepKernel, per_op: LlvmForwardStep) -> None:
         self.lib, self.kernel, self.per_op = lib, kernel, per_op
