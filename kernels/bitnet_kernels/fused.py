@@ -273,8 +273,17 @@ def _emit_gated_row(s: _Step, g: ir.Value, m: ir.Value, relu2: ir.Value, begin: 
 
 
 def _emit_head(s: _Step) -> None:
+    """The final norm and head rows of ``n_out`` tokens from ``head_row`` (none when 0: a piece
+    of a prompt whose last token is in a later call)."""
     b = s.b
-    d, vocab, n_out = s.get("d_model"), s.get("vocab"), s.get("n_out")
+    n_out = s.get("n_out")
+    with b.if_then(b.icmp_signed(">", n_out, const(0))):
+        _emit_head_rows(s, n_out)
+
+
+def _emit_head_rows(s: _Step, n_out: ir.Value) -> None:
+    b = s.b
+    d, vocab = s.get("d_model"), s.get("vocab")
     xn = s.private(None)
     x = gep(b, b.bitcast(s.ptr("x"), F32.as_pointer()), b.mul(s.get("head_row"), d))
     b.call(s.k.rms_norm, [b.bitcast(x, PTR8), s.ptr("out_norm"), xn, d, s.f32("eps"), const(0), n_out])

@@ -147,6 +147,9 @@ class CompiledForwardStep:
         self.group = cfg.n_heads // cfg.n_kv_heads
         #: Calls that ran the compiled step (the others went per op).
         self.native_steps = 0
+        #: Tokens per native call: longer chunks run in pieces of this many, token by token the
+        #: same values, so the buffers a calling thread keeps stay small (``_State.reserve``).
+        self.max_chunk = 64
         self._keep: list[np.ndarray] = []  # float32 copies of norms the context points to
         self.layer_table = np.zeros((len(w.layers), len(LAYER_FIELDS)), dtype=np.int64)
         for i, layer in enumerate(w.layers):
@@ -190,24 +193,32 @@ class CompiledForwardStep:
         n = int(token_ids.shape[0])
         if n == 0 or cache.dtype != np.float32:
             return self.per_op(token_ids, start_pos, cache, last_only)
-        family, tile = self.lib.token_tile(n)  # the tile KernelLibrary.matmul would run
         state = self._state()
-        state.reserve(self, n, padded(n, tile))
-        ks, vs = cache.storage(start_pos, n)
+        ks, vs = cache.storage(start_pos, n)  # checks the whole chunk before anything is written
         state.bind_cache(self, ks, vs)
         self.per_op.rope.rows(np.array([start_pos + n - 1]))  # grows the shared table when needed
+        logits = np.empty((1 if last_only else n, self.weights.output.shape[0]), dtype=np.float32)
+        for at in range(0, n, self.max_chunk):
+            m = min(self.max_chunk, n - at)
+            out = logits[-1:] if last_only else logits[at : at + m]
+            self._run(state, token_ids[at : at + m], start_pos + at, out if not last_only or at + m == n else None)
+            cache.commit(start_pos + at + m)
+        self.native_steps += 1
+        return logits
+
+    def _run(self, state: _State, token_ids: np.ndarray, start_pos: int, logits: np.ndarray | None) -> None:
+        """One native call for ``token_ids`` at ``start_pos ..``: the head rows into ``logits``
+        (the last token's when it has one row; none when ``None``)."""
+        n = int(token_ids.shape[0])
+        family, tile = self.lib.token_tile(n)  # the tile KernelLibrary.matmul would run
+        state.reserve(self, n, padded(n, tile))
         cos, sin = self.per_op.rope.table
-        n_out = 1 if last_only else n
-        logits = np.empty((n_out, self.weights.output.shape[0]), dtype=np.float32)
+        n_out = 0 if logits is None else logits.shape[0]
         np.copyto(state.x[: n * self.cfg.d_model].reshape(n, -1), self.weights.token_embd[token_ids])
-        ctx = state.ctx
         for name, value in (("pos", start_pos), ("n_tok", n), ("ntok_padded", padded(n, tile)),
                             ("gemm", int(family == "gemm")), ("head_row", n - n_out), ("n_out", n_out),
                             ("cos", _addr(cos[start_pos])), ("sin", _addr(sin[start_pos])),
-                            ("logits", _addr(logits))):  # fmt: skip
-            ctx[CTX[name]] = value
+                            ("logits", 0 if logits is None else _addr(logits))):  # fmt: skip
+            state.ctx[CTX[name]] = value
         run, addr = self.kernel.run, state.ctx_addr
         get_pool(self.lib.num_threads).run_gang(lambda tid, nth: run(addr, tid, nth))
-        cache.commit(start_pos + n)
-        self.native_steps += 1
-        return logits

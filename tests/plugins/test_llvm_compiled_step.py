@@ -157,6 +157,22 @@ def test_prompt_chunks_equal_the_per_op_step(model_path: Path, last_only: bool, 
     _caches_equal(cache_c, cache_r)
 
 
+@pytest.mark.parametrize("last_only", [True, False])
+def test_a_long_chunk_runs_in_pieces_with_the_same_values(model_path: Path, last_only: bool) -> None:
+    """Chunks longer than ``max_chunk`` run as several native calls (bounded buffers)."""
+    model = load(model_path, backend=LlvmBackend(num_threads=2))
+    step = model.step
+    assert isinstance(step, CompiledForwardStep)
+    step.max_chunk = 5  # pieces of 5, 5, 5, 5, 5, 5, 2 tokens and of 5, 1
+    ids = np.random.default_rng(10).integers(0, model.config.vocab_size, 38)
+    compiled, cache_c = _chunks(model, step, ids, [32, 6], last_only)
+    assert step.native_steps == 2
+    reference, cache_r = _chunks(model, step.per_op, ids, [32, 6], last_only)
+    for a, b in zip(compiled, reference, strict=True):
+        np.testing.assert_array_equal(a, b)
+    _caches_equal(cache_c, cache_r)
+
+
 def test_an_f16_cache_takes_the_per_op_path(model_path: Path) -> None:
     model = load(model_path, backend=LlvmBackend())
     step = model.step
