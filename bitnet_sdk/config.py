@@ -94,7 +94,8 @@ class Settings:
     #: Web origins allowed to call the API from browsers (``*``: any); none by default.
     #: ``BITNET_CORS_ORIGINS`` takes them comma separated.
     cors_origins: tuple[str, ...] = ()
-    #: Open WebSocket connections one user may hold per server process (more: close 4429).
+    #: Open WebSocket connections one user may hold across all server processes sharing the
+    #: database (more: close 4429).
     ws_max_connections_per_user: int = 16
     #: Seconds between re-checks of an open WebSocket's credential (revoked: close 4401).
     ws_credential_recheck_s: float = 30.0
@@ -111,7 +112,10 @@ class Settings:
             raw = os.environ.get(f"BITNET_{f.name.upper()}")
             if raw is None or f.name == "tiers":
                 continue
-            values[f.name] = _coerce(f.type, raw)
+            try:
+                values[f.name] = _coerce(f.type, raw)
+            except ValueError as exc:
+                raise ValueError(f"BITNET_{f.name.upper()}={raw!r}: {exc}") from exc
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -157,7 +161,11 @@ def parse_origins(raw: str) -> tuple[str, ...]:
     for origin in origins:
         if origin == "*":
             continue
-        parts = urlsplit(origin)
+        try:
+            parts = urlsplit(origin)
+            parts.port  # noqa: B018 - raises ValueError on a port out of range or not a number
+        except ValueError as exc:
+            raise ValueError(f"CORS origin {origin!r} is not a valid URL: {exc}") from exc
         if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path or parts.query:
             raise ValueError(f"CORS origin {origin!r} is not '*' or scheme://host[:port]")
     return origins

@@ -29,7 +29,7 @@ from bitnet_sdk.server.problems import Problem, bad_request, conflict, forbidden
 from bitnet_sdk.service.accounting import storage_quota
 from bitnet_sdk.service.pagination import InvalidCursor
 from bitnet_sdk.service.registry import models as registry
-from bitnet_sdk.service.registry import storage, uploads
+from bitnet_sdk.service.registry import resumable, storage, uploads
 
 __all__ = [
     "create_model",
@@ -37,10 +37,12 @@ __all__ = [
     "download_model_file",
     "get_model",
     "get_model_metadata",
+    "get_model_upload",
     "get_model_validation",
     "list_models",
     "update_model",
     "upload_model_file",
+    "upload_model_piece",
 ]
 
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
@@ -74,6 +76,15 @@ def _problems() -> Iterator[None]:
     except uploads.DigestMismatch as exc:
         raise Problem(422, "Unprocessable Content", str(exc), slug="digest-mismatch",
                       errors=[{"field": "X-Content-SHA256", "message": str(exc)}]) from exc
+    except resumable.OffsetMismatch as exc:
+        held = exc.held
+        extra = {} if held.total is None else {"total_bytes": held.total}
+        raise Problem(409, "Conflict", str(exc), slug="upload-offset-mismatch",
+                      headers={"Upload-Offset": str(held.offset)}, offset=held.offset,
+                      errors=[{"field": "Content-Range", "message": str(exc)}], **extra) from exc
+    except resumable.UploadBusy as exc:
+        raise Problem(409, "Conflict", f"{exc}; retry when it has ended.",
+                      slug="upload-in-progress") from exc
     except uploads.IncompleteUpload as exc:
         raise bad_request(str(exc), errors=[{"field": "Content-Length", "message": str(exc)}]) from exc
 
@@ -186,16 +197,110 @@ async def upload_model_file(model_id: str, token_info: dict[str, Any]) -> Any:
             # Past what the quota leaves (not the size limit): the quota's answer, checked again.
             await asyncio.to_thread(storage_quota.check, record.owner_id, limit + 1, settings)
             raise
-        try:
-            report = await asyncio.to_thread(registry.inspect_file, partial.path)
-            if not report.ok:
-                await asyncio.to_thread(registry.record_invalid, actor, model_id, report)
-                raise registry.InvalidModelFile(report.validation)
-            record = await asyncio.to_thread(registry.attach_file, actor, model_id, partial,
-                                             report, settings)
-        finally:
-            await asyncio.shield(asyncio.to_thread(partial.discard))
+        record = await _validate_and_publish(actor, model_id, partial)
+        # A whole file replaces any resumable upload left behind.
+        await asyncio.to_thread(resumable.forget, settings.uploads_dir, model_id)
     return json_response(model_view(record, actor))
+
+
+async def _validate_and_publish(actor: Principal, model_id: str,
+                                partial: uploads.PartialFile) -> Any:
+    """Validate a completed upload and publish it as the model's file (the partial is gone after)."""
+    settings = current().settings
+    try:
+        report = await asyncio.to_thread(registry.inspect_file, partial.path)
+        if not report.ok:
+            await asyncio.to_thread(registry.record_invalid, actor, model_id, report)
+            raise registry.InvalidModelFile(report.validation)
+        return await asyncio.to_thread(registry.attach_file, actor, model_id, partial,
+                                       report, settings)
+    finally:
+        await asyncio.shield(asyncio.to_thread(partial.discard))
+
+
+async def upload_model_piece(model_id: str, token_info: dict[str, Any]) -> Any:
+    """One ``Content-Range`` piece of a resumable upload: the upload's new state, with the
+    validated model once the last byte is in. Bytes received before a broken connection
+    are flushed and kept."""
+    actor = _actor(token_info)
+    settings = current().settings
+    declared = content_length(request.headers.get("content-length"))
+    header = request.headers.get("content-range", "")
+    with _problems():
+        record = await asyncio.to_thread(registry.check_upload, actor, model_id)
+        try:
+            wanted = resumable.parse_content_range(header)
+        except ValueError as exc:
+            raise bad_request(str(exc), errors=[{"field": "Content-Range",
+                                                 "message": str(exc)}]) from exc
+        if declared is not None and declared != wanted.length:
+            message = (f"Content-Length {declared} differs from the {wanted.length} bytes "
+                       "of Content-Range")
+            raise bad_request(message, errors=[{"field": "Content-Length", "message": message}])
+        if wanted.total > settings.max_upload_bytes:
+            raise uploads.UploadTooLarge(settings.max_upload_bytes)
+        await asyncio.to_thread(storage_quota.check, record.owner_id, wanted.total, settings)
+        piece = await asyncio.to_thread(resumable.open_piece, settings.uploads_dir, model_id,
+                                        wanted)
+        partial = None
+        try:
+            try:
+                await _receive_piece(request.stream(), piece, wanted.length)
+            except ClientDisconnect as exc:
+                raise uploads.IncompleteUpload(
+                    "the client went away during the upload; resume from GET .../upload") from exc
+            offset = await asyncio.to_thread(piece.sync)
+            if offset == piece.total:
+                partial = await asyncio.to_thread(piece.into_partial, settings.uploads_dir,
+                                                  request.headers.get("x-content-sha256"))
+        finally:
+            await asyncio.shield(asyncio.to_thread(piece.release))
+        held = resumable.UploadState(offset, piece.total)
+        if partial is None:
+            return json_response(_upload_status(model_id, held),
+                                 headers={"Upload-Offset": str(offset)})
+        record = await _validate_and_publish(actor, model_id, partial)
+    return json_response({**_upload_status(model_id, held), "complete": True,
+                          "model": model_view(record, actor)},
+                         headers={"Upload-Offset": str(offset)})
+
+
+async def _receive_piece(chunks: AsyncIterator[bytes], piece: resumable.Piece, length: int) -> None:
+    """Append at most ``length`` body bytes to ``piece`` in blocks; what arrived before an
+    error or a disconnect is written too (the client resumes after it)."""
+    block: list[bytes] = []
+    pending = received = 0
+    try:
+        async for chunk in chunks:
+            if received + len(chunk) > length:
+                block.append(chunk[: length - received])  # the range's own bytes are kept
+                raise uploads.IncompleteUpload(
+                    f"the body is longer than the {length} bytes of its Content-Range")
+            received += len(chunk)
+            block.append(chunk)
+            pending += len(chunk)
+            if pending >= uploads.BLOCK_SIZE:
+                await asyncio.to_thread(piece.write, b"".join(block))
+                block, pending = [], 0
+    finally:
+        if block:
+            await asyncio.shield(asyncio.to_thread(piece.write, b"".join(block)))
+
+
+def _upload_status(model_id: str, held: resumable.UploadState) -> dict[str, Any]:
+    status: dict[str, Any] = {"model_id": model_id, "offset": held.offset, "complete": False}
+    if held.total is not None:
+        status["total_bytes"] = held.total
+    return status
+
+
+async def get_model_upload(model_id: str, token_info: dict[str, Any]) -> Any:
+    """How many bytes of the model's resumable upload the server holds (flushed first)."""
+    with _problems():
+        await asyncio.to_thread(registry.check_upload, _actor(token_info), model_id)
+    held = await asyncio.to_thread(resumable.state, current().settings.uploads_dir, model_id)
+    return json_response(_upload_status(model_id, held),
+                         headers={"Upload-Offset": str(held.offset)})
 
 
 async def download_model_file(model_id: str, token_info: dict[str, Any]) -> Any:

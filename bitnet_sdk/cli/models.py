@@ -1,12 +1,13 @@
 """``bitnet models push FILE --server URL``: upload a model file to a running server.
 
 The spec's path for large files: ``POST /v1/models`` (JSON) creates a record in status
-``pending_upload``, then ``PUT /v1/models/{id}/file`` streams the file as the raw body
-(``Content-Length`` and ``X-Content-SHA256`` sent, nothing held in memory) with a
-progress bar. The server keeps nothing of a failed upload and accepts a new ``PUT`` on a
-record that is ``pending_upload`` or ``invalid``, so an interrupted push is restarted on
-the same record with ``--model ID`` (the command prints it). The API offers no byte-offset
-resume, so a restart sends the file again from its first byte.
+``pending_upload``, then a resumable upload sends the file: ``GET /v1/models/{id}/upload``
+says how many bytes the server holds, and ``PUT /v1/models/{id}/upload`` with
+``Content-Range: bytes N-LAST/TOTAL`` streams the rest (nothing held in memory; the
+``X-Content-SHA256`` of the whole file is checked at the end) with a progress bar. When the
+connection breaks or the server restarts, the push asks for the offset again and continues
+from there (``--retries`` times, waiting longer each time); a push that gave up is resumed
+on the same record with ``--model ID`` (the command prints it).
 
 Credentials: ``--api-key`` / ``$BITNET_API_KEY`` (an API key) or ``--token`` /
 ``$BITNET_TOKEN`` (an access token), sent as ``Authorization: Bearer``.
@@ -22,6 +23,7 @@ import http.client
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,6 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="API key (default $BITNET_API_KEY)")
     push.add_argument("--token", default=os.environ.get("BITNET_TOKEN"),
                       help="access token (default $BITNET_TOKEN)")
+    push.add_argument("--retries", type=int, default=5, metavar="N",
+                      help="resume up to N times after a broken connection (default 5)")
     push.add_argument("--json", action="store_true", help="print the model record as JSON")
     push.set_defaults(func=run_push)
 
@@ -81,9 +85,9 @@ def run_push(args: argparse.Namespace) -> int:
         if model_id is None:
             model_id = client.create(_record(args))["id"]
             print(f"created model {model_id}", file=sys.stderr)
-        model = client.upload(model_id, args.file)
+        model = client.upload(model_id, args.file, retries=max(0, args.retries))
     except PushError as exc:
-        hint = f" Restart with: bitnet models push {args.file} --model {model_id} --server {args.server}"
+        hint = f" Resume with: bitnet models push {args.file} --model {model_id} --server {args.server}"
         return _fail(f"{exc}.{hint if model_id else ''}")
     if args.json:
         print(json.dumps(model, indent=2))
@@ -129,37 +133,80 @@ class _Client:
         finally:
             conn.close()
 
-    def upload(self, model_id: str, path: Path) -> dict[str, Any]:
+    def upload(self, model_id: str, path: Path, *, retries: int = 5) -> dict[str, Any]:
+        """Send the file resumably; after a broken connection (or a server answering 5xx or
+        ``upload-in-progress``) ask for the server's offset and continue from it."""
         size = path.stat().st_size
         digest = _sha256(path, size)
         from bitnet_sdk.cli.output import progress_bar
 
-        conn = self._connection()
         bar = progress_bar(total=size, unit="B", unit_scale=True, unit_divisor=1024,
                            desc=f"upload {path.name}")
         try:
-            conn.putrequest("PUT", f"{self.base}/v1/models/{model_id}/file")
-            for name, value in {**self.headers, "Content-Type": "application/octet-stream",
-                                "Content-Length": str(size), "X-Content-SHA256": digest}.items():
-                conn.putheader(name, value)
-            conn.endheaders()
-            try:
-                with path.open("rb") as fh:
-                    while chunk := fh.read(_CHUNK):
-                        conn.send(chunk)
-                        bar.update(len(chunk))
-            except OSError as exc:  # the server may have answered early (401, 413...): read it
+            attempt = 0
+            while True:
                 try:
-                    early = conn.getresponse()
-                except (OSError, http.client.HTTPException):
-                    raise PushError(f"upload of {path} interrupted: {exc}") from exc
-                return _answer(early, 200)
-            return _answer(conn.getresponse(), 200)
-        except (OSError, http.client.HTTPException) as exc:
-            raise PushError(f"upload of {path} interrupted: {exc}") from exc
+                    offset = self.offset(model_id, size)
+                    if offset:
+                        print(f"resuming at byte {offset} of {size}", file=sys.stderr)
+                    bar.reset(total=size)
+                    bar.update(offset)
+                    return self._piece(model_id, path, offset, size, digest, bar)
+                except _Transient as exc:
+                    attempt += 1
+                    if attempt > retries:
+                        raise PushError(f"upload of {path} interrupted: {exc}") from exc
+                    wait = min(30.0, 0.5 * 2 ** (attempt - 1))
+                    print(f"upload interrupted ({exc}); retrying in {wait:g} s", file=sys.stderr)
+                    time.sleep(wait)
         finally:
             bar.close()
+
+    def offset(self, model_id: str, size: int) -> int:
+        """Bytes of this file the server holds (0 for another file's leftover)."""
+        held = self._call("GET", f"/v1/models/{model_id}/upload", None, {})
+        return int(held.get("offset", 0)) if held.get("total_bytes") == size else 0
+
+    def _piece(self, model_id: str, path: Path, offset: int, size: int, digest: str,
+               bar: Any) -> dict[str, Any]:
+        last = max(size - 1, offset)
+        headers = {"Content-Type": "application/octet-stream",
+                   "Content-Range": f"bytes {offset}-{last}/{size}",
+                   "Content-Length": str(size - offset), "X-Content-SHA256": digest}
+
+        def send(conn: http.client.HTTPConnection) -> None:
+            with path.open("rb") as fh:
+                fh.seek(offset)
+                while chunk := fh.read(_CHUNK):
+                    conn.send(chunk)
+                    bar.update(len(chunk))
+
+        status = self._call("PUT", f"/v1/models/{model_id}/upload", send, headers)
+        if not status.get("complete"):  # the server kept less than we sent: continue
+            raise _Transient(f"the server holds {status.get('offset')} of {size} bytes")
+        return dict(status.get("model") or {})
+
+    def _call(self, method: str, path: str, send: Any, headers: dict[str, str]) -> dict[str, Any]:
+        conn = self._connection()
+        try:
+            conn.putrequest(method, self.base + path)
+            for name, value in {**self.headers, **headers}.items():
+                conn.putheader(name, value)
+            conn.endheaders()
+            if send is not None:
+                try:
+                    send(conn)
+                except OSError:  # the server may have answered early (401, 413...): read it
+                    pass
+            return _answer(conn.getresponse(), 200)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Transient(str(exc) or type(exc).__name__) from exc
+        finally:
             conn.close()
+
+
+class _Transient(PushError):
+    """A broken connection or a server that may answer better soon: resume."""
 
 
 def _sha256(path: Path, size: int) -> str:
@@ -180,6 +227,10 @@ def _answer(response: http.client.HTTPResponse, expected: int) -> dict[str, Any]
         doc = json.loads(raw) if raw else {}
     except ValueError:
         doc = {}
+    slug = str(doc.get("type", "")).rpartition(":")[2]
+    if response.status >= 500 or (response.status == 409 and
+                                   slug in ("upload-in-progress", "upload-offset-mismatch")):
+        raise _Transient(f"the server answered {response.status}: {doc.get('detail') or ''}")
     if response.status != expected:
         detail = doc.get("detail") or doc.get("title") or raw[:200].decode("utf-8", "replace")
         problems = "; ".join(f"{e.get('field') or e.get('code')}: {e.get('message')}"

@@ -54,14 +54,19 @@ def run(args: argparse.Namespace) -> int:
     from bitnet_sdk.server.asgi.tornado_app import listen
     from bitnet_sdk.server.run import run_server
 
-    settings = Settings.from_env(
-        host=args.host, port=args.port, database_url=args.database_url,
-        data_dir=args.data_dir, workers=args.workers, backend=args.backend,
-        demo_model=args.demo_model, max_batch_size=args.max_batch_size,
-        model_queue_size=args.model_queue_size, processes=args.processes, redis_url=args.redis_url,
-        storage_url=args.storage_url, s3_endpoint_url=args.s3_endpoint_url,
-        cors_origins=parse_origins(",".join(args.cors_origins)) if args.cors_origins else None,
-    )
+    try:  # a bad --cors-origin or BITNET_* value is a usage error, not a traceback
+        settings = Settings.from_env(
+            host=args.host, port=args.port, database_url=args.database_url,
+            data_dir=args.data_dir, workers=args.workers, backend=args.backend,
+            demo_model=args.demo_model, max_batch_size=args.max_batch_size,
+            model_queue_size=args.model_queue_size, processes=args.processes,
+            redis_url=args.redis_url, storage_url=args.storage_url,
+            s3_endpoint_url=args.s3_endpoint_url,
+            cors_origins=parse_origins(",".join(args.cors_origins)) if args.cors_origins else None,
+        )
+    except ValueError as exc:
+        print(f"bitnet serve: {exc}", file=sys.stderr)
+        return 2
     if settings.processes < 1:
         print("bitnet serve: --processes must be at least 1", file=sys.stderr)
         return 2

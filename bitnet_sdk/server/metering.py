@@ -22,9 +22,11 @@ write usage records for their own request; they call these functions::
   amounts add up. Outside a metered request it does nothing and returns False.
 * Quota kinds: ``quantize_jobs``, ``inference_tokens`` (prompt + completion),
   ``compute_units``; limits per tier and month come from ``Settings.tiers``.
-  A check counts what this request already added; for tokens and compute
-  units it is a check, not a reservation (the amounts are known only after
-  the work; see :mod:`bitnet_sdk.service.accounting.usage`).
+  A check counts what this request already added. Inference reserves its
+  tokens and compute units before it runs
+  (:mod:`bitnet_sdk.service.accounting.reservations`) and hands its
+  reservation to this meter with its usage (:func:`usage_hook`):
+  :func:`write_record` deletes it in the transaction that writes the record.
 * Work outside a request (job workers, WebSocket sessions) records usage with
   :func:`bitnet_sdk.service.accounting.usage.record_usage`, or wraps each unit of work in
   :func:`metered`.
@@ -39,12 +41,12 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bitnet_sdk.config import Settings
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem
-from bitnet_sdk.service.accounting import usage
+from bitnet_sdk.service.accounting import reservations, usage
 from bitnet_sdk.store.fields import utcnow
 from bitnet_sdk.store.models import User
 
@@ -78,13 +80,18 @@ class RequestUsage:
     tokens_in: int = 0
     tokens_out: int = 0
     compute_units: float = 0.0
+    #: Quota reservations whose usage this request's record carries (deleted with it).
+    reservations: list[str] = field(default_factory=list)
+    #: The part of the amounts above that those reservations still hold in the database.
+    held_tokens: int = 0
+    held_units: float = 0.0
 
     def pending(self, kind: str) -> float:
         """What this request adds to quota ``kind`` (not yet in the database)."""
         if kind == "inference_tokens":
-            return self.tokens_in + self.tokens_out
+            return self.tokens_in + self.tokens_out - self.held_tokens
         if kind == "compute_units":
-            return self.compute_units
+            return self.compute_units - self.held_units
         if kind == "quantize_jobs":
             return 0  # reserved in the database with the jobs themselves
         raise ValueError(f"unknown quota kind {kind!r} (known: {', '.join(usage.QUOTA_KINDS)})")
@@ -120,19 +127,27 @@ def add_usage(*, tokens_in: int = 0, tokens_out: int = 0, compute_units: float =
     return True
 
 
-def usage_hook() -> Callable[[int, int, float], None] | None:
+def usage_hook() -> Callable[[int, int, float, str | None], None] | None:
     """``add_usage`` bound to this request's meter, callable from any thread.
 
     Compute threads do not inherit the request's context, so the hook carries a
-    copy of it. None outside a metered request.
+    copy of it. Its fourth argument, when not None, is the quota reservation
+    that holds this usage until the request's record is written. None outside
+    a metered request.
     """
-    if current_usage() is None:
+    request_usage = current_usage()
+    if request_usage is None:
         return None
     context = contextvars.copy_context()
 
-    def add(tokens_in: int, tokens_out: int, compute_units: float) -> None:
+    def add(tokens_in: int, tokens_out: int, compute_units: float,
+            reservation: str | None = None) -> None:
         context.run(add_usage, tokens_in=tokens_in, tokens_out=tokens_out,
                     compute_units=compute_units)
+        if reservation is not None:
+            request_usage.reservations.append(reservation)
+            request_usage.held_tokens += int(tokens_in) + int(tokens_out)
+            request_usage.held_units += float(compute_units)
 
     return add
 
@@ -178,16 +193,24 @@ async def acheck_quota(kind: str, amount: float = 1) -> usage.QuotaStatus:
 
 
 def write_record(request_usage: RequestUsage, status_code: int) -> None:
-    """Store the request's usage record in one statement. Blocking."""
-    usage.record_request(
-        request_usage.user_id,
-        request_usage.operation,
-        tokens_in=request_usage.tokens_in,
-        tokens_out=request_usage.tokens_out,
-        compute_units=request_usage.compute_units,
-        status_code=status_code,
-        request_id=request_usage.request_id,
-    )
+    """Store the request's usage record (one statement), deleting the quota reservations it
+    settles in the same transaction. Blocking."""
+
+    def record() -> None:
+        usage.record_request(
+            request_usage.user_id,
+            request_usage.operation,
+            tokens_in=request_usage.tokens_in,
+            tokens_out=request_usage.tokens_out,
+            compute_units=request_usage.compute_units,
+            status_code=status_code,
+            request_id=request_usage.request_id,
+        )
+
+    if request_usage.reservations:
+        reservations.release(request_usage.user_id, request_usage.reservations, record)
+    else:
+        record()
 
 
 @contextlib.contextmanager

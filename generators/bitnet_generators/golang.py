@@ -31,7 +31,10 @@ RUNTIME_NAMES = frozenset({"Client", "Option", "Tokens", "RetryPolicy", "NoRetry
                            "WaitOptions", "NewClient", "Ptr", "WithToken", "WithAPIKey", "WithRefreshToken",
                            "WithOnTokens", "WithHTTPClient", "WithTimeout", "WithRetry", "WithHeader"})
 _IMPORTS = {"context": "context", "fmt": "fmt", "io": "io", "iter": "iter", "json": "encoding/json",
-            "time": "time"}
+            "time": "time", "errors": "errors", "strings": "strings", "sha256": "crypto/sha256",
+            "hex": "encoding/hex"}
+#: Operations the resumable-upload helper (``resumable.go``) is built on.
+_RESUMABLE_OPS = frozenset({"UploadModelPiece", "GetModelUpload"})
 _BODY_SUFFIX = {"json": "JSON", "multipart": "Multipart", "form": "Form", "binary": "Raw"}
 
 
@@ -103,7 +106,9 @@ def render(api: Api, options: GoOptions | None = None) -> dict[str, str]:
     context = {"api": api, "types": types, "ops": ops, "options": options, "header": header,
                "websocket_path": next(iter((api.extras.get("tree") or {}).get("x-websockets") or {}), None)}
     files = {}
-    for rel in ("go.mod", "README.md", "doc.go", "models.go", "operations.go"):
+    resumable = _RESUMABLE_OPS <= {view["name"] for view in ops}
+    for rel in ("go.mod", "README.md", "doc.go", "models.go", "operations.go",
+                *(("resumable.go",) if resumable else ())):
         text = env.get_template(rel + ".j2").render(context)
         files[rel] = _add_imports(text) if rel.endswith(".go") else text
     for name, text in static_files("go").items():

@@ -87,7 +87,7 @@ def render(api: Api, options: PyOptions | None = None) -> dict[str, str]:
         return {str(p.relative_to(out)): _with_header(p, header) for p in sorted(out.rglob("*")) if p.is_file()}
 
 
-_DICT_BODY = re.compile(r"body = (\w+)\.from_dict\(body\)")
+_DICT_BODY = re.compile(r"body = read_body\((\w+), body\)")
 
 
 def _widen_dict_bodies(package: Path) -> bool:

@@ -184,7 +184,7 @@ class SchemaConverter:
         fields = []
         for name in props:
             ref = self.convert(props[name], f"{where}/properties/{name}", hint + pascal(name))
-            fields.append(Field(name, ref, name in required, _doc(props[name])))
+            fields.append(Field(name, ref, name in required, self._field_doc(props[name])))
         self._check_field_names(fields, where)
         if additional is not None:
             odd = [f.name for f in fields if f.type.with_nullable(False) != additional.with_nullable(False)]
@@ -239,9 +239,19 @@ class SchemaConverter:
             required = set(part.get("required") or [])
             props = part.get("properties") or {}
             return tuple(Field(n, self.convert(s, f"{where}/properties/{n}", _owner(hint) + pascal(n)),
-                               n in required, _doc(s)) for n, s in props.items())
+                               n in required, self._field_doc(s)) for n, s in props.items())
         ref = self.convert(part, where, hint)
         return self.object_fields(ref, where)
+
+    def _field_doc(self, schema: Any) -> str:
+        """A property's description; for a bare reference to a scalar component (a request
+        field whose default lives there), that component's."""
+        ref = schema.get("$ref") if isinstance(schema, dict) else None
+        if isinstance(ref, str) and len(schema) == 1 and ref.startswith(COMPONENT_PREFIX):
+            target = (self.spec.tree.get("components", {}).get("schemas") or {}).get(ref[len(COMPONENT_PREFIX):])
+            if isinstance(target, dict) and target.get("type") not in (None, "object", "array"):
+                return _doc(target)
+        return _doc(schema)
 
     def _union(self, schema: dict[str, Any], where: str, hint: str) -> TypeRef:
         key = "oneOf" if "oneOf" in schema else "anyOf"

@@ -26,7 +26,9 @@ RUNTIME_NAMES = frozenset({"ApiError", "TimeoutError", "WaitTimeoutError", "Prob
                            "BadRequestError", "AuthenticationError", "PermissionDeniedError", "NotFoundError",
                            "ConflictError", "UnprocessableEntityError", "RateLimitError", "InternalServerError",
                            "ConnectionError", "InferenceSocket", "SocketMessage", "SocketOptions",
-                           "WebSocketConstructor"})
+                           "WebSocketConstructor", "ResumableOptions", "PieceState"})
+#: Operations the resumable-upload helper (``uploadModelResumable``) is built on.
+RESUMABLE_OPS = frozenset({"uploadModelPiece", "getModelUpload"})
 _SCALARS = {"string": "string", "integer": "number", "number": "number", "boolean": "boolean",
             "any": "unknown", "binary": "Blob", "object": "Record<string, unknown>"}
 _BODY_SUFFIX = {"json": "Json", "multipart": "Multipart", "form": "Form", "binary": "Raw"}
@@ -91,6 +93,7 @@ def render(api: Api, options: TsOptions | None = None) -> dict[str, str]:
     env.filters.update(ts_type=ts_type, ts_property=ts_property, json=json.dumps)
     context = {"api": api, "ops": ops, "types": [_type_view(t) for t in api.types], "options": options,
                "header": header, "doc_lines": doc_lines, "model_imports": _model_imports(api),
+               "resumable": RESUMABLE_OPS <= {view["name"] for view in ops},
                "websocket_path": next(iter((api.extras.get("tree") or {}).get("x-websockets") or {}), None)}
     files = {rel: env.get_template(rel + ".j2").render(context)
              for rel in ("package.json", "tsconfig.json", "README.md", "src/index.ts", "src/models.ts",

@@ -248,3 +248,21 @@ def test_progress_bar_on_a_terminal_with_logs_written_around_it(tmp_path: Path) 
     assert logs
     for segment in logs:  # never glued to a bar fragment
         assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", segment), segment
+
+
+@pytest.mark.parametrize("origin", ["ftp://example.com", "http://[::1", "http://example.com:99999",
+                                    "example.com"])
+def test_bad_cors_origin_is_a_usage_error(tmp_path: Path, origin: str) -> None:
+    result = bitnet("serve", "--port", "0", "--data-dir", str(tmp_path / "data"),
+                    "--cors-origin", origin)
+    no_traceback(result)
+    assert result.returncode == 2
+    assert "CORS origin" in result.stderr and origin in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_bad_cors_origins_variable_names_the_variable(tmp_path: Path) -> None:
+    result = bitnet("serve", "--port", "0", "--data-dir", str(tmp_path / "data"),
+                    env={"BITNET_CORS_ORIGINS": "https://ok.example,http://[bad"})
+    no_traceback(result)
+    assert result.returncode == 2 and "BITNET_CORS_ORIGINS" in result.stderr

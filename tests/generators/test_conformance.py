@@ -7,6 +7,7 @@ this test checks them all, so an operation that fails (a 501 included) fails the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sys
@@ -20,7 +21,7 @@ from tests.conftest import make_account
 
 from ._toolchain import EXAMPLES, go, go_env, node_modules, run, tsc
 
-STEPS = ("login", "api_key", "upload_multipart", "upload_raw", "list", "quantize", "inference", "stream",
+STEPS = ("login", "api_key", "upload_multipart", "upload_raw", "upload_resumable", "list", "quantize", "inference", "stream",
          "websocket", "usage", "not_found", "rate_limited", "connection_error", "refresh")
 
 
@@ -60,6 +61,11 @@ def check_steps(output: str, model_file: Path) -> None:
     assert steps["upload_multipart"]["status"] == "ready"
     assert steps["upload_raw"]["status"] == "ready"
     assert steps["upload_raw"]["size"] == model_file.stat().st_size
+    data = model_file.read_bytes()
+    resumed = steps["upload_resumable"]  # resumed from the server's offset, in 64 KiB pieces
+    assert resumed["status"] == "ready" and resumed["held"] == len(data) // 2
+    assert resumed["first_sent"] == resumed["held"] + min(65536, len(data) - resumed["held"])
+    assert resumed["size"] == len(data) and resumed["sha256"] == hashlib.sha256(data).hexdigest()
     quantized = steps["quantize"]
     assert quantized["status"] == "succeeded" and str(quantized["model_id"]).startswith("mdl_")
     assert steps["list"]["names"] == ["tour-f32", "tour-multipart"]  # one model per page, two pages
@@ -86,6 +92,9 @@ def test_python_sdk_scenario(sdk_dir, scenario_env: dict[str, str]) -> None:
     output = run([sys.executable, str(EXAMPLES / "python" / "scenario.py")], EXAMPLES / "python",
                  env={**scenario_env, "PYTHONPATH": str(sdk)}, timeout=600)
     check(output, Path(scenario_env["BITNET_MODEL_FILE"]))
+    steps = {r.pop("step"): r for r in (json.loads(line) for line in output.splitlines() if line.startswith("{"))}
+    websocket = steps["websocket"]  # the asyncio WebSocket client gives the same generation
+    assert steps["websocket_async"] == {"joined": websocket["joined"], "last": "done"}
 
 
 @pytest.mark.slow

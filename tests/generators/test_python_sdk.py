@@ -286,6 +286,98 @@ def test_raw_upload_streams_the_file_and_rewinds_it_for_a_retry(sdk: ModuleType,
     assert all(total == len(data) for _, total in progress)
 
 
+def test_resumable_upload_continues_from_the_servers_offset_after_a_broken_connection(
+        sdk: ModuleType, tmp_path: Path) -> None:
+    import hashlib
+
+    data = bytes(range(256)) * 12  # 3072 bytes, in pieces of 1000
+    path = tmp_path / "m.gguf"
+    path.write_bytes(data)
+    model = {"id": "mdl_0123456789", "name": "m", "description": None, "status": "ready", "size_bytes": len(data),
+             "sha256": None, "tags": [], "public": False, "owner_id": None, "source_model_id": None,
+             "created_at": "2025-04-01T12:00:00Z", "updated_at": "2025-04-01T12:00:00Z",
+             "links": {"self": "s", "file": "f", "metadata": "m", "validation": "v"}}
+
+    def state(offset: int, **extra: Any) -> httpx.Response:
+        return httpx.Response(200, json={"model_id": "mdl_0123456789", "offset": offset, "total_bytes": len(data),
+                                         "complete": False, **extra})
+
+    def cut(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("peer closed connection", request=request)
+
+    peer = Peer(state(0), state(1000), cut, state(1500), state(2500), state(len(data), complete=True, model=model))
+    sent: list[int] = []
+    done = client_for(sdk, peer, token="t").upload_model_resumable(
+        "mdl_0123456789", path, piece_size=1000, progress=lambda position, total: sent.append(position))
+    assert done.complete and done.model.status == "ready"
+    puts = [r for r in peer.requests if r.method == "PUT"]
+    assert [r.headers["Content-Range"] for r in puts] == [
+        "bytes 0-999/3072", "bytes 1000-1999/3072", "bytes 1500-2499/3072", "bytes 2500-3071/3072"]
+    assert [r.method for r in peer.requests] == ["GET", "PUT", "PUT", "GET", "PUT", "PUT"]
+    assert puts[2].content == data[1500:2500] and puts[3].content == data[2500:]
+    assert {r.headers["X-Content-SHA256"] for r in puts} == {hashlib.sha256(data).hexdigest()}
+    assert sent[-1] == len(data)
+
+
+def test_async_resumable_upload_resumes_after_a_broken_connection(sdk: ModuleType, tmp_path: Path) -> None:
+    data = b"0123456789" * 300
+    path = tmp_path / "m.gguf"
+    path.write_bytes(data)
+    held = {"offset": 0}
+    seen: list[tuple[str, str | None, bytes]] = []
+    cut_once = [True]
+
+    async def server(request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        seen.append((request.method, request.headers.get("Content-Range"), body))
+        if request.method == "PUT":
+            if cut_once and held["offset"] > 0:
+                cut_once.clear()
+                held["offset"] += len(body) // 2  # half the piece arrived before the cut
+                raise httpx.RemoteProtocolError("peer closed connection", request=request)
+            held["offset"] += len(body)
+        state = {"model_id": "m", "offset": held["offset"], "total_bytes": len(data),
+                 "complete": held["offset"] == len(data)}
+        return httpx.Response(200, json=state)
+
+    async def main() -> Any:
+        async with sdk.AsyncBitNetClient("http://api.test", token="t", retry=sdk.NO_RETRY,
+                                         httpx_args={"transport": httpx.MockTransport(server)}) as client:
+            return await client.upload_model_resumable("m", path, piece_size=1000)
+
+    done = asyncio.run(main())
+    assert done.complete and done.offset == len(data)
+    assert [(m, r) for m, r, _ in seen] == [
+        ("GET", None), ("PUT", "bytes 0-999/3000"), ("PUT", "bytes 1000-1999/3000"), ("GET", None),
+        ("PUT", "bytes 1500-2499/3000"), ("PUT", "bytes 2500-2999/3000")]
+    assert b"".join(body for m, _, body in seen if m == "PUT") != data  # the cut piece was partly resent
+    assert seen[4][2] == data[1500:2500]
+
+
+def test_resumable_upload_stops_at_a_refusal(sdk: ModuleType, tmp_path: Path) -> None:
+    path = tmp_path / "m.gguf"
+    path.write_bytes(b"x" * 10)
+    peer = Peer(httpx.Response(200, json={"model_id": "m", "offset": 0, "complete": False}),
+                problem(413, type="urn:bitnet:problem:storage-quota-exceeded"))
+    with pytest.raises(sdk.ApiError) as caught:
+        client_for(sdk, peer, token="t").upload_model_resumable("m", path)
+    assert caught.value.status == 413 and len(peer.requests) == 2
+
+
+def test_a_dict_body_missing_a_required_field_is_refused_naming_it(sdk: ModuleType) -> None:
+    peer = Peer()  # nothing may be sent
+    with pytest.raises(sdk.BodyError) as caught:
+        client_for(sdk, peer).login(body={"email": "a@example.com"})
+    assert caught.value.field == "password" and caught.value.model == "LoginRequest"
+    assert "'password'" in str(caught.value) and "LoginRequest" in str(caught.value)
+    assert isinstance(caught.value, ValueError) and caught.value.__cause__ is None
+    with pytest.raises(sdk.BodyError) as nested:  # a required field of a nested object
+        client_for(sdk, peer, token="t").run_inference(
+            body={"model": "m", "messages": [{"content": "hi"}]})
+    assert nested.value.field == "role"
+    assert peer.requests == []
+
+
 def test_async_client_shares_the_behaviour(sdk: ModuleType) -> None:
     peer = Peer(problem(503), httpx.Response(200, json={"version": "1", "api_version": "1"}))
 

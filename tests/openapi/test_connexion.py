@@ -125,6 +125,9 @@ def _example_request(operation: Any) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"method": operation.method.upper(), "url": url, "headers": {}}
     if operation.op.get("security") != []:
         kwargs["headers"]["Authorization"] = "Bearer all-scopes"
+    for param in operation.parameters(SPEC):
+        if param["in"] == "header" and param.get("required"):
+            kwargs["headers"][param["name"]] = str(resolve(SPEC, param["schema"])["example"])
     content = resolve(SPEC, operation.op.get("requestBody", {})).get("content", {})
     if "application/json" in content:
         example = resolve(SPEC, content["application/json"]["schema"]).get("example")

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 from openapi_spec_validator.readers import read_from_filename
@@ -390,6 +391,18 @@ def test_sse_stream_documents_each_event() -> None:
     assert media["x-sse-events"]["error"] == {"$ref": "#/components/schemas/Problem"}
     done = resolve(SPEC, media["x-sse-events"]["done"])
     assert {"usage", "timing"} <= set(done["required"])
+
+
+def test_openai_streams_are_text_with_their_chunk_schema_named() -> None:
+    with (SPEC_PATH.parent / "openai.yaml").open(encoding="utf-8") as f:
+        openai = yaml.safe_load(f)
+    streams = {op.operation_id: op.op["responses"]["200"]["content"]["text/event-stream"]
+               for op in iter_operations(openai)
+               if "text/event-stream" in op.op["responses"].get("200", {}).get("content", {})}
+    assert len(streams) == 2, streams.keys()
+    for media in streams.values():
+        assert media["schema"]["type"] == "string" and "$ref" not in media["schema"]
+        assert resolve(openai, media["x-sse-data"])["type"] == "object"
 
 
 def test_websocket_is_documented_but_not_routed() -> None:

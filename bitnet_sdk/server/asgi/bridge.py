@@ -39,6 +39,7 @@ import tornado.web
 from tornado import httputil
 from tornado.iostream import StreamClosedError
 
+from bitnet_sdk.server.asgi.memory import note_body
 from bitnet_sdk.server.asgi.refusals import problem_body
 from bitnet_sdk.server.asgi.security_headers import API_CSP, BASE_HEADERS
 
@@ -138,7 +139,8 @@ class _RequestBody:
 
     ``feed`` returns a future while more than ``limit`` bytes wait; Tornado awaits it before
     reading the socket again, which is the back-pressure. ``read`` returns ``None`` once
-    the body was abandoned (client gone or application finished).
+    the body was abandoned (application finished), or once the chunks that arrived before
+    the client went away are read (a resumable upload keeps them).
     """
 
     __slots__ = (
@@ -147,9 +149,11 @@ class _RequestBody:
         "_closed",
         "_end_waiter",
         "_ended",
+        "_gone",
         "_limit",
         "_reader",
         "_writer",
+        "total",
     )
 
     def __init__(self, limit: int) -> None:
@@ -158,12 +162,16 @@ class _RequestBody:
         self._limit = limit
         self._ended = False
         self._closed = False
+        self._gone = False
         self._reader: asyncio.Future[None] | None = None
         self._writer: asyncio.Future[None] | None = None
         self._end_waiter: asyncio.Future[None] | None = None
+        #: Bytes Tornado delivered, kept or not.
+        self.total = 0
 
     def feed(self, chunk: bytes) -> asyncio.Future[None] | None:
-        if self._closed:
+        self.total += len(chunk)
+        if self._closed or self._gone:
             return None
         self._chunks.append(chunk)
         self._buffered += len(chunk)
@@ -181,6 +189,14 @@ class _RequestBody:
     def end(self) -> None:
         self._ended = True
         _resolve(self._reader)
+        _resolve(self._end_waiter)
+
+    def hang_up(self) -> None:
+        """The client went away: no more chunks, but those already here can still be read
+        (at most ``limit`` bytes; :meth:`close` frees them when the application ends)."""
+        self._gone = True
+        _resolve(self._reader)
+        _resolve(self._writer)
         _resolve(self._end_waiter)
 
     def close(self) -> None:
@@ -209,11 +225,11 @@ class _RequestBody:
 
     async def read(self) -> tuple[bytes, bool] | None:
         """Next ``(chunk, more_body)``, or ``None`` when the body was abandoned."""
-        while not (self._chunks or self._ended or self._closed):
+        while not (self._chunks or self._ended or self._closed or self._gone):
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.get_running_loop().create_future()
             await self._reader
-        if self._closed:
+        if self._closed or (self._gone and not self._chunks):
             return None
         if not self._chunks:
             return b"", False
@@ -314,13 +330,16 @@ class ASGIHandler(tornado.web.RequestHandler):
             return self._body_received
         raise AttributeError(name)
 
+    def on_finish(self) -> None:
+        note_body(self._body.total)  # large bodies leave freed heap memory: give it back
+
     def on_connection_close(self) -> None:
         super().on_connection_close()
         self._mark_disconnected()
 
     def _mark_disconnected(self) -> None:
         self._disconnected = True
-        self._body.close()
+        self._body.hang_up()
         _resolve(self._disconnect_waiter)
 
     def _scope(self) -> dict[str, Any]:

@@ -50,7 +50,7 @@ from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.config import Settings
 from bitnet_sdk.service.accounting import storage_quota
 from bitnet_sdk.service.pagination import DEFAULT_LIMIT, Page, paginate
-from bitnet_sdk.service.registry import storage, uploads
+from bitnet_sdk.service.registry import resumable, storage, uploads
 from bitnet_sdk.service.registry.files import MODEL_QTYPES, FileReport, inspect_file
 from bitnet_sdk.store import Job, ModelRecord, User, advisory_lock, write_transaction
 from bitnet_sdk.store.fields import utcnow
@@ -382,6 +382,7 @@ def _finish_delete(settings: Settings, record: ModelRecord) -> None:
     for key in {record.file_path, _standard_key(record.id)}:
         if key:
             store.delete(key)
+    resumable.forget(settings.uploads_dir, record.id)
     ModelRecord.delete().where(ModelRecord.id == record.id).execute()
     log.info("deleted model %s", record.id, extra={"model_id": record.id})
 
@@ -550,16 +551,19 @@ ORPHAN_AGE_S = 24 * 3600.0
 
 
 def recover(settings: Settings, *, now: float | None = None) -> dict[str, int]:
-    """Repair what a crash can leave: abandoned partial uploads, interrupted deletions,
-    model files no row names (a process killed between a publish and its commit).
+    """Repair what a crash can leave: abandoned partial uploads, resumable uploads untouched
+    for :data:`~resumable.MAX_AGE_S` (younger ones stay: clients resume them), interrupted
+    deletions, model files no row names (a process killed between a publish and its commit).
 
     Run at server start (the store must be bound). Returns what was done.
     """
     partials = uploads.clean_partials(settings.uploads_dir)
+    stale = resumable.clean_stale(settings.uploads_dir)
     stuck = list(ModelRecord.select().where(ModelRecord.status == "deleting"))
     for record in stuck:
         _finish_delete(settings, record)
-    return {"partials_removed": partials, "deletions_finished": len(stuck),
+    return {"partials_removed": partials, "resumable_removed": stale,
+            "deletions_finished": len(stuck),
             "orphans_removed": remove_orphans(settings, now=now)}
 
 

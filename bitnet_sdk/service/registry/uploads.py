@@ -104,6 +104,18 @@ class PartialFile:
         directory.mkdir(parents=True, exist_ok=True)
         self.path, self._fh = _create_locked(directory)
 
+    @classmethod
+    def adopt(cls, path: Path, fh: BinaryIO, *, size: int, sha256: str) -> PartialFile:
+        """A completed partial from a file already written, flushed and ``flock``-ed through
+        ``fh`` (a finished resumable upload moved to ``path``)."""
+        partial = cls.__new__(cls)
+        partial.max_bytes = partial.size = size
+        partial.sha256 = sha256
+        partial.published = False
+        partial._hash = hashlib.sha256()
+        partial.path, partial._fh = path, fh
+        return partial
+
     def write(self, data: bytes | memoryview) -> None:
         if self.sha256 is not None:
             raise RuntimeError("write after complete()")

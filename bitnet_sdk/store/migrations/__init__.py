@@ -20,7 +20,11 @@ from dataclasses import dataclass
 import peewee
 from playhouse.migrate import SchemaMigrator
 
-from bitnet_sdk.store.migrations import v0001_initial, v0002_session_scopes
+from bitnet_sdk.store.migrations import (
+    v0001_initial,
+    v0002_session_scopes,
+    v0003_reservations_and_sockets,
+)
 
 __all__ = ["MIGRATIONS", "Migration", "schema_migrator"]
 
@@ -40,4 +44,5 @@ def schema_migrator(db: peewee.Database) -> SchemaMigrator:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", v0001_initial.apply),
     Migration(2, "session scopes on refresh tokens", v0002_session_scopes.apply),
+    Migration(3, "quota reservations and live sockets", v0003_reservations_and_sockets.apply),
 )

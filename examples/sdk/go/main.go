@@ -79,6 +79,25 @@ func main() {
 	file.Close()
 	say("upload_raw", map[string]any{"id": model.ID, "status": model.Status, "size": model.SizeBytes})
 
+	// Resumable upload: an earlier attempt stopped half-way (here: the first half sent as one
+	// piece); UploadModelResumable asks the server's offset and sends the rest.
+	file = must(os.Open(modelFile))
+	size := must(file.Stat()).Size()
+	half := size / 2
+	pending := must(client.CreateModel(ctx, bitnet.ModelCreate{Name: "tour-resumable"}))
+	must(client.UploadModelPiece(ctx, pending.ID, io.NewSectionReader(file, 0, half),
+		&bitnet.UploadModelPieceParams{ContentRange: fmt.Sprintf("bytes 0-%d/%d", half-1, size)}))
+	held := must(client.GetModelUpload(ctx, pending.ID)).Offset
+	var positions []int64 // the server's offset: at the start, then after each piece
+	resumed := must(client.UploadModelResumable(ctx, pending.ID, file, size, &bitnet.ResumableOptions{
+		PieceSize: 65536, OnProgress: func(sent, _ int64) { positions = append(positions, sent) }}))
+	file.Close()
+	say("upload_resumable", map[string]any{"status": resumed.Model.Status, "held": held, "first_sent": positions[1],
+		"size": resumed.Model.SizeBytes, "sha256": resumed.Model.SHA256})
+	if err := client.DeleteModel(ctx, pending.ID); err != nil {
+		log.Fatal(err)
+	}
+
 	var names []string
 	for m, err := range client.ListModelsAll(ctx, &bitnet.ListModelsParams{Limit: bitnet.Ptr(1)}) { // one per page
 		names = append(names, must(m, err).Name)

@@ -10,7 +10,9 @@ budget, to show the 429 error. The test suite runs this file (tests/generators/t
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import io
 import json
 import os
 import sys
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from bitnet_client import (
     ApiConnectionError,
+    AsyncBitNetClient,
     BitNetClient,
     File,
     NotFoundError,
@@ -36,6 +39,13 @@ from bitnet_client.models import (
 
 def say(step: str, **fields: object) -> None:
     print(json.dumps({"step": step, **fields}), flush=True)
+
+
+async def _socket_tour(url: str, token: str, request: InferenceRequest) -> dict[str, object]:
+    """The same generation over the asyncio WebSocket client."""
+    async with AsyncBitNetClient(url, token=token) as client, await client.connect_inference_socket() as socket:
+        messages = [m async for m in socket.generate(request)]
+    return {"joined": "".join(m["text"] for m in messages if m["type"] == "token"), "last": messages[-1]["type"]}
 
 
 def main() -> int:
@@ -63,6 +73,22 @@ def main() -> int:
             model = client.upload_model_file(record.id, body=File(payload=f), x_content_sha256=digest)
         say("upload_raw", id=model.id, status=model.status, size=model.size_bytes)
 
+        # Resumable upload: an earlier attempt stopped half-way (here: the first half sent as
+        # one piece); upload_model_resumable asks the server's offset and sends the rest.
+        data = model_file.read_bytes()
+        half = len(data) // 2
+        pending = client.create_model(body=ModelCreate(name="tour-resumable"))
+        client.upload_model_piece(pending.id, body=File(payload=io.BytesIO(data[:half])),
+                                  content_range=f"bytes 0-{half - 1}/{len(data)}")
+        held = client.get_model_upload(pending.id).offset
+        positions: list[int] = []
+        done = client.upload_model_resumable(pending.id, model_file, piece_size=65536,
+                                             progress=lambda sent, total: positions.append(sent))
+        assert done.model is not None
+        say("upload_resumable", status=done.model.status, held=held, first_sent=positions[0],
+            size=done.model.size_bytes, sha256=done.model.sha256)
+        client.delete_model(pending.id)
+
         names = [m.name for m in client.list_models_all(limit=1)]  # one model per page
         say("list", names=sorted(names))
 
@@ -88,6 +114,7 @@ def main() -> int:
             messages = list(socket.generate(request))
         say("websocket", joined="".join(m["text"] for m in messages if m["type"] == "token"),
             last=messages[-1]["type"], user=socket.ready["user_id"])
+        say("websocket_async", **asyncio.run(_socket_tour(url, tokens.access_token, request)))
 
         usage = client.get_account_usage(group_by="operation")
         say("usage", requests=usage.totals.requests, operations=sorted(b.key for b in usage.buckets))

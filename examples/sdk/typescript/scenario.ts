@@ -60,6 +60,23 @@ async function main(): Promise<void> {
   const model = await client.uploadModelFile(record.id, stream, { xContentSha256: digest });
   say("upload_raw", { id: model.id, status: model.status, size: model.size_bytes ?? statSync(modelFile).size });
 
+  // Resumable upload: an earlier attempt stopped half-way (here: the first half sent as one
+  // piece); uploadModelResumable asks the server's offset and sends the rest in Blob slices.
+  const blob = await openAsBlob(modelFile);
+  const half = Math.floor(blob.size / 2);
+  const pending = await client.createModel({ name: "tour-resumable" });
+  await client.uploadModelPiece(pending.id, blob.slice(0, half), { contentRange: `bytes 0-${half - 1}/${blob.size}` });
+  const held = (await client.getModelUpload(pending.id)).offset;
+  const positions: number[] = []; // the server's offset: at the start, then after each piece
+  const resumed = await client.uploadModelResumable(pending.id, blob, {
+    pieceSize: 65536, onProgress: (sent) => positions.push(sent),
+  });
+  say("upload_resumable", {
+    status: resumed.model?.status, held, first_sent: positions[1], size: resumed.model?.size_bytes,
+    sha256: resumed.model?.sha256,
+  });
+  await client.deleteModel(pending.id);
+
   const names: string[] = [];
   for await (const m of client.listModelsAll({ limit: 1 })) names.push(m.name); // one model per page
   say("list", { names: names.sort() });

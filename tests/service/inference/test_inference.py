@@ -24,7 +24,9 @@ from tests.support.inference import ModelFiles, inference_settings, register_mod
 
 
 def test_defaults_are_the_specs() -> None:
-    properties = load_spec()["components"]["schemas"]["InferenceRequest"]["properties"]
+    schemas = load_spec()["components"]["schemas"]
+    properties = {k: schemas[v["$ref"].rsplit("/", 1)[1]] if "$ref" in v else v
+                  for k, v in schemas["InferenceRequest"]["properties"].items()}
     spec_defaults = {k: v["default"] for k, v in properties.items() if "default" in v}
     assert {k: DEFAULTS[k] for k in spec_defaults} == spec_defaults
     assert set(DEFAULTS) - set(spec_defaults) == {"seed", "stop"}  # no default in the spec

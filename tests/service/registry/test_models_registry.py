@@ -230,8 +230,8 @@ def test_recover_finishes_deletions_and_removes_partials(
     ModelRecord.update(status="deleting").where(ModelRecord.id == record.id).execute()
     kept = registry.create_model(alice, name="kept")
     (settings.uploads_dir / f"x{PARTIAL_SUFFIX}").write_bytes(b"half")
-    assert registry.recover(settings) == {"partials_removed": 1, "deletions_finished": 1,
-                                          "orphans_removed": 0}
+    assert registry.recover(settings) == {"partials_removed": 1, "resumable_removed": 0,
+                                          "deletions_finished": 1, "orphans_removed": 0}
     assert list(settings.models_dir.iterdir()) == []
     assert [r.id for r in ModelRecord.select()] == [kept.id]
 

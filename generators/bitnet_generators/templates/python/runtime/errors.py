@@ -12,7 +12,7 @@ import httpx
 from .retry import parse_retry_after
 
 __all__ = [
-    "ApiConnectionError", "ApiError", "ApiTimeoutError", "AuthenticationError", "BadRequestError",
+    "ApiConnectionError", "ApiError", "ApiTimeoutError", "AuthenticationError", "BadRequestError", "BodyError",
     "ConflictError", "InternalServerError", "NotFoundError", "PermissionDeniedError", "ProblemField",
     "RateLimitError", "UnprocessableEntityError", "WaitTimeoutError", "connection_error", "error_class",
 ]
@@ -138,6 +138,16 @@ def error_class(status: int, base: type[ApiError] = ApiError) -> type[ApiError]:
     if status >= 500:
         return InternalServerError
     return _BY_STATUS.get(status, ApiError)
+
+
+class BodyError(ValueError):
+    """A plain-dict request body that does not fit its model (raised before sending): ``field``
+    names the missing required field when that is the reason."""
+
+    def __init__(self, message: str, *, model: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.model = model
+        self.field = field
 
 
 class ApiConnectionError(Exception):
