@@ -89,7 +89,7 @@ def test_reservations_of_a_killed_server_expire_and_nothing_is_counted_twice(
         settings: Settings, tmp_path: Path) -> None:
     owner = make_account(settings, "small@example.com", tier="small")
     # Larger than the usual test model: its generations are still running when it is killed.
-    slow = ModelFiles(tmp_path / "models").endless(d_model=1024, n_layers=6, d_ff=2048)
+    slow = ModelFiles(tmp_path / "models").endless(d_model=512, n_layers=8, d_ff=1024)
     model = register_model(settings, slow, owner_id=owner.user_id, name="endless")
     with _serving(settings) as first:
         finished = _generate(first.url, owner, model)
