@@ -39,17 +39,18 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bitnet_sdk.config import Settings
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem
-from bitnet_sdk.service.accounting import usage
+from bitnet_sdk.service.accounting import open_usage, usage
 from bitnet_sdk.store.fields import utcnow
 from bitnet_sdk.store.models import User
 
 __all__ = [
     "RequestUsage",
+    "UsageHook",
     "acheck_quota",
     "add_usage",
     "bind",
@@ -78,6 +79,17 @@ class RequestUsage:
     tokens_in: int = 0
     tokens_out: int = 0
     compute_units: float = 0.0
+    #: What running computations of this request used so far (not yet added above).
+    live: list[Callable[[], open_usage.Amounts]] = field(default_factory=list)
+    #: Its record, written at admission while the request runs (inference requests).
+    open_record: open_usage.OpenRecord | None = None
+
+    def so_far(self) -> open_usage.Amounts:
+        """Tokens in, tokens out and compute units used so far, running work included."""
+        amounts = [(self.tokens_in, self.tokens_out, self.compute_units)]
+        amounts += [read() for read in list(self.live)]
+        return (sum(a[0] for a in amounts), sum(a[1] for a in amounts),
+                sum(a[2] for a in amounts))
 
     def pending(self, kind: str) -> float:
         """What this request adds to quota ``kind`` (not yet in the database)."""
@@ -120,21 +132,43 @@ def add_usage(*, tokens_in: int = 0, tokens_out: int = 0, compute_units: float =
     return True
 
 
-def usage_hook() -> Callable[[int, int, float], None] | None:
-    """``add_usage`` bound to this request's meter, callable from any thread.
+class UsageHook:
+    """``add_usage`` bound to one request's meter, callable from any thread (compute
+    threads do not inherit the request's context, so it carries a copy of it)."""
 
-    Compute threads do not inherit the request's context, so the hook carries a
-    copy of it. None outside a metered request.
+    def __init__(self, request_usage: RequestUsage) -> None:
+        self.request_usage = request_usage
+        self.context = contextvars.copy_context()
+
+    def __call__(self, tokens_in: int, tokens_out: int, compute_units: float) -> None:
+        self.context.run(add_usage, tokens_in=tokens_in, tokens_out=tokens_out,
+                         compute_units=compute_units)
+
+    def progress(self, read: Callable[[], open_usage.Amounts]) -> Callable[[], None]:
+        """Count ``read()`` (a computation's usage so far) in the request's open record
+        until the returned function is called (just after the computation's usage was
+        added through this hook)."""
+        self.request_usage.live.append(read)
+        return lambda: self.request_usage.live.remove(read)
+
+
+def usage_hook() -> UsageHook | None:
+    """This request's :class:`UsageHook`, None outside a metered request.
+
+    The request is one that computes (inference): its usage record is opened now
+    and kept up to date while it runs (:mod:`bitnet_sdk.service.accounting.open_usage`),
+    so a process killed mid-request leaves it behind. No database work on the caller's
+    thread.
     """
-    if current_usage() is None:
+    request_usage = current_usage()
+    if request_usage is None:
         return None
-    context = contextvars.copy_context()
-
-    def add(tokens_in: int, tokens_out: int, compute_units: float) -> None:
-        context.run(add_usage, tokens_in=tokens_in, tokens_out=tokens_out,
-                    compute_units=compute_units)
-
-    return add
+    if request_usage.open_record is None:
+        request_usage.open_record = open_usage.keeper(
+            current().settings.usage_checkpoint_s).open(open_usage.OpenRecord(
+                request_usage.user_id, request_usage.operation, request_usage.request_id,
+                request_usage.so_far))
+    return UsageHook(request_usage)
 
 
 def quota_problem(exc: usage.QuotaExceeded) -> Problem:
@@ -178,16 +212,24 @@ async def acheck_quota(kind: str, amount: float = 1) -> usage.QuotaStatus:
 
 
 def write_record(request_usage: RequestUsage, status_code: int) -> None:
-    """Store the request's usage record in one statement. Blocking."""
-    usage.record_request(
-        request_usage.user_id,
-        request_usage.operation,
-        tokens_in=request_usage.tokens_in,
-        tokens_out=request_usage.tokens_out,
-        compute_units=request_usage.compute_units,
-        status_code=status_code,
-        request_id=request_usage.request_id,
-    )
+    """Store the request's final usage record in one statement (closing its open record
+    when it has one). Blocking."""
+
+    def write() -> None:
+        usage.record_request(
+            request_usage.user_id,
+            request_usage.operation,
+            tokens_in=request_usage.tokens_in,
+            tokens_out=request_usage.tokens_out,
+            compute_units=request_usage.compute_units,
+            status_code=status_code,
+            request_id=request_usage.request_id,
+        )
+
+    if request_usage.open_record is None:
+        write()
+    else:
+        open_usage.close(request_usage.open_record, status_code, write)
 
 
 @contextlib.contextmanager

@@ -90,6 +90,10 @@ class _Run:
         self.started = started
         self.external_cancel = cancel
         self.on_usage = on_usage
+        # A meter that keeps an open usage record reads this run's usage while it runs.
+        progress = getattr(on_usage, "progress", None)
+        self.stop_progress: Callable[[], None] | None = (
+            progress(self.usage_so_far) if progress is not None else None)
         #: True once a compute thread owns the run (it then reports the end itself).
         self.worker_started = False
         self.settled: threading.Event | None = None
@@ -114,6 +118,12 @@ class _Run:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "total_tokens": total,
                 "compute_units": compute_units(total, self.plan.model.parameters)}
+
+    def usage_so_far(self) -> tuple[int, int, float]:
+        """(tokens in, tokens out, compute units) so far; read from another thread."""
+        total = self.prompt_tokens + self.completion_tokens
+        return (self.prompt_tokens, self.completion_tokens,
+                compute_units(total, self.plan.model.parameters))
 
     def timing(self) -> dict[str, Any]:
         if self.timings is not None:
@@ -453,6 +463,9 @@ class InferenceService:
         try:
             if run.on_usage is not None:
                 run.on_usage(tokens_in, tokens_out, units)
+                stop, run.stop_progress = run.stop_progress, None
+                if stop is not None:
+                    stop()
             else:
                 usage.record_usage(run.caller.subject, usage.OP_INFERENCE, tokens_in=tokens_in,
                                    tokens_out=tokens_out, compute_units=units,
