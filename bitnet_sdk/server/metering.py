@@ -25,6 +25,10 @@ write usage records for their own request; they call these functions::
   A check counts what this request already added; for tokens and compute
   units it is a check, not a reservation (the amounts are known only after
   the work; see :mod:`bitnet_sdk.service.accounting.usage`).
+* A handler that computes (inference) takes :func:`usage_hook`: from then on the
+  request's record exists in the database, open, and is kept up to date while it
+  runs (:mod:`bitnet_sdk.service.accounting.open_usage`); the end of the response
+  makes it final. A process killed mid-request leaves it to be finalised by another.
 * Work outside a request (job workers, WebSocket sessions) records usage with
   :func:`bitnet_sdk.service.accounting.usage.record_usage`, or wraps each unit of work in
   :func:`metered`.
