@@ -1,4 +1,4 @@
-"""Migration 3: usage records written while their request runs; stream cancellations.
+"""Migration 4: usage records written while their request runs; stream cancellations.
 
 * ``usage_records.open_owner`` and ``usage_records.heartbeat_at`` (NULL for every
   existing record, which is final): an inference request's record is written at
