@@ -98,7 +98,8 @@ class Settings:
     #: Web origins allowed to call the API from browsers (``*``: any); none by default.
     #: ``BITNET_CORS_ORIGINS`` takes them comma separated.
     cors_origins: tuple[str, ...] = ()
-    #: Open WebSocket connections one user may hold per server process (more: close 4429).
+    #: Open WebSocket connections one user may hold across all server processes sharing the
+    #: database (more: close 4429).
     ws_max_connections_per_user: int = 16
     #: Seconds between re-checks of an open WebSocket's credential (revoked: close 4401).
     ws_credential_recheck_s: float = 30.0

@@ -196,7 +196,7 @@ async def _answer(job: _Job, stream: bool) -> Any:
 
 async def _complete(job: _Job, watch: Disconnect, books: _Books) -> Any:
     service, results = _service(), []
-    together = await _together(job)
+    together = _together(job)
     group = Group(len(job.generations)) if together else None  # one batch round, one prefill
 
     def run(generation: oc.Generation) -> Awaitable[dict[str, Any]]:
@@ -208,9 +208,7 @@ async def _complete(job: _Job, watch: Disconnect, books: _Books) -> Any:
         responses = await watch.guard(asyncio.gather(*map(run, job.generations)))
         results = [oc.Result.from_response(g, r)
                    for g, r in zip(job.generations, responses, strict=True)]
-    for number, generation in enumerate(job.generations if not results else ()):
-        if number:
-            await _check_quota()
+    for generation in job.generations if not results else ():
         response = await watch.guard(run(generation))
         results.append(oc.Result.from_response(generation, response))
     build = oc.chat_completion if job.chat else oc.text_completion
@@ -222,8 +220,7 @@ async def _stream(job: _Job, watch: Disconnect, books: _Books) -> Any:
     """Answer once the first event is there, so problems before it are plain error responses."""
     cancel = threading.Event()
     meter = usage_hook()
-
-    together = await _together(job)
+    together = _together(job)
     group = Group(len(job.generations)) if together else None  # one batch round, one prefill
 
     def events_of(generation: oc.Generation) -> AsyncIterator[StreamEvent]:
@@ -242,7 +239,7 @@ async def _stream(job: _Job, watch: Disconnect, books: _Books) -> Any:
 
     events = source(job.generations[0])
     first = await watch.guard(anext(events))
-    body = _chunks(job, first, events, source, check_quota=not together)
+    body = _chunks(job, first, events, source)
 
     async def closed() -> None:
         cancel.set()  # stops the generation between two tokens, even if nobody reads on
@@ -256,16 +253,14 @@ async def _stream(job: _Job, watch: Disconnect, books: _Books) -> Any:
 
 
 async def _chunks(job: _Job, first: StreamEvent, events: AsyncIterator[StreamEvent],
-                  events_of: Callable[[oc.Generation], AsyncIterator[StreamEvent]], *,
-                  check_quota: bool = True) -> AsyncGenerator[str, None]:
+                  events_of: Callable[[oc.Generation], AsyncIterator[StreamEvent]]
+                  ) -> AsyncGenerator[str, None]:
     builder = oc.ChunkBuilder(chat=job.chat, completion_id=job.completion_id,
                               created=job.created, model=job.model_id, logprobs=job.logprobs,
                               include_usage=job.include_usage)
     try:
         for number, generation in enumerate(job.generations):
             if number:
-                if check_quota:
-                    await _check_quota()
                 events = events_of(generation)
             event = first if number == 0 else await anext(events)
             opening = builder.start(generation)
@@ -343,39 +338,10 @@ def _request_id(job: _Job, generation: oc.Generation) -> str:
     return f"req_{job.completion_id.rpartition('-')[2]}{generation.index:02d}"
 
 
-async def _together(job: _Job) -> bool:
-    """Whether a request's choices run at once (batched, one prefill per prompt).
-
-    They do when the month's token quota surely covers them all (a bound of
-    each one's tokens: twice its prompt's bytes, plus a chat template, plus
-    ``max_tokens``). Near the quota they run one after another instead, so the
-    quota can stop the next one (see :func:`_check_quota`).
-    """
-    from bitnet_sdk.server import metering
-
-    if len(job.generations) < 2:
-        return False
-    if metering.current_usage() is None:
-        return True
-    bound = sum(2 * len(json.dumps(g.request.get("prompt") or g.request.get("messages")))
-                + 256 + int(g.request.get("max_tokens") or 0) for g in job.generations)
-    try:
-        await metering.acheck_quota("inference_tokens", bound)
-    except ProblemException:
-        return False
-    return True
-
-
-async def _check_quota() -> None:
-    """Before each generation after the first: the month's tokens, this request's included.
-
-    The service checks the stored usage only; the generations this request ran
-    so far are on its meter until it ends.
-    """
-    from bitnet_sdk.server import metering
-
-    if metering.current_usage() is not None:
-        await metering.acheck_quota("inference_tokens", 1)
+def _together(job: _Job) -> bool:
+    """Whether a request has several choices: they run at once (batched, one prefill per
+    prompt: a ``batching.Group``) and reserve the month's quota together, all or none."""
+    return len(job.generations) >= 2
 
 
 def _problem(exc: InferenceError, job: _Job) -> Problem:

@@ -22,9 +22,11 @@ write usage records for their own request; they call these functions::
   amounts add up. Outside a metered request it does nothing and returns False.
 * Quota kinds: ``quantize_jobs``, ``inference_tokens`` (prompt + completion),
   ``compute_units``; limits per tier and month come from ``Settings.tiers``.
-  A check counts what this request already added; for tokens and compute
-  units it is a check, not a reservation (the amounts are known only after
-  the work; see :mod:`bitnet_sdk.service.accounting.usage`).
+  A check counts what this request already added. Inference reserves its
+  tokens and compute units before it runs
+  (:mod:`bitnet_sdk.service.accounting.reservations`) and hands its
+  reservation to this meter with its usage (:func:`usage_hook`):
+  :func:`write_record` deletes it in the transaction that writes the record.
 * A handler that computes (inference) takes :func:`usage_hook`: from then on the
   request's record exists in the database, open, and is kept up to date while it
   runs (:mod:`bitnet_sdk.service.accounting.open_usage`); the end of the response
@@ -48,7 +50,7 @@ from dataclasses import dataclass, field
 from bitnet_sdk.config import Settings
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.problems import Problem
-from bitnet_sdk.service.accounting import open_usage, usage
+from bitnet_sdk.service.accounting import open_usage, reservations, usage
 from bitnet_sdk.store.fields import utcnow
 from bitnet_sdk.store.models import User
 
@@ -83,6 +85,12 @@ class RequestUsage:
     tokens_in: int = 0
     tokens_out: int = 0
     compute_units: float = 0.0
+    #: Quota reservations whose usage this request's record carries (deleted with it).
+    reservations: list[str] = field(default_factory=list)
+    #: The part of the amounts above that those reservations still hold in the database.
+    held_tokens: int = 0
+    held_units: float = 0.0
+
     #: What running computations of this request used so far (not yet added above).
     live: list[Callable[[], open_usage.Amounts]] = field(default_factory=list)
     #: Its record, written at admission while the request runs (inference requests).
@@ -98,9 +106,9 @@ class RequestUsage:
     def pending(self, kind: str) -> float:
         """What this request adds to quota ``kind`` (not yet in the database)."""
         if kind == "inference_tokens":
-            return self.tokens_in + self.tokens_out
+            return self.tokens_in + self.tokens_out - self.held_tokens
         if kind == "compute_units":
-            return self.compute_units
+            return self.compute_units - self.held_units
         if kind == "quantize_jobs":
             return 0  # reserved in the database with the jobs themselves
         raise ValueError(f"unknown quota kind {kind!r} (known: {', '.join(usage.QUOTA_KINDS)})")
@@ -144,9 +152,17 @@ class UsageHook:
         self.request_usage = request_usage
         self.context = contextvars.copy_context()
 
-    def __call__(self, tokens_in: int, tokens_out: int, compute_units: float) -> None:
+    def __call__(self, tokens_in: int, tokens_out: int, compute_units: float,
+                 reservation: str | None = None) -> None:
+        """Add usage; ``reservation``, when not None, is the quota reservation that holds
+        it until the request's record is written."""
         self.context.run(add_usage, tokens_in=tokens_in, tokens_out=tokens_out,
                          compute_units=compute_units)
+        if reservation is not None:
+            request_usage = self.request_usage
+            request_usage.reservations.append(reservation)
+            request_usage.held_tokens += int(tokens_in) + int(tokens_out)
+            request_usage.held_units += float(compute_units)
 
     def progress(self, read: Callable[[], open_usage.Amounts]) -> Callable[[], None]:
         """Count ``read()`` (a computation's usage so far) in the request's open record
@@ -216,10 +232,14 @@ async def acheck_quota(kind: str, amount: float = 1) -> usage.QuotaStatus:
 
 
 def write_record(request_usage: RequestUsage, status_code: int) -> None:
-    """Store the request's final usage record in one statement (closing its open record
-    when it has one). Blocking."""
+    """Store the request's final usage record (one statement: closing its open record, or
+    a new one), deleting the quota reservations it settles in the same transaction.
+    Blocking."""
 
-    def write() -> None:
+    def record() -> None:
+        if request_usage.open_record is not None and open_usage.close(
+                request_usage.open_record, status_code):
+            return
         usage.record_request(
             request_usage.user_id,
             request_usage.operation,
@@ -230,10 +250,10 @@ def write_record(request_usage: RequestUsage, status_code: int) -> None:
             request_id=request_usage.request_id,
         )
 
-    if request_usage.open_record is None:
-        write()
+    if request_usage.reservations:
+        reservations.release(request_usage.user_id, request_usage.reservations, record)
     else:
-        open_usage.close(request_usage.open_record, status_code, write)
+        record()
 
 
 @contextlib.contextmanager

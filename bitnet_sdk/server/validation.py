@@ -7,13 +7,16 @@ schema: {…}"). The validators here run the same checks and raise a 400 problem
 ``field`` (parameter name, or dotted path into the body), ``location`` (path, query,
 header, body), ``rule`` (the schema keyword, or ``unknown`` for an undeclared parameter)
 and ``message`` (the rule in words). Used through :data:`VALIDATOR_MAP` by the native API.
+
+No part of an answer (``detail``, ``errors[]``) or of a log line repeats what the client
+sent, only the schema's words (:mod:`bitnet_sdk.server.schema_words`): a rejected value may
+be a password or a secret pasted into the wrong field.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from connexion.datastructures import MediaTypeDict
@@ -27,52 +30,12 @@ from bitnet_sdk.server.json_body import GuardedJSONValidator, ParameterSchemaVal
 from bitnet_sdk.server.multipart import VALIDATOR_MAP as MULTIPART_VALIDATORS
 from bitnet_sdk.server.multipart import ClosingMultiPartValidator
 from bitnet_sdk.server.problems import Problem
+from bitnet_sdk.server.schema_words import rule_in_words, shown_name
 
 __all__ = ["VALIDATOR_MAP", "field_errors", "rule_in_words", "validation_problem"]
 
 #: Most errors reported for one request (a huge invalid body must not make a huge answer).
 MAX_ERRORS = 20
-
-_TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a string",
-               "boolean": "true or false", "object": "an object", "array": "an array",
-               "null": "null"}
-
-
-def rule_in_words(error: ValidationError) -> str:
-    """What ``error``'s rule asks for, without the schema: "must be at most 100"."""
-    rule, value = error.validator, error.validator_value
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    if rule == "type":
-        if error.instance is None:
-            return "must not be null"
-        kinds = value if isinstance(value, list) else [value]
-        return "must be " + " or ".join(_TYPE_WORDS.get(str(k), str(k)) for k in kinds)
-    if rule == "maximum":
-        return f"must be {'less than' if schema.get('exclusiveMaximum') else 'at most'} {value}"
-    if rule == "minimum":
-        return f"must be {'more than' if schema.get('exclusiveMinimum') else 'at least'} {value}"
-    words: dict[str, Callable[[], str]] = {
-        "maxLength": lambda: f"must be at most {value} characters long",
-        "minLength": lambda: f"must be at least {value} characters long",
-        "pattern": lambda: f"must match the pattern {value}",
-        "enum": lambda: "must be one of " + ", ".join(json.dumps(v) for v in value),
-        "maxItems": lambda: f"must have at most {value} items",
-        "minItems": lambda: f"must have at least {value} items",
-        "uniqueItems": lambda: "must not hold the same item twice",
-        "maxProperties": lambda: f"must have at most {value} members",
-        "minProperties": lambda: f"must have at least {value} members",
-        "multipleOf": lambda: f"must be a multiple of {value}",
-        "format": lambda: f"must be a valid {value}",
-        "oneOf": lambda: "must match exactly one of the allowed forms",
-        "anyOf": lambda: "must match one of the allowed forms",
-        "not": lambda: "is not allowed here",
-        "required": lambda: "is required",
-        "additionalProperties": lambda: "is not a known field here",
-    }
-    try:
-        return words[str(rule)]()
-    except (KeyError, TypeError):  # an unusual rule or rule value: jsonschema's own words
-        return error.message
 
 
 def field_errors(errors: Iterable[ValidationError], location: str,
@@ -84,15 +47,16 @@ def field_errors(errors: Iterable[ValidationError], location: str,
     """
     out: list[dict[str, str]] = []
     for error in errors:
-        path = [name] if name else [str(p) for p in error.absolute_path]
+        path = [name] if name else [shown_name(p) if isinstance(p, str) else str(p)
+                                    for p in error.absolute_path]
         if error.validator == "required" and isinstance(error.instance, dict):
             missing = [p for p in error.validator_value or [] if p not in error.instance]
             out += [_entry([*path, p], location, "required", "is required") for p in missing]
         elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
             known = set((error.schema or {}).get("properties") or {})
             extra = [p for p in error.instance if p not in known]
-            out += [_entry([*path, p], location, "additionalProperties", rule_in_words(error))
-                    for p in extra]
+            out += [_entry([*path, shown_name(p)], location, "additionalProperties",
+                           rule_in_words(error)) for p in extra]
         else:
             out.append(_entry(path, location, str(error.validator), rule_in_words(error)))
     return out[:MAX_ERRORS]
@@ -119,7 +83,7 @@ class FieldParameterValidator(ParameterValidator):
         if self.strict_validation:
             extra = self.validate_query_parameter_list(
                 request, security_params=self.security_query_params)
-            errors += [{"field": name, "location": "query", "rule": "unknown",
+            errors += [{"field": shown_name(name), "location": "query", "rule": "unknown",
                         "message": "is not a parameter of this operation"}
                        for name in sorted(extra)]
         sources = {
@@ -181,7 +145,7 @@ class FieldMultiPartValidator(ClosingMultiPartValidator):
         errors = field_errors(self._validator.iter_errors(body), "body")
         if self._strict_validation:
             known, named = self._schema.get("properties", {}), {e["field"] for e in errors}
-            errors += [{"field": str(k), "location": "body", "rule": "unknown",
+            errors += [{"field": shown_name(str(k)), "location": "body", "rule": "unknown",
                         "message": "is not a field of this form"}
                        for k in body if k not in known and str(k) not in named]
         if errors:

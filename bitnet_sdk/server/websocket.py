@@ -17,7 +17,8 @@ Protocol (JSON text frames; schemas ``WsClientMessage`` / ``WsServerMessage``):
   every ``Settings.ws_credential_recheck_s`` while the socket is open: a revoked
   API key, a disabled account or an expired token closes it (4401), so job
   progress stops too. One user may hold ``Settings.ws_max_connections_per_user``
-  authenticated sockets per server process; one more is closed with 4429.
+  authenticated sockets across all server processes sharing the database
+  (:class:`SocketRegistry`); one more is closed with 4429.
 * ``generate`` starts a generation tagged with the client's ``request_id``;
   ``token`` messages follow as tokens are sampled, then ``done``. Up to
   :data:`MAX_GENERATIONS` run at once per connection.
@@ -58,7 +59,7 @@ from bitnet_sdk.server.context import AppContext, activated
 from bitnet_sdk.server.json_body import request_validator
 from bitnet_sdk.server.ratelimit_middleware import consume_request
 from bitnet_sdk.server.spec import load_spec
-from bitnet_sdk.service.accounting import usage
+from bitnet_sdk.service.accounting import live_sockets, usage
 from bitnet_sdk.service.inference.plan import InferenceError
 
 __all__ = [
@@ -100,25 +101,50 @@ def routes(ctx: AppContext) -> list[tuple[str, type, dict[str, Any]]]:
 
 
 class SocketRegistry:
-    """The authenticated sockets of one app, per user: the per-user connection cap."""
+    """The authenticated sockets of one app, each holding a place in its user's connection cap.
+
+    The places are rows in the database (:mod:`bitnet_sdk.service.accounting.live_sockets`),
+    so the cap holds across every server process; this process renews its rows while the
+    sockets live and frees a place when its socket closes.
+    """
 
     def __init__(self) -> None:
-        self._open: dict[str, set[InferenceSocket]] = {}
+        self._rows: dict[InferenceSocket, tuple[str, str]] = {}
+        self._renewer: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
 
-    def add(self, user_id: str, socket: InferenceSocket, cap: int) -> bool:
-        """Register ``socket`` for ``user_id``; False when the user already holds ``cap``."""
-        held = self._open.setdefault(user_id, set())
-        if socket not in held and len(held) >= cap:
+    async def add(self, user_id: str, socket: InferenceSocket, cap: int) -> bool:
+        """Count ``socket`` for ``user_id`` (moving it if it held another user's place);
+        False when the user already holds ``cap`` sockets on any process."""
+        held = self._rows.get(socket)
+        if held is not None and held[0] == user_id:
+            return True
+        row = await asyncio.to_thread(live_sockets.open_socket, user_id, cap)
+        if row is None:
             return False
-        held.add(socket)
+        if held is not None:
+            await asyncio.to_thread(live_sockets.close, held[1])
+        self._rows[socket] = (user_id, row)
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.get_running_loop().create_task(self._renew())
         return True
 
-    def remove(self, user_id: str, socket: InferenceSocket) -> None:
-        held = self._open.get(user_id)
+    def remove(self, socket: InferenceSocket) -> None:
+        """``socket`` closed: free its place (in the background)."""
+        held = self._rows.pop(socket, None)
         if held is not None:
-            held.discard(socket)
-            if not held:
-                del self._open[user_id]
+            task = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(live_sockets.close, held[1]))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _renew(self) -> None:
+        while self._rows:
+            await asyncio.sleep(live_sockets.RENEW_S)
+            try:
+                await asyncio.to_thread(live_sockets.renew, [r for _, r in self._rows.values()])
+            except Exception:  # the database is away: the rows expire, sockets live on
+                log.exception("could not renew the WebSocket connection count")
 
 
 @functools.lru_cache(maxsize=1)
@@ -191,8 +217,7 @@ class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
         self._stop_auth_timer()
         if self._recheck is not None:
             self._recheck.cancel()
-        if self._info is not None:
-            self._registry.remove(str(self._info["sub"]), self)
+        self._registry.remove(self)
         for generation in list(self._generations.values()):
             generation.cancel.set()
             if generation.task is not None:
@@ -254,7 +279,7 @@ class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
         if "inference" not in scopes:
             self.close(4403, "the credential lacks the inference scope")
             return False
-        if not self._register(str(info["sub"])):
+        if not await self._register(str(info["sub"])):
             return False
         self._stop_auth_timer()
         self._token, self._info = token, info
@@ -264,14 +289,12 @@ class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
                     "scopes": [s for s in scopes if s in _SCOPES]})
         return True
 
-    def _register(self, user_id: str) -> bool:
+    async def _register(self, user_id: str) -> bool:
         """Count this socket against ``user_id``'s cap (moving it when ``auth`` changes user)."""
         cap = self.ctx.settings.ws_max_connections_per_user
-        if not self._registry.add(user_id, self, cap):
+        if not await self._registry.add(user_id, self, cap):
             self.close(4429, f"at most {cap} open connections per user")
             return False
-        if self._info is not None and str(self._info["sub"]) != user_id:
-            self._registry.remove(str(self._info["sub"]), self)
         return True
 
     async def _recheck_loop(self) -> None:

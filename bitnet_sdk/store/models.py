@@ -33,7 +33,9 @@ __all__ = [
     "BaseModel",
     "Job",
     "JobEvent",
+    "LiveSocket",
     "ModelRecord",
+    "QuotaReservation",
     "RateLimitCounter",
     "RateLimitHit",
     "RefreshToken",
@@ -244,6 +246,44 @@ class StreamCancel(BaseModel):
         table_name = "stream_cancels"
 
 
+class QuotaReservation(BaseModel):
+    """Tokens and compute units held for an inference request in flight.
+
+    See :mod:`bitnet_sdk.service.accounting.reservations`: a live row (``expires_at``
+    in the future) counts toward its user's monthly quotas like a usage record;
+    an expired one (its process died) counts for nothing and is deleted later.
+    """
+
+    id = peewee.CharField(primary_key=True, max_length=40, default=partial(new_id, "rsv"))
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE")
+    tokens = peewee.BigIntegerField(default=0)
+    compute_units = peewee.FloatField(default=0.0)
+    created_at = UTCDateTimeField(default=_now)
+    expires_at = UTCDateTimeField()
+    request_id = peewee.CharField(max_length=64, null=True)
+
+    class Meta:
+        table_name = "quota_reservations"
+        indexes = ((("user", "expires_at"), False),)
+
+
+class LiveSocket(BaseModel):
+    """One open, authenticated WebSocket, counted against its user's connection cap.
+
+    Its serving process renews ``expires_at`` while the socket lives; a row whose
+    process died expires and stops counting (``bitnet_sdk.service.accounting.live_sockets``).
+    """
+
+    id = peewee.CharField(primary_key=True, max_length=40, default=partial(new_id, "sck"))
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE")
+    created_at = UTCDateTimeField(default=_now)
+    expires_at = UTCDateTimeField()
+
+    class Meta:
+        table_name = "live_sockets"
+        indexes = ((("user", "expires_at"), False),)
+
+
 class RateLimitCounter(BaseModel):
     """Per limiter key: how many :class:`RateLimitHit` rows it has (the row is also the lock)."""
 
@@ -313,6 +353,8 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     Job,
     JobEvent,
     UsageRecord,
+    QuotaReservation,
+    LiveSocket,
     StreamCancel,
     RateLimitCounter,
     RateLimitHit,

@@ -406,27 +406,30 @@ def test_the_hourly_budget_gives_rate_limit_errors(server):
     assert int(caught.value.response.headers["Retry-After"]) >= 1
 
 
-def test_a_spent_quota_gives_insufficient_quota(stranger):
-    # The first generation fits (nothing used yet) and spends the 10-token quota ...
+def test_a_quota_too_small_gives_insufficient_quota(stranger):
+    # The choices reserve their worst case (prompt + max_tokens each) before any runs:
+    # more than the 10-token month, so nothing runs ...
     with pytest.raises(openai.RateLimitError) as caught:
         stranger.client.chat.completions.create(model=stranger.model_id, messages=MESSAGES,
                                                 max_tokens=4, n=2)
     assert caught.value.code == "insufficient_quota" and caught.value.type == "insufficient_quota"
-    # ... which the next request sees too.
+    # ... and a smaller request whose prompt alone does not fit is refused the same way.
     with pytest.raises(openai.RateLimitError):
         stranger.client.completions.create(model=stranger.model_id, prompt=PROMPT, max_tokens=1)
+    assert _month_tokens(stranger) == 0
 
 
-def test_a_failure_after_the_stream_started_is_its_last_event(stranger):
-    stream = stranger.client.chat.completions.create(model=stranger.model_id, messages=MESSAGES,
-                                                     max_tokens=4, n=2, stream=True)
-    seen = []
-    with pytest.raises(openai.APIError) as caught:
-        for chunk in stream:
-            seen.append(chunk)
-    assert seen[-1].choices[0].finish_reason is not None  # choice 0 finished
-    assert "quota" in caught.value.message
+def test_a_stream_whose_choices_do_not_fit_is_refused_before_it_starts(stranger):
+    stream = stranger.client.chat.completions.create
+    with pytest.raises(openai.RateLimitError) as caught:
+        stream(model=stranger.model_id, messages=MESSAGES, max_tokens=4, n=2, stream=True)
     assert caught.value.body["code"] == "insufficient_quota"
+    assert _month_tokens(stranger) == 0
+
+
+def _month_tokens(setup: Setup) -> float:
+    limits = httpx.get(setup.url + "/v1/account/limits", headers=setup.native_headers).json()
+    return next(q["used"] for q in limits["quotas"] if q["name"] == "inference_tokens")
 
 
 # -- errors from every source, as OpenAI error objects -------------------------------------

@@ -11,15 +11,18 @@ from :data:`CLIENTS` clients at once), and every file the server accepts gets a 
   after that, which fails the test);
 * the server's resident memory (this process: the server runs in a thread here) grows by at
   most :data:`MEMORY_BOUND` over the whole run, with the model cache kept at
-  :data:`CACHE_BYTES` of files. Measured: about 150 MiB for 310 files, of which the ~44
-  models the cache holds take about half and the HTTP layer's handling of 310 distinct
-  uploads the rest; a single file allocating by its declared sizes (``block_count =
-  2**32 - 1`` took 3.7 GB) breaks the bound many times over.
+  :data:`CACHE_BYTES` of files. Measured: 116-118 MiB for 310 files, most of it the models
+  the cache holds (their prepared weights, metadata and mapped pages); the freed heap of
+  the uploads' read chunks is given back (``bitnet_sdk.server.asgi.memory``: it was about
+  25 MiB more), and pytest's log capture no longer keeps refused uploads alive (44 MiB
+  more). A single file allocating by its declared sizes (``block_count = 2**32 - 1`` took
+  3.7 GB) breaks the bound many times over.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import random
 import struct
 import threading
@@ -40,7 +43,7 @@ from tests.security.conftest import PROBLEM, infer, rss_bytes, upload
 SEED = 14
 CLIENTS = 4
 REQUEST_TIMEOUT = 60.0
-MEMORY_BOUND = 256 * 1024**2
+MEMORY_BOUND = 160 * 1024**2
 CACHE_BYTES = 16 * 1024**2
 SMALL = {"n_layers": 1, "d_model": 256, "d_ff": 256, "n_heads": 4, "n_kv_heads": 2}
 #: Values that break code trusting a length or count.
@@ -139,7 +142,12 @@ def _check(r: httpx.Response, what: str, failures: list[str]) -> None:
 
 @pytest.mark.parametrize("settings", [{"model_cache_bytes": CACHE_BYTES}], indirect=True)
 def test_mutated_files_never_fail_the_server(live_server: Any, attacker: Account,
-                                             corpus: list[tuple[str, bytes]]) -> None:
+                                             corpus: list[tuple[str, bytes]],
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    # pytest keeps every captured record, and Connexion logs each refusal with the exception
+    # as an argument: its traceback's frames hold the refused upload. Kept by the test, not
+    # the server, that was 44 MiB of bodies; warnings are not captured here.
+    caplog.set_level(logging.ERROR)
     failures: list[str] = []
     statuses: Counter[str] = Counter()
     base_name, base = corpus[0]

@@ -134,3 +134,29 @@ def test_concurrent_guesses_get_no_extra_tries(live_server):
         statuses = list(pool.map(guess, range(12)))
     assert set(statuses) == {401, 429}
     assert 5 <= statuses.count(401) <= 7, statuses
+
+
+def test_throttle_rows_of_addresses_never_seen_again_are_pruned(live_server):
+    """An attacker cycling through addresses adds throttle keys nobody uses again; once
+    their windows have passed, the next logins delete them (bounded work each), so the
+    tables do not grow without bound."""
+    from bitnet_sdk.store.models import RateLimitCounter, RateLimitHit
+
+    def login_keys() -> int:
+        return RateLimitCounter.select().where(RateLimitCounter.key.startswith("login-")).count()
+
+    victim = _user(live_server, "sprayed")
+    with _from(PROXY) as proxy:
+        for i in range(150):
+            _login(live_server, proxy, f"nobody-{i}@example.com", "guess",
+                   forwarded=f"10.9.{i // 200}.{i % 200}")
+        grown = login_keys()
+        assert grown >= 300  # an address key and a pair key per attempt, at least
+        # Time passes beyond every window (the longest: the known-good memory).
+        age = 31 * 24 * 3600
+        RateLimitCounter.update(updated_at=RateLimitCounter.updated_at - age).execute()
+        RateLimitHit.update(ts=RateLimitHit.ts - age).execute()
+        for _ in range(5):
+            _login(live_server, proxy, victim.email, victim.password, forwarded="10.8.0.1")
+    assert login_keys() <= 10  # the victim's own few keys
+    assert RateLimitHit.select().where(RateLimitHit.key.startswith("login-")).count() <= 10

@@ -4,7 +4,8 @@ Tornado used to answer each of these with a bare ``HTTP/1.1 400 Bad Request`` an
 control characters in a header, a header line without a colon, a missing ``Host``, a
 ``Content-Length`` that is not one integer (``str.isdigit`` accepts ``"²"``), one over the
 server's limit (the spec promises ``413``), broken chunked framing, and the WebSocket
-route's handshake refusals.
+route's handshake refusals. A header block over the server's ``max_header_size`` got no
+answer at all (the connection was just closed): now ``431``.
 """
 
 from __future__ import annotations
@@ -97,6 +98,19 @@ def _usage_records(user_id: str) -> int:
     from bitnet_sdk.store.models import UsageRecord
 
     return UsageRecord.select().where(UsageRecord.user == user_id).count()
+
+
+@pytest.mark.parametrize("size", [70_000, 300_000])
+def test_a_header_block_over_the_limit_is_a_431_problem(live_server: Any, size: int) -> None:
+    request = (b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * size
+               + b"\r\n\r\n")
+    problem = assert_problem(exchange(live_server.url, request), 431)
+    assert problem["type"] == "urn:bitnet:problem:headers-too-large"
+    assert problem["limit_bytes"] == 65536
+    # A real client sees it too, and the server goes on serving.
+    r = httpx.get(live_server.url + "/v1/health", headers={"X-Big": "b" * size})
+    assert r.status_code == 431 and r.headers["content-type"] == "application/problem+json"
+    assert httpx.get(live_server.url + "/v1/health").status_code == 200
 
 
 def test_broken_chunked_framing_is_a_400_problem(live_server: Any) -> None:

@@ -39,6 +39,7 @@ import tornado.web
 from tornado import httputil
 from tornado.iostream import StreamClosedError
 
+from bitnet_sdk.server.asgi.memory import note_body
 from bitnet_sdk.server.asgi.refusals import problem_body
 from bitnet_sdk.server.asgi.security_headers import API_CSP, BASE_HEADERS
 
@@ -152,6 +153,7 @@ class _RequestBody:
         "_limit",
         "_reader",
         "_writer",
+        "total",
     )
 
     def __init__(self, limit: int) -> None:
@@ -164,8 +166,11 @@ class _RequestBody:
         self._reader: asyncio.Future[None] | None = None
         self._writer: asyncio.Future[None] | None = None
         self._end_waiter: asyncio.Future[None] | None = None
+        #: Bytes Tornado delivered, kept or not.
+        self.total = 0
 
     def feed(self, chunk: bytes) -> asyncio.Future[None] | None:
+        self.total += len(chunk)
         if self._closed or self._gone:
             return None
         self._chunks.append(chunk)
@@ -324,6 +329,9 @@ class ASGIHandler(tornado.web.RequestHandler):
         if request is not None and request.method and name == request.method.lower():
             return self._body_received
         raise AttributeError(name)
+
+    def on_finish(self) -> None:
+        note_body(self._body.total)  # large bodies leave freed heap memory: give it back
 
     def on_connection_close(self) -> None:
         super().on_connection_close()

@@ -22,8 +22,14 @@ encoding. Clients then get the one response of the API that is not a problem.
 
 :class:`ProblemErrors` does the same for refusals ``RequestHandler`` classes make
 (``send_error``, and the plain-text ``finish`` of ``WebSocketHandler``'s handshake
-checks). A header block over ``max_header_size`` is still dropped without an answer:
-Tornado closes the stream before anything could be written.
+checks).
+
+A header block over ``max_header_size`` makes Tornado close the stream at once
+(``UnsatisfiableReadError``), before anything could be written. The stream's ``close``
+is wrapped so that, in that case, a ``431`` problem is sent first on a duplicate of the
+socket, which then reads and discards what the client is still sending for a short
+while before closing (a close with unread data would reset the connection, and the
+client could lose the answer).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import socket
+import sys
 import weakref
 from asyncio import Future
 from http import HTTPStatus
@@ -38,7 +46,8 @@ from typing import Any, cast
 
 from tornado import httputil
 from tornado.httpserver import HTTPServer
-from tornado.iostream import IOStream
+from tornado.ioloop import IOLoop
+from tornado.iostream import IOStream, UnsatisfiableReadError
 
 from bitnet_sdk.server.asgi.security_headers import API_CSP, BASE_HEADERS
 
@@ -49,7 +58,11 @@ _BARE_400 = b"HTTP/1.1 400 Bad Request\r\n\r\n"
 _CONTINUE = b"HTTP/1.1 100 (Continue)\r\n\r\n"
 _DIGITS = re.compile(r"[0-9]+")
 _SLUGS = {400: "bad-request", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
-          413: "payload-too-large", 426: "upgrade-required", 500: "internal"}
+          413: "payload-too-large", 426: "upgrade-required", 431: "headers-too-large",
+          500: "internal"}
+#: How long, and how many bytes, a refused connection is drained before it is closed.
+_LINGER_S = 2.0
+_LINGER_BYTES = 1 << 20
 
 
 def problem_body(status: int, detail: str, **ext: Any) -> dict[str, Any]:
@@ -189,8 +202,23 @@ class ProblemHTTPServer(HTTPServer):
                 future.add_done_callback(watch.saw_line)
             return future
 
+        close = stream.close
+        max_header = self.conn_params.max_header_size or 65536
+
+        def answered_close(exc_info: Any = False) -> None:
+            error = sys.exc_info()[1] if exc_info is True else (
+                exc_info[1] if isinstance(exc_info, tuple) else exc_info)
+            if (isinstance(error, UnsatisfiableReadError) and watch.headers is None
+                    and not watch.responding and stream.socket is not None):
+                watch.responding = True
+                _answer_and_linger(stream.socket, _raw_response(
+                    431, f"The request's header block is larger than {max_header} bytes.",
+                    limit_bytes=max_header))
+            close(exc_info)
+
         stream.write = filtered_write  # type: ignore[method-assign]
         stream.read_until = watched_read_until  # type: ignore[method-assign]
+        stream.close = answered_close  # type: ignore[method-assign]
         super().handle_stream(stream, address)
 
     def start_request(self, server_conn: object,
@@ -201,6 +229,40 @@ class ProblemHTTPServer(HTTPServer):
             return delegate
         watch.reset()
         return _Watched(delegate, watch)
+
+
+def _answer_and_linger(sock: socket.socket, response: bytes) -> None:
+    """Send ``response`` on a duplicate of ``sock``, then drain and close it (see the module
+    docstring). Best effort: a client that does not read gets nothing."""
+    try:
+        dup = sock.dup()
+        dup.setblocking(False)
+        dup.send(response)
+        dup.shutdown(socket.SHUT_WR)
+    except OSError:
+        with contextlib.suppress(NameError, OSError):
+            dup.close()
+        return
+    loop, fd, drained = IOLoop.current(), dup.fileno(), [0]
+
+    def done() -> None:
+        if dup.fileno() != -1:
+            loop.remove_handler(fd)
+            dup.close()
+
+    def drain(_fd: int, _events: int) -> None:
+        try:
+            data = dup.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        drained[0] += len(data)
+        if not data or drained[0] > _LINGER_BYTES:
+            done()
+
+    loop.add_handler(fd, drain, IOLoop.READ)
+    loop.call_later(_LINGER_S, done)
 
 
 class ProblemErrors:

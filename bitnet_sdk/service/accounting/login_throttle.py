@@ -28,6 +28,11 @@ attempt learns nothing) and answered ``429`` with ``Retry-After``.
 
 Accounts are keyed by the normalised email whether or not it exists, so the
 throttle does not reveal which emails have accounts.
+
+Every check also deletes a bounded batch of keys idle for longer than their
+window (:func:`~bitnet_sdk.service.accounting.ratelimit.prune_prefix`): an
+attacker cycling through addresses or emails adds keys that are never used
+again, and they must not pile up.
 """
 
 from __future__ import annotations
@@ -36,7 +41,13 @@ import math
 import time
 from dataclasses import dataclass
 
-from bitnet_sdk.service.accounting.ratelimit import check_and_consume, hits_in_window, peek, reset
+from bitnet_sdk.service.accounting.ratelimit import (
+    check_and_consume,
+    hits_in_window,
+    peek,
+    prune_prefix,
+    reset,
+)
 from bitnet_sdk.store import advisory_lock, write_transaction
 
 __all__ = ["LoginDecision", "LoginThrottle"]
@@ -90,7 +101,15 @@ class LoginThrottle:
             decision = self._decide(pair, by_address, by_account, known, at)
             if decision.allowed:
                 check_and_consume(pair, _RECORD_ONLY, self.pair_window_s, at)
+        self.prune(at)
         return decision
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete a bounded batch of idle keys of every kind; the number deleted."""
+        at = time.time() if now is None else now
+        return sum(prune_prefix(prefix, window, at) for prefix, window in (
+            ("login-pair:", self.pair_window_s), ("login-address:", self.window_s),
+            ("login-account:", self.window_s), ("login-known:", self.known_good_s)))
 
     def _decide(self, pair: str, by_address: str, by_account: str, known: str,
                 at: float) -> LoginDecision:

@@ -20,8 +20,11 @@ loses nothing either: its :func:`close` overwrites the record with the exact
 final amounts (the same row, never a second record).
 
 Open records are not final: quotas (:func:`bitnet_sdk.service.accounting.usage.month_usage`)
-count only closed ones, as before; usage reports show open ones with the amounts
-so far.
+count only closed ones, since a running request holds its quota through its
+reservation (:mod:`bitnet_sdk.service.accounting.reservations`), which its final
+record replaces in one transaction; finalising a killed process's record deletes
+its request's reservation in the same way. Usage reports show open records with the
+amounts so far.
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from bitnet_sdk.store.db import write_transaction
 from bitnet_sdk.store.fields import utcnow
-from bitnet_sdk.store.models import UsageRecord
+from bitnet_sdk.store.models import QuotaReservation, UsageRecord
 
 __all__ = [
     "STALE_BEATS",
@@ -97,30 +101,44 @@ def _insert(entry: OpenRecord, owner: str, at: datetime) -> int:
     return int(row.id)
 
 
-def close(entry: OpenRecord, status_code: int, write: Callable[[], None]) -> None:
+def close(entry: OpenRecord, status_code: int) -> bool:
     """End ``entry``: its record gets the final amounts and ``status_code`` and stops being
-    open; if the keeper never inserted it, ``write()`` writes the record the usual way.
-    Blocking (one statement)."""
+    open (one statement). False when the keeper never inserted it (the request was
+    quicker): the caller then writes the record the usual way. Blocking."""
     with entry.lock:
         entry.closed = True
         record_id = entry.record_id
     if record_id is None:
-        write()
-        return
+        return False
     tokens_in, tokens_out, units = entry.amounts()
     R = UsageRecord
     R.update(tokens_in=tokens_in, tokens_out=tokens_out, compute_units=units,
              status_code=status_code, open_owner=None, heartbeat_at=None).where(
         R.id == record_id).execute()
+    return True
 
 
-def finalise_stale(stale_s: float, *, now: float | None = None) -> int:
+def finalise_stale(stale_s: float, *, now: float | None = None, batch: int = 100) -> int:
     """Finalise the open records whose process stopped updating them ``stale_s`` ago
-    (status :data:`STATUS_INTERRUPTED`, the amounts last written); how many."""
-    R = UsageRecord
+    (status :data:`STATUS_INTERRUPTED`, the amounts last written); how many.
+
+    Each in one transaction with the deletion of its request's quota reservation (the
+    dead process cannot settle it): the record now counts instead of the hold.
+    """
+    R, Q = UsageRecord, QuotaReservation
     cutoff = utcnow(now) - timedelta(seconds=stale_s)
-    return int(R.update(status_code=STATUS_INTERRUPTED, open_owner=None, heartbeat_at=None)
-               .where(R.heartbeat_at < cutoff, R.open_owner.is_null(False)).execute())
+    stale = (R.heartbeat_at < cutoff) & R.open_owner.is_null(False)
+    done = 0
+    for record_id, user_id, request_id in list(
+            R.select(R.id, R.user, R.request_id).where(stale).limit(batch).tuples()):
+        with write_transaction():
+            if not R.update(status_code=STATUS_INTERRUPTED, open_owner=None,
+                            heartbeat_at=None).where(R.id == record_id, stale).execute():
+                continue  # closed meanwhile, or finalised by another process
+            done += 1
+            if request_id is not None:
+                Q.delete().where(Q.user == user_id, Q.request_id == request_id).execute()
+    return done
 
 
 class Keeper:

@@ -42,6 +42,7 @@ __all__ = [
     "pivot_index",
     "policy_header",
     "prune_idle",
+    "prune_prefix",
     "ratelimit_header",
     "ratelimit_headers",
     "reset",
@@ -94,10 +95,12 @@ def decide(allowed: bool, limit: int, count: int, pivot: float | None, at: float
 
 
 def storage_key(key: str) -> str:
-    """Keys longer than the column holds are replaced by their hash (same key, same hash)."""
+    """Keys longer than the column holds are replaced by their hash (same key, same hash),
+    after the key's family (the text up to its first ``:``, which :func:`prune_prefix` reads)."""
     if len(key) <= _MAX_KEY:
         return key
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    family = key.split(":", 1)[0][:64] + ":" if ":" in key else ""
+    return family + "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def customer_key(user_id: str) -> str:
@@ -220,6 +223,25 @@ def prune_idle(max_window_s: float, now: float | None = None) -> int:
             .where(RateLimitCounter.updated_at <= cutoff)
             .execute()
         )
+
+
+def prune_prefix(prefix: str, idle_s: float, now: float | None = None, batch: int = 64) -> int:
+    """Drop at most ``batch`` keys starting with ``prefix`` unused for ``idle_s`` seconds
+    (their window: every hit of such a key lies outside it), hits and counters.
+
+    Bounded work, so it can run on every write of a family of keys whose members are
+    never seen again (one per client address); returns the number of keys dropped.
+    """
+    cutoff = (time.time() if now is None else now) - idle_s
+    C, H = RateLimitCounter, RateLimitHit
+    with write_transaction():
+        keys = [key for (key,) in C.select(C.key)
+                .where(C.key.startswith(prefix), C.updated_at <= cutoff)
+                .limit(batch).tuples()]
+        if keys:
+            H.delete().where(H.key.in_(keys)).execute()
+            C.delete().where(C.key.in_(keys)).execute()
+    return len(keys)
 
 
 def _sf_string(value: str) -> str:

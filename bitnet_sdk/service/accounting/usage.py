@@ -24,9 +24,11 @@ current UTC calendar month and compare with the tier's limits (``Settings.tiers`
 * ``inference_tokens``: ``tokens_in + tokens_out`` of all records.
 * ``compute_units``: ``compute_units`` of all records.
 
-Token and compute-unit amounts are only known once the work is done, so
-:func:`check_quota` refuses a request when the quota is already spent, and
-requests in flight can overshoot it by at most what they generate.
+Token and compute-unit amounts are only known once the work is done, so an
+inference request *reserves* its worst case before it runs
+(:mod:`bitnet_sdk.service.accounting.reservations`): the month's usage of
+those two kinds is the records plus the live reservations, and no request
+in flight can take the month past its quota.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import peewee
 from bitnet_sdk.config import Settings
 from bitnet_sdk.store.db import advisory_lock, resolve
 from bitnet_sdk.store.fields import utcnow
-from bitnet_sdk.store.models import UsageRecord, User
+from bitnet_sdk.store.models import QuotaReservation, UsageRecord, User
 
 __all__ = [
     "OP_INFERENCE",
@@ -191,7 +193,7 @@ def month_bounds(now: float | None = None) -> tuple[datetime, datetime]:
 
 
 def month_usage(user_id: str, *, now: float | None = None) -> dict[str, float]:
-    """Usage of every quota kind in the current UTC month."""
+    """Usage of every quota kind in the current UTC month, live reservations included."""
     start, end = month_bounds(now)
     R = UsageRecord
     # Open records (requests still running) count once final; see open_usage.
@@ -206,8 +208,23 @@ def month_usage(user_id: str, *, now: float | None = None) -> dict[str, float]:
         .tuples()
         .get()
     )
+    held_tokens, held_units = _held(user_id, utcnow(now))
     jobs = _month_jobs(user_id, start, end)
-    return {"quantize_jobs": jobs, "inference_tokens": int(tokens), "compute_units": float(units)}
+    return {"quantize_jobs": jobs, "inference_tokens": int(tokens) + held_tokens,
+            "compute_units": float(units) + held_units}
+
+
+def _held(user_id: str, at: datetime) -> tuple[int, float]:
+    """Tokens and compute units held by the user's live reservations (requests in flight)."""
+    Q = QuotaReservation
+    tokens, units = (
+        Q.select(peewee.fn.COALESCE(peewee.fn.SUM(Q.tokens), 0),
+                 peewee.fn.COALESCE(peewee.fn.SUM(Q.compute_units), 0))
+        .where(Q.user == user_id, Q.expires_at > at)
+        .tuples()
+        .get()
+    )
+    return int(tokens), float(units)
 
 
 def _month_jobs(user_id: str, start: datetime, end: datetime) -> int:

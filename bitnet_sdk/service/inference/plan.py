@@ -26,12 +26,15 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.config import Settings
 from bitnet_sdk.model.sampler import SamplingParams
 from bitnet_sdk.service.inference.model_cache import ModelRef
+
+if TYPE_CHECKING:
+    from bitnet_sdk.service.accounting.usage import QuotaExceeded
 
 __all__ = [
     "DEFAULTS",
@@ -42,6 +45,7 @@ __all__ = [
     "compute_units",
     "find_model",
     "plan_request",
+    "quota_error",
 ]
 
 #: The spec's defaults for ``InferenceRequest`` (Connexion does not fill them in); a sampler
@@ -113,6 +117,8 @@ class Plan:
     prompt: str | None = None
     messages: tuple[dict[str, str], ...] | None = None
     inputs: Any = None
+    #: The caller's customer tier: its monthly quotas (``bitnet_sdk.config.Settings.tiers``).
+    tier: str = ""
     created_at: str = field(default_factory=lambda: _now_iso())
 
 
@@ -205,11 +211,11 @@ def plan_request(caller: Principal, request: dict[str, Any], settings: Settings,
     params = _params(request)
     _check_kind(model, given[0], streaming)
     backend = _backend_name(str(request.get("backend") or "auto"), settings)
-    _check_quota(caller, settings, model)
+    tier = _check_quota(caller, settings, model)
     messages = request.get("messages")
     return Plan(model=model, backend=backend, params=params, prompt=request.get("prompt"),
                 messages=tuple(dict(m) for m in messages) if messages else None,
-                inputs=request.get("inputs"))
+                inputs=request.get("inputs"), tier=tier)
 
 
 def _params(request: dict[str, Any]) -> GenerationParams:
@@ -253,9 +259,10 @@ def _backend_name(requested: str, settings: Settings) -> str:
                             errors=[{"field": "backend", "message": str(exc)}]) from None
 
 
-def _check_quota(caller: Principal, settings: Settings, model: ModelRef) -> None:
-    """Refuse when the month's token or compute-unit quota is already spent (a check, not a
-    reservation: see ``bitnet_sdk.service.accounting.usage``)."""
+def _check_quota(caller: Principal, settings: Settings, model: ModelRef) -> str:
+    """Refuse at once when the month's token or compute-unit quota is already spent or held
+    by requests in flight; the caller's tier. (The reservation of the request's worst case
+    is made once its prompt is tokenized: ``bitnet_sdk.service.accounting.reservations``.)"""
     from bitnet_sdk.service.accounting import usage
     from bitnet_sdk.store.models import User
 
@@ -267,8 +274,14 @@ def _check_quota(caller: Principal, settings: Settings, model: ModelRef) -> None
         usage.check_quota(user, "inference_tokens", 1, settings)
         usage.check_quota(user, "compute_units", compute_units(1, model.parameters), settings)
     except usage.QuotaExceeded as exc:
-        status = exc.detail
-        wait = max(1, math.ceil((status.resets_at - datetime.now(timezone.utc)).total_seconds()))
-        raise InferenceError(429, "Too Many Requests", str(exc), slug="quota-exceeded",
-                             headers={"Retry-After": str(wait)},
-                             **status.as_problem_detail()) from None
+        raise quota_error(exc) from None
+    return str(user.tier)
+
+
+def quota_error(exc: QuotaExceeded) -> InferenceError:
+    """The 429 ``quota-exceeded`` problem for a ``usage.QuotaExceeded``; ``Retry-After`` is
+    the month's end."""
+    status = exc.detail
+    wait = max(1, math.ceil((status.resets_at - datetime.now(timezone.utc)).total_seconds()))
+    return InferenceError(429, "Too Many Requests", str(exc), slug="quota-exceeded",
+                          headers={"Retry-After": str(wait)}, **status.as_problem_detail())

@@ -28,9 +28,20 @@ event whose ``finish_reason`` is ``cancelled`` (the WebSocket's ``cancel``
 message). ``Settings.request_timeout_s`` bounds the whole request (queue,
 load and compute): :class:`InferenceError` 504.
 
+Quotas: once its prompt is tokenized, and before it is handed to the
+scheduler, a generation reserves its worst case (``prompt tokens +
+max_tokens``, bounded by the context, and the compute units that implies)
+against the user's monthly quotas (:mod:`bitnet_sdk.service.accounting.reservations`);
+a reservation that does not fit ends it with a 429 ``quota-exceeded``. When
+the generation ends, however it ends, the reservation is settled to the
+actual usage.
+
 Usage is recorded (``bitnet_sdk.service.accounting.usage.record_usage``) for every request
 that computed something, before its ``done`` event is sent, with status 200,
-499 (client gone or cancelled) or 504 (timed out).
+499 (client gone or cancelled) or 504 (timed out); with a transport's
+``on_usage`` hook the transport's record carries it, and the reservation
+(shrunk to the actual usage) is handed over with it: the transport deletes it
+when it writes that record.
 """
 
 from __future__ import annotations
@@ -40,12 +51,15 @@ import contextlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.config import Settings
 from bitnet_sdk.model.generate import GenerationStep, new_decoder
+from bitnet_sdk.service.accounting import reservations, usage
+from bitnet_sdk.service.accounting.reservations import Reservation
 from bitnet_sdk.service.inference import dense_io
 from bitnet_sdk.service.inference.batching import Group, Sequence
 from bitnet_sdk.service.inference.cancellation import board
@@ -62,6 +76,7 @@ from bitnet_sdk.service.inference.plan import (
     Plan,
     compute_units,
     plan_request,
+    quota_error,
     unprocessable,
 )
 from bitnet_sdk.service.telemetry import NO_TELEMETRY, Telemetry, report
@@ -73,12 +88,29 @@ log = logging.getLogger(__name__)
 #: ``("token", StreamTokenEvent)`` or ``("done", StreamDoneEvent)``, as JSON-ready dicts.
 StreamEvent = tuple[str, dict[str, Any]]
 _Emit = Callable[[tuple[str, Any]], None]
-#: ``on_usage(tokens_in, tokens_out, compute_units)``: where a transport meters a request.
-UsageHook = Callable[[int, int, float], None]
+#: ``on_usage(tokens_in, tokens_out, compute_units, reservation_id)``: where a transport
+#: meters a request. ``reservation_id`` (or None) names the request's quota reservation,
+#: already shrunk to this usage: the transport deletes it with the record it writes
+#: (``bitnet_sdk.service.accounting.reservations.release``).
+UsageHook = Callable[[int, int, float, str | None], None]
 
 #: Runtime finish reasons → the API's ``FinishReason``.
 _FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
 _CANCEL_POLL_S = 0.2
+
+
+class _QuotaGroup:
+    """The quota reservation of a batching ``Group``'s members (OpenAI's ``n`` choices): they
+    reserve together, all or none; the first to be tokenized reserves ``size`` times its
+    worst case."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.lock = threading.Lock()
+        self.reservation: Reservation | None = None
+        #: What each member holds of ``reservation``: the first member's worst case.
+        self.share: tuple[int, float] = (0, 0.0)
+        self.refused: InferenceError | None = None
 
 
 class _Run:
@@ -98,6 +130,9 @@ class _Run:
         self.worker_started = False
         self.settled: threading.Event | None = None
         self.lease: Lease | None = None
+        self.reservation: Reservation | None = None
+        #: Tokens and compute units this run holds of ``reservation``.
+        self.held: tuple[int, float] = (0, 0.0)
         self.prompt_tokens = self.completion_tokens = 0
         self.text: list[str] = []
         self.finish = "cancelled"
@@ -173,6 +208,9 @@ class InferenceService:
         self.settings = settings
         self.cache = cache
         self.telemetry = telemetry
+        self._quota_groups: weakref.WeakKeyDictionary[Group, _QuotaGroup] = (
+            weakref.WeakKeyDictionary())
+        self._groups_lock = threading.Lock()
 
     # -- public API ----------------------------------------------------------------
 
@@ -182,13 +220,13 @@ class InferenceService:
                      group: Group | None = None) -> AsyncGenerator[StreamEvent, None]:
         """Generate with a language model, yielding tokens as they come, then ``done``.
 
-        ``on_usage(tokens_in, tokens_out, compute_units)`` receives the usage instead
-        of a usage record being written (the HTTP middleware writes one per request).
+        ``on_usage`` (see :data:`UsageHook`) receives the usage instead of a usage
+        record being written (the HTTP middleware writes one per request).
         ``settled`` is set once no computation of this request runs any more and its
         usage was reported, however it ended (a transport that meters the request
         waits for it before closing the request's books). ``group``: the generations
         that join the model's batch together with this one (an OpenAI request's
-        choices; ``batching.Group``).
+        choices; ``batching.Group``); they also reserve their quota together, all or none.
         """
         run: _Run | None = None
         try:
@@ -335,6 +373,11 @@ class InferenceService:
             self._end(run, emit, "error", _prompt_problem(exc))
             return
         positions = min(model.context_length, len(decoder.ids) + params.max_tokens)
+        try:
+            self._reserve(run, positions)
+        except InferenceError as exc:
+            self._end(run, emit, "error", exc)
+            return
 
         def on_step(step: GenerationStep) -> None:
             if step.index == 0:
@@ -364,6 +407,54 @@ class InferenceService:
         except Exception as exc:  # the cache or scheduler is stopping
             self._end(run, emit, "error", exc)
 
+    def _reserve(self, run: _Run, positions: int) -> None:
+        """Reserve the run's worst case (every position it may fill is a metered token), or
+        its group's; :class:`InferenceError` 429 when it does not fit the month's quota."""
+        run.held = (positions, compute_units(positions, run.plan.model.parameters))
+        group = None if run.group is None else self._quota_group(run.group)
+        count = 1 if group is None else group.size
+
+        def reserve() -> Reservation:
+            try:
+                return reservations.reserve(run.caller.subject, run.plan.tier,
+                                            run.held[0] * count, run.held[1] * count,
+                                            self.settings, request_id=run.request_id)
+            except usage.QuotaExceeded as exc:
+                raise quota_error(exc) from None
+
+        if group is None:
+            run.reservation = reserve()
+            return
+        with group.lock:
+            if group.refused is None and group.reservation is None:
+                try:
+                    group.reservation, group.share = reserve(), run.held
+                except InferenceError as exc:
+                    group.refused = exc
+            if group.refused is not None:
+                raise group.refused
+            run.reservation = group.reservation
+        assert run.reservation is not None
+        more = (run.held[0] - group.share[0], run.held[1] - group.share[1])
+        if more[0] <= 0 and more[1] <= 0:  # within its share: it holds the share
+            run.held = group.share
+            return
+        try:  # a longer prompt than the first member's (a list of prompts)
+            reservations.extend(run.reservation, run.plan.tier, max(0, more[0]),
+                                max(0.0, more[1]), self.settings)
+        except usage.QuotaExceeded as exc:
+            run.held = group.share
+            raise quota_error(exc) from None
+        run.held = (max(run.held[0], group.share[0]), max(run.held[1], group.share[1]))
+
+    def _quota_group(self, group: Group) -> _QuotaGroup:
+        """The quota reservation shared by ``group``'s members (made by the first of them)."""
+        with self._groups_lock:
+            quota = self._quota_groups.get(group)
+            if quota is None:
+                quota = self._quota_groups[group] = _QuotaGroup(group.size)
+            return quota
+
     def _end(self, run: _Run, emit: _Emit, reason: str, error: BaseException | None) -> None:
         """A generation ended (``finished``, ``cancelled`` or ``error``): meter, release, tell."""
         try:
@@ -383,9 +474,12 @@ class InferenceService:
             status = 500 if failure else 200 if run.finish != "cancelled" else run.stop_status
             if run.prompt_tokens:
                 self._observe(run)
-                usage = run.usage()
-                self._meter(run, usage["prompt_tokens"], usage["completion_tokens"],
-                            usage["compute_units"], status)
+                used = run.usage()
+                self._meter(run, used["prompt_tokens"], used["completion_tokens"],
+                            used["compute_units"], status)
+            elif run.reservation is not None:  # nothing computed: nothing to record
+                self._settle(run, lambda: None)
+            run.reservation = None
         finally:
             if run.lease is not None:
                 run.lease.release()
@@ -439,11 +533,11 @@ class InferenceService:
         body = dense_io.response_fields(outputs, plan.params.return_probabilities)
         units = compute_units(len(body["outputs"]), plan.model.parameters)
         self._meter(run, 0, 0, units, 200)
-        usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
-                 "compute_units": units}
+        used = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
+                "compute_units": units}
         timing = _timing(lease.queue_s, lease.load_s, compute_s, 0.0, run.started, 0, 0)
         return {"id": run.request_id, "model": plan.model.id, "kind": "dense",
-                "created_at": plan.created_at, **body, "usage": usage, "timing": timing}
+                "created_at": plan.created_at, **body, "usage": used, "timing": timing}
 
     # -- usage and telemetry -------------------------------------------------------------
 
@@ -457,21 +551,36 @@ class InferenceService:
 
     def _meter(self, run: _Run, tokens_in: int, tokens_out: int, units: float,
                status: int) -> None:
-        """Hand usage to the transport's meter, or record it as work (``OP_INFERENCE``)."""
-        from bitnet_sdk.service.accounting import usage
-
+        """Hand usage to the transport's meter, or record it as work (``OP_INFERENCE``);
+        either way the request's reservation is settled to it."""
         try:
             if run.on_usage is not None:
-                run.on_usage(tokens_in, tokens_out, units)
+                held = run.reservation
+                if held is not None:  # the transport's record settles the rest
+                    reservations.give_back(held, run.held[0] - tokens_in - tokens_out,
+                                           run.held[1] - units)
+                run.on_usage(tokens_in, tokens_out, units, held.id if held else None)
                 stop, run.stop_progress = run.stop_progress, None
                 if stop is not None:
                     stop()
             else:
-                usage.record_usage(run.caller.subject, usage.OP_INFERENCE, tokens_in=tokens_in,
-                                   tokens_out=tokens_out, compute_units=units,
-                                   status_code=status, request_id=run.request_id)
+                self._settle(run, lambda: usage.record_usage(
+                    run.caller.subject, usage.OP_INFERENCE, tokens_in=tokens_in,
+                    tokens_out=tokens_out, compute_units=units, status_code=status,
+                    request_id=run.request_id))
         except Exception:  # metering must not fail the answer; it is logged loudly
             log.exception("could not record usage", extra={"request_id": run.request_id})
+
+    def _settle(self, run: _Run, record: Callable[[], object]) -> None:
+        """Write ``record`` and give the run's hold of its reservation back, atomically."""
+        held = run.reservation
+        if held is None:
+            reservations.release(run.caller.subject, [], record)
+            return
+        try:
+            reservations.settle(held, *run.held, record)
+        except Exception:  # it expires on its own; the answer must not fail for it
+            log.exception("could not settle usage", extra={"request_id": run.request_id})
 
 
 def _settle_early(run: _Run | None, settled: threading.Event | None,

@@ -23,6 +23,7 @@ from playhouse.migrate import SchemaMigrator
 from bitnet_sdk.store.migrations import (
     v0001_initial,
     v0002_session_scopes,
+    v0003_reservations_and_sockets,
     v0004_open_usage_and_stream_cancels,
 )
 
@@ -44,6 +45,7 @@ def schema_migrator(db: peewee.Database) -> SchemaMigrator:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", v0001_initial.apply),
     Migration(2, "session scopes on refresh tokens", v0002_session_scopes.apply),
+    Migration(3, "quota reservations and live sockets", v0003_reservations_and_sockets.apply),
     Migration(4, "open usage records and stream cancellations",
               v0004_open_usage_and_stream_cancels.apply),
 )
