@@ -31,6 +31,7 @@ from bitnet_sdk.config import DEFAULT_TIERS, Settings, TierLimits
 from bitnet_sdk.service.accounting.usage import OP_QUANTIZE
 from bitnet_sdk.service.jobs.events import events_since
 from bitnet_sdk.store import ModelRecord, UsageRecord
+from bitnet_sdk.store.models import QuotaReservation
 from bitnet_sdk.store.testing import postgres_test_url, temporary_database_url
 from bitnet_sdk.testing.synthetic import build_model
 from tests.conftest import Account, make_account
@@ -218,6 +219,8 @@ def test_a_server_killed_during_streams_leaves_the_others_whole(
     first_token.wait(timeout=60)  # all six streams are running
     _wait_for(lambda: all(r.open_owner is not None and r.tokens_out > 0
                           for r in _records(cut["b"])))  # B brought them up to date once
+    held = QuotaReservation.select().where(QuotaReservation.request_id.in_(cut["b"]))
+    assert held.count() == 3  # B's streams hold their quota
     b.kill()
     for thread in threads:
         thread.join(timeout=90)
@@ -236,6 +239,7 @@ def test_a_server_killed_during_streams_leaves_the_others_whole(
     assert sorted(r.request_id for r in killed) == sorted(cut["b"])
     assert all((r.status_code, r.tokens_in > 0, r.tokens_out > 0) == (500, True, True)
                for r in killed), [(r.status_code, r.tokens_out) for r in killed]
+    assert held.count() == 0  # the records count instead of the dead server's holds
     r = httpx.post(a.url + "/v1/inference", headers=cluster.owner.headers, timeout=60,
                    json={**body, "max_tokens": 2})
     assert r.status_code == 200, r.text  # the survivor keeps serving

@@ -145,8 +145,9 @@ class Keeper:
     """One process's open records: inserted at once, checkpointed every ``interval_s``,
     and the dead processes' stale records finalised on the same beat."""
 
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
+    def __init__(self, interval_s: float, *, thread: bool = True) -> None:
+        """``thread=False``: no background thread; the owner calls :meth:`beat`."""
+        self.interval_s, self.thread = interval_s, thread
         self.owner = process_id()
         self._entries: set[OpenRecord] = set()
         self._lock = threading.Lock()
@@ -168,7 +169,7 @@ class Keeper:
 
     def start(self) -> None:
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
+            if self.thread and (self._thread is None or not self._thread.is_alive()):
                 self._thread = threading.Thread(target=self._loop, name="bitnet-open-usage",
                                                 daemon=True)
                 self._thread.start()
