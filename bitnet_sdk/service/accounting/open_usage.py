@@ -49,6 +49,7 @@ __all__ = [
     "Keeper",
     "OpenRecord",
     "close",
+    "discard",
     "finalise_stale",
     "keeper",
     "process_id",
@@ -89,6 +90,10 @@ class OpenRecord:
     #: The record's id once inserted; None before.
     record_id: int | None = None
     closed: bool = False
+    #: Closed by :func:`discard`: the keeper deletes the record.
+    discarded: bool = False
+    #: Wakes the keeper that tracks it (set by :meth:`Keeper.open`).
+    wake: Callable[[], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -101,21 +106,35 @@ def _insert(entry: OpenRecord, owner: str, at: datetime) -> int:
     return int(row.id)
 
 
-def close(entry: OpenRecord, status_code: int) -> bool:
-    """End ``entry``: its record gets the final amounts and ``status_code`` and stops being
-    open (one statement). False when the keeper never inserted it (the request was
-    quicker): the caller then writes the record the usual way. Blocking."""
+def close(entry: OpenRecord, status_code: int, amounts: Amounts | None = None) -> bool:
+    """End ``entry``: its record gets the final amounts (``amounts``, else what
+    ``entry.amounts()`` reads) and ``status_code`` and stops being open (one statement).
+
+    False when there is no record to close (the keeper had not inserted it yet, or
+    :func:`discard` came first): the caller then writes the record the usual way. Blocking.
+    """
     with entry.lock:
+        record_id = None if entry.closed else entry.record_id
         entry.closed = True
-        record_id = entry.record_id
     if record_id is None:
         return False
-    tokens_in, tokens_out, units = entry.amounts()
+    tokens_in, tokens_out, units = amounts if amounts is not None else entry.amounts()
     R = UsageRecord
     R.update(tokens_in=tokens_in, tokens_out=tokens_out, compute_units=units,
              status_code=status_code, open_owner=None, heartbeat_at=None).where(
         R.id == record_id).execute()
     return True
+
+
+def discard(entry: OpenRecord) -> None:
+    """Drop ``entry``'s open record unless it was closed (the request's usage will be
+    written the usual way, if any). Not blocking: the keeper deletes the row."""
+    with entry.lock:
+        if entry.closed:
+            return
+        entry.closed = entry.discarded = True
+    if entry.wake is not None:
+        entry.wake()
 
 
 def finalise_stale(stale_s: float, *, now: float | None = None, batch: int = 100) -> int:
@@ -157,6 +176,7 @@ class Keeper:
 
     def open(self, entry: OpenRecord) -> OpenRecord:
         """Track ``entry`` (its record is inserted within moments, off the caller's thread)."""
+        entry.wake = self._wake.set
         with self._lock:
             self._entries.add(entry)
         self.start()
@@ -194,6 +214,10 @@ class Keeper:
             with entry.lock:
                 if entry.closed:
                     self.forget(entry)
+                    if entry.discarded and entry.record_id is not None:
+                        R = UsageRecord
+                        R.delete().where(R.id == entry.record_id,
+                                         R.open_owner.is_null(False)).execute()
                 elif entry.record_id is None:
                     entry.record_id = _insert(entry, self.owner, at)
                 elif checkpoint:

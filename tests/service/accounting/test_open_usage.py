@@ -128,3 +128,15 @@ def test_a_stalled_process_wrongly_finalised_still_writes_its_exact_usage(user: 
     row = _record("req_slow")
     assert (row.status_code, row.tokens_out, row.open_owner) == (200, 30, None)
     assert UsageRecord.select().count() == 1
+
+
+def test_a_discarded_record_is_deleted_and_a_later_close_writes_nothing(user: User) -> None:
+    keeper, meter = Keeper(BEAT, thread=False), Meter()
+    meter.amounts = (4, 0, 0.0)
+    entry = _open(keeper, user, "req_gone", meter)
+    keeper.beat(checkpoint=False)
+    assert _record("req_gone").open_owner == keeper.owner
+    open_usage.discard(entry)
+    assert not open_usage.close(entry, 200)  # the caller writes its record the usual way
+    keeper.beat()
+    assert UsageRecord.select().count() == 0
