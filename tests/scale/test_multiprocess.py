@@ -75,17 +75,21 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                                       "--storage", settings.storage_url,
                                       "--s3-endpoint", bucket.endpoint))
         try:
-            for name in ("a", "b"):
+            for name in ("a", "b"):  # all four processes start in parallel
                 servers.append(Server(settings.with_(data_dir=tmp / name, workers=0,
-                                                     backend="numpy")))
+                                                     backend="numpy"), wait=False))
             workers.start(step_delay_s=0.15)
             workers.start(step_delay_s=0.15)
+            for server in servers:
+                server.wait_ready()
             owner = make_account(settings, "owner@example.com")
             yield Cluster(settings, bucket, servers, workers, owner)
         finally:
             workers.stop_all()
             for server in servers:
-                server.close()
+                server.begin_close()
+            for server in servers:
+                server.finish_close()
             db.close()
 
 
