@@ -70,13 +70,14 @@ def _base(ref: TypeRef) -> str:
 def go_type(ref: TypeRef, *, required: bool, kinds: dict[str, str]) -> str:
     """The Go type of a field or parameter: pointers for optional or nullable scalars and structs.
 
-    ``kinds`` maps named types to ``object``, ``enum``, ``union`` (tagged: a struct) or
-    ``anyunion`` (untagged: ``any``).
+    ``kinds`` maps named types to ``object``, ``enum``, ``union`` (tagged: a struct),
+    ``rawunion`` (untagged, of objects only: a struct keeping the JSON, with ``As<Type>``
+    methods) or ``anyunion`` (any other untagged union: ``any``).
     """
     base = _base(ref)
     if ref.kind == "named":
         kind = kinds.get(str(ref.name), "object")
-        pointable = kind in ("object", "union") or (kind == "enum" and ref.nullable)
+        pointable = kind in ("object", "union", "rawunion") or (kind == "enum" and ref.nullable)
     else:
         pointable = ref.kind in ("string", "integer", "number", "boolean")
     if pointable and (ref.nullable or not required):
@@ -86,8 +87,16 @@ def go_type(ref: TypeRef, *, required: bool, kinds: dict[str, str]) -> str:
 
 def type_kinds(api: Api) -> dict[str, str]:
     """What :func:`go_type` needs to know about each named type."""
-    return {t.name: ("union" if t.discriminator else "anyunion") if t.kind == "union" else t.kind
-            for t in api.types}
+    objects = {t.name for t in api.types if t.kind == "object" and t.additional is None}
+    return {t.name: _union_kind(t, objects) if t.kind == "union" else t.kind for t in api.types}
+
+
+def _union_kind(t: NamedType, objects: set[str]) -> str:
+    if t.discriminator:
+        return "union"
+    if all(v.type.kind == "named" and v.type.name in objects and not v.type.nullable for v in t.variants):
+        return "rawunion"
+    return "anyunion"
 
 
 def render(api: Api, options: GoOptions | None = None) -> dict[str, str]:
@@ -142,6 +151,7 @@ class _Go:
                                 for v in t.variants]
         else:
             view["options"] = [self.t(v.type) for v in t.variants]
+            view["raw"] = self.kinds.get(t.name) == "rawunion"
         return view
 
     def _field(self, f: Field, owner: NamedType) -> dict[str, Any]:

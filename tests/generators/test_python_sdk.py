@@ -71,8 +71,8 @@ def problem(status: int, headers: dict[str, str] | None = None, **extra: Any) ->
 
 JOB = {"id": "job_0123456789", "kind": "quantize", "status": "queued", "progress": 0, "model_id": "mdl_0123456789",
        "created_at": "2025-04-01T12:00:00Z", "started_at": None, "finished_at": None, "attempts": 0,
-       "cancel_requested": False, "result": None, "links": {"self": "/v1/quantize/job_0123456789",
-                                                             "cancel": "/v1/quantize/job_0123456789/cancel"}}
+       "cancel_requested": False, "links": {"self": "/v1/quantize/job_0123456789",
+                                            "cancel": "/v1/quantize/job_0123456789/cancel"}}
 
 
 def client_for(sdk: ModuleType, peer: Peer, **options: Any) -> Any:

@@ -95,4 +95,6 @@ def test_schema_rules(api: Api) -> None:
     assert [v.tag for v in api.type("WsServerMessage").variants] == ["ready", "token", "done", "progress", "error"]
     assert api.type("TensorSample").kind == "union" and api.type("TensorSample").discriminator is None
     job = {f.name: f for f in api.type("Job").fields}
-    assert job["result"].type == TypeRef("object", nullable=True)
+    # A typed union, absent (not null) until there is a result: OpenAPI 3.0 has no nullable union.
+    assert job["result"].type == TypeRef("named", name="JobResult") and not job["result"].required
+    assert [v.type.name for v in api.type("JobResult").variants] == ["QuantizeResult", "InferenceBatchResult"]

@@ -6,7 +6,9 @@ produce code that compiles and whose calls work against a live server: openapi-g
 Each client is generated once per session, built with its real toolchain, and driven by a
 small program (``third_party/``) that logs in (JSON body, no credential), makes an
 authenticated call (``Authorization: Bearer``), streams an inference (``text/event-stream``
-handed over as text) and meets a 404. Every program prints one JSON line per step.
+handed over as text) and meets a 404. Every program prints one JSON line per step. Each
+test also reads the generated code: a job's ``result`` must come out as the typed union of
+the result models, not as ``object``, ``interface{}`` or ``any``.
 
 The generators are fetched on first use and cached: the openapi-generator jar from Maven
 Central (``mvn dependency:get``, into ``~/.m2``), oapi-codegen through the Go module proxy
@@ -20,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -151,8 +154,21 @@ def check(output: str, live: Live) -> None:
     assert steps["not_found"]["status"] == 404
 
 
+def check_typed_result(job: str, field: str, union: str, member: str) -> None:
+    """The generated ``Job`` has a ``result`` field of the generated ``JobResult`` type
+    (``field``, a pattern of its declaration), and ``JobResult`` names each result model
+    (``member``, a pattern with ``NAME`` for the model): typed, not a bag of anything."""
+    assert re.search(field, job, re.M), f"the generated Job has no `result` of type JobResult ({field})"
+    for name in ("QuantizeResult", "InferenceBatchResult"):
+        pattern = member.replace("NAME", name)
+        assert re.search(pattern, union, re.M), f"the generated JobResult does not name {name} ({pattern})"
+
+
 def test_openapi_generator_python(live: Live, tmp_path: Path) -> None:
     client = openapi_generator("python", tmp_path / "client")
+    models = client / "openapi_client" / "models"
+    check_typed_result((models / "job.py").read_text(), r"^\s+result: Optional\[JobResult\]",
+                       (models / "job_result.py").read_text(), r"^\s+oneof_schema_\d+_validator: Optional\[NAME\]")
     output = run([sys.executable, str(DRIVERS / "openapi_generator_python.py"), *live.argv], tmp_path,
                  env={"PYTHONPATH": str(client)})
     check(output, live)
@@ -161,7 +177,9 @@ def test_openapi_generator_python(live: Live, tmp_path: Path) -> None:
 def test_openapi_generator_typescript_fetch(live: Live, tmp_path: Path) -> None:
     _need("node")
     modules = node_modules()
-    openapi_generator("typescript-fetch", tmp_path / "client")
+    client = openapi_generator("typescript-fetch", tmp_path / "client")
+    check_typed_result((client / "models" / "Job.ts").read_text(), r"^\s+result\?: JobResult;",
+                       (client / "models" / "JobResult.ts").read_text(), r"^export type JobResult = .*\bNAME\b")
     shutil.copy(DRIVERS / "openapi_generator_typescript_fetch.ts", tmp_path / "main.ts")
     # The generated imports have no file extensions: compile to CommonJS, as a bundler would.
     _tsconfig(tmp_path, modules, {"module": "commonjs", "moduleResolution": "node"}, ["main.ts", "client/**/*.ts"])
@@ -171,6 +189,8 @@ def test_openapi_generator_typescript_fetch(live: Live, tmp_path: Path) -> None:
 
 def test_openapi_generator_go(live: Live, tmp_path: Path) -> None:
     client = openapi_generator("go", tmp_path / "client")
+    check_typed_result((client / "model_job.go").read_text(), r"^\s+Result \*JobResult\b",
+                       (client / "model_job_result.go").read_text(), r"^\s+NAME \*NAME$")
     driver = tmp_path / "driver"
     driver.mkdir()
     shutil.copy(DRIVERS / "openapi_generator_go" / "main.go", driver / "main.go")
@@ -185,6 +205,7 @@ def test_oapi_codegen(live: Live, tmp_path: Path) -> None:
     binary = oapi_codegen()
     (tmp_path / "bitnet").mkdir()
     code = run([str(binary), "-generate", "types,client", "-package", "bitnet", str(SPEC)], tmp_path)
+    check_typed_result(code, r"^\s+Result\s+\*JobResult\s", code, r"^func \(t JobResult\) AsNAME\(\) \(NAME, error\)")
     (tmp_path / "bitnet" / "client.gen.go").write_text(code)
     shutil.copy(DRIVERS / "oapi_codegen" / "main.go", tmp_path / "main.go")
     (tmp_path / "go.mod").write_text("module bitnet.test/oapi\n\ngo 1.23\n")
@@ -208,6 +229,9 @@ def test_openapi_typescript_with_openapi_fetch(live: Live, tmp_path: Path) -> No
     # Default options: the spec keeps request fields' defaults in referenced components, since
     # openapi-typescript 7 makes an inline property with a `default` required (its issue #2012).
     run([str(modules / ".bin" / "openapi-typescript"), str(SPEC), "-o", "schema.d.ts"], tmp_path)
+    schema = (tmp_path / "schema.d.ts").read_text()
+    check_typed_result(schema, r'^\s+result\?: components\["schemas"\]\["JobResult"\];',
+                       schema, r'^\s+JobResult: .*components\["schemas"\]\["NAME"\]')
     shutil.copy(DRIVERS / "openapi_fetch.mts", tmp_path / "main.mts")
     (tmp_path / "node_modules").symlink_to(modules)
     _tsconfig(tmp_path, modules, {"module": "nodenext", "moduleResolution": "nodenext"}, ["main.mts", "schema.d.ts"])

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -125,6 +130,80 @@ def test_upload_a_model_with_progress(portal, customer, live_server, tmp_path) -
     portal.gone(f"tr[data-model-id='{mine['id']}']")
     assert httpx.get(live_server.url + f"/v1/models/{mine['id']}",
                      headers=customer.headers).status_code == 404
+
+
+class PieceGate:
+    """Holds the server's ``hold``-th resumable upload piece before the real ``open_piece``
+    runs (until ``release``), and records where every piece started and how long it was."""
+
+    def __init__(self, hold: int) -> None:
+        self.hold = hold
+        self.pieces: list[tuple[int, int]] = []
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+
+@pytest.fixture
+def piece_gate(live_server, monkeypatch) -> Iterator[PieceGate]:
+    """Hold the 4th piece: the upload is deterministically mid-way while the test interrupts it."""
+    from bitnet_sdk.service.registry import resumable
+
+    original = resumable.open_piece
+    gate = PieceGate(hold=3)
+
+    def gated(uploads_dir: Path, model_id: str, piece: resumable.ContentRange) -> resumable.Piece:
+        gate.pieces.append((piece.first, piece.length))
+        if len(gate.pieces) - 1 == gate.hold:
+            gate.arrived.set()
+            gate.release.wait(60)
+        return original(uploads_dir, model_id, piece)
+
+    monkeypatch.setattr(resumable, "open_piece", gated)
+    yield gate
+    gate.release.set()
+
+
+def test_a_paused_upload_resumes_after_a_reload_from_the_server_offset(
+        portal, customer, live_server, piece_gate, tmp_path) -> None:
+    piece = 64 * 1024
+    path = tmp_path / "resume.gguf"
+    build_model(path, n_layers=2, d_model=256, n_heads=4, n_kv_heads=2, d_ff=512, seed=6)
+    data = path.read_bytes()
+    assert len(data) > 6 * piece
+    portal.sign_in(customer.email, customer.password, route="models")
+    portal.driver.execute_script(
+        "localStorage.setItem('bitnet.portal.upload-piece-bytes', arguments[0])", str(piece))
+    portal.type("#upload-name", "resumed")
+    portal.find("#upload-file").send_keys(str(path))
+    portal.find("#upload-submit").click()
+    assert piece_gate.arrived.wait(60), "the 4th piece never reached the server"
+    portal.wait.until(lambda d: int(portal.find("#upload-progress").get_attribute("value")) > 0)
+    portal.find("#upload-pause").click()
+    portal.text_in("#upload-percent", "Paused")
+    assert portal.driver.switch_to.active_element.get_attribute("id") == "upload-resume"
+    portal.screenshot("upload-paused")
+    model_id = next(m["id"] for m in httpx.get(live_server.url + "/v1/models", headers=customer.headers)
+                    .json()["data"] if m["name"] == "resumed")
+    # The page is reloaded: it remembers the unfinished upload; the server holds 3 pieces.
+    portal.driver.refresh()
+    portal.text_in("#upload-unfinished", "resumed: resume.gguf")
+    held = httpx.get(live_server.url + f"/v1/models/{model_id}/upload", headers=customer.headers).json()
+    assert (held["offset"], held["total_bytes"], held["complete"]) == (3 * piece, len(data), False)
+    portal.find("#upload-file").send_keys(str(path))  # the same file again
+    portal.text_in("#upload-held", f"holds {3 * piece // 1024}.0 KiB")
+    portal.find("#upload-resume").click()
+    portal.text_in("#upload-percent", "Uploaded: resumed is ready")
+    assert portal.find("#upload-progress").get_attribute("value") == "100"
+    portal.gone("#upload-unfinished li")
+    # The server holds the whole file; after the pause nothing was sent again from byte 0.
+    model = httpx.get(live_server.url + f"/v1/models/{model_id}", headers=customer.headers).json()
+    assert (model["status"], model["size_bytes"]) == ("ready", len(data))
+    assert model["sha256"] == hashlib.sha256(data).hexdigest()
+    first = [(n * piece, piece) for n in range(4)]
+    assert piece_gate.pieces[:4] == first  # the 4th was held, then abandoned by the pause
+    resumed = piece_gate.pieces[4:]
+    assert resumed[0][0] == held["offset"] > 0
+    assert sum(length for _, length in resumed) == len(data) - held["offset"]
 
 
 def test_usage_and_account_pages(portal, customer, live_server) -> None:

@@ -57,9 +57,12 @@ def job_view(job: Job, message: str | None = None) -> dict[str, Any]:
         "attempts": int(job.attempts),
         "cancel_requested": bool(job.cancel_requested),
         "webhook_url": job.webhook_url,
-        "result": job.result,
         "links": job_links(job),
     }
+    # Absent, never null, while there is nothing to show: the spec types ``result`` as a union
+    # of the two result shapes, which OpenAPI 3.0 cannot make nullable.
+    if job.result is not None:
+        out["result"] = job.result
     if job.error:
         out["error"] = job.error
     return out

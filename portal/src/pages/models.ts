@@ -1,10 +1,10 @@
-// Models: filtered pages, upload (create the record, then the raw PUT with a progress bar),
-// details with GGUF metadata and validation problems, delete.
+// Models: filtered pages, upload (./upload.ts: resumable, with a progress bar), details with
+// GGUF metadata and validation problems, delete.
 import type { Model, ModelStatus } from "bitnet-client";
 import { announce, confirmDialog, errorText, field, formatBytes, formatDate, h } from "../dom.js";
-import { api, makeClient, storedTokens } from "../session.js";
-import { progressFetch } from "../xhrfetch.js";
+import { api } from "../session.js";
 import { canQuantize, quantizeForm } from "./quantize.js";
+import { uploadForm } from "./upload.js";
 
 const PAGE = 10;
 
@@ -34,44 +34,6 @@ export async function renderModels(main: HTMLElement): Promise<void> {
   main.replaceChildren(h("h1", {}, "Models"), uploadForm(load), h("h2", {}, "Your models and public ones"),
     filters, list, details);
   await load();
-}
-
-function uploadForm(after: () => Promise<void>): HTMLFormElement {
-  const name = h("input", { type: "text", id: "upload-name", required: true, maxlength: 128 });
-  const description = h("input", { type: "text", id: "upload-description" });
-  const file = h("input", { type: "file", id: "upload-file", required: true, accept: ".gguf,.bin,.safetensors" });
-  const bar = h("progress", { id: "upload-progress", max: 100, value: 0, "aria-label": "Upload progress" });
-  const text = h("span", { id: "upload-percent" }); // the end is announced once, not every step
-  const error = h("p", { class: "error", role: "alert", id: "upload-error" });
-  const send = h("button", { type: "submit", id: "upload-submit" }, "Upload");
-  const form = h("form", {}, h("h2", {}, "Upload a model"), field("Name", name),
-    field("Description", description), field("File (GGUF)", file), send,
-    h("div", {}, bar, " ", text), error);
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const chosen = file.files?.[0];
-    if (!chosen) return;
-    error.textContent = "";
-    send.disabled = true;
-    try {
-      const record = await api((c) => c.createModel({ name: name.value, description: description.value || undefined }));
-      const uploader = makeClient(storedTokens(), { fetch: progressFetch((sent, total) => {
-        const pct = total ? Math.floor((100 * sent) / total) : 0;
-        bar.value = pct;
-        text.textContent = `${pct}% (${formatBytes(sent)} of ${formatBytes(total)})`;
-      }) });
-      const model = await uploader.uploadModelFile(record.id, chosen, undefined, { timeoutMs: 3_600_000 });
-      bar.value = 100;
-      text.textContent = `Uploaded: ${model.name} is ${model.status}.`;
-      announce(`Uploaded ${model.name}.`);
-      await after();
-    } catch (e) {
-      error.textContent = errorText(e);
-    } finally {
-      send.disabled = false;
-    }
-  });
-  return form;
 }
 
 function renderList(list: HTMLElement, models: Model[], details: HTMLElement, reload: () => Promise<void>): void {

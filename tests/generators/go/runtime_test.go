@@ -24,7 +24,7 @@ import (
 
 const jobJSON = `{"id":"job_0123456789","kind":"quantize","status":"%s","progress":0,"model_id":"mdl_0123456789",
 "created_at":"2025-04-01T12:00:00Z","started_at":null,"finished_at":null,"attempts":0,"cancel_requested":false,
-"result":null,"links":{"self":"s","cancel":"c"}}`
+"links":{"self":"s","cancel":"c"}}`
 
 func problem(w http.ResponseWriter, status int, retryAfter string) {
 	if retryAfter != "" {
@@ -378,5 +378,41 @@ func TestEnvironmentUserAgentPerCallOptionsAndRawResponse(t *testing.T) {
 	_, err := c.GetVersion(context.Background(), WithRequestTimeout(50*time.Millisecond), WithRequestHeader("X-Slow", "1"))
 	if !errors.Is(err, ErrTimeout) {
 		t.Fatalf("the per-call timeout did not apply: %v", err)
+	}
+}
+
+func TestJobResultIsAbsentUntilThereIsOneThenDecodesAsItsModel(t *testing.T) {
+	var pending Job
+	if err := json.Unmarshal([]byte(fmt.Sprintf(jobJSON, "running")), &pending); err != nil {
+		t.Fatal(err)
+	}
+	if pending.Result != nil {
+		t.Fatalf("a job without a result has Result %v", pending.Result)
+	}
+	done := strings.Replace(fmt.Sprintf(jobJSON, "succeeded"), `"links"`,
+		`"result":{"model_id":"mdl_out","source_model_id":"mdl_0123456789","qtype":"tq2_0","size_bytes":7,`+
+			`"source_size_bytes":9,"bits_per_weight":2.1,"tensors_quantized":3,"tensors_kept":1,"duration_ms":5},"links"`, 1)
+	var job Job
+	if err := json.Unmarshal([]byte(done), &job); err != nil {
+		t.Fatal(err)
+	}
+	if job.Result == nil {
+		t.Fatal("the result was dropped")
+	}
+	result, err := job.Result.AsQuantizeResult()
+	if err != nil || result.ModelID != "mdl_out" || result.Qtype != "tq2_0" || result.TensorsQuantized != 3 {
+		t.Fatalf("AsQuantizeResult = %+v, %v", result, err)
+	}
+	again, err := json.Marshal(job)
+	if err != nil || !strings.Contains(string(again), `"result":{"model_id":"mdl_out"`) {
+		t.Fatalf("re-encoded job = %s, %v", again, err)
+	}
+	wrapped, err := JobResultFromInferenceBatchResult(InferenceBatchResult{Succeeded: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := wrapped.AsInferenceBatchResult()
+	if err != nil || batch.Succeeded != 2 {
+		t.Fatalf("AsInferenceBatchResult = %+v, %v", batch, err)
 	}
 }

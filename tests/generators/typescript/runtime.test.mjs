@@ -11,7 +11,7 @@ const { BitNetClient, ApiError, SseParser, WaitTimeoutError, TimeoutError } = sd
 const JOB = {
   id: "job_0123456789", kind: "quantize", status: "queued", progress: 0, model_id: "mdl_0123456789",
   created_at: "2025-04-01T12:00:00Z", started_at: null, finished_at: null, attempts: 0, cancel_requested: false,
-  result: null, links: { self: "s", cancel: "c" },
+  links: { self: "s", cancel: "c" },
 };
 
 async function serve(handler) {
