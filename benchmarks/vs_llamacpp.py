@@ -29,8 +29,9 @@ Ours runs three times: ``bitnet`` (llvm backend, output head in the file's F16,
 decode through the compiled one-call step: the default), ``bitnet-int8``
 (``BITNET_LLVM_HEAD=int8``: the head as int8 rows, half the bytes; see
 docs/benchmarks.md for its measured quality cost) and ``bitnet-per-op``
-(``BITNET_LLVM_COMPILED_STEP=off``: decode one kernel call per op, the compiled
-step's reference; prompts take that path in every configuration). Targets are
+(``BITNET_LLVM_COMPILED_STEP=off``: one kernel call per op for decode and
+prompt, the compiled step's reference; the default runs prompts as one native
+call per chunk too). Targets are
 checked for the default; ``--engines`` picks a subset. Ratios are ours / llama.cpp: above 1 is better for tok/s, below 1 is better
 for load time and RSS. The machine is shared and noisy: compare the ratios of
 one run, not absolute figures across runs.

@@ -21,7 +21,7 @@ from connexion import request
 from bitnet_sdk.api._http import json_response
 from bitnet_sdk.auth.principal import token_scopes
 from bitnet_sdk.server.context import current
-from bitnet_sdk.server.problems import Problem, bad_request, conflict, not_found, unprocessable
+from bitnet_sdk.service.errors import ApiError, bad_request, conflict, not_found, unprocessable
 from bitnet_sdk.service.jobs import queue as jobs
 from bitnet_sdk.service.jobs import webhooks
 from bitnet_sdk.service.jobs.views import job_view, latest_messages
@@ -48,12 +48,12 @@ def job_problems() -> Iterator[None]:
     except registry.ModelNotFound as exc:
         raise not_found("Model", exc.model_id) from exc
     except registry.PermissionDenied as exc:
-        raise Problem(403, "Forbidden", str(exc), slug="forbidden") from exc
+        raise ApiError(403, "Forbidden", str(exc), slug="forbidden") from exc
     except (jobs.JobConflict, jobs.IdempotencyInProgress, registry.ModelConflict) as exc:
         raise conflict(str(exc)) from exc
     except jobs.IdempotencyMismatch as exc:
-        raise Problem(422, "Unprocessable Content", str(exc), slug="idempotency-key-reused",
-                      errors=[{"field": IDEMPOTENCY_HEADER, "message": str(exc)}]) from exc
+        raise ApiError(422, "Unprocessable Content", str(exc), slug="idempotency-key-reused",
+                       errors=[{"field": IDEMPOTENCY_HEADER, "message": str(exc)}]) from exc
     except InvalidCursor as exc:
         raise bad_request(str(exc), errors=[{"field": "cursor", "message": str(exc)}]) from exc
 
@@ -73,8 +73,8 @@ def jobs_service() -> WorkerPool:
     """The server's :class:`~bitnet_sdk.service.jobs.workers.WorkerPool` (503 when absent)."""
     pool = current().jobs
     if pool is None:
-        raise Problem(503, "Service Unavailable", "Jobs are not running on this server.",
-                      slug="unavailable", headers={"Retry-After": "5"})
+        raise ApiError(503, "Service Unavailable", "Jobs are not running on this server.",
+                       slug="unavailable", headers={"Retry-After": "5"})
     return pool
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from bitnet_sdk.server.problems import bad_request, unprocessable
+from bitnet_sdk.service.errors import bad_request, unprocessable
 
 __all__ = ["EARLIEST", "LATEST", "client_time"]
 

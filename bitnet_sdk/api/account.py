@@ -19,10 +19,10 @@ from bitnet_sdk.api._http import json_response
 from bitnet_sdk.api._times import client_time
 from bitnet_sdk.api.auth import iso
 from bitnet_sdk.server.context import current
-from bitnet_sdk.server.problems import Problem, conflict, unprocessable
 from bitnet_sdk.service.accounting import storage_quota, usage
 from bitnet_sdk.service.accounting.limiter import limiter_for
 from bitnet_sdk.service.accounting.ratelimit import customer_key, tier_limit
+from bitnet_sdk.service.errors import ApiError, conflict, unprocessable
 from bitnet_sdk.store.models import UpgradeRequest, User
 
 __all__ = [
@@ -43,8 +43,8 @@ _DEFAULT_RANGE = timedelta(days=30)
 def _user(user_id: str) -> User:
     record = auth.get_user(user_id)
     if record is None:
-        raise Problem(401, "Unauthorized", "The account behind this credential no longer exists.",
-                      slug="unauthorized")
+        raise ApiError(401, "Unauthorized", "The account behind this credential no longer exists.",
+                       slug="unauthorized")
     return record
 
 

@@ -14,7 +14,7 @@ from bitnet_sdk import auth
 from bitnet_sdk.api._http import json_response
 from bitnet_sdk.api.account import account_json, upgrade_json
 from bitnet_sdk.server.context import current
-from bitnet_sdk.server.problems import bad_request, conflict, not_found, unprocessable
+from bitnet_sdk.service.errors import bad_request, conflict, not_found, unprocessable
 from bitnet_sdk.service.pagination import InvalidCursor, Page, paginate
 from bitnet_sdk.store.models import UpgradeRequest, User
 

@@ -18,7 +18,7 @@ from bitnet_sdk.api._http import json_response, no_content
 from bitnet_sdk.api._times import client_time
 from bitnet_sdk.auth.scopes import parse_scope
 from bitnet_sdk.server.context import current
-from bitnet_sdk.server.problems import Problem, bad_request, forbidden, not_found, unprocessable
+from bitnet_sdk.service.errors import ApiError, bad_request, forbidden, not_found, unprocessable
 from bitnet_sdk.service.pagination import InvalidCursor, paginate
 from bitnet_sdk.store.models import ApiKey, User
 
@@ -61,8 +61,8 @@ def _create_blocking(
 ) -> tuple[ApiKey, str]:
     user = auth.get_user(user_id)
     if user is None or user.disabled:
-        raise Problem(401, "Unauthorized", "The account behind this credential is gone.",
-                      slug="unauthorized")
+        raise ApiError(401, "Unauthorized", "The account behind this credential is gone.",
+                       slug="unauthorized")
     requested = body.get("scopes")
     allowed = [s for s in credential_scopes if s in set(user.scopes)]
     scopes = allowed if requested is None else list(requested)

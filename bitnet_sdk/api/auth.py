@@ -29,9 +29,9 @@ from bitnet_sdk.auth.scopes import parse_scope
 from bitnet_sdk.config import Settings
 from bitnet_sdk.server.client_address import client_address
 from bitnet_sdk.server.context import current
-from bitnet_sdk.server.problems import Problem, bad_request, conflict, too_many_requests
 from bitnet_sdk.service.accounting.login_throttle import LoginDecision, LoginThrottle
 from bitnet_sdk.service.accounting.ratelimit import HOUR, check_and_consume
+from bitnet_sdk.service.errors import ApiError, bad_request, conflict, too_many_requests
 from bitnet_sdk.store.models import User
 
 __all__ = [
@@ -69,11 +69,11 @@ def _client_address() -> str | None:
     return client_address(connexion_context.scope, current().settings.trusted_proxies)
 
 
-def _unauthorized(detail: str, slug: str = "unauthorized") -> Problem:
-    return Problem(401, "Unauthorized", detail, slug=slug, headers={"WWW-Authenticate": "Bearer"})
+def _unauthorized(detail: str, slug: str = "unauthorized") -> ApiError:
+    return ApiError(401, "Unauthorized", detail, slug=slug, headers={"WWW-Authenticate": "Bearer"})
 
 
-def _throttled(decision: LoginDecision) -> Problem:
+def _throttled(decision: LoginDecision) -> ApiError:
     return too_many_requests(
         f"{decision.reason.capitalize()}; retry in {decision.retry_after_s} seconds.",
         decision.retry_after_s,
@@ -204,8 +204,8 @@ async def sign_up(body: dict[str, Any]) -> Any:
     """Create an account when the operator opened sign-up (``Settings.open_signup``)."""
     settings = current().settings
     if not settings.open_signup:
-        raise Problem(403, "Forbidden", "Sign-up is closed on this server; ask an operator "
-                      "for an account.", slug="signup-closed")
+        raise ApiError(403, "Forbidden", "Sign-up is closed on this server; ask an operator "
+                       "for an account.", slug="signup-closed")
     user = await asyncio.to_thread(
         _sign_up_blocking, body["email"], body["password"], _client_address(), settings
     )

@@ -2,7 +2,7 @@
 
 Thin: the work is :class:`bitnet_sdk.service.inference.service.InferenceService`'s
 (``ctx.inference``, attached at start-up); this module turns
-its results and :class:`~bitnet_sdk.service.inference.plan.InferenceError`
+its results and :class:`~bitnet_sdk.service.errors.ApiError`
 into HTTP.
 
 * A client that closes the connection cancels its request, queued or running:
@@ -31,19 +31,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import connexion
-from starlette.responses import Response
 
 from bitnet_sdk.api._http import json_response
 from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.server.context import current, request_id
 from bitnet_sdk.server.metering import usage_hook
-from bitnet_sdk.server.problems import PROBLEM_MEDIA_TYPE, Problem
-from bitnet_sdk.server.streaming import ClientGone, Disconnect, EventStream, Unheard
-from bitnet_sdk.service.inference.plan import InferenceError
+from bitnet_sdk.server.streaming import ClientGone, Disconnect, EventStream, client_gone_response
+from bitnet_sdk.service.errors import ApiError
 from bitnet_sdk.service.inference.service import InferenceService, StreamEvent
 
 __all__ = [
     "format_sse",
+    "inference_service",
     "run_inference",
     "stream_inference",
 ]
@@ -54,18 +53,19 @@ _REQUEST_ID = re.compile(r"^req_[0-9a-z]{10,40}$")
 
 async def run_inference(body: dict[str, Any], token_info: dict[str, Any]) -> Any:
     rid = _inference_id()
-    service = _service()
+    service = inference_service()
     settled = threading.Event()
     work = service.run(Principal.from_token_info(token_info), body, request_id=rid,
                        on_usage=usage_hook(), settled=settled)
     try:
         result = await Disconnect(connexion.request.receive).guard(work)
-    except InferenceError as exc:
+    except ApiError as exc:
         await _settle(settled)
-        raise _problem(exc, rid) from None
+        exc.ext.setdefault("request_id", rid)
+        raise
     except ClientGone:
         await _settle(settled)
-        return _client_gone()
+        return client_gone_response()
     await _settle(settled)
     return json_response(result)
 
@@ -73,16 +73,18 @@ async def run_inference(body: dict[str, Any], token_info: dict[str, Any]) -> Any
 async def stream_inference(body: dict[str, Any], token_info: dict[str, Any]) -> Any:
     rid = _inference_id()
     cancel, settled = threading.Event(), threading.Event()
-    events = _service().stream(Principal.from_token_info(token_info), body, request_id=rid,
-                               cancel=cancel, on_usage=usage_hook(), settled=settled)
+    events = inference_service().stream(Principal.from_token_info(token_info), body,
+                                        request_id=rid, cancel=cancel, on_usage=usage_hook(),
+                                        settled=settled)
     try:
         first = await Disconnect(connexion.request.receive).guard(anext(events))
-    except InferenceError as exc:
+    except ApiError as exc:
         await _settle(settled)
-        raise _problem(exc, rid) from None
+        exc.ext.setdefault("request_id", rid)
+        raise
     except ClientGone:
         await _settle(settled)
-        return _client_gone()
+        return client_gone_response()
 
     async def closed() -> None:
         cancel.set()  # stops the generation between two tokens, even if nobody reads on
@@ -120,17 +122,8 @@ async def _sse(first: StreamEvent, events: AsyncIterator[StreamEvent],
             if kind == "done":
                 return
             event = await anext(events)
-    except InferenceError as exc:
+    except ApiError as exc:
         yield format_sse("error", exc.problem(rid))
-
-
-
-
-
-def _client_gone() -> Response:
-    body = {"type": "urn:bitnet:problem:client-closed", "title": "Client Closed Request",
-            "status": 400, "detail": "The client closed the connection."}
-    return Unheard(json.dumps(body), status_code=400, media_type=PROBLEM_MEDIA_TYPE)
 
 
 async def _settle(settled: threading.Event, timeout: float = 10.0) -> None:
@@ -139,11 +132,12 @@ async def _settle(settled: threading.Event, timeout: float = 10.0) -> None:
         await asyncio.to_thread(settled.wait, timeout)
 
 
-def _service() -> InferenceService:
+def inference_service() -> InferenceService:
+    """The server's inference service; 503 when it is not running here."""
     service = current().inference
     if service is None:
-        raise Problem(503, "Service Unavailable", "Inference is not running on this server.",
-                      slug="unavailable", headers={"Retry-After": "5"})
+        raise ApiError(503, "Service Unavailable", "Inference is not running on this server.",
+                       slug="unavailable", headers={"Retry-After": "5"})
     return service
 
 
@@ -151,11 +145,6 @@ def _inference_id() -> str:
     """The request id when it fits the API's ``RequestId`` pattern, else a fresh one."""
     rid = request_id()
     return rid if _REQUEST_ID.match(rid) else f"req_{uuid.uuid4().hex[:24]}"
-
-
-def _problem(exc: InferenceError, rid: str) -> Problem:
-    return Problem(exc.status, exc.title, exc.detail, slug=exc.slug,
-                   headers=exc.headers or None, request_id=rid, **exc.ext)
 
 
 # The batch operations belong to the jobs system; re-exported here for the spec's controller.

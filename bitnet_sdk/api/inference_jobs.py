@@ -26,8 +26,8 @@ from bitnet_sdk.api._jobs import (
 )
 from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.server.context import current
-from bitnet_sdk.server.problems import Problem
-from bitnet_sdk.service.inference.plan import InferenceError, find_model
+from bitnet_sdk.service.errors import ApiError
+from bitnet_sdk.service.inference.plan import find_model
 from bitnet_sdk.service.jobs import queue as jobs
 from bitnet_sdk.store import Job, write_transaction
 
@@ -79,9 +79,9 @@ def _models(caller: Principal, requests: list[dict[str, Any]]) -> list[str]:
         if ident not in resolved:
             try:
                 resolved[ident] = find_model(ident, caller, settings).id
-            except InferenceError as exc:
-                raise Problem(exc.status, exc.title, exc.detail, slug=exc.slug,
-                              errors=[{"field": f"requests.{index}.model",
+            except ApiError as exc:
+                raise ApiError(exc.status, exc.title, exc.detail, slug=exc.slug,
+                               errors=[{"field": f"requests.{index}.model",
                                        "message": exc.detail}]) from None
         ids.append(resolved[ident])
     return ids

@@ -25,8 +25,8 @@ from bitnet_sdk.api.model_views import metadata_view, model_view, validation_vie
 from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.server.context import current
 from bitnet_sdk.server.multipart import content_length
-from bitnet_sdk.server.problems import Problem, bad_request, conflict, forbidden, not_found
 from bitnet_sdk.service.accounting import storage_quota
+from bitnet_sdk.service.errors import ApiError, bad_request, conflict, forbidden, not_found
 from bitnet_sdk.service.pagination import InvalidCursor
 from bitnet_sdk.service.registry import models as registry
 from bitnet_sdk.service.registry import resumable, storage, uploads
@@ -61,8 +61,8 @@ def _problems() -> Iterator[None]:
         raise conflict(str(exc)) from exc
     except registry.InvalidModelFile as exc:
         problems = exc.report["problems"]
-        raise Problem(422, "Unprocessable Content", str(exc), slug="invalid-model-file",
-                      errors=[{"field": "file", "message": f"{p['code']}: {p['message']}"}
+        raise ApiError(422, "Unprocessable Content", str(exc), slug="invalid-model-file",
+                       errors=[{"field": "file", "message": f"{p['code']}: {p['message']}"}
                               for p in problems],
                       problems=problems) from exc
     except InvalidCursor as exc:
@@ -70,29 +70,29 @@ def _problems() -> Iterator[None]:
     except storage_quota.StorageQuotaExceeded as exc:
         raise storage_problem(exc) from exc
     except uploads.UploadTooLarge as exc:
-        raise Problem(413, "Payload Too Large", f"{exc}; the server accepts at most "
-                      f"{exc.limit} bytes here.", slug="payload-too-large",
-                      limit_bytes=exc.limit) from exc
+        raise ApiError(413, "Payload Too Large", f"{exc}; the server accepts at most "
+                       f"{exc.limit} bytes here.", slug="payload-too-large",
+                       limit_bytes=exc.limit) from exc
     except uploads.DigestMismatch as exc:
-        raise Problem(422, "Unprocessable Content", str(exc), slug="digest-mismatch",
-                      errors=[{"field": "X-Content-SHA256", "message": str(exc)}]) from exc
+        raise ApiError(422, "Unprocessable Content", str(exc), slug="digest-mismatch",
+                       errors=[{"field": "X-Content-SHA256", "message": str(exc)}]) from exc
     except resumable.OffsetMismatch as exc:
         held = exc.held
         extra = {} if held.total is None else {"total_bytes": held.total}
-        raise Problem(409, "Conflict", str(exc), slug="upload-offset-mismatch",
-                      headers={"Upload-Offset": str(held.offset)}, offset=held.offset,
-                      errors=[{"field": "Content-Range", "message": str(exc)}], **extra) from exc
+        raise ApiError(409, "Conflict", str(exc), slug="upload-offset-mismatch",
+                       headers={"Upload-Offset": str(held.offset)}, offset=held.offset,
+                       errors=[{"field": "Content-Range", "message": str(exc)}], **extra) from exc
     except resumable.UploadBusy as exc:
-        raise Problem(409, "Conflict", f"{exc}; retry when it has ended.",
-                      slug="upload-in-progress") from exc
+        raise ApiError(409, "Conflict", f"{exc}; retry when it has ended.",
+                       slug="upload-in-progress") from exc
     except uploads.IncompleteUpload as exc:
         raise bad_request(str(exc), errors=[{"field": "Content-Length", "message": str(exc)}]) from exc
 
 
-def storage_problem(exc: storage_quota.StorageQuotaExceeded) -> Problem:
+def storage_problem(exc: storage_quota.StorageQuotaExceeded) -> ApiError:
     """The 413 ``storage-quota-exceeded`` problem (the spec's "Quotas")."""
-    return Problem(413, "Payload Too Large", str(exc), slug="storage-quota-exceeded",
-                   **exc.as_problem_detail())
+    return ApiError(413, "Payload Too Large", str(exc), slug="storage-quota-exceeded",
+                    **exc.as_problem_detail())
 
 
 def _actor(token_info: dict[str, Any]) -> Principal:
@@ -359,9 +359,9 @@ def _range(header: str | None, if_range: str | None, etag: str, size: int) -> tu
     return start, min(int(last) if last else size - 1, size - 1)
 
 
-def _unsatisfiable(size: int) -> Problem:
-    return Problem(416, "Range Not Satisfiable", f"The file has {size} bytes.",
-                   slug="range-not-satisfiable", headers={"Content-Range": f"bytes */{size}"})
+def _unsatisfiable(size: int) -> ApiError:
+    return ApiError(416, "Range Not Satisfiable", f"The file has {size} bytes.",
+                    slug="range-not-satisfiable", headers={"Content-Range": f"bytes */{size}"})
 
 
 def _disposition(name: str) -> str:

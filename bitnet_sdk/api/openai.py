@@ -7,7 +7,7 @@ which models a caller sees. Credentials, rate limits and usage metering are
 the native API's (security functions, the rate-limit middleware, the
 request's meter), so an OpenAI request counts exactly like a native one.
 
-Errors are raised as :class:`~bitnet_sdk.server.problems.Problem`\\ s with
+Errors are raised as :class:`~bitnet_sdk.service.errors.ApiError`\\ s with
 ``param`` and ``openai_code`` members; the server renders every problem on a
 path under ``/openai/`` as an OpenAI error object
 (:func:`~bitnet_sdk.service.inference.openai_compat.error_from_problem`), whoever raised
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 import time
 import uuid
@@ -32,18 +31,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import connexion
-from connexion.exceptions import ProblemException
 
 from bitnet_sdk.api._http import json_response
+from bitnet_sdk.api.inference import inference_service
 from bitnet_sdk.auth.principal import Principal
-from bitnet_sdk.server.context import current
 from bitnet_sdk.server.metering import usage_hook
-from bitnet_sdk.server.problems import Problem
-from bitnet_sdk.server.streaming import ClientGone, Disconnect, EventStream, Unheard
+from bitnet_sdk.server.streaming import ClientGone, Disconnect, EventStream, client_gone_response
+from bitnet_sdk.service.errors import ApiError
 from bitnet_sdk.service.inference import openai_compat as oc
 from bitnet_sdk.service.inference.batching import Group
-from bitnet_sdk.service.inference.plan import InferenceError
-from bitnet_sdk.service.inference.service import InferenceService, StreamEvent
+from bitnet_sdk.service.inference.service import StreamEvent
 
 __all__ = [
     "openai_create_chat_completion",
@@ -76,20 +73,20 @@ def resolve_model(ident: str, token_info: dict[str, Any]) -> Any:
     try:
         return models.resolve_model(Principal.from_token_info(token_info), ident)
     except models.AmbiguousModelName as exc:
-        raise Problem(409, "Conflict", str(exc), slug="model-ambiguous", param="model",
-                      openai_code="model_ambiguous", candidates=exc.candidates) from None
+        raise ApiError(409, "Conflict", str(exc), slug="model-ambiguous", param="model",
+                       openai_code="model_ambiguous", candidates=exc.candidates) from None
     except models.ModelNotFound as exc:
         raise _model_not_found(ident, exc) from None
 
 
-def _model_not_found(ident: str, exc: Exception | None = None) -> Problem:
+def _model_not_found(ident: str, exc: Exception | None = None) -> ApiError:
     detail = f"The model `{ident}` does not exist or you do not have access to it."
     public_ids = getattr(exc, "public_ids", None)
     if public_ids:
         detail += (" Public models of other accounts are used by id only: "
                    f"{', '.join(public_ids)}.")
-    return Problem(404, "Not Found", detail, slug="model-not-found", param="model",
-                   openai_code="model_not_found")
+    return ApiError(404, "Not Found", detail, slug="model-not-found", param="model",
+                    openai_code="model_not_found")
 
 
 def _model_object(record: Any, token_info: dict[str, Any],
@@ -110,7 +107,7 @@ def listed_models(token_info: dict[str, Any]) -> list[dict[str, Any]]:
     records = visible_models(token_info)
     named: list[dict[str, Any]] = []
     for name in dict.fromkeys(r.name for r in records if r.name and not r.name.startswith("mdl_")):
-        with contextlib.suppress(Problem):
+        with contextlib.suppress(ApiError):
             target = resolve_model(name, token_info)
             if target.kind == "llm" and target.status == "ready":
                 named.append(_model_object(target, token_info, name))
@@ -162,8 +159,8 @@ async def _job(body: dict[str, Any], token_info: dict[str, Any], *, chat: bool) 
         else:
             generations = oc.completion_generations(body, record.id)
     except oc.CompatError as exc:
-        raise Problem(400, "Bad Request", exc.message, slug="bad-request", param=exc.param,
-                      openai_code=exc.code) from None
+        raise ApiError(400, "Bad Request", exc.message, slug="bad-request", param=exc.param,
+                       openai_code=exc.code) from None
     prefix = "chatcmpl" if chat else "cmpl"
     options = body.get("stream_options") or {}
     return _Job(chat=chat, caller=Principal.from_token_info(token_info), model_id=record.id,
@@ -181,21 +178,16 @@ async def _answer(job: _Job, stream: bool) -> Any:
         response = await _complete(job, watch, books)
     except ClientGone:
         await books.settle()
-        body = oc.error_body("The client closed the connection.", "invalid_request_error",
-                             code="client_closed")
-        return Unheard(json.dumps(body), status_code=400, media_type="application/json")
-    except InferenceError as exc:
+        return client_gone_response()  # an OpenAI error object, as every problem under /openai/
+    except ApiError as exc:
         await books.settle()
         raise _problem(exc, job) from None
-    except ProblemException:
-        await books.settle()
-        raise
     await books.settle()
     return response
 
 
 async def _complete(job: _Job, watch: Disconnect, books: _Books) -> Any:
-    service, results = _service(), []
+    service, results = inference_service(), []
     together = _together(job)
     group = Group(len(job.generations)) if together else None  # one batch round, one prefill
 
@@ -225,9 +217,9 @@ async def _stream(job: _Job, watch: Disconnect, books: _Books) -> Any:
 
     def events_of(generation: oc.Generation) -> AsyncIterator[StreamEvent]:
         """A generation's events; call only right before iterating (its books wait for it)."""
-        return _service().stream(job.caller, generation.request, cancel=cancel, on_usage=meter,
-                                 request_id=_request_id(job, generation), settled=books.new(),
-                                 group=group)
+        return inference_service().stream(job.caller, generation.request, cancel=cancel,
+                                          on_usage=meter, request_id=_request_id(job, generation),
+                                          settled=books.new(), group=group)
 
     pumps: list[asyncio.Task[None]] = []
     source = events_of
@@ -275,10 +267,9 @@ async def _chunks(job: _Job, first: StreamEvent, events: AsyncIterator[StreamEve
         if job.include_usage:
             yield oc.sse(builder.usage_chunk())
         yield oc.SSE_DONE
-    except (InferenceError, ProblemException) as exc:  # after the first event: the last message
-        problem = _problem(exc, job) if isinstance(exc, InferenceError) else exc
-        yield oc.sse(oc.error_from_problem(problem.status, {
-            "type": problem.type, "detail": problem.detail, **(problem.ext or {})}))
+    except ApiError as exc:  # after the first event: the last message
+        problem = _problem(exc, job)
+        yield oc.sse(oc.error_from_problem(problem.status, problem.problem()))
     finally:  # closed early (client gone): stop the generation now, not when collected
         await _aclose(events)
 
@@ -325,14 +316,6 @@ async def _aclose(iterator: AsyncIterator[Any]) -> None:
 # -- plumbing ------------------------------------------------------------------------------
 
 
-def _service() -> InferenceService:
-    service = current().inference
-    if service is None:
-        raise Problem(503, "Service Unavailable", "Inference is not running on this server.",
-                      slug="unavailable", headers={"Retry-After": "5"})
-    return service
-
-
 def _request_id(job: _Job, generation: oc.Generation) -> str:
     """The native request id of one generation (``req_`` + the completion id's hex, + index)."""
     return f"req_{job.completion_id.rpartition('-')[2]}{generation.index:02d}"
@@ -344,9 +327,11 @@ def _together(job: _Job) -> bool:
     return len(job.generations) >= 2
 
 
-def _problem(exc: InferenceError, job: _Job) -> Problem:
+def _problem(exc: ApiError, job: _Job) -> ApiError:
     """A native inference problem, with the OpenAI status, ``param`` and ``code`` for it."""
     status, code, param = exc.status, None, None
+    if "openai_code" in exc.ext or "param" in exc.ext:  # already in OpenAI's terms
+        return exc
     if exc.status == 404:
         return _model_not_found(job.model_id)
     if exc.status == 409:
@@ -354,12 +339,12 @@ def _problem(exc: InferenceError, job: _Job) -> Problem:
         param = "model"
     elif exc.status == 422:  # OpenAI answers 400 for requests the model cannot take
         status = 400
-        if "context window" in exc.detail:
+        if "context window" in (exc.detail or ""):
             # The input that overflowed: chat's messages, a completion's prompt.
             code, param = "context_length_exceeded", "messages" if job.chat else "prompt"
-    return Problem(status, exc.title if status == exc.status else "Bad Request", exc.detail,
-                   slug=exc.slug, headers=exc.headers or None, param=param, openai_code=code,
-                   **exc.ext)
+    return ApiError(status, exc.title if status == exc.status else "Bad Request", exc.detail,
+                    slug=exc.slug, headers=exc.headers or None, param=param, openai_code=code,
+                    **exc.ext)
 
 
 class _Books:

@@ -36,8 +36,8 @@ from bitnet_sdk.api._jobs import (
 from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.server import metering
 from bitnet_sdk.server.context import current, request_id
-from bitnet_sdk.server.problems import Problem, unprocessable
 from bitnet_sdk.service.accounting import usage
+from bitnet_sdk.service.errors import ApiError, unprocessable
 from bitnet_sdk.service.jobs import quantize as qj
 from bitnet_sdk.service.jobs import queue as jobs
 from bitnet_sdk.store import Job
@@ -117,16 +117,12 @@ def _answer(job: Job) -> Any:
     return json_response(body, 202, {"Location": body["links"]["self"]})
 
 
-def _job_problem(job: Job) -> Problem:
+def _job_problem(job: Job) -> ApiError:
     error = dict(job.error or {})
     if job.status == "cancelled" or not error:
-        return Problem(409, "Conflict", f"Job {job.id} was cancelled before it finished.",
-                       slug="job-cancelled", job_id=job.id)
-    status = int(error.pop("status", 500))
-    title = str(error.pop("title", "Job Failed"))
-    detail = error.pop("detail", None)
-    slug = str(error.pop("type", "")).removeprefix("urn:bitnet:problem:") or None
-    return Problem(status, title, detail, slug=slug, job_id=job.id, **error)
+        return ApiError(409, "Conflict", f"Job {job.id} was cancelled before it finished.",
+                        slug="job-cancelled", job_id=job.id)
+    return ApiError.from_problem(error, title="Job Failed", job_id=job.id)
 
 
 async def create_quantize_batch(body: dict[str, Any], token_info: dict[str, Any]) -> Any:

@@ -28,7 +28,7 @@ from bitnet_sdk.server.limits import json_body_limit
 from bitnet_sdk.server.method_guard import UndeclaredMethodGuard
 from bitnet_sdk.server.methods import install_method_not_allowed
 from bitnet_sdk.server.metrics import Metrics, MetricsMiddleware, RouteRecorder
-from bitnet_sdk.server.multipart import VALIDATOR_MAP, BodyLimitMiddleware
+from bitnet_sdk.server.multipart import BodyLimitMiddleware
 from bitnet_sdk.server.portal import PortalMiddleware
 from bitnet_sdk.server.problems import (
     PROBLEM_MEDIA_TYPE,
@@ -46,7 +46,7 @@ from bitnet_sdk.server.spec import (
     spec_dir,
     spec_path,
 )
-from bitnet_sdk.server.validation import VALIDATOR_MAP as FIELD_VALIDATORS
+from bitnet_sdk.server.validation import VALIDATOR_MAP
 from bitnet_sdk.service.inference.openai_compat import error_from_problem
 from bitnet_sdk.service.registry.uploads import multipart_limit
 
@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> connexion.AsyncApp:
     )
     resolver = ControllerResolver()
     app.add_api(spec_path().name, resolver=resolver, base_path=API_BASE_PATH,
-                validator_map=FIELD_VALIDATORS)
+                validator_map=VALIDATOR_MAP)
     ctx.not_implemented = resolver.not_implemented
     # Its own resolver: the 501 list is the native spec's.
     app.add_api(spec_path(OPENAI_SPEC).name, resolver=ControllerResolver(),

@@ -15,13 +15,12 @@ in place of Connexion's JSON validator) and WebSocket messages.
 :class:`GuardedJSONValidator` also validates ``pattern`` with ECMA 262 semantics,
 as JSON Schema prescribes: Python's ``$`` also matches before a final newline, so
 ``'^whsec_…$'`` admitted ``"whsec_…\\n"``, which the handler then refused (or
-worse, stored). :class:`ECMAParameterValidator` does the same for query, path and
-header parameters.
+worse, stored). :data:`ParameterSchemaValidator` does the same for query, path and
+header parameters (:mod:`bitnet_sdk.server.validation` uses both).
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import math
@@ -30,19 +29,16 @@ from collections.abc import Iterator
 from itertools import accumulate
 from typing import Any
 
-from connexion.exceptions import BadRequestProblem
 from connexion.json_schema import Draft4RequestValidator
-from connexion.utils import is_null, is_nullable
-from connexion.validators import JSONRequestBodyValidator, ParameterValidator
+from connexion.validators import JSONRequestBodyValidator
 from jsonschema import Draft4Validator, ValidationError
 from jsonschema.validators import extend
 
-from bitnet_sdk.server.schema_words import rule_in_words, shown_name
+from bitnet_sdk.service.errors import ApiError
 
 __all__ = [
     "MAX_DEPTH",
     "MAX_INT_DIGITS",
-    "ECMAParameterValidator",
     "GuardedJSONValidator",
     "JSONRejected",
     "ParameterSchemaValidator",
@@ -137,39 +133,12 @@ def request_validator(schema: dict[str, Any]) -> Any:
     return RequestValidator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
 
 
-class ECMAParameterValidator(ParameterValidator):
-    """Connexion's parameter validator, plus the ECMA 262 reading of a parameter's pattern.
-
-    Connexion validates parameters with plain ``Draft4Validator`` (Python ``$``); a value
-    it admits is checked once more against the pattern read as JSON Schema means it.
-    """
-
-    @staticmethod
-    def validate_parameter(parameter_type: str, value: Any, param: dict[str, Any],
-                           param_name: str | None = None) -> str | None:
-        if value is None or (is_nullable(param) and is_null(value)):
-            return ParameterValidator.validate_parameter(parameter_type, value, param, param_name)
-        schema = copy.deepcopy(param.get("schema", param))
-        validator = ParameterSchemaValidator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
-        error = next(iter(validator.iter_errors(value)), None)
-        return None if error is None else f"The value {rule_in_words(error)}"  # never the value
-
-
 class GuardedJSONValidator(JSONRequestBodyValidator):
     """Connexion's JSON body validator, parsing with :func:`loads` and ECMA patterns."""
 
     @property
     def _validator(self) -> Any:
         return request_validator(self._schema)
-
-    def _validate(self, body: Any) -> dict[str, Any] | None:
-        """Connexion's check, with a message (and log line) that never quotes the body."""
-        if not self._nullable and body is None:
-            raise BadRequestProblem("Request body must not be empty")
-        try:
-            return self._validator.validate(body)
-        except ValidationError as exc:
-            raise BadRequestProblem(detail=_connexion_words(exc)) from None
 
     async def _parse(self, stream: Any, scope: Any) -> Any:
         raw = b"".join([chunk async for chunk in stream])
@@ -178,23 +147,4 @@ class GuardedJSONValidator(JSONRequestBodyValidator):
         try:
             return loads(raw)
         except JSONRejected as exc:
-            raise BadRequestProblem(detail=f"The request body was refused: {exc}.") from None
-
-
-def _connexion_words(error: ValidationError) -> str:
-    """Connexion's message shapes ("... - 'path'", "'x' is a required property",
-    "Additional properties are not allowed ('x' was unexpected)", "is not of type"; the
-    OpenAI error mapping reads them), built from the schema and safe names only."""
-    parts = [shown_name(p) if isinstance(p, str) else str(p) for p in error.absolute_path]
-    where = f" - '{'.'.join(parts)}'" if parts else ""
-    if error.validator == "required":
-        return f"{error.message}{where}"  # the missing name comes from the schema
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = set((error.schema or {}).get("properties") or {})
-        names = [shown_name(k) for k in error.instance if k not in known]
-        return ("Additional properties are not allowed ("
-                + ", ".join(f"'{n}'" for n in names)
-                + (" was" if len(names) == 1 else " were") + f" unexpected){where}")
-    if error.validator == "type":
-        return f"The value is not of type {error.validator_value!r}{where}"
-    return f"The value {rule_in_words(error)}{where}"
+            raise ApiError(400, "Bad Request", f"The request body was refused: {exc}.") from None

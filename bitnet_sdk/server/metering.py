@@ -49,8 +49,8 @@ from dataclasses import dataclass, field
 
 from bitnet_sdk.config import Settings
 from bitnet_sdk.server.context import current
-from bitnet_sdk.server.problems import Problem
 from bitnet_sdk.service.accounting import open_usage, reservations, usage
+from bitnet_sdk.service.errors import ApiError
 from bitnet_sdk.store.fields import utcnow
 from bitnet_sdk.store.models import User
 
@@ -191,11 +191,11 @@ def usage_hook() -> UsageHook | None:
     return UsageHook(request_usage)
 
 
-def quota_problem(exc: usage.QuotaExceeded) -> Problem:
+def quota_problem(exc: usage.QuotaExceeded) -> ApiError:
     """The 429 ``quota-exceeded`` problem for ``exc``; ``Retry-After`` is the month's end."""
     detail = exc.detail
     wait = max(1, math.ceil((detail.resets_at - utcnow()).total_seconds()))
-    return Problem(
+    return ApiError(
         429,
         "Quota Exceeded",
         str(exc),
@@ -240,7 +240,7 @@ def write_record(request_usage: RequestUsage, status_code: int) -> None:
         if request_usage.open_record is not None and open_usage.close(
                 request_usage.open_record, status_code):
             return
-        usage.record_request(
+        usage.record_usage(
             request_usage.user_id,
             request_usage.operation,
             tokens_in=request_usage.tokens_in,

@@ -16,6 +16,7 @@ from typing import Any
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 
 from bitnet_sdk.server.problems import problem_response
+from bitnet_sdk.service.errors import ApiError
 
 __all__ = ["AllowedMethods", "install_method_not_allowed"]
 
@@ -56,8 +57,8 @@ def install_method_not_allowed(app: Any, spec: dict[str, Any], base_path: str) -
             allow = (getattr(exc, "headers", None) or {}).get("Allow", "")
         else:
             allow = ", ".join(methods)
-        return problem_response(405, "Method Not Allowed",
-                                f"{request.method} is not allowed here; allowed: {allow}.",
-                                headers={"Allow": allow})
+        return problem_response(ApiError(
+            405, "Method Not Allowed", f"{request.method} is not allowed here; allowed: {allow}.",
+            headers={"Allow": allow}))
 
     app.add_error_handler(405, method_not_allowed)

@@ -9,7 +9,7 @@
   the client gets ``413`` problem+json. Raw ``application/octet-stream``
   uploads are not limited here: their handlers stream them to disk and enforce
   ``max_upload_bytes`` themselves.
-* :data:`VALIDATOR_MAP`. Connexion's multipart validator parses the form once
+* :class:`ClosingMultiPartValidator`. Connexion's multipart validator parses the form once
   to validate it and drops the file parts it opened without closing them
   (connexion #1848): each then raises ``ResourceWarning`` when collected. Its
   replacement closes them once parsed (it only checks which fields exist, it
@@ -24,21 +24,16 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from connexion.datastructures import MediaTypeDict
-from connexion.exceptions import BadRequestProblem
-from connexion.validators import VALIDATOR_MAP as CONNEXION_VALIDATORS
 from connexion.validators import MultiPartFormDataValidator
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from bitnet_sdk.server.json_body import ECMAParameterValidator, GuardedJSONValidator
-from bitnet_sdk.server.problems import Problem
+from bitnet_sdk.service.errors import ApiError
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
-    "VALIDATOR_MAP",
     "BodyLimitMiddleware",
     "ClosingMultiPartValidator",
     "content_length",
@@ -97,10 +92,10 @@ class BodyLimitMiddleware:
         accepted = self.accepts.get(routing.get("operation_id", ""))
         return accepted is None or content_type in accepted
 
-    def _too_large(self, limit: int) -> Problem:
+    def _too_large(self, limit: int) -> ApiError:
         detail = f"Request bodies of this type are limited to {limit} bytes."
-        return Problem(413, "Payload Too Large", f"{detail} {self.hint}".strip(),
-                       slug="payload-too-large", limit_bytes=limit)
+        return ApiError(413, "Payload Too Large", f"{detail} {self.hint}".strip(),
+                        slug="payload-too-large", limit_bytes=limit)
 
 
 def content_length(value: str | None) -> int | None:
@@ -129,7 +124,8 @@ class _ClosingMultiPartParser(MultiPartParser):
         try:
             form = await super().parse()
         except MultiPartException as exc:  # a part without headers or a name: the client's fault
-            raise BadRequestProblem(detail=f"The multipart body was refused: {exc.message}") from None
+            raise ApiError(400, "Bad Request",
+                           f"The multipart body was refused: {exc.message}") from None
         for _, value in form.multi_items():
             if isinstance(value, UploadFile):
                 await value.close()
@@ -142,13 +138,3 @@ class ClosingMultiPartValidator(MultiPartFormDataValidator):
     @property
     def _form_parser_cls(self) -> type[MultiPartParser]:
         return _ClosingMultiPartParser
-
-
-#: ``validator_map`` for ``add_api``: Connexion's validators with the JSON one bounded
-#: (:mod:`bitnet_sdk.server.json_body`) and the multipart one closing its parts.
-VALIDATOR_MAP: dict[str, Any] = {
-    "parameter": ECMAParameterValidator,
-    "body": MediaTypeDict({**CONNEXION_VALIDATORS["body"],
-                           "*/*json": GuardedJSONValidator,
-                           "multipart/form-data": ClosingMultiPartValidator}),
-}

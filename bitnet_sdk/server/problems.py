@@ -1,9 +1,10 @@
-"""RFC 9457 problem details: one shape for every error the API returns.
+"""HTTP's rendering of :class:`~bitnet_sdk.service.errors.ApiError`: RFC 9457 problem+json.
 
-Handlers raise ``Problem`` (or call the helpers); Connexion's exception
-middleware renders it as ``application/problem+json``. The error handlers
-installed here turn everything else — a decoding error in a request body, a bug
-— into a problem too, so no client ever sees an HTML page or a bare 500 body.
+Handlers and services raise ``ApiError``; :func:`install_error_handlers` makes
+:func:`problem_response` its one renderer on HTTP, and turns everything else — a
+decoding error in a request body, a bug — into a problem too, so no client ever
+sees an HTML page or a bare 500 body. (Connexion renders the problems it raises
+itself, validation and security, in the same shape.)
 
 APIs that promise another error shape (the OpenAI-compatible one under
 ``/openai/``) get it from :class:`ProblemRenderer`: one ASGI middleware, outside
@@ -22,21 +23,16 @@ from typing import TYPE_CHECKING, Any
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 
+from bitnet_sdk.service.errors import ApiError
+
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
-    "Problem",
     "ProblemRenderer",
-    "bad_request",
-    "conflict",
-    "forbidden",
     "install_error_handlers",
-    "not_found",
     "problem_response",
-    "too_many_requests",
-    "unprocessable",
     "with_field_errors",
 ]
 
@@ -45,109 +41,44 @@ log = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
-def _type_uri(slug: str) -> str:
-    return f"urn:bitnet:problem:{slug}"
-
-
-class Problem(ProblemException):
-    """A problem to send back: ``raise Problem(404, "Model not found", "…")``."""
-
-    def __init__(
-        self,
-        status: int,
-        title: str,
-        detail: str | None = None,
-        *,
-        slug: str | None = None,
-        headers: dict[str, str] | None = None,
-        **ext: Any,
-    ) -> None:
-        super().__init__(
-            status=status,
-            title=title,
-            detail=detail,
-            type=_type_uri(slug) if slug else "about:blank",
-            headers=headers,
-            ext=ext or None,
-        )
-
-
-def bad_request(detail: str, **ext: Any) -> Problem:
-    return Problem(400, "Bad Request", detail, slug="bad-request", **ext)
-
-
-def forbidden(detail: str) -> Problem:
-    return Problem(403, "Forbidden", detail, slug="forbidden")
-
-
-def not_found(what: str, ident: str) -> Problem:
-    return Problem(404, "Not Found", f"{what} {ident!r} does not exist.", slug="not-found")
-
-
-def conflict(detail: str) -> Problem:
-    return Problem(409, "Conflict", detail, slug="conflict")
-
-
-def unprocessable(detail: str, **ext: Any) -> Problem:
-    return Problem(422, "Unprocessable Content", detail, slug="unprocessable", **ext)
-
-
-def too_many_requests(detail: str, retry_after_s: int, headers: dict[str, str]) -> Problem:
-    return Problem(
-        429,
-        "Too Many Requests",
-        detail,
-        slug="rate-limited",
-        headers={"Retry-After": str(max(1, retry_after_s)), **headers},
-    )
-
-
-def problem_response(
-    status: int,
-    title: str,
-    detail: str | None = None,
-    *,
-    slug: str | None = None,
-    headers: dict[str, str] | None = None,
-    **ext: Any,
-) -> ConnexionResponse:
-    """Build the response directly (for error handlers, which cannot raise)."""
-    body: dict[str, Any] = {
-        "type": _type_uri(slug) if slug else "about:blank",
-        "title": title,
-        "status": status,
-    }
-    if detail:
-        body["detail"] = detail
-    body.update(ext)
+def problem_response(error: ApiError) -> ConnexionResponse:
+    """``error`` as an HTTP response: its status, headers and problem body."""
     return ConnexionResponse(
-        status_code=status,
+        status_code=error.status,
         content_type=PROBLEM_MEDIA_TYPE,
-        headers=headers or {},
-        body=json.dumps(body),
+        headers=error.headers,
+        body=json.dumps(error.problem()),
     )
+
+
+async def _api_error(request: ConnexionRequest, exc: ApiError) -> ConnexionResponse:
+    (log.warning if exc.status < 500 else log.error)("%r", exc)
+    return problem_response(exc)
 
 
 async def _decode_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     # Invalid UTF-8 or JSON in a body that Connexion decodes before validation.
-    return problem_response(400, "Bad Request", f"Request body could not be decoded: {exc}",
-                            slug="validation", errors=[{
-                                "field": "body", "location": "body", "rule": "json",
-                                "message": f"is not valid UTF-8 JSON ({exc})"}])
+    return problem_response(ApiError(
+        400, "Bad Request", f"Request body could not be decoded: {exc}", slug="validation",
+        errors=[{"field": "body", "location": "body", "rule": "json",
+                 "message": f"is not valid UTF-8 JSON ({exc})"}]))
 
 
 async def _server_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    if isinstance(exc, ApiError):  # raised where the handler above did not see it
+        return problem_response(exc)
     if isinstance(exc, ProblemException):  # raised where Connexion did not render it
-        return problem_response(exc.status, exc.title, exc.detail, headers=exc.headers)
+        return problem_response(ApiError(exc.status, exc.title, exc.detail,
+                                         headers=exc.headers))
     log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(
-        500, "Internal Server Error", "The server failed to handle this request.",
-        slug="internal",
-    )
+    return problem_response(ApiError(500, "Internal Server Error",
+                                     "The server failed to handle this request.",
+                                     slug="internal"))
 
 
 def install_error_handlers(app: Any) -> None:
-    """Register problem+json handlers for decoding errors and anything unexpected."""
+    """Register problem+json handlers for ``ApiError``, decoding errors and anything unexpected."""
+    app.add_error_handler(ApiError, _api_error)
     app.add_error_handler(UnicodeDecodeError, _decode_error)
     app.add_error_handler(json.JSONDecodeError, _decode_error)
     app.add_error_handler(500, _server_error)

@@ -36,7 +36,6 @@ from connexion.exceptions import ProblemException
 
 from bitnet_sdk.server import metering
 from bitnet_sdk.server.context import REQUEST_ID_KEY, SCOPE_KEY, current
-from bitnet_sdk.server.problems import too_many_requests
 from bitnet_sdk.service.accounting.limiter import limiter_for
 from bitnet_sdk.service.accounting.ratelimit import (
     Decision,
@@ -44,6 +43,7 @@ from bitnet_sdk.service.accounting.ratelimit import (
     ratelimit_headers,
     tier_limit,
 )
+from bitnet_sdk.service.errors import ApiError, too_many_requests
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -134,7 +134,7 @@ class _Metered:
 
         try:
             await self.app(scope, receive, send_wrapper)
-        except ProblemException as exc:  # rendered by Connexion's exception middleware
+        except (ApiError, ProblemException) as exc:  # rendered by the exception middleware
             exc.headers = {**self.headers, **(exc.headers or {})}
             self.status = exc.status
             raise

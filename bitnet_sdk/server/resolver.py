@@ -17,8 +17,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from connexion.exceptions import ProblemException
 from connexion.resolver import Resolution, Resolver
+
+from bitnet_sdk.service.errors import ApiError
 
 __all__ = ["ControllerResolver", "snake_case"]
 
@@ -32,12 +33,9 @@ def snake_case(name: str) -> str:
 
 def _not_implemented(operation_id: str) -> Callable[..., Any]:
     def handler(*_args: Any, **_kwargs: Any) -> Any:
-        raise ProblemException(
-            status=501,
-            title="Not Implemented",
-            detail=f"Operation {operation_id} is specified but not implemented yet.",
-            type="urn:bitnet:problem:not-implemented",
-        )
+        raise ApiError(501, "Not Implemented",
+                       f"Operation {operation_id} is specified but not implemented yet.",
+                       slug="not-implemented")
 
     handler.__name__ = snake_case(operation_id)
     return handler

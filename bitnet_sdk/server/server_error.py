@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bitnet_sdk.server.asgi.security_headers import API_CSP, BASE_HEADERS
+from bitnet_sdk.server.problems import PROBLEM_MEDIA_TYPE
+from bitnet_sdk.service.errors import ApiError
 
 __all__ = ["ServerErrorMiddleware", "middlewares"]
 
@@ -28,9 +30,9 @@ log = logging.getLogger(__name__)
 class ServerErrorMiddleware(_ConnexionServerError):
     def error_response(self, request: Request, exc: Exception) -> Response:
         log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-        body = {"type": "urn:bitnet:problem:internal", "title": "Internal Server Error",
-                "status": 500, "detail": "The server failed to handle this request."}
-        return Response(json.dumps(body), 500, media_type="application/problem+json",
+        error = ApiError(500, "Internal Server Error", "The server failed to handle this request.",
+                         slug="internal")
+        return Response(json.dumps(error.problem()), error.status, media_type=PROBLEM_MEDIA_TYPE,
                         headers={**dict(BASE_HEADERS), "Content-Security-Policy": API_CSP})
 
 

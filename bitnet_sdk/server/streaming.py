@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["ClientGone", "Disconnect", "EventStream", "Unheard"]
+from bitnet_sdk.server.problems import PROBLEM_MEDIA_TYPE
+from bitnet_sdk.service.errors import ApiError
+
+__all__ = ["ClientGone", "Disconnect", "EventStream", "Unheard", "client_gone_response"]
 
 T = TypeVar("T")
 _background: set[asyncio.Task[Any]] = set()
@@ -89,3 +93,12 @@ class Unheard(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         with contextlib.suppress(OSError):
             await super().__call__(scope, receive, send)
+
+
+def client_gone_response() -> Unheard:
+    """The answer to a request whose client hung up: nobody reads it, but the access log,
+    the metrics and the usage record see its status (a problem, like any other error)."""
+    error = ApiError(400, "Client Closed Request", "The client closed the connection.",
+                     slug="client-closed")
+    return Unheard(json.dumps(error.problem()), status_code=error.status,
+                   media_type=PROBLEM_MEDIA_TYPE)

@@ -6,7 +6,7 @@ schema: {…}"). The validators here run the same checks and raise a 400 problem
 (:func:`validation_problem`) whose ``errors[]`` hold one ``FieldError`` per broken rule:
 ``field`` (parameter name, or dotted path into the body), ``location`` (path, query,
 header, body), ``rule`` (the schema keyword, or ``unknown`` for an undeclared parameter)
-and ``message`` (the rule in words). Used through :data:`VALIDATOR_MAP` by the native API.
+and ``message`` (the rule in words). Used through :data:`VALIDATOR_MAP` by every API.
 
 No part of an answer (``detail``, ``errors[]``) or of a log line repeats what the client
 sent, only the schema's words (:mod:`bitnet_sdk.server.schema_words`): a rejected value may
@@ -20,17 +20,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from connexion.datastructures import MediaTypeDict
-from connexion.exceptions import BadRequestProblem
 from connexion.lifecycle import ConnexionRequest
 from connexion.utils import is_null, is_nullable
+from connexion.validators import VALIDATOR_MAP as CONNEXION_VALIDATORS
 from connexion.validators import ParameterValidator
 from jsonschema import Draft4Validator, ValidationError
 
 from bitnet_sdk.server.json_body import GuardedJSONValidator, ParameterSchemaValidator
-from bitnet_sdk.server.multipart import VALIDATOR_MAP as MULTIPART_VALIDATORS
 from bitnet_sdk.server.multipart import ClosingMultiPartValidator
-from bitnet_sdk.server.problems import Problem
 from bitnet_sdk.server.schema_words import rule_in_words, shown_name
+from bitnet_sdk.service.errors import ApiError
 
 __all__ = ["VALIDATOR_MAP", "field_errors", "rule_in_words", "validation_problem"]
 
@@ -67,12 +66,12 @@ def _entry(path: list[str], location: str, rule: str, message: str) -> dict[str,
             "message": message}
 
 
-def validation_problem(errors: list[dict[str, str]]) -> Problem:
+def validation_problem(errors: list[dict[str, str]]) -> ApiError:
     """The 400 problem for ``errors`` (``detail`` sums them up in one line)."""
     summary = "; ".join(f"{e['field']} ({e['location']}) {e['message']}" for e in errors[:5])
     more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
-    return Problem(400, "Bad Request", f"Invalid request: {summary}{more}.",
-                   slug="validation", errors=errors)
+    return ApiError(400, "Bad Request", f"Invalid request: {summary}{more}.",
+                    slug="validation", errors=errors)
 
 
 class FieldParameterValidator(ParameterValidator):
@@ -120,7 +119,7 @@ class FieldJSONBodyValidator(GuardedJSONValidator):
     async def _parse(self, stream: Any, scope: Any) -> Any:
         try:
             return await super()._parse(stream, scope)
-        except BadRequestProblem as exc:  # not JSON at all
+        except ApiError as exc:  # not JSON at all
             raise validation_problem([{"field": "body", "location": "body", "rule": "json",
                                        "message": f"is not valid JSON ({exc.detail})"}]) from None
 
@@ -153,9 +152,11 @@ class FieldMultiPartValidator(ClosingMultiPartValidator):
         return None
 
 
-#: ``validator_map`` for the native API's ``add_api``.
+#: ``validator_map`` for every API's ``add_api`` (the native and the OpenAI-compatible one):
+#: Connexion's validators, with JSON bodies parsed within bounds, ECMA patterns, multipart
+#: file parts closed, and every failure in ``errors[]``.
 VALIDATOR_MAP: dict[str, Any] = {
     "parameter": FieldParameterValidator,
-    "body": MediaTypeDict({**MULTIPART_VALIDATORS["body"], "*/*json": FieldJSONBodyValidator,
+    "body": MediaTypeDict({**CONNEXION_VALIDATORS["body"], "*/*json": FieldJSONBodyValidator,
                            "multipart/form-data": FieldMultiPartValidator}),
 }

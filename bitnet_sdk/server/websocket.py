@@ -30,9 +30,11 @@ Protocol (JSON text frames; schemas ``WsClientMessage`` / ``WsServerMessage``):
   within :data:`JOB_POLL_S`). ``unsubscribe`` stops that.
 * Problems with one message or generation are ``error`` messages carrying a
   problem (status 400 invalid message, 403 scope, 404/409/422 as over HTTP,
-  429 rate limit or too many generations or subscriptions). Closing codes:
-  1008 (not JSON, unknown type), 4401 (credentials), 4403 (scope), 4429 (too
-  many open connections for the user).
+  429 rate limit or too many generations or subscriptions): the same body
+  HTTP answers for the same :class:`~bitnet_sdk.service.errors.ApiError`
+  (:func:`error_message`). An error that ends the connection closes it with
+  :func:`close_code`: 1008 (not JSON, unknown type), 4401 (credentials), 4403
+  (scope), 4429 (too many open connections for the user).
   Closing the connection cancels its generations and subscriptions.
 """
 
@@ -60,15 +62,18 @@ from bitnet_sdk.server.json_body import request_validator
 from bitnet_sdk.server.ratelimit_middleware import consume_request
 from bitnet_sdk.server.spec import load_spec
 from bitnet_sdk.service.accounting import live_sockets, usage
-from bitnet_sdk.service.inference.plan import InferenceError
+from bitnet_sdk.service.errors import ApiError, conflict, forbidden
 
 __all__ = [
     "AUTH_TIMEOUT_S",
+    "CLOSE_CODES",
     "JOB_POLL_S",
     "MAX_GENERATIONS",
     "MAX_SUBSCRIPTIONS",
     "WS_PATH",
     "InferenceSocket",
+    "close_code",
+    "error_message",
     "routes",
 ]
 
@@ -169,9 +174,20 @@ def _resolve(spec: dict[str, Any], node: Any) -> Any:
     return node
 
 
-def _problem(status: int, title: str, detail: str, slug: str, **ext: Any) -> dict[str, Any]:
-    return {"type": f"urn:bitnet:problem:{slug}", "title": title, "status": status,
-            "detail": detail, **ext}
+#: The close code for an error that ends the connection, by its status (else 1008).
+CLOSE_CODES = {401: 4401, 403: 4403, 429: 4429}
+
+
+def close_code(error: ApiError) -> int:
+    """The WebSocket close code for ``error``: 4000 + its status for credentials, scope and
+    connection caps, 1008 (policy violation) for anything else."""
+    return CLOSE_CODES.get(error.status, 1008)
+
+
+def error_message(request_id: str | None, error: ApiError,
+                  inference_id: str | None = None) -> dict[str, Any]:
+    """The ``error`` message for ``error``: its problem, tagged with the client's request id."""
+    return {"type": "error", "request_id": request_id, "error": error.problem(inference_id)}
 
 
 @dataclass
@@ -229,22 +245,22 @@ class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
         try:
             msg = json_body.loads(message)
         except json_body.JSONRejected as exc:
-            self.close(1008, f"messages must be JSON text: {exc}"[:120])
+            self._refuse(ApiError(400, "Bad Request", f"messages must be JSON text: {exc}"))
             return
         kind = msg.get("type") if isinstance(msg, dict) else None
         if kind not in _MESSAGE_SCHEMAS:
-            self.close(1008, "unknown message type")
+            self._refuse(ApiError(400, "Bad Request", "unknown message type"))
             return
         if self._info is None and kind != "auth":
-            self.close(4401, "authenticate first")
+            self._refuse(_unauthorized("authenticate first"))
             return
         errors = [f"{'/'.join(map(str, e.absolute_path)) or '(message)'}: {e.message}"
                   for e in _validators()[kind].iter_errors(msg)]
         if errors:
             rid = msg.get("request_id")
             rid = rid if isinstance(rid, str) and _REQUEST_ID.fullmatch(rid) else None
-            self._error(rid, _problem(400, "Bad Request", "The message does not match its "
-                                      "schema.", "bad-request",
+            self._error(rid, ApiError(400, "Bad Request", "The message does not match its "
+                                      "schema.", slug="bad-request",
                                       errors=[{"field": "message", "message": e}
                                               for e in errors[:10]]))
             return
@@ -262,7 +278,7 @@ class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
         self._status = 200
         await getattr(self, f"_on_{kind}")(msg)
         if kind != "generate" and self._info is not None:  # the inference service meters those
-            await asyncio.to_thread(usage.record_request, str(self._info["sub"]),
+            await asyncio.to_thread(usage.record_usage, str(self._info["sub"]),
                                     _OPERATIONS[kind], status_code=self._status)
 
     # -- authentication ---------------------------------------------------------------
@@ -273,11 +289,11 @@ class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
     async def _authenticate(self, token: str) -> bool:
         info = await self._credentials(token)
         if info is None:
-            self.close(4401, "missing, invalid or expired credentials")
+            self._refuse(_unauthorized("missing, invalid or expired credentials"))
             return False
         scopes = token_scopes(info)
         if "inference" not in scopes:
-            self.close(4403, "the credential lacks the inference scope")
+            self._refuse(forbidden("the credential lacks the inference scope"))
             return False
         if not await self._register(str(info["sub"])):
             return False
@@ -293,7 +309,8 @@ class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
         """Count this socket against ``user_id``'s cap (moving it when ``auth`` changes user)."""
         cap = self.ctx.settings.ws_max_connections_per_user
         if not await self._registry.add(user_id, self, cap):
-            self.close(4429, f"at most {cap} open connections per user")
+            self._refuse(ApiError(429, "Too Many Requests",
+                                  f"at most {cap} open connections per user"))
             return False
         return True
 
@@ -314,7 +331,7 @@ class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
     def _auth_timeout(self) -> None:
         self._auth_timer = None
         if self._info is None:
-            self.close(4401, "no credentials within 10 seconds")
+            self._refuse(_unauthorized("no credentials within 10 seconds"))
 
     def _stop_auth_timer(self) -> None:
         if self._auth_timer is not None:
@@ -326,12 +343,12 @@ class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
     async def _on_generate(self, msg: dict[str, Any]) -> None:
         rid = msg["request_id"]
         if rid in self._generations:
-            self._error(rid, _problem(409, "Conflict", f"Generation {rid!r} is running.",
-                                      "conflict"))
+            self._error(rid, conflict(f"Generation {rid!r} is running."))
             return
         if len(self._generations) >= MAX_GENERATIONS:
-            self._error(rid, _problem(429, "Too Many Requests", f"At most {MAX_GENERATIONS} "
-                                      "generations run at once per connection.", "rate-limited"))
+            self._error(rid, ApiError(429, "Too Many Requests", f"At most {MAX_GENERATIONS} "
+                                      "generations run at once per connection.",
+                                      slug="rate-limited"))
             return
         assert self._info is not None
         generation = _Generation(rid)
@@ -345,7 +362,8 @@ class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
             return False
         info = await self._credentials(self._token)
         if info is None or "inference" not in token_scopes(info):
-            self.close(4401 if info is None else 4403, "credentials no longer valid")
+            refused = _unauthorized if info is None else forbidden
+            self._refuse(refused("credentials no longer valid"))
             return False
         self._info = info
         return True
@@ -358,9 +376,9 @@ class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
         if decision.allowed:
             return True
         rid = rid if isinstance(rid, str) and _REQUEST_ID.fullmatch(rid) else None
-        self._error(rid, _problem(429, "Too Many Requests", "Hourly request budget spent; "
-                                  f"retry in {decision.retry_after_s} seconds.", "rate-limited",
-                                  retry_after=decision.retry_after_s))
+        self._error(rid, ApiError(429, "Too Many Requests", "Hourly request budget spent; "
+                                  f"retry in {decision.retry_after_s} seconds.",
+                                  slug="rate-limited", retry_after=decision.retry_after_s))
         return False
 
     async def _generate(self, generation: _Generation, caller: Principal,
@@ -370,26 +388,26 @@ class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
         try:
             service = self.ctx.inference
             if service is None:
-                raise InferenceError(503, "Service Unavailable",
-                                     "Inference is not running on this server.", slug="unavailable")
+                raise ApiError(503, "Service Unavailable",
+                               "Inference is not running on this server.", slug="unavailable")
             async for kind, data in service.stream(caller, request, request_id=inference_id,
                                                    cancel=generation.cancel):
                 self._send({"type": kind, "request_id": rid, **data})
-        except InferenceError as exc:
-            self._error(rid, exc.problem(inference_id))
+        except ApiError as exc:
+            self._error(rid, exc, inference_id)
         except Exception:
             log.exception("WebSocket generation failed", extra={"request_id": inference_id})
-            self._error(rid, _problem(500, "Internal Server Error", "The generation failed.",
-                                      "internal", request_id=inference_id))
+            self._error(rid, ApiError(500, "Internal Server Error", "The generation failed.",
+                                      slug="internal"), inference_id)
         finally:
             self._generations.pop(rid, None)
 
     async def _on_cancel(self, msg: dict[str, Any]) -> None:
         generation = self._generations.get(msg["request_id"])
         if generation is None:
-            self._error(msg["request_id"], _problem(
+            self._error(msg["request_id"], ApiError(
                 404, "Not Found", f"No generation {msg['request_id']!r} is running.",
-                "not-found"))
+                slug="not-found"))
             return
         generation.cancel.set()
 
@@ -400,23 +418,23 @@ class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
         if job_id in self._subscriptions:
             return
         if len(self._subscriptions) >= MAX_SUBSCRIPTIONS:
-            self._error(None, _problem(429, "Too Many Requests", f"At most {MAX_SUBSCRIPTIONS} "
-                                       "jobs can be followed per connection.", "rate-limited",
-                                       job_id=job_id))
+            self._error(None, ApiError(429, "Too Many Requests", f"At most {MAX_SUBSCRIPTIONS} "
+                                       "jobs can be followed per connection.",
+                                       slug="rate-limited", job_id=job_id))
             return
         assert self._info is not None
         scopes = token_scopes(self._info)
         owner = None if "admin" in scopes else str(self._info["sub"])
         first = await asyncio.to_thread(_job_now, job_id, owner)
         if first is None:
-            self._error(None, _problem(404, "Not Found", f"Job {job_id!r} does not exist.",
-                                       "not-found", job_id=job_id))
+            self._error(None, ApiError(404, "Not Found", f"Job {job_id!r} does not exist.",
+                                       slug="not-found", job_id=job_id))
             return
         view, after_id = first
         needed = "quantize" if view["kind"] == "quantize" else "inference"
         if needed not in scopes:
-            self._error(None, _problem(403, "Forbidden", f"Following {view['kind']} jobs needs "
-                                       f"the {needed} scope.", "forbidden", job_id=job_id))
+            self._error(None, ApiError(403, "Forbidden", f"Following {view['kind']} jobs needs "
+                                       f"the {needed} scope.", slug="forbidden", job_id=job_id))
             return
         self._send({"type": "progress", "job": view})
         if view["status"] in _FINAL:
@@ -452,14 +470,21 @@ class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
             raise
         except Exception:
             log.exception("following job %s failed", job_id)
-            self._error(None, _problem(500, "Internal Server Error", "Following the job failed.",
-                                       "internal", job_id=job_id))
+            self._error(None, ApiError(500, "Internal Server Error",
+                                       "Following the job failed.", slug="internal",
+                                       job_id=job_id))
 
     # -- sending ----------------------------------------------------------------------
 
-    def _error(self, rid: str | None, problem: dict[str, Any]) -> None:
-        self._status = int(problem.get("status") or 500)
-        self._send({"type": "error", "request_id": rid, "error": problem})
+    def _error(self, rid: str | None, error: ApiError, inference_id: str | None = None) -> None:
+        """Report ``error`` about one message or generation; the connection stays open."""
+        self._status = error.status
+        self._send(error_message(rid, error, inference_id))
+
+    def _refuse(self, error: ApiError) -> None:
+        """End the connection for ``error`` (its detail is the close reason, at most 120
+        characters: a reason must fit 123 bytes)."""
+        self.close(close_code(error), (error.detail or error.title)[:120])
 
     def _send(self, message: dict[str, Any]) -> None:
         if self.ws_connection is None or self.ws_connection.is_closing():
@@ -468,6 +493,10 @@ class InferenceSocket(ProblemErrors, tornado.websocket.WebSocketHandler):
             self.write_message(json.dumps(message))
         except tornado.websocket.WebSocketClosedError:
             pass
+
+
+def _unauthorized(detail: str) -> ApiError:
+    return ApiError(401, "Unauthorized", detail, slug="unauthorized")
 
 
 _FINAL = ("succeeded", "failed", "cancelled")

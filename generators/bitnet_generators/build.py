@@ -27,7 +27,8 @@ def build_api(spec: Spec) -> Api:
     version = str(tree.get("openapi", ""))
     if not re.fullmatch(r"3\.0\.\d+", version):
         problems.add("#/openapi", f"OpenAPI {version or '(missing)'} is not supported; write 3.0.x")
-    info = tree.get("info") if isinstance(tree.get("info"), dict) else {}
+    raw_info = tree.get("info")
+    info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
     converter = SchemaConverter(spec, problems)
     if isinstance(tree.get("components", {}).get("schemas"), dict):
         converter.convert_components()

@@ -205,8 +205,8 @@ class _Go:
         return view
 
     def _variants(self, op: Operation, name: str) -> list[dict[str, Any]]:
-        variants = []
-        for i, body in enumerate(op.bodies or [None]):  # type: ignore[list-item]
+        variants: list[dict[str, Any]] = []
+        for i, body in enumerate(op.bodies or (None,)):
             if body is None:
                 variants.append({"name": name, "body": None})
                 continue

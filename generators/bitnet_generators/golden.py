@@ -36,7 +36,8 @@ def diff(language: str, root: Path = GOLDEN_ROOT, spec: Path = DEFAULT_SPEC) -> 
     folder = root / language
     old = {str(p.relative_to(folder)): p.read_text(encoding="utf-8")
            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST} if folder.exists() else {}
-    chunks, header_only = [], []
+    chunks: list[str] = []
+    header_only: list[str] = []
     for rel in sorted(set(old) | set(fresh)):
         a, b = old.get(rel, ""), fresh.get(rel, "")
         if a == b:

@@ -20,14 +20,15 @@ from __future__ import annotations
 from typing import Any
 
 from bitnet_generators.errors import ProblemCollector
-from bitnet_generators.ir import EnumValue, Field, NamedType, TypeRef, Variant
+from bitnet_generators.ir import EnumValue, Field, NamedType, TypeKind, TypeRef, Variant
 from bitnet_generators.naming import go_exported, pascal, words
 from bitnet_generators.spec import Spec
 
 __all__ = ["SchemaConverter"]
 
 COMPONENT_PREFIX = "#/components/schemas/"
-_SCALARS = {"string", "integer", "number", "boolean"}
+_SCALARS: dict[str, TypeKind] = {"string": "string", "integer": "integer", "number": "number",
+                                "boolean": "boolean"}
 # Keywords of JSON Schema drafts newer than OpenAPI 3.0's dialect, or not expressible as types.
 _UNSUPPORTED = ("not", "if", "then", "else", "const", "prefixItems", "patternProperties",
                 "dependentSchemas", "unevaluatedProperties", "$defs", "contains")
@@ -104,7 +105,7 @@ class SchemaConverter:
         if kind == "string" and schema.get("format") == "binary":
             return TypeRef("binary", nullable=nullable)
         if kind in _SCALARS:
-            return TypeRef(kind, format=schema.get("format"), nullable=nullable)
+            return TypeRef(_SCALARS[kind], format=schema.get("format"), nullable=nullable)
         if kind is None:
             return TypeRef("any", nullable=nullable)
         self.problems.add(f"{where}/type", f"unknown type {kind!r}")

@@ -162,7 +162,7 @@ def _method(api: Api, op: Operation, problems: ProblemCollector) -> dict[str, An
     else:
         returns = {"none": "void", "text": "string", "binary": "Response"}[result.encoding]
     variants = []
-    for i, body in enumerate(op.bodies or [None]):  # type: ignore[list-item]
+    for i, body in enumerate(op.bodies or (None,)):
         suffix = "" if i == 0 else _BODY_SUFFIX[body.encoding] if body else ""
         body_type = None
         if body is not None:

@@ -1,4 +1,4 @@
-"""The whole one-token decode step of a BitNet model as one native function.
+"""The whole forward step of a BitNet model (one decode token or a prompt chunk) as one native function.
 
 Why: a per-op step makes about ten kernel calls per layer from Python, each
 handing row slices to the thread pool and waiting for them (tens of
@@ -17,16 +17,22 @@ the two float parameters as float32 bit patterns); ``ctx[layers]`` points to
 values, so one compiled module serves every model of an ISA (and is cached on
 disk like the other kernels).
 
-Per layer, with ``|`` a barrier::
+A step runs ``ctx[n_tok]`` tokens at positions ``pos ..`` (1 for decode, T for a
+prompt chunk). Per layer, with ``|`` a barrier::
 
-    norm+quantize x (every thread, private copy) ; QKV rows           |
-    per K/V head: RoPE of k, cache write, RoPE of its query group, scores,
-        softmax and the weighted sum of V (each K/V head read once)   |
-    sub-norm+quantize ; wo rows, added to the residual                |
-    norm+quantize ; gate and up rows, act(gate)·up                    |
-    sub-norm+quantize ; w_down rows, added to the residual            |
+    norm+quantize the T rows of x (every thread, private copy) ; QKV rows  |
+    per K/V head, token by token: RoPE of k, cache write at pos+i, RoPE of
+        its query group, scores over 0..pos+i, softmax, weighted sum of V  |
+    sub-norm+quantize ; wo rows, added to the residual                     |
+    norm+quantize ; gate and up rows, act(gate)·up                         |
+    sub-norm+quantize ; w_down rows, added to the residual                 |
 
-then the final norm and the head rows. The ternary GEMV, quantization,
+then the final norm and the head rows, for the last token only
+(``ctx[head_row] = T-1, ctx[n_out] = 1``) or for all of them. The projections
+run the GEMV kernel below one GEMM token tile and the GEMM kernel (``isa.gemm_tile``)
+from there (``ctx[gemm]``, activations padded to ``ctx[ntok_padded]`` rows),
+the choice ``KernelLibrary.matmul`` makes; their int32 sums are exact and the
+float epilogue is per element, so the tile never changes a value. The ternary GEMV, quantization,
 RMSNorm, softmax, SiLU/ReLU², head and attention (``bitnet_kernels.attention``,
 also exported here as ``bitnet_attention`` for the backend's per-op
 ``attention``) code are the builders of the per-op kernels, instantiated here
@@ -36,8 +42,7 @@ every value equals the per-op step's bit for bit. Work is split by rows
 one thread with the same code whatever the split, so results do not depend
 on the thread count.
 
-Requirements (checked by the caller, ``FusedStepKernel.supports``): one token,
-float32 K/V storage ``[capacity, n_kv_heads, head_dim]``, ``d_ff`` a multiple
+Requirements (checked by the caller, ``FusedStepKernel.supports``): float32 K/V storage ``[capacity, n_kv_heads, head_dim]``, ``d_ff`` a multiple
 of 4 and ``d_model`` a multiple of the float lanes (the head kernels step
 whole vectors).
 """
@@ -79,6 +84,7 @@ CTX_FIELDS = (
     "qkv", "att", "o", "gu", "m",
     "scratch", "scratch_stride", "xq_off", "a_off", "xsum_off", "scores_off", "probs_off",
     "head_w", "head_s", "head_kind", "vocab", "logits", "out_norm", "barrier", "yield_fn",
+    "n_tok", "ntok_padded", "gemm", "head_row", "n_out",
 )  # fmt: skip
 #: Slots of one layer's row in ``ctx[layers]``.
 LAYER_FIELDS = (
@@ -112,6 +118,8 @@ class _Kernels:
     def __init__(self, module: ir.Module, isa: Isa) -> None:
         rows, toks = isa.gemv_tile
         self.gemv = _internal(build_gemm(module, isa, GemmSpec("fused.gemv", rows, toks, "f32")))
+        rows, toks = isa.gemm_tile
+        self.gemm = _internal(build_gemm(module, isa, GemmSpec("fused.gemm", rows, toks, "f32")))
         self.quantize = _internal(build_quantize(module, isa, "fused.quantize"))
         self.rms_norm = _internal(build_rms_norm(module, isa, "fused.rms_norm"))
         self.softmax = _internal(build_softmax(module, isa, "fused.softmax"))
@@ -172,34 +180,45 @@ class _Step:
         self.b.call(self.k.barrier, [state, self.nth, self.b.inttoptr(self.get("yield_fn"), yield_ty)])
 
     def norm_quantize(self, src: ir.Value, weight: ir.Value, d: ir.Value) -> None:
-        """RMSNorm of ``src [d]`` into this thread's scratch, then its int8 quantization."""
+        """RMSNorm of the ``n_tok`` rows ``src [n_tok, d]`` into this thread's scratch, then their
+        int8 quantization (rows ``kp`` bytes apart, as ``KernelLibrary.matmul`` lays them out)."""
         b = self.b
-        xn = self.private(None)
-        b.call(self.k.rms_norm, [src, weight, xn, d, self.f32("eps"), const(0), const(1)])
+        xn, n = self.private(None), self.get("n_tok")
+        b.call(self.k.rms_norm, [src, weight, xn, d, self.f32("eps"), const(0), n])
         kp = b.mul(b.sdiv(b.add(d, const(255)), const(256)), const(256))
         b.call(self.k.quantize, [xn, d, d, self.private("xq_off"), kp, self.private("a_off"),
-                                 self.private("xsum_off"), const(0), const(1)])  # fmt: skip
+                                 self.private("xsum_off"), const(0), n])  # fmt: skip
 
     def gemv(self, w: ir.Value, scale: ir.Value, cols: ir.Value, out: ir.Value,
-             begin: ir.Value, end: ir.Value, nrows: ir.Value) -> None:  # fmt: skip
-        """Rows ``[begin, end)`` (``< nrows``) of the ternary product with the quantized scratch."""
+             begin: ir.Value, end: ir.Value, nrows: ir.Value, ldo: ir.Value) -> None:  # fmt: skip
+        """Rows ``[begin, end)`` (``< nrows``) of the ternary product with the quantized scratch,
+        for the ``n_tok`` tokens (output rows ``ldo`` floats apart): the GEMV tile below a full
+        GEMM token tile, the GEMM tile from there (``ctx[gemm]``), as ``KernelLibrary.matmul``
+        chooses. The int32 sums are exact and the float epilogue is per element, so either
+        tile gives the same values."""
         b = self.b
         nblocks = b.sdiv(b.add(cols, const(255)), const(256))
-        b.call(self.k.gemv, [w, self.private("xq_off"), self.private("xsum_off"), scale,
-                             self.private("a_off"), out, nblocks, nrows, begin, end,
-                             const(1), const(1), nrows])  # fmt: skip
+        args = [w, self.private("xq_off"), self.private("xsum_off"), scale, self.private("a_off"), out,
+                nblocks, ldo, begin, end, self.get("ntok_padded"), self.get("n_tok"), nrows]  # fmt: skip
+        with b.if_else(b.icmp_signed("!=", self.get("gemm"), const(0))) as (tiled, single):
+            with tiled:
+                b.call(self.k.gemm, args)
+            with single:
+                b.call(self.k.gemv, args)
 
     def residual(self, w: ir.Value, scale: ir.Value, cols: ir.Value) -> None:
-        """``x[r] += (W · xq)[r]`` for this thread's rows of a ``[d_model, cols]`` matrix."""
+        """``x[t, r] += (W · xq)[t, r]`` for this thread's rows of a ``[d_model, cols]`` matrix."""
         b = self.b
         d = self.get("d_model")
         begin, end = self.row_span(d)
         o, x = self.ptr("o"), self.ptr("x")
-        self.gemv(w, scale, cols, o, begin, end, d)
+        self.gemv(w, scale, cols, o, begin, end, d, d)
         fo, fx = b.bitcast(o, F32.as_pointer()), b.bitcast(x, F32.as_pointer())
-        with for_range(b, begin, self._min(end, d), 1, "res") as r:
-            dst = gep(b, fx, r)
-            b.store(b.fadd(b.load(dst), b.load(gep(b, fo, r))), dst)
+        with for_range(b, const(0), self.get("n_tok"), 1, "rtok") as t:
+            row = b.mul(t, d)
+            with for_range(b, b.add(row, begin), b.add(row, self._min(end, d)), 1, "res") as r:
+                dst = gep(b, fx, r)
+                b.store(b.fadd(b.load(dst), b.load(gep(b, fo, r))), dst)
 
 
 def _emit_layer(s: _Step, row: ir.Value) -> None:
@@ -210,7 +229,7 @@ def _emit_layer(s: _Step, row: ir.Value) -> None:
     s.norm_quantize(s.ptr("x"), s.ptr("attn_norm", row), d)
     qkv_rows = b.add(dq, b.mul(const(2), b.mul(hkv, hd)))
     begin, end = s.row_span(qkv_rows)
-    s.gemv(s.ptr("qkv_w", row), s.ptr("qkv_s", row), d, s.ptr("qkv"), begin, end, qkv_rows)
+    s.gemv(s.ptr("qkv_w", row), s.ptr("qkv_s", row), d, s.ptr("qkv"), begin, end, qkv_rows, qkv_rows)
     s.barrier()
     heads_begin, heads_end = s.span(hkv)
     b.call(s.k.attend, [s.ctx, s.ptr("k", row), s.ptr("v", row), s.private("scores_off"),
@@ -223,8 +242,9 @@ def _emit_layer(s: _Step, row: ir.Value) -> None:
     s.norm_quantize(s.ptr("x"), s.ptr("ffn_norm", row), d)
     begin, end = s.row_span(dff)
     gu, w, scale = s.ptr("gu"), s.ptr("gu_w", row), s.ptr("gu_s", row)
-    s.gemv(w, scale, d, gu, begin, end, dff)
-    s.gemv(w, scale, d, gu, b.add(begin, dff), b.add(end, dff), b.mul(dff, const(2)))
+    dff2 = b.mul(dff, const(2))
+    s.gemv(w, scale, d, gu, begin, end, dff, dff2)
+    s.gemv(w, scale, d, gu, b.add(begin, dff), b.add(end, dff), dff2, dff2)
     _emit_gated(s, gu, begin, s._min(end, dff), dff)
     s.barrier()
     s.norm_quantize(s.ptr("m"), s.ptr("ffn_sub_norm", row), dff)
@@ -233,11 +253,18 @@ def _emit_layer(s: _Step, row: ir.Value) -> None:
 
 
 def _emit_gated(s: _Step, gu: ir.Value, begin: ir.Value, end: ir.Value, dff: ir.Value) -> None:
-    """``m[r] = act(gate[r]) · up[r]`` with the per-op kernels' SiLU / ReLU² expressions."""
+    """``m[t, r] = act(gate[t, r]) · up[t, r]`` with the per-op kernels' SiLU / ReLU² expressions."""
     b = s.b
-    g = b.bitcast(gu, F32.as_pointer())
-    m = b.bitcast(s.ptr("m"), F32.as_pointer())
     relu2 = b.icmp_signed("==", s.get("act"), const(ACTIVATIONS.index("relu2")))
+    with for_range(b, const(0), s.get("n_tok"), 1, "gtok") as t:
+        g = gep(b, b.bitcast(gu, F32.as_pointer()), b.mul(t, b.mul(dff, const(2))))
+        m = gep(b, b.bitcast(s.ptr("m"), F32.as_pointer()), b.mul(t, dff))
+        _emit_gated_row(s, g, m, relu2, begin, end, dff)
+
+
+def _emit_gated_row(s: _Step, g: ir.Value, m: ir.Value, relu2: ir.Value, begin: ir.Value, end: ir.Value,
+                    dff: ir.Value) -> None:  # fmt: skip
+    b = s.b
     with for_range(b, begin, end, 1, "gate") as r:
         gate, up = b.load(gep(b, g, r)), b.load(gep(b, g, b.add(r, dff)))
         silu = b.fdiv(gate, b.fadd(ir.Constant(F32, 1.0), emit_exp(b, b.fneg(gate))))
@@ -246,13 +273,23 @@ def _emit_gated(s: _Step, gu: ir.Value, begin: ir.Value, end: ir.Value, dff: ir.
 
 
 def _emit_head(s: _Step) -> None:
+    """The final norm and head rows of ``n_out`` tokens from ``head_row`` (none when 0: a piece
+    of a prompt whose last token is in a later call)."""
+    b = s.b
+    n_out = s.get("n_out")
+    with b.if_then(b.icmp_signed(">", n_out, const(0))):
+        _emit_head_rows(s, n_out)
+
+
+def _emit_head_rows(s: _Step, n_out: ir.Value) -> None:
     b = s.b
     d, vocab = s.get("d_model"), s.get("vocab")
     xn = s.private(None)
-    b.call(s.k.rms_norm, [s.ptr("x"), s.ptr("out_norm"), xn, d, s.f32("eps"), const(0), const(1)])
+    x = gep(b, b.bitcast(s.ptr("x"), F32.as_pointer()), b.mul(s.get("head_row"), d))
+    b.call(s.k.rms_norm, [b.bitcast(x, PTR8), s.ptr("out_norm"), xn, d, s.f32("eps"), const(0), n_out])
     begin, end = s.row_span(vocab)
     end = s._min(end, vocab)
-    args = [s.ptr("head_w"), s.ptr("head_s"), xn, s.ptr("logits"), d, vocab, begin, end, const(1)]
+    args = [s.ptr("head_w"), s.ptr("head_s"), xn, s.ptr("logits"), d, vocab, begin, end, n_out]
     kind = s.get("head_kind")
     done = s.fn.append_basic_block("head.done")
     switch = b.switch(kind, done)
@@ -312,29 +349,37 @@ class _StepAttention:
         fp = lambda value: b.bitcast(b.inttoptr(value, PTR8), F32.as_pointer())  # noqa: E731
         self.h, self.hkv, self.hd = word("n_heads"), word("n_kv_heads"), word("head_dim")
         self.pos, self.rope_dim, self.neox = word("pos"), word("rope_dim"), word("neox")
+        self.n_tok = word("n_tok")
         sqrt_hd = b.bitcast(b.trunc(word("sqrt_hd"), I32), F32)
         self.qkv, self.att = fp(word("qkv")), fp(word("att"))
         self.cos, self.sin = fp(word("cos")), fp(word("sin"))
         self.group_attention = GroupAttention(b, isa, softmax, self.hd, self.hkv, sqrt_hd)
 
     def head(self, j: ir.Value, kc: ir.Value, vc: ir.Value, scores: ir.Value, probs: ir.Value) -> None:
+        """K/V head ``j`` for the ``n_tok`` tokens in order: token ``i`` writes its key and value
+        at ``pos + i``, then its query group attends to positions ``0 .. pos + i`` (causal)."""
         b = self.b
         hd, hkv = self.hd, self.hkv
         group = b.sdiv(self.h, hkv)
         dq = b.mul(self.h, hd)
-        k_new = gep(b, self.qkv, b.add(dq, b.mul(j, hd)))
-        v_new = gep(b, self.qkv, b.add(dq, b.mul(b.add(hkv, j), hd)))
-        self.rope(k_new)
-        self.copy(k_new, self.group_attention.cache_row(kc, self.pos, j))
-        self.copy(v_new, self.group_attention.cache_row(vc, self.pos, j))
-        first = b.mul(b.mul(j, group), hd)  # the group's first query head
-        q0, out0 = gep(b, self.qkv, first), gep(b, self.att, first)
-        with for_range(b, const(0), group, 1, "qrope") as g:
-            self.rope(gep(b, q0, b.mul(g, hd)))
-        t = b.add(self.pos, const(1))
-        self.group_attention.group(q0, out0, kc, vc, j, group, t, scores, probs)
+        ld_qkv = b.add(dq, b.mul(const(2), b.mul(hkv, hd)))
+        half = b.sdiv(self.rope_dim, const(2))
+        with for_range(b, const(0), self.n_tok, 1, "atok") as i:
+            qkv, p = gep(b, self.qkv, b.mul(i, ld_qkv)), b.add(self.pos, i)
+            cos, sin = gep(b, self.cos, b.mul(i, half)), gep(b, self.sin, b.mul(i, half))
+            k_new = gep(b, qkv, b.add(dq, b.mul(j, hd)))
+            v_new = gep(b, qkv, b.add(dq, b.mul(b.add(hkv, j), hd)))
+            self.rope(k_new, cos, sin)
+            self.copy(k_new, self.group_attention.cache_row(kc, p, j))
+            self.copy(v_new, self.group_attention.cache_row(vc, p, j))
+            first = b.mul(b.mul(j, group), hd)  # the group's first query head
+            q0, out0 = gep(b, qkv, first), gep(b, self.att, b.add(b.mul(i, dq), first))
+            with for_range(b, const(0), group, 1, "qrope") as g:
+                self.rope(gep(b, q0, b.mul(g, hd)), cos, sin)
+            t = b.add(p, const(1))
+            self.group_attention.group(q0, out0, kc, vc, j, group, t, scores, probs)
 
-    def rope(self, x: ir.Value) -> None:
+    def rope(self, x: ir.Value, cos: ir.Value, sin: ir.Value) -> None:
         """Rotate the first ``rope_dim`` dims of one head in place (pairs ``2i, 2i+1``, or
         ``i, i + rope_dim/2`` for NeoX), as the per-op step does: ``a·c − b·s, a·s + b·c``."""
         b = self.b
@@ -345,7 +390,7 @@ class _StepAttention:
             ib = b.select(neox, b.add(i, half), b.add(ia, const(1)))
             pa, pb = gep(b, x, ia), gep(b, x, ib)
             va, vb = b.load(pa), b.load(pb)
-            c, s = b.load(gep(b, self.cos, i)), b.load(gep(b, self.sin, i))
+            c, s = b.load(gep(b, cos, i)), b.load(gep(b, sin, i))
             b.store(b.fsub(b.fmul(va, c), b.fmul(vb, s)), pa)
             b.store(b.fadd(b.fmul(va, s), b.fmul(vb, c)), pb)
 

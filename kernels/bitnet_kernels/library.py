@@ -191,7 +191,7 @@ class KernelLibrary:
             raise ValueError("q holds values outside {-1, 0, 1}")
         return PackedTernary(data, sc, (rows, cols))
 
-    def _token_tile(self, n: int) -> tuple[str, int]:
+    def token_tile(self, n: int) -> tuple[str, int]:
         """Kernel family and token padding for ``n`` tokens (GEMV under one full GEMM tile)."""
         gemm_tokens = self.isa.gemm_tile[1]
         if n < gemm_tokens:
@@ -227,7 +227,7 @@ class KernelLibrary:
         x = np.ascontiguousarray(x, dtype=np.float32)
         self._check_x(w, x)
         n, k = x.shape
-        family, tokens = self._token_tile(n)
+        family, tokens = self.token_tile(n)
         ntok_padded, kp = padded(n, tokens), w.cols_padded
         xq, xq_ptr, a_ptr, xsum_ptr = self._scratch.get(ntok_padded, kp)
         if ntok_padded > n:
@@ -250,7 +250,7 @@ class KernelLibrary:
             raise TypeError(f"xq must be int8, got {xq.dtype}")
         self._check_x(w, xq)
         n, k = xq.shape
-        family, tokens = self._token_tile(n)
+        family, tokens = self.token_tile(n)
         buf = aligned_zeros((padded(n, tokens), w.cols_padded), np.int8)
         buf[:n, :k] = xq
         xsum = np.zeros(buf.shape[0], dtype=np.int32)

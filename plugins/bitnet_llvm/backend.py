@@ -13,7 +13,7 @@ bit for bit; ``matmul`` too (same int32 sums, same float32 rescale order);
 the element-wise ops agree within float32 rounding. ``attention`` (float32
 caches) is the native kernel of ``bitnet_kernels.attention``, within float32
 rounding of the numpy reference. ``compile_forward`` gives the compiled
-one-call decode step (``fused.py``).
+one-call forward step (``fused.py``: decode tokens and prompt chunks).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class LlvmBackend(Backend):
         kernel = FusedStepKernel.shared(self.kernels.isa)
         reason = unsupported_reason(kernel, cfg, weights)
         if reason is not None:
-            log.info("compiled decode step not used", extra={"reason": reason})
+            log.info("compiled forward step not used", extra={"reason": reason})
             return per_op
         return CompiledForwardStep(self.kernels, kernel, per_op)
 

@@ -9,11 +9,11 @@ the sub-norm and output matmul, then the FFN with one fused gate/up matmul.
 It computes exactly what ``bitnet_sdk.model.llm.forward`` computes on this
 backend (tests compare them on every model variant they build).
 
-Where it runs: prompt batches (GEMM tiles), F16 KV caches, shapes the compiled
-step does not take, and every step with ``BITNET_LLVM_COMPILED_STEP=off``.
-Single-token steps otherwise run ``fused.CompiledForwardStep``: one native call
-per token with all threads inside it, meeting at native barriers; it is
-checked against this class on every model variant the tests build.
+Where it runs: F16 KV caches, shapes the compiled step does not take, and
+every step with ``BITNET_LLVM_COMPILED_STEP=off``. Decode tokens and prompt
+chunks otherwise run ``fused.CompiledForwardStep``: one native call per step
+with all threads inside it, meeting at native barriers; it is checked against
+this class on every model variant the tests build.
 """
 
 from __future__ import annotations

@@ -1,18 +1,20 @@
-"""The llvm backend's compiled decode step: one native call per token, all threads inside it.
+"""The llvm backend's compiled forward step: one native call per step, all threads inside it.
 
 ``CompiledForwardStep`` binds a loaded model to ``bitnet_kernels.fused``'s
 step function: the weights' addresses and dimensions go into a context array
-once at load; per token Python only copies the embedding row, writes the
-position, the RoPE row and the output address into the context, and lets every
-thread of the pool call the step once (``ThreadPool.run_gang``). The stages
+once at load; per step (one decode token or a prompt chunk of T tokens)
+Python only copies the embedding rows, writes the position, token count, GEMM
+tile, RoPE rows and output address into the context, and lets every thread of
+the pool call the step once (``ThreadPool.run_gang``). The stages
 meet at native barriers.
 
 What runs where:
 
-* one token with a float32 KV cache: the compiled step;
-* prompt batches (several tokens, GEMM tiles), an F16 KV cache, and shapes the
-  module does not handle: the per-op step (``forward.LlvmForwardStep``), the
-  readable reference. ``native_steps`` counts the compiled calls.
+* any number of tokens with a float32 KV cache: the compiled step (prompt
+  chunks over the GEMV/GEMM token tiles ``KernelLibrary.matmul`` would pick);
+* an F16 KV cache, and shapes the module does not handle: the per-op step
+  (``forward.LlvmForwardStep``), the readable reference. ``native_steps``
+  counts the compiled calls.
 
 Exactness: every stage is the per-op kernels' code (attention included: the
 backend's per-op ``attention`` runs the same native kernel for float32
@@ -78,25 +80,32 @@ class _State:
     """One calling thread's buffers, context and barrier."""
 
     def __init__(self, step: CompiledForwardStep) -> None:
-        cfg = step.cfg
-        f32 = np.float32
-        self.x = aligned_zeros(cfg.d_model, f32)
-        self.qkv = aligned_zeros(cfg.q_dim + 2 * cfg.kv_dim, f32)
-        self.att = aligned_zeros(cfg.q_dim, f32)
-        self.o = aligned_zeros(cfg.d_model, f32)
-        self.gu = aligned_zeros(2 * cfg.d_ff, f32)
-        self.m = aligned_zeros(cfg.d_ff, f32)
         self.barrier = aligned_zeros(16, np.int64)
         self.layers = step.layer_table.copy()
         self.ctx = step.ctx_template.copy()
-        for name, buf in (("x", self.x), ("qkv", self.qkv), ("att", self.att), ("o", self.o), ("gu", self.gu),
-                          ("m", self.m), ("barrier", self.barrier), ("layers", self.layers)):  # fmt: skip
-            self.ctx[CTX[name]] = _addr(buf)
+        self.ctx[CTX["barrier"]], self.ctx[CTX["layers"]] = _addr(self.barrier), _addr(self.layers)
         self.ctx_addr = _addr(self.ctx)
         #: The cache's layer-0 key array the table points into (weak: a finished cache is freed).
         self.keys: weakref.ref[np.ndarray] | None = None
         self.scratch: np.ndarray | None = None
-        self.capacity = 0
+        self.capacity = self.tokens = self.tokens_padded = 0
+        self.x = np.empty(0, np.float32)
+
+    def reserve(self, step: CompiledForwardStep, tokens: int, tokens_padded: int) -> None:
+        """Activation buffers for ``tokens`` rows (the scratch for ``tokens_padded`` quantized rows)."""
+        if tokens > self.tokens:
+            cfg, f32 = step.cfg, np.float32
+            self.x = aligned_zeros(tokens * cfg.d_model, f32)
+            buffers = {"x": self.x, "qkv": aligned_zeros(tokens * (cfg.q_dim + 2 * cfg.kv_dim), f32),
+                       "att": aligned_zeros(tokens * cfg.q_dim, f32), "o": aligned_zeros(tokens * cfg.d_model, f32),
+                       "gu": aligned_zeros(tokens * 2 * cfg.d_ff, f32), "m": aligned_zeros(tokens * cfg.d_ff, f32)}  # fmt: skip
+            for name, buf in buffers.items():
+                self.ctx[CTX[name]] = _addr(buf)
+            self._buffers, self.tokens = buffers, tokens
+        if tokens_padded > self.tokens_padded:
+            self.tokens_padded = tokens_padded
+            if self.capacity:
+                self._scratch(step, self.capacity)
 
     def bind_cache(self, step: CompiledForwardStep, ks: list[np.ndarray], vs: list[np.ndarray]) -> None:
         """Point the layer table at the cache's arrays; grow the attention scratch with them."""
@@ -110,11 +119,12 @@ class _State:
         self.keys = weakref.ref(ks[0])
 
     def _scratch(self, step: CompiledForwardStep, capacity: int) -> None:
-        """Per worker thread: normed activations, their int8 codes, scale and sum, scores, probabilities."""
-        cfg = step.cfg
+        """Per worker thread: normed activations, their int8 codes, scales and sums (one row per
+        token, padded to the GEMM token tile), scores, probabilities."""
+        cfg, n = step.cfg, self.tokens_padded
         widest = max(cfg.d_model, cfg.q_dim, cfg.d_ff)
-        offsets, at = {}, padded(widest * 4, _ALIGN)  # the normed activations come first
-        sizes = {"xq_off": padded(widest, BLOCK), "a_off": 4, "xsum_off": 4,
+        offsets, at = {}, padded(n * widest * 4, _ALIGN)  # the normed activations come first
+        sizes = {"xq_off": n * padded(widest, BLOCK), "a_off": 4 * n, "xsum_off": 4 * n,
                  "scores_off": 4 * step.group * capacity, "probs_off": 4 * step.group * capacity}  # fmt: skip
         for name, size in sizes.items():
             offsets[name] = at
@@ -128,8 +138,8 @@ class _State:
 
 
 class CompiledForwardStep:
-    """``step(token_ids, start_pos, cache, last_only) -> logits``: compiled for one token,
-    per op (``LlvmForwardStep``) otherwise."""
+    """``step(token_ids, start_pos, cache, last_only) -> logits``: compiled for a float32
+    cache, per op (``LlvmForwardStep``) otherwise."""
 
     def __init__(self, lib: KernelLibrary, kernel: FusedStepKernel, per_op: LlvmForwardStep) -> None:
         self.lib, self.kernel, self.per_op = lib, kernel, per_op
@@ -137,6 +147,9 @@ class CompiledForwardStep:
         self.group = cfg.n_heads // cfg.n_kv_heads
         #: Calls that ran the compiled step (the others went per op).
         self.native_steps = 0
+        #: Tokens per native call: longer chunks run in pieces of this many, token by token the
+        #: same values, so the buffers a calling thread keeps stay small (``_State.reserve``).
+        self.max_chunk = 64
         self._keep: list[np.ndarray] = []  # float32 copies of norms the context points to
         self.layer_table = np.zeros((len(w.layers), len(LAYER_FIELDS)), dtype=np.int64)
         for i, layer in enumerate(w.layers):
@@ -177,21 +190,35 @@ class CompiledForwardStep:
         return state
 
     def __call__(self, token_ids: np.ndarray, start_pos: int, cache: Any, last_only: bool) -> np.ndarray:
-        if token_ids.shape[0] != 1 or cache.dtype != np.float32:
+        n = int(token_ids.shape[0])
+        if n == 0 or cache.dtype != np.float32:
             return self.per_op(token_ids, start_pos, cache, last_only)
         state = self._state()
-        ks, vs = cache.storage(start_pos, 1)
+        ks, vs = cache.storage(start_pos, n)  # checks the whole chunk before anything is written
         state.bind_cache(self, ks, vs)
-        self.per_op.rope.rows(np.array([start_pos]))  # grows the shared table when needed
-        cos, sin = self.per_op.rope.table
-        logits = np.empty((1, self.weights.output.shape[0]), dtype=np.float32)
-        np.copyto(state.x, self.weights.token_embd[int(token_ids[0])])
-        ctx = state.ctx
-        ctx[CTX["pos"]] = start_pos
-        ctx[CTX["cos"]], ctx[CTX["sin"]] = _addr(cos[start_pos]), _addr(sin[start_pos])
-        ctx[CTX["logits"]] = _addr(logits)
-        run, addr = self.kernel.run, state.ctx_addr
-        get_pool(self.lib.num_threads).run_gang(lambda tid, n: run(addr, tid, n))
-        cache.commit(start_pos + 1)
+        self.per_op.rope.rows(np.array([start_pos + n - 1]))  # grows the shared table when needed
+        logits = np.empty((1 if last_only else n, self.weights.output.shape[0]), dtype=np.float32)
+        for at in range(0, n, self.max_chunk):
+            m = min(self.max_chunk, n - at)
+            out = logits[-1:] if last_only else logits[at : at + m]
+            self._run(state, token_ids[at : at + m], start_pos + at, out if not last_only or at + m == n else None)
+            cache.commit(start_pos + at + m)
         self.native_steps += 1
         return logits
+
+    def _run(self, state: _State, token_ids: np.ndarray, start_pos: int, logits: np.ndarray | None) -> None:
+        """One native call for ``token_ids`` at ``start_pos ..``: the head rows into ``logits``
+        (the last token's when it has one row; none when ``None``)."""
+        n = int(token_ids.shape[0])
+        family, tile = self.lib.token_tile(n)  # the tile KernelLibrary.matmul would run
+        state.reserve(self, n, padded(n, tile))
+        cos, sin = self.per_op.rope.table
+        n_out = 0 if logits is None else logits.shape[0]
+        np.copyto(state.x[: n * self.cfg.d_model].reshape(n, -1), self.weights.token_embd[token_ids])
+        for name, value in (("pos", start_pos), ("n_tok", n), ("ntok_padded", padded(n, tile)),
+                            ("gemm", int(family == "gemm")), ("head_row", n - n_out), ("n_out", n_out),
+                            ("cos", _addr(cos[start_pos])), ("sin", _addr(sin[start_pos])),
+                            ("logits", 0 if logits is None else _addr(logits))):  # fmt: skip
+            state.ctx[CTX[name]] = value
+        run, addr = self.kernel.run, state.ctx_addr
+        get_pool(self.lib.num_threads).run_gang(lambda tid, nth: run(addr, tid, nth))

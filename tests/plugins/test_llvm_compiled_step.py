@@ -1,6 +1,7 @@
-"""The llvm backend's compiled decode step equals its per-op step on every model variant.
+"""The llvm backend's compiled forward step equals its per-op step on every model variant.
 
-The compiled step (one native call per token, threads meeting at native barriers) is built from
+The compiled step (one native call per step: a decode token or a prompt chunk over GEMM tiles,
+threads meeting at native barriers) is built from
 the per-op kernels' own IR builders, attention included (``bitnet_kernels.attention``, which the
 backend's per-op ``attention`` runs too), so logits and caches are compared bit for bit. Each test
 also says which path ran (``native_steps``).
@@ -57,9 +58,9 @@ def test_the_compiled_step_equals_the_per_op_step(model_path: Path, head: str) -
     assert model.weights.output.kind in ({"i8"} if head == "int8" else {"f16", "f32"})  # the head kernel it runs
     ids = np.random.default_rng(4).integers(0, model.config.vocab_size, PROMPT + STEPS)
     compiled, cache_c = _decode(model, step, ids)
-    assert step.native_steps == STEPS  # the decode steps ran compiled (the prompt ran per op)
+    assert step.native_steps == STEPS + 1  # the prompt and every decode step ran compiled
     reference, cache_r = _decode(model, step.per_op, ids)
-    assert step.native_steps == STEPS
+    assert step.native_steps == STEPS + 1
     np.testing.assert_array_equal(compiled, reference)
     _caches_equal(cache_c, cache_r)
 
@@ -73,7 +74,7 @@ def test_the_thread_count_does_not_change_the_logits(model_path: Path, threads: 
         model = load(model_path, backend=LlvmBackend(num_threads=n))
         assert isinstance(model.step, CompiledForwardStep)
         runs.append(_decode(model, model.step, ids)[0])
-        assert model.step.native_steps == STEPS
+        assert model.step.native_steps == STEPS + 1
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
@@ -108,13 +109,13 @@ def test_a_growing_cache_and_a_forked_cache_are_followed(model_path: Path) -> No
         forward(model.weights, model.config, model.backend, ids[:4], 0, cache, step=s)
         logits.append([forward(model.weights, model.config, model.backend, ids[i : i + 1], i, cache, step=s)
                        for i in range(4, 160)])  # fmt: skip
-    assert step.native_steps == 156
+    assert step.native_steps == 157
     np.testing.assert_array_equal(np.concatenate(logits[0]), np.concatenate(logits[1]))
     _caches_equal(*caches)
     fork = model.new_cache(256)
     fork.copy_from(caches[1], 100)  # a sequence sharing the first 100 positions
     forked = forward(model.weights, model.config, model.backend, ids[100:101], 100, fork, step=step)
-    assert step.native_steps == 157
+    assert step.native_steps == 158
     np.testing.assert_array_equal(forked, logits[1][96])  # position 100 on the uninterrupted run
 
 
@@ -127,7 +128,52 @@ def test_the_scheduler_finds_the_compiled_step_bitwise_equal_to_a_batch(model_pa
     assert model.step.native_steps >= 1  # the probe's decode token ran compiled
 
 
-def test_prompts_and_an_f16_cache_take_the_per_op_path(model_path: Path) -> None:
+def _chunks(model: Model, step: object, ids: np.ndarray, sizes: list[int], last_only: bool) -> tuple[list[np.ndarray], object]:
+    cache, out, at = model.new_cache(64), [], 0
+    for n in sizes:
+        out.append(forward(model.weights, model.config, model.backend, ids[at : at + n], at, cache,  # type: ignore[arg-type]
+                           last_only=last_only, step=step))  # fmt: skip
+        at += n
+    return out, cache
+
+
+@pytest.mark.parametrize("last_only", [True, False])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_prompt_chunks_equal_the_per_op_step(model_path: Path, last_only: bool, threads: int) -> None:
+    """Chunks below one GEMM token tile (the GEMV tile), whole tiles and padded tiles, each
+    after cached positions: every row's logits (or the last row's) and the whole cache."""
+    model = load(model_path, backend=LlvmBackend(num_threads=threads))
+    step = model.step
+    assert isinstance(step, CompiledForwardStep)
+    ids = np.random.default_rng(9).integers(0, model.config.vocab_size, 40)
+    sizes = [3, 8, 13, 1, 2, 5]
+    compiled, cache_c = _chunks(model, step, ids, sizes, last_only)
+    assert step.native_steps == len(sizes)
+    reference, cache_r = _chunks(model, step.per_op, ids, sizes, last_only)
+    assert step.native_steps == len(sizes)
+    for a, b, n in zip(compiled, reference, sizes, strict=True):
+        assert a.shape == (1 if last_only else n, model.config.vocab_size)
+        np.testing.assert_array_equal(a, b)
+    _caches_equal(cache_c, cache_r)
+
+
+@pytest.mark.parametrize("last_only", [True, False])
+def test_a_long_chunk_runs_in_pieces_with_the_same_values(model_path: Path, last_only: bool) -> None:
+    """Chunks longer than ``max_chunk`` run as several native calls (bounded buffers)."""
+    model = load(model_path, backend=LlvmBackend(num_threads=2))
+    step = model.step
+    assert isinstance(step, CompiledForwardStep)
+    step.max_chunk = 5  # pieces of 5, 5, 5, 5, 5, 5, 2 tokens and of 5, 1
+    ids = np.random.default_rng(10).integers(0, model.config.vocab_size, 38)
+    compiled, cache_c = _chunks(model, step, ids, [32, 6], last_only)
+    assert step.native_steps == 2
+    reference, cache_r = _chunks(model, step.per_op, ids, [32, 6], last_only)
+    for a, b in zip(compiled, reference, strict=True):
+        np.testing.assert_array_equal(a, b)
+    _caches_equal(cache_c, cache_r)
+
+
+def test_an_f16_cache_takes_the_per_op_path(model_path: Path) -> None:
     model = load(model_path, backend=LlvmBackend())
     step = model.step
     assert isinstance(step, CompiledForwardStep)

@@ -12,7 +12,7 @@ import pytest
 from connexion.uri_parsing import OpenAPIURIParser
 
 from bitnet_sdk.server.multipart import BodyLimitMiddleware, ClosingMultiPartValidator
-from bitnet_sdk.server.problems import Problem
+from bitnet_sdk.service.errors import ApiError
 
 MULTIPART = b"multipart/form-data; boundary=xyz"
 
@@ -57,7 +57,7 @@ def _limited(inner: Inner, limit: int = 100) -> BodyLimitMiddleware:
 
 def test_declared_length_over_the_limit_is_refused_before_reading() -> None:
     inner = Inner()
-    with pytest.raises(Problem) as err:
+    with pytest.raises(ApiError) as err:
         _run(_limited(inner), [(b"content-type", MULTIPART), (b"content-length", b"101")], [b"x"])
     assert err.value.status == 413 and err.value.ext["limit_bytes"] == 100
     assert not inner.called
@@ -66,7 +66,7 @@ def test_declared_length_over_the_limit_is_refused_before_reading() -> None:
 def test_chunked_body_is_refused_when_it_passes_the_limit() -> None:
     inner = Inner()
     chunks = [b"a" * 40] * 5
-    with pytest.raises(Problem) as err:
+    with pytest.raises(ApiError) as err:
         _run(_limited(inner), [(b"content-type", MULTIPART)], chunks)
     assert err.value.status == 413
     assert inner.body == b"a" * 80  # the third chunk crossed the limit: never handed on

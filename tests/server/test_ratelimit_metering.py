@@ -11,7 +11,6 @@ import pytest
 from bitnet_sdk import auth
 from bitnet_sdk.config import Settings, TierLimits
 from bitnet_sdk.server import metering
-from bitnet_sdk.server.problems import Problem
 from bitnet_sdk.service.accounting.usage import (
     OP_INFERENCE,
     OP_QUANTIZE,
@@ -19,7 +18,9 @@ from bitnet_sdk.service.accounting.usage import (
     record_usage,
     usage_report,
 )
+from bitnet_sdk.service.errors import ApiError
 from bitnet_sdk.store import UsageRecord
+from bitnet_sdk.store.fields import utcnow
 from bitnet_sdk.store.testing import (
     DATABASE_KINDS,
     POSTGRES_ENV,
@@ -72,7 +73,7 @@ def test_quota_allows_up_to_the_limit_counting_this_request(user_id, request_usa
     record_usage(user_id, OP_INFERENCE, tokens_out=40)
     assert metering.check_quota("inference_tokens", 10, SETTINGS).used == 40
     metering.add_usage(tokens_out=5)  # in flight: 40 + 5 + 6 > 50
-    with pytest.raises(Problem) as refused:
+    with pytest.raises(ApiError) as refused:
         metering.check_quota("inference_tokens", 6, SETTINGS)
     problem = refused.value
     assert problem.status == 429 and problem.type == "urn:bitnet:problem:quota-exceeded"
@@ -89,7 +90,7 @@ def test_spent_quantize_quota_stops_the_next_job(user_id, request_usage):
             reserve_quantize_jobs(user_id, "small", 1, SETTINGS)
             record_quantize_jobs(user_id, [f"job_{n}"])
     assert month_usage(user_id)["quantize_jobs"] == 2
-    with pytest.raises(Problem) as refused:
+    with pytest.raises(ApiError) as refused:
         metering.check_quota("quantize_jobs", 1, SETTINGS)
     assert refused.value.status == 429
 
@@ -97,8 +98,8 @@ def test_spent_quantize_quota_stops_the_next_job(user_id, request_usage):
 def test_metered_block_records_its_status(user_id):
     with metering.metered(user_id, "small", "wsGenerate", "req_ws"):
         metering.add_usage(tokens_in=1, tokens_out=2)
-    with pytest.raises(Problem), metering.metered(user_id, "small", "wsGenerate"):
-        raise Problem(422, "Unprocessable Content", "bad")
+    with pytest.raises(ApiError), metering.metered(user_id, "small", "wsGenerate"):
+        raise ApiError(422, "Unprocessable Content", "bad")
     with pytest.raises(KeyError), metering.metered(user_id, "small", "wsGenerate"):
         raise KeyError("bug")
     rows = [(r.status_code, r.tokens_out) for r in UsageRecord.select().order_by(UsageRecord.id)]
@@ -111,8 +112,10 @@ def test_request_records_read_back_like_any_other(user_id):
     request = metering.RequestUsage(user_id, "small", "quantizeModel", "req_9",
                                     tokens_in=3, tokens_out=4, compute_units=0.5)
     metering.write_record(request, 202)
-    orm = record_usage(user_id, "quantizeModel", tokens_in=3, tokens_out=4, compute_units=0.5,
-                       status_code=202, request_id="req_9")
+    at = utcnow()
+    orm = UsageRecord.create(user=user_id, created_at=at, day=at.date(),
+                             operation="quantizeModel", tokens_in=3, tokens_out=4,
+                             compute_units=0.5, status_code=202, request_id="req_9")
     rows = list(UsageRecord.select().where(UsageRecord.operation == "quantizeModel")
                 .order_by(UsageRecord.id))
     assert len(rows) == 2

@@ -15,15 +15,14 @@ from typing import Any
 
 import peewee
 import pytest
-from connexion.exceptions import ProblemException
 
 from bitnet_sdk import auth
 from bitnet_sdk.config import Settings, TierLimits
 from bitnet_sdk.server import metering
 from bitnet_sdk.server.context import REQUEST_ID_KEY, SCOPE_KEY, AppContext
 from bitnet_sdk.server.metrics import Metrics
-from bitnet_sdk.server.problems import Problem
 from bitnet_sdk.server.ratelimit_middleware import RateLimitMiddleware
+from bitnet_sdk.service.errors import ApiError
 from bitnet_sdk.store import RateLimitHit, UsageRecord
 from bitnet_sdk.store.testing import temporary_database
 
@@ -132,7 +131,7 @@ def test_budget_spent_raises_429_problem_and_meters_nothing(ctx, user_id):
     for _ in range(LIMIT):
         _run(_app(), _scope(ctx, user_id), Recorder())
     send = Recorder()
-    with pytest.raises(Problem) as denied:
+    with pytest.raises(ApiError) as denied:
         _run(_app(), _scope(ctx, user_id), send)
     assert denied.value.status == 429
     assert 3590 <= int(denied.value.headers["Retry-After"]) <= 3600
@@ -144,9 +143,9 @@ def test_budget_spent_raises_429_problem_and_meters_nothing(ctx, user_id):
 
 def test_problem_from_the_app_keeps_its_headers_and_gains_the_limit_headers(ctx, user_id):
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        raise Problem(404, "Not Found", "nothing", headers={"X-Own": "1"})
+        raise ApiError(404, "Not Found", "nothing", headers={"X-Own": "1"})
 
-    with pytest.raises(ProblemException) as raised:
+    with pytest.raises(ApiError) as raised:
         _run(app, _scope(ctx, user_id, "getModel"), Recorder())
     assert raised.value.headers["X-Own"] == "1"
     assert raised.value.headers["RateLimit"] == f'"hour";r={LIMIT - 1};t=3600'

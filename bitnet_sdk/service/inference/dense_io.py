@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bitnet_sdk.service.inference.plan import InferenceError, unprocessable
+from bitnet_sdk.service.errors import ApiError, unprocessable
 
 __all__ = ["predict", "response_fields", "softmax"]
 
@@ -50,11 +50,11 @@ def _per_sample(values: Any, what: str) -> np.ndarray:
     if out.ndim == 1:  # one value per sample
         out = out[:, None]
     if not 2 <= out.ndim <= 4 or out.shape[0] == 0 or out.size == 0:
-        raise InferenceError(500, "Internal Server Error",
-                             f"The model returned {what} of shape {out.shape}.", slug="internal")
+        raise ApiError(500, "Internal Server Error",
+                       f"The model returned {what} of shape {out.shape}.", slug="internal")
     if not np.isfinite(out).all():
-        raise InferenceError(500, "Internal Server Error",
-                             f"The model returned non-finite {what}.", slug="internal")
+        raise ApiError(500, "Internal Server Error",
+                       f"The model returned non-finite {what}.", slug="internal")
     return out
 
 

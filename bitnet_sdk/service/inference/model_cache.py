@@ -47,12 +47,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import math
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -386,28 +387,18 @@ class ModelCache:
         waiter, entry = self._admit(spec, user, asyncio.get_running_loop())
         if waiter is not None:
             assert waiter.future is not None
-            try:
-                await asyncio.wait_for(asyncio.shield(waiter.future), _remaining(deadline))
-            except TimeoutError:
-                self._abandon(entry, waiter)
-                raise WaitTimeout("timed out waiting in the model's queue") from None
-            except BaseException:
-                self._abandon(entry, waiter)
-                raise
-        lease = self._lease(entry, time.monotonic() - start)
-        try:
-            load = self._load_future(entry)
+            with self._queued(entry, waiter):
+                try:
+                    await asyncio.wait_for(asyncio.shield(waiter.future), _remaining(deadline))
+                except TimeoutError:
+                    raise WaitTimeout("timed out waiting in the model's queue") from None
+        with self._loading(entry, start) as (lease, load):
             if load is not None:
-                t0 = time.monotonic()
                 try:
                     await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(load)),
                                            _remaining(deadline))
                 except TimeoutError:
                     raise WaitTimeout("timed out waiting for the model to load") from None
-                lease.load_s = time.monotonic() - t0
-        except BaseException:
-            lease.release()
-            raise
         return lease
 
     def acquire_sync(self, spec: ModelSpec, *, user: str = "", timeout: float | None = None,
@@ -418,18 +409,12 @@ class ModelCache:
         waiter, entry = self._admit(spec, user, None)
         if waiter is not None:
             assert waiter.event is not None
-            try:
+            with self._queued(entry, waiter):
                 _wait_sync(waiter.event.wait, deadline, cancel, "waiting in the model's queue")
                 if waiter.error is not None:
                     raise waiter.error
-            except BaseException:
-                self._abandon(entry, waiter)
-                raise
-        lease = self._lease(entry, time.monotonic() - start)
-        try:
-            load = self._load_future(entry)
+        with self._loading(entry, start) as (lease, load):
             if load is not None:
-                t0 = time.monotonic()
 
                 def loaded(slice_s: float | None) -> bool:
                     concurrent.futures.wait([load], slice_s)
@@ -437,11 +422,32 @@ class ModelCache:
 
                 _wait_sync(loaded, deadline, cancel, "waiting for the model to load")
                 load.result()
+        return lease
+
+    @contextlib.contextmanager
+    def _queued(self, entry: _Entry, waiter: _Waiter) -> Iterator[None]:
+        """Around the wait for a slot: a waiter that fails or gives up leaves the queue."""
+        try:
+            yield
+        except BaseException:
+            self._abandon(entry, waiter)
+            raise
+
+    @contextlib.contextmanager
+    def _loading(self, entry: _Entry,
+                 start: float) -> Iterator[tuple[Lease, concurrent.futures.Future[Any] | None]]:
+        """The slot's lease and the load to wait for (None: loaded) around the wait for it:
+        the wait's time is the lease's ``load_s``; a failed or abandoned wait releases it."""
+        lease = self._lease(entry, time.monotonic() - start)
+        try:
+            load = self._load_future(entry)
+            t0 = time.monotonic()
+            yield lease, load
+            if load is not None:
                 lease.load_s = time.monotonic() - t0
         except BaseException:
             lease.release()
             raise
-        return lease
 
     def _admit(self, spec: ModelSpec, user: str,
                loop: asyncio.AbstractEventLoop | None) -> tuple[_Waiter | None, _Entry]:

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -59,7 +58,6 @@ __all__ = [
     "chat_generations",
     "completion_generations",
     "derive_seed",
-    "error_body",
     "error_from_problem",
     "model_object",
     "sse",
@@ -379,12 +377,6 @@ class ChunkBuilder:
 # -- errors --------------------------------------------------------------------------------
 
 
-def error_body(message: str, error_type: str, param: str | None = None,
-               code: str | None = None) -> dict[str, Any]:
-    """``{"error": {"message", "type", "param", "code"}}``."""
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
-
-
 #: Status → (type, code) when the problem says nothing more specific.
 _BY_STATUS: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", "invalid_value"),
@@ -408,38 +400,34 @@ _BY_SLUG: dict[str, tuple[str, str]] = {
     "model-not-found": ("invalid_request_error", "model_not_found"),
     "model-not-ready": ("invalid_request_error", "model_not_ready"),
     "model-ambiguous": ("invalid_request_error", "model_ambiguous"),
+    "client-closed": ("invalid_request_error", "client_closed"),
 }
-#: Connexion's schema messages → OpenAI's codes for them.
-_VALIDATION_CODES = (
-    (re.compile(r"is a required property"), "missing_required_parameter"),
-    (re.compile(r"^Additional properties are not allowed"), "unknown_parameter"),
-    (re.compile(r"is not of type"), "invalid_type"),
-)
-_PATH_SUFFIX = re.compile(r" - '([^']+)'$")
-_QUOTED_FIRST = re.compile(r"^'([^']+)'")
-_UNEXPECTED = re.compile(r"\('([^']+)' (?:was|were) unexpected\)")
+#: A validation failure's rule (``errors[].rule`` of a 400 problem) → OpenAI's code for it.
+_RULE_CODES = {"required": "missing_required_parameter", "unknown": "unknown_parameter",
+               "additionalProperties": "unknown_parameter", "type": "invalid_type"}
 
 
-def _validation_param(detail: str) -> tuple[str | None, str | None]:
-    """``(param, code)`` read from a Connexion body-validation message."""
-    code = next((c for pattern, c in _VALIDATION_CODES if pattern.search(detail)), None)
-    for pattern in (_PATH_SUFFIX, _UNEXPECTED):
-        match = pattern.search(detail)
-        if match:
-            return match[1], code
-    if code == "missing_required_parameter":
-        match = _QUOTED_FIRST.search(detail)
-        if match:
-            return match[1], code
-    return None, code
+def _field_error(problem: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """``(param, code)`` of a validation problem's first field error (``(None, None)``: none).
+
+    The parameter is the field's name or dotted path; the body as a whole names none.
+    """
+    errors = problem.get("errors")
+    if not isinstance(errors, list) or not errors or not isinstance(errors[0], Mapping):
+        return None, None
+    field, rule = errors[0].get("field"), str(errors[0].get("rule"))
+    return (field if isinstance(field, str) and field != "body" else None,
+            _RULE_CODES.get(rule, "invalid_value"))
 
 
 def error_from_problem(status: int, problem: Mapping[str, Any]) -> dict[str, Any]:
-    """The OpenAI error body for an RFC 9457 problem the server raised with ``status``.
+    """The OpenAI error object (``{"error": {"message", "type", "param", "code"}}``) for an
+    RFC 9457 problem the server raised with ``status``: the OpenAI API's one error renderer
+    (an :class:`~bitnet_sdk.service.errors.ApiError` is ``problem=error.problem()``).
 
     A problem may name ``param`` and ``openai_code`` itself (the OpenAI handlers
     do); otherwise the type and code come from its type slug and status, and for
-    schema failures the parameter is read from Connexion's message.
+    validation failures the parameter and code from its first field error (``errors[]``).
     """
     detail = str(problem.get("detail") or problem.get("title") or f"HTTP {status}")
     slug = str(problem.get("type") or "").rpartition(":")[2]
@@ -447,7 +435,8 @@ def error_from_problem(status: int, problem: Mapping[str, Any]) -> dict[str, Any
         status, ("server_error" if status >= 500 else "invalid_request_error", None))
     param = problem.get("param")
     if status == 400 and param is None:
-        param, schema_code = _validation_param(detail)
-        code = schema_code or code
+        param, field_code = _field_error(problem)
+        code = field_code or code
     code = problem.get("openai_code") or code
-    return error_body(detail, error_type, param if isinstance(param, str) else None, code)
+    return {"error": {"message": detail, "type": error_type,
+                      "param": param if isinstance(param, str) else None, "code": code}}

@@ -1,7 +1,7 @@
 """Before any compute: find the model, check the request against it, fix the parameters.
 
 Everything here is blocking (database, file headers) and transport-neutral: it
-raises :class:`InferenceError`, which HTTP turns into a problem response, SSE
+raises :class:`ApiError`, which HTTP turns into a problem response, SSE
 and the WebSocket into an ``error`` message.
 
 Model access: ``model`` is resolved by the registry's one rule
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.config import Settings
 from bitnet_sdk.model.sampler import SamplingParams
+from bitnet_sdk.service.errors import ApiError, unprocessable
 from bitnet_sdk.service.inference.model_cache import ModelRef
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULTS",
     "GenerationParams",
-    "InferenceError",
     "ModelRef",
     "Plan",
     "compute_units",
@@ -63,32 +63,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _INPUTS = ("prompt", "messages", "inputs")
-
-
-class InferenceError(Exception):
-    """A problem to report to the client: HTTP status, title, detail and extra members."""
-
-    def __init__(self, status: int, title: str, detail: str, *, slug: str,
-                 headers: dict[str, str] | None = None, **ext: Any) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.slug = slug
-        self.headers = dict(headers or {})
-        self.ext = ext
-
-    def problem(self, request_id: str | None = None) -> dict[str, Any]:
-        """The RFC 9457 body (``request_id`` added when given)."""
-        body: dict[str, Any] = {"type": f"urn:bitnet:problem:{self.slug}", "title": self.title,
-                                "status": self.status, "detail": self.detail, **self.ext}
-        if request_id:
-            body["request_id"] = request_id
-        return body
-
-
-def unprocessable(detail: str, **ext: Any) -> InferenceError:
-    return InferenceError(422, "Unprocessable Content", detail, slug="unprocessable", **ext)
 
 
 @dataclass(frozen=True)
@@ -135,7 +109,7 @@ def compute_units(work_items: int, parameters: int) -> float:
 
 
 def find_model(ident: str, caller: Principal, settings: Settings) -> ModelRef:
-    """The model ``ident`` names for ``caller``; :class:`InferenceError` 404/409 otherwise.
+    """The model ``ident`` names for ``caller``; :class:`ApiError` 404/409 otherwise.
 
     Resolution is the registry's (:func:`bitnet_sdk.service.registry.models.resolve_model`).
     """
@@ -144,19 +118,19 @@ def find_model(ident: str, caller: Principal, settings: Settings) -> ModelRef:
     try:
         record = models.resolve_model(caller, ident)
     except models.AmbiguousModelName as exc:
-        raise InferenceError(409, "Conflict", str(exc), slug="model-ambiguous",
-                             candidates=exc.candidates) from None
+        raise ApiError(409, "Conflict", str(exc), slug="model-ambiguous",
+                       candidates=exc.candidates) from None
     except models.ModelNotFound as exc:
-        raise InferenceError(404, "Not Found", str(exc), slug="not-found") from None
+        raise ApiError(404, "Not Found", str(exc), slug="not-found") from None
     try:  # with object storage: this process's cached copy, fetched on first use
         path = models.model_path(settings, record) if record.status == "ready" else None
     except FileNotFoundError:
-        raise InferenceError(409, "Conflict", "The model's file is not available.",
-                             slug="model-not-ready") from None
+        raise ApiError(409, "Conflict", "The model's file is not available.",
+                       slug="model-not-ready") from None
     if record.status != "ready" or path is None:
-        raise InferenceError(409, "Conflict",
-                             f"Model {record.id} is {record.status}, not ready to run.",
-                             slug="model-not-ready")
+        raise ApiError(409, "Conflict",
+                       f"Model {record.id} is {record.status}, not ready to run.",
+                       slug="model-not-ready")
     size = record.size_bytes or _file_size(path)
     version = record.sha256 or record.updated_at.isoformat()
     return ModelRef(id=record.id, name=record.name, kind=record.kind, path=path,
@@ -168,8 +142,8 @@ def _file_size(path: Path) -> int:
     try:
         return path.stat().st_size
     except OSError:
-        raise InferenceError(409, "Conflict", "The model's file is not available.",
-                             slug="model-not-ready") from None
+        raise ApiError(409, "Conflict", "The model's file is not available.",
+                       slug="model-not-ready") from None
 
 
 def _parameters(metadata: dict[str, Any], path: Path) -> int:
@@ -268,8 +242,8 @@ def _check_quota(caller: Principal, settings: Settings, model: ModelRef) -> str:
 
     user = User.get_or_none(User.id == caller.user_id)
     if user is None:
-        raise InferenceError(401, "Unauthorized", "The account no longer exists.",
-                             slug="unauthorized")
+        raise ApiError(401, "Unauthorized", "The account no longer exists.",
+                       slug="unauthorized")
     try:
         usage.check_quota(user, "inference_tokens", 1, settings)
         usage.check_quota(user, "compute_units", compute_units(1, model.parameters), settings)
@@ -278,10 +252,10 @@ def _check_quota(caller: Principal, settings: Settings, model: ModelRef) -> str:
     return str(user.tier)
 
 
-def quota_error(exc: QuotaExceeded) -> InferenceError:
+def quota_error(exc: QuotaExceeded) -> ApiError:
     """The 429 ``quota-exceeded`` problem for a ``usage.QuotaExceeded``; ``Retry-After`` is
     the month's end."""
     status = exc.detail
     wait = max(1, math.ceil((status.resets_at - datetime.now(timezone.utc)).total_seconds()))
-    return InferenceError(429, "Too Many Requests", str(exc), slug="quota-exceeded",
-                          headers={"Retry-After": str(wait)}, **status.as_problem_detail())
+    return ApiError(429, "Too Many Requests", str(exc), slug="quota-exceeded",
+                    headers={"Retry-After": str(wait)}, **status.as_problem_detail())

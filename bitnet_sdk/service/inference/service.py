@@ -17,7 +17,7 @@ A request (the API's ``InferenceRequest`` as a dict) goes through three steps:
 Transport-neutral results: :meth:`InferenceService.stream` yields
 ``("token", StreamTokenEvent)`` items and one final ``("done", StreamDoneEvent)``;
 :meth:`InferenceService.run` returns an ``InferenceResponse``; problems are
-raised as :class:`~bitnet_sdk.service.inference.plan.InferenceError`. Each
+raised as :class:`~bitnet_sdk.service.errors.ApiError`. Each
 transport renders them its own way.
 
 Stopping: abandoning the stream (closing the generator, cancelling the task:
@@ -26,7 +26,7 @@ checks before every step; the sequence then leaves the batch and its slot and
 KV-cache memory are freed at once. The optional ``cancel`` event ends a generation *with* a ``done``
 event whose ``finish_reason`` is ``cancelled`` (the WebSocket's ``cancel``
 message). ``Settings.request_timeout_s`` bounds the whole request (queue,
-load and compute): :class:`InferenceError` 504.
+load and compute): :class:`ApiError` 504.
 
 Quotas: once its prompt is tokenized, and before it is handed to the
 scheduler, a generation reserves its worst case (``prompt tokens +
@@ -60,6 +60,7 @@ from bitnet_sdk.config import Settings
 from bitnet_sdk.model.generate import GenerationStep, new_decoder
 from bitnet_sdk.service.accounting import open_usage, reservations, usage
 from bitnet_sdk.service.accounting.reservations import Reservation
+from bitnet_sdk.service.errors import ApiError
 from bitnet_sdk.service.inference import dense_io
 from bitnet_sdk.service.inference.batching import Group, Sequence
 from bitnet_sdk.service.inference.cancellation import board
@@ -72,7 +73,6 @@ from bitnet_sdk.service.inference.model_cache import (
     WaitTimeout,
 )
 from bitnet_sdk.service.inference.plan import (
-    InferenceError,
     Plan,
     compute_units,
     plan_request,
@@ -81,7 +81,7 @@ from bitnet_sdk.service.inference.plan import (
 )
 from bitnet_sdk.service.telemetry import NO_TELEMETRY, Telemetry, report
 
-__all__ = ["InferenceError", "InferenceService", "StreamEvent"]
+__all__ = ["InferenceService", "StreamEvent"]
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class _QuotaGroup:
         self.reservation: Reservation | None = None
         #: What each member holds of ``reservation``: the first member's worst case.
         self.share: tuple[int, float] = (0, 0.0)
-        self.refused: InferenceError | None = None
+        self.refused: ApiError | None = None
 
 
 class _Run:
@@ -383,7 +383,7 @@ class InferenceService:
         positions = min(model.context_length, len(decoder.ids) + params.max_tokens)
         try:
             self._reserve(run, positions)
-        except InferenceError as exc:
+        except ApiError as exc:
             self._end(run, emit, "error", exc)
             return
 
@@ -417,7 +417,7 @@ class InferenceService:
 
     def _reserve(self, run: _Run, positions: int) -> None:
         """Reserve the run's worst case (every position it may fill is a metered token), or
-        its group's; :class:`InferenceError` 429 when it does not fit the month's quota."""
+        its group's; :class:`ApiError` 429 when it does not fit the month's quota."""
         run.held = (positions, compute_units(positions, run.plan.model.parameters))
         group = None if run.group is None else self._quota_group(run.group)
         count = 1 if group is None else group.size
@@ -437,7 +437,7 @@ class InferenceService:
             if group.refused is None and group.reservation is None:
                 try:
                     group.reservation, group.share = reserve(), run.held
-                except InferenceError as exc:
+                except ApiError as exc:
                     group.refused = exc
             if group.refused is not None:
                 raise group.refused
@@ -468,15 +468,15 @@ class InferenceService:
         try:
             run.end_at = time.perf_counter()
             failure: BaseException | None = None
-            if isinstance(error, InferenceError):
+            if isinstance(error, ApiError):
                 failure = error
             elif isinstance(error, CacheError):
                 failure = _acquire_problem(error, self.settings)
             elif error is not None:
                 log.error("generation failed", exc_info=error,
                           extra={"model_id": run.plan.model.id})
-                failure = InferenceError(500, "Internal Server Error",
-                                         f"Generation failed: {error}", slug="internal")
+                failure = ApiError(500, "Internal Server Error",
+                                   f"Generation failed: {error}", slug="internal")
             if reason == "cancelled":
                 run.finish = "cancelled"
             status = 500 if failure else 200 if run.finish != "cancelled" else run.stop_status
@@ -628,13 +628,13 @@ def _prompt_ids(model: Any, plan: Plan, cancel: Callable[[], bool]) -> list[int]
     return model.tokenize(plan.prompt or "")
 
 
-def _prompt_problem(exc: ValueError) -> InferenceError:
+def _prompt_problem(exc: ValueError) -> ApiError:
     """422 for a prompt the model cannot take; 503 when no chat template worker was free."""
     from bitnet_sdk.model.chat import ChatTemplateBusy
 
     if isinstance(exc, ChatTemplateBusy):
-        return InferenceError(503, "Service Unavailable", str(exc), slug="busy",
-                              headers={"Retry-After": "1"})
+        return ApiError(503, "Service Unavailable", str(exc), slug="busy",
+                        headers={"Retry-After": "1"})
     return unprocessable(str(exc))
 
 
@@ -656,28 +656,28 @@ def _remaining(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
-def _timeout(settings: Settings) -> InferenceError:
-    return InferenceError(504, "Gateway Timeout",
-                          f"The request did not finish within {settings.request_timeout_s:g} s.",
-                          slug="timeout")
+def _timeout(settings: Settings) -> ApiError:
+    return ApiError(504, "Gateway Timeout",
+                    f"The request did not finish within {settings.request_timeout_s:g} s.",
+                    slug="timeout")
 
 
-def _acquire_problem(exc: Exception, settings: Settings) -> InferenceError:
+def _acquire_problem(exc: Exception, settings: Settings) -> ApiError:
     """Cache and load failures as problems (503 busy, 504 timeout, 422/409 unusable file)."""
     from bitnet_sdk.backends import BackendError
 
     if isinstance(exc, WaitTimeout):
         return _timeout(settings)
     if isinstance(exc, WaitCancelled):
-        return InferenceError(499, "Client Closed Request", str(exc), slug="cancelled")
+        return ApiError(499, "Client Closed Request", str(exc), slug="cancelled")
     if isinstance(exc, CacheError):
         headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else None
         title = "Service Unavailable" if exc.status == 503 else "Unprocessable Content"
-        return InferenceError(exc.status, title, str(exc), slug="model-unavailable",
-                              headers=headers)
+        return ApiError(exc.status, title, str(exc), slug="model-unavailable",
+                        headers=headers)
     if isinstance(exc, FileNotFoundError):
-        return InferenceError(409, "Conflict", "The model's file is not available.",
-                              slug="model-not-ready")
+        return ApiError(409, "Conflict", "The model's file is not available.",
+                        slug="model-not-ready")
     if isinstance(exc, (ValueError, BackendError)):
         return unprocessable(f"The model could not be loaded: {exc}")
     raise exc

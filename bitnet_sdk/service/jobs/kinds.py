@@ -28,6 +28,7 @@ from typing import Any
 
 from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.config import Settings
+from bitnet_sdk.service.errors import ApiError
 from bitnet_sdk.store import ModelRecord, User
 
 __all__ = ["RUNNERS", "JobCancelled", "JobContext", "JobFailed", "problem",
@@ -42,8 +43,7 @@ _NAME_MAX = 128
 
 def problem(status: int, title: str, detail: str, slug: str, **ext: Any) -> dict[str, Any]:
     """An RFC 9457 problem dict, as stored in ``Job.error``."""
-    return {"type": f"urn:bitnet:problem:{slug}", "title": title, "status": status,
-            "detail": detail, **ext}
+    return ApiError(status, title, detail, slug=slug, **ext).problem()
 
 
 class JobFailed(Exception):
@@ -215,8 +215,6 @@ def quantize_result(record: ModelRecord, source: ModelRecord) -> dict[str, Any]:
 
 def run_inference_batch(ctx: JobContext) -> dict[str, Any]:
     """Run every request in order; one failing request does not fail the job."""
-    from bitnet_sdk.service.inference.plan import InferenceError
-
     requests = ctx.params["request"]["requests"]
     user = User.get_or_none(User.id == ctx.owner_id)
     if user is None or user.disabled:
@@ -231,7 +229,7 @@ def run_inference_batch(ctx: JobContext) -> dict[str, Any]:
         rid = f"req_{uuid.uuid4().hex[:24]}"
         try:
             response = service.run_sync(caller, request, request_id=rid, cancel=ctx.stop)
-        except InferenceError as exc:
+        except ApiError as exc:
             results.append({"index": index, "status": "failed", "error": exc.problem(rid)})
             continue
         status = "cancelled" if response.get("finish_reason") == "cancelled" else "succeeded"

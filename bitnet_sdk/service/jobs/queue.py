@@ -50,6 +50,7 @@ import peewee
 
 from bitnet_sdk.service import log_context
 from bitnet_sdk.service.accounting import usage
+from bitnet_sdk.service.errors import ApiError
 from bitnet_sdk.service.jobs import webhooks
 from bitnet_sdk.service.jobs.events import event_dict, hub
 from bitnet_sdk.service.jobs.views import utc_iso
@@ -364,8 +365,9 @@ def claim_next(worker_id: str, *, kinds: Sequence[str], lease_s: float = DEFAULT
                     events.append(_finalize(job, "cancelled", at))
                     continue
                 if job.attempts >= job.max_attempts:
-                    problem = _problem(500, "Job Failed", f"The job's worker stopped responding "
-                                       f"{job.attempts} times; giving up.", "worker-lost")
+                    problem = ApiError(500, "Job Failed", f"The job's worker stopped responding "
+                                       f"{job.attempts} times; giving up.",
+                                       slug="worker-lost").problem()
                     events.append(_finalize(job, "failed", at, error=problem))
                     continue
             job.status, job.attempts, job.progress = "running", job.attempts + 1, 0.0
@@ -509,7 +511,3 @@ def _release_quota(job: Job) -> None:
     elif job.status == "cancelled" and job.started_at is None:
         usage.release_quantize_job(job.id, 409)
 
-
-def _problem(status: int, title: str, detail: str, slug: str) -> dict[str, Any]:
-    return {"type": f"urn:bitnet:problem:{slug}", "title": title, "status": status,
-            "detail": detail}

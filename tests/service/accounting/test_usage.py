@@ -23,7 +23,7 @@ from bitnet_sdk.service.accounting.usage import (
     record_usage,
     usage_by_day,
 )
-from bitnet_sdk.store import User
+from bitnet_sdk.store import UsageRecord, User
 from bitnet_sdk.store.testing import (
     DATABASE_KINDS,
     POSTGRES_ENV,
@@ -55,9 +55,12 @@ def settings() -> Settings:
 
 
 def test_record_usage(user: User) -> None:
-    rec = record_usage(user.id, OP_INFERENCE, tokens_in=3, tokens_out=4, compute_units=0.5,
-                       request_id="req_1", now=_ts(2024, 2, 29, 23, 59, 59))
+    record_usage(user.id, OP_INFERENCE, tokens_in=3, tokens_out=4, compute_units=0.5,
+                 request_id="req_1", now=_ts(2024, 2, 29, 23, 59, 59))
+    rec = UsageRecord.get(UsageRecord.request_id == "req_1")
     assert rec.day == date(2024, 2, 29)
+    assert (rec.user_id, rec.operation, rec.tokens_in, rec.tokens_out, rec.compute_units,
+            rec.status_code) == (user.id, OP_INFERENCE, 3, 4, 0.5, 200)
     with pytest.raises(ValueError):
         record_usage(user.id, OP_INFERENCE, tokens_in=-1)
 

@@ -15,9 +15,10 @@ import bitnet_sdk
 from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.dense import Prediction
 from bitnet_sdk.server.spec import load_spec
+from bitnet_sdk.service.errors import ApiError
 from bitnet_sdk.service.inference import dense_io
 from bitnet_sdk.service.inference.model_cache import ModelCache
-from bitnet_sdk.service.inference.plan import DEFAULTS, InferenceError, compute_units
+from bitnet_sdk.service.inference.plan import DEFAULTS, compute_units
 from bitnet_sdk.service.inference.service import InferenceService
 from bitnet_sdk.store.testing import temporary_database
 from tests.support.inference import ModelFiles, inference_settings, register_model
@@ -60,14 +61,14 @@ def test_dense_fields_from_a_bare_array_and_from_a_prediction() -> None:
 
 
 def test_dense_inputs_and_outputs_that_cannot_be_answered() -> None:
-    with pytest.raises(InferenceError) as ragged:
+    with pytest.raises(ApiError) as ragged:
         dense_io.predict(lambda x: x, [[1.0, 2.0], [3.0]])
     assert ragged.value.status == 422
-    with pytest.raises(InferenceError) as wrong:
+    with pytest.raises(ApiError) as wrong:
         dense_io.predict(lambda x: (_ for _ in ()).throw(ValueError("needs 8 features")),
                          [[1.0]])
     assert wrong.value.status == 422 and "8 features" in wrong.value.detail
-    with pytest.raises(InferenceError) as nan:
+    with pytest.raises(ApiError) as nan:
         dense_io.response_fields(np.array([[np.nan, 1.0]]), False)
     assert nan.value.status == 500
 
@@ -105,6 +106,6 @@ def test_run_sync_answers_like_the_runtime_and_records_usage(
         "inference", len(local.prompt_ids), len(local.token_ids))
     assert math.isclose(record.compute_units, answer["usage"]["compute_units"])
     assert svc.cache.stats()["running"] == 0
-    with pytest.raises(InferenceError) as missing:
+    with pytest.raises(ApiError) as missing:
         svc.run_sync(caller, {"model": "nope", "prompt": "x"}, request_id="req_0123456789ac")
     assert missing.value.status == 404

@@ -229,19 +229,29 @@ def test_sse_lines():
 # -- errors --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("detail", "param", "code"), [
-    ("'messages' is a required property", "messages", "missing_required_parameter"),
-    ("Additional properties are not allowed ('foo' was unexpected)", "foo", "unknown_parameter"),
-    ("'x' is not of type 'number' - 'temperature'", "temperature", "invalid_type"),
-    ("5 is greater than the maximum of 2 - 'temperature'", "temperature", "invalid_value"),
-    ("'tool' is not one of ['system'] - 'messages.0.role'", "messages.0.role", "invalid_value"),
-    ("Request body must not be empty", None, "invalid_value"),
+@pytest.mark.parametrize(("field", "rule", "param", "code"), [
+    ("messages", "required", "messages", "missing_required_parameter"),
+    ("foo", "additionalProperties", "foo", "unknown_parameter"),
+    ("foo", "unknown", "foo", "unknown_parameter"),
+    ("temperature", "type", "temperature", "invalid_type"),
+    ("temperature", "maximum", "temperature", "invalid_value"),
+    ("messages.0.role", "enum", "messages.0.role", "invalid_value"),
+    ("body", "required", None, "missing_required_parameter"),
 ])
-def test_schema_failures_name_the_parameter(detail, param, code):
-    body = oc.error_from_problem(400, {"type": "about:blank", "title": "Bad Request",
-                                       "detail": detail, "status": 400})
+def test_validation_failures_name_the_parameter(field, rule, param, code):
+    detail = f"Invalid request: {field} (body) is wrong."
+    body = oc.error_from_problem(400, {
+        "type": "urn:bitnet:problem:validation", "title": "Bad Request", "detail": detail,
+        "status": 400, "errors": [{"field": field, "location": "body", "rule": rule,
+                                   "message": "is wrong"}]})
     assert body == {"error": {"message": detail, "type": "invalid_request_error",
                               "param": param, "code": code}}
+
+
+def test_a_400_without_field_errors_names_no_parameter():
+    body = oc.error_from_problem(400, {"type": "about:blank", "title": "Bad Request",
+                                       "detail": "Request body must not be empty", "status": 400})
+    assert body["error"]["param"] is None and body["error"]["code"] == "invalid_value"
 
 
 @pytest.mark.parametrize(("status", "slug", "error_type", "code"), [

@@ -44,9 +44,9 @@ def test_openai_bodies_pass_every_option_on(name: str) -> None:
 
 
 def test_bad_options_are_refused_at_planning() -> None:
-    from bitnet_sdk.service.inference.plan import InferenceError
+    from bitnet_sdk.service.errors import ApiError
 
-    with pytest.raises(InferenceError) as caught:
+    with pytest.raises(ApiError) as caught:
         _params({"top_p": 0.0})
     assert caught.value.status == 422
     with pytest.raises(ValueError, match="top_k"):

@@ -23,7 +23,7 @@ def read_body(model: type[M], body: Mapping[str, Any]) -> M:
     value of the wrong shape raises :class:`BodyError` before anything is sent."""
     name = model.__name__
     try:
-        return model.from_dict(body)  # type: ignore[no-any-return]
+        return model.from_dict(body)
     except KeyError as exc:
         field = str(exc.args[0]) if exc.args else ""
         raise BodyError(f"the {name} body misses the required field {field!r}", model=name,

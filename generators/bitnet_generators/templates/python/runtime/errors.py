@@ -65,7 +65,8 @@ class ApiError(Exception):
 
         errors = [ProblemField(str(e.get("field", "")), str(e.get("message", "")))
                   for e in p.get("errors") or [] if isinstance(e, dict)]
-        code = status if status is not None else p.get("status") if isinstance(p.get("status"), int) else 0
+        raw_status = p.get("status")
+        code = status if status is not None else raw_status if isinstance(raw_status, int) else 0
         return error_class(code, cls)(status=code, type=text("type") or "about:blank", title=text("title") or "",
                    detail=text("detail"), instance=text("instance"), errors=errors,
                    request_id=text("request_id"), retry_after=retry_after,

@@ -88,7 +88,8 @@ class ApiError(Exception):
             for e in p.get("errors") or []
             if isinstance(e, dict)
         ]
-        code = status if status is not None else p.get("status") if isinstance(p.get("status"), int) else 0
+        raw_status = p.get("status")
+        code = status if status is not None else raw_status if isinstance(raw_status, int) else 0
         return error_class(code, cls)(
             status=code,
             type=text("type") or "about:blank",
