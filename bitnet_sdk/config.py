@@ -88,6 +88,10 @@ class Settings:
     #: counting this long after the request's timeout (see
     #: :mod:`bitnet_sdk.service.accounting.reservations`).
     reservation_grace_s: float = 120.0
+    #: Seconds between updates of the usage records of running inference requests (a
+    #: record not updated for 5 of them belongs to a dead process and is finalised; see
+    #: :mod:`bitnet_sdk.service.accounting.open_usage`).
+    usage_checkpoint_s: float = 2.0
     #: Networks of reverse proxies whose ``X-Forwarded-For`` is believed (comma-separated
     #: addresses or CIDRs, e.g. ``10.0.0.0/8,::1``); empty: the TCP peer is the client.
     trusted_proxies: str = ""

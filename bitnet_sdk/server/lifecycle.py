@@ -43,6 +43,10 @@ async def startup(ctx: AppContext) -> None:
 
     # Partial uploads a crash left behind, deletions it interrupted.
     await asyncio.to_thread(recover, settings)
+    from bitnet_sdk.service.accounting.open_usage import keeper
+
+    # Usage records of running requests kept up to date; a dead process's ones finalised.
+    keeper(settings.usage_checkpoint_s).start()
     from bitnet_sdk.service.inference.model_cache import ModelCache
     from bitnet_sdk.service.inference.service import InferenceService
 

@@ -27,6 +27,10 @@ write usage records for their own request; they call these functions::
   (:mod:`bitnet_sdk.service.accounting.reservations`) and hands its
   reservation to this meter with its usage (:func:`usage_hook`):
   :func:`write_record` deletes it in the transaction that writes the record.
+* A handler that computes (inference) takes :func:`usage_hook`: from then on the
+  request's record exists in the database, open, and is kept up to date while it
+  runs (:mod:`bitnet_sdk.service.accounting.open_usage`); the end of the response
+  makes it final. A process killed mid-request leaves it to be finalised by another.
 * Work outside a request (job workers, WebSocket sessions) records usage with
   :func:`bitnet_sdk.service.accounting.usage.record_usage`, or wraps each unit of work in
   :func:`metered`.
@@ -45,13 +49,14 @@ from dataclasses import dataclass, field
 
 from bitnet_sdk.config import Settings
 from bitnet_sdk.server.context import current
-from bitnet_sdk.service.accounting import reservations, usage
+from bitnet_sdk.service.accounting import open_usage, reservations, usage
 from bitnet_sdk.service.errors import ApiError
 from bitnet_sdk.store.fields import utcnow
 from bitnet_sdk.store.models import User
 
 __all__ = [
     "RequestUsage",
+    "UsageHook",
     "acheck_quota",
     "add_usage",
     "bind",
@@ -85,6 +90,18 @@ class RequestUsage:
     #: The part of the amounts above that those reservations still hold in the database.
     held_tokens: int = 0
     held_units: float = 0.0
+
+    #: What running computations of this request used so far (not yet added above).
+    live: list[Callable[[], open_usage.Amounts]] = field(default_factory=list)
+    #: Its record, written at admission while the request runs (inference requests).
+    open_record: open_usage.OpenRecord | None = None
+
+    def so_far(self) -> open_usage.Amounts:
+        """Tokens in, tokens out and compute units used so far, running work included."""
+        amounts = [(self.tokens_in, self.tokens_out, self.compute_units)]
+        amounts += [read() for read in list(self.live)]
+        return (sum(a[0] for a in amounts), sum(a[1] for a in amounts),
+                sum(a[2] for a in amounts))
 
     def pending(self, kind: str) -> float:
         """What this request adds to quota ``kind`` (not yet in the database)."""
@@ -127,29 +144,51 @@ def add_usage(*, tokens_in: int = 0, tokens_out: int = 0, compute_units: float =
     return True
 
 
-def usage_hook() -> Callable[[int, int, float, str | None], None] | None:
-    """``add_usage`` bound to this request's meter, callable from any thread.
+class UsageHook:
+    """``add_usage`` bound to one request's meter, callable from any thread (compute
+    threads do not inherit the request's context, so it carries a copy of it)."""
 
-    Compute threads do not inherit the request's context, so the hook carries a
-    copy of it. Its fourth argument, when not None, is the quota reservation
-    that holds this usage until the request's record is written. None outside
-    a metered request.
-    """
-    request_usage = current_usage()
-    if request_usage is None:
-        return None
-    context = contextvars.copy_context()
+    def __init__(self, request_usage: RequestUsage) -> None:
+        self.request_usage = request_usage
+        self.context = contextvars.copy_context()
 
-    def add(tokens_in: int, tokens_out: int, compute_units: float,
-            reservation: str | None = None) -> None:
-        context.run(add_usage, tokens_in=tokens_in, tokens_out=tokens_out,
-                    compute_units=compute_units)
+    def __call__(self, tokens_in: int, tokens_out: int, compute_units: float,
+                 reservation: str | None = None) -> None:
+        """Add usage; ``reservation``, when not None, is the quota reservation that holds
+        it until the request's record is written."""
+        self.context.run(add_usage, tokens_in=tokens_in, tokens_out=tokens_out,
+                         compute_units=compute_units)
         if reservation is not None:
+            request_usage = self.request_usage
             request_usage.reservations.append(reservation)
             request_usage.held_tokens += int(tokens_in) + int(tokens_out)
             request_usage.held_units += float(compute_units)
 
-    return add
+    def progress(self, read: Callable[[], open_usage.Amounts]) -> Callable[[], None]:
+        """Count ``read()`` (a computation's usage so far) in the request's open record
+        until the returned function is called (just after the computation's usage was
+        added through this hook)."""
+        self.request_usage.live.append(read)
+        return lambda: self.request_usage.live.remove(read)
+
+
+def usage_hook() -> UsageHook | None:
+    """This request's :class:`UsageHook`, None outside a metered request.
+
+    The request is one that computes (inference): its usage record is opened now
+    and kept up to date while it runs (:mod:`bitnet_sdk.service.accounting.open_usage`),
+    so a process killed mid-request leaves it behind. No database work on the caller's
+    thread.
+    """
+    request_usage = current_usage()
+    if request_usage is None:
+        return None
+    if request_usage.open_record is None:
+        request_usage.open_record = open_usage.keeper(
+            current().settings.usage_checkpoint_s).open(open_usage.OpenRecord(
+                request_usage.user_id, request_usage.operation, request_usage.request_id,
+                request_usage.so_far))
+    return UsageHook(request_usage)
 
 
 def quota_problem(exc: usage.QuotaExceeded) -> ApiError:
@@ -193,10 +232,14 @@ async def acheck_quota(kind: str, amount: float = 1) -> usage.QuotaStatus:
 
 
 def write_record(request_usage: RequestUsage, status_code: int) -> None:
-    """Store the request's usage record (one statement), deleting the quota reservations it
-    settles in the same transaction. Blocking."""
+    """Store the request's final usage record (one statement: closing its open record, or
+    a new one), deleting the quota reservations it settles in the same transaction.
+    Blocking."""
 
     def record() -> None:
+        if request_usage.open_record is not None and open_usage.close(
+                request_usage.open_record, status_code):
+            return
         usage.record_usage(
             request_usage.user_id,
             request_usage.operation,

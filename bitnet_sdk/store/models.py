@@ -40,6 +40,7 @@ __all__ = [
     "RateLimitHit",
     "RefreshToken",
     "RevokedToken",
+    "StreamCancel",
     "UpgradeRequest",
     "UsageRecord",
     "User",
@@ -219,10 +220,30 @@ class UsageRecord(BaseModel):
     compute_units = peewee.FloatField(default=0.0)
     status_code = peewee.IntegerField(default=200)
     request_id = peewee.CharField(max_length=64, null=True)
+    #: While its request runs: the serving process (``host:pid:nonce``), which brings the
+    #: amounts up to date every few seconds (``heartbeat_at``); NULL once final. See
+    #: :mod:`bitnet_sdk.service.accounting.open_usage`.
+    open_owner = peewee.CharField(max_length=96, null=True)
+    heartbeat_at = UTCDateTimeField(null=True)
 
     class Meta:
         table_name = "usage_records"
-        indexes = ((("user", "created_at"), False), (("user", "day", "operation"), False))
+        indexes = ((("user", "created_at"), False), (("user", "day", "operation"), False),
+                   (("heartbeat_at",), False))
+
+
+class StreamCancel(BaseModel):
+    """A request to stop a running generation, for processes that share no Redis
+    (:mod:`bitnet_sdk.service.inference.cancellation`)."""
+
+    id = peewee.BigAutoField()
+    request_id = peewee.CharField(max_length=64, index=True)
+    #: The user whose generation it must be; NULL: anyone's (an admin's request).
+    owner = peewee.CharField(max_length=40, null=True)
+    created_at = UTCDateTimeField(default=_now, index=True)
+
+    class Meta:
+        table_name = "stream_cancels"
 
 
 class QuotaReservation(BaseModel):
@@ -334,6 +355,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     UsageRecord,
     QuotaReservation,
     LiveSocket,
+    StreamCancel,
     RateLimitCounter,
     RateLimitHit,
     UpgradeRequest,

@@ -1,5 +1,6 @@
 """POST /v1/inference/requests/{request_id}/cancel: a stream stopped by its request id,
-on the process that serves it and, over Redis, from another server process."""
+on the process that serves it and from another server process (over Redis, or through
+the shared database without it)."""
 
 from __future__ import annotations
 
@@ -73,8 +74,8 @@ def child(live_server: Any) -> Iterator[Server]:
         server.close()
 
 
-@pytest.mark.parametrize("settings", ["redis"], indirect=True)
-def test_a_stream_in_another_process_is_cancelled_over_redis(
+@pytest.mark.parametrize("settings", ["redis", "database"], indirect=True)
+def test_a_stream_in_another_process_is_cancelled(
         live_server: Any, customer: Account, files: ModelFiles, child: Server) -> None:
     model_id = register_model(live_server.settings, files.endless(), owner_id=customer.user_id,
                               name="endless")

@@ -5,9 +5,9 @@ One cluster serves every phase (start-up is the expensive part): the rate limit 
 exactly across the servers; a job submitted to one server is watched live over the
 other's WebSocket while a worker runs it; ``kill -9`` of the worker holding a job loses
 the job to no one (the other worker finishes it, one output, one usage record); ``kill
--9`` of a server during streams leaves the other server's streams and records whole (the
-streams cut on the killed server leave no usage record: records are written when a
-response ends, so what they had generated is not billed).
+-9`` of a server during streams leaves the other server's streams and records whole, and
+the streams cut on the killed server keep their usage records (written at admission,
+kept up to date while they ran, finalised by the surviving server).
 Each server has its own data directory (as on separate hosts): model files reach them
 only through the bucket.
 """
@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from bitnet_sdk.config import DEFAULT_TIERS, Settings, TierLimits
 from bitnet_sdk.service.accounting.usage import OP_QUANTIZE
 from bitnet_sdk.service.jobs.events import events_since
 from bitnet_sdk.store import ModelRecord, UsageRecord
+from bitnet_sdk.store.models import QuotaReservation
 from bitnet_sdk.store.testing import postgres_test_url, temporary_database_url
 from bitnet_sdk.testing.synthetic import build_model
 from tests.conftest import Account, make_account
@@ -64,7 +66,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         bucket = s3_test_bucket(mp)
         settings = Settings(data_dir=tmp / "test", database_url=db_url, redis_url=redis_test_url(),
                             storage_url=bucket.storage_url(), s3_endpoint_url=bucket.endpoint,
-                            jwt_secret=SECRET, tiers=TIERS, demo_model=False)
+                            jwt_secret=SECRET, tiers=TIERS, demo_model=False,
+                            usage_checkpoint_s=0.5)
         db = open_store(db_url)  # migrated here, before the servers start
         servers: list[Server] = []
         workers = Workers(settings.with_(data_dir=tmp / "workers"), tmp, lease_s=2.0,
@@ -72,17 +75,21 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                                       "--storage", settings.storage_url,
                                       "--s3-endpoint", bucket.endpoint))
         try:
-            for name in ("a", "b"):
+            for name in ("a", "b"):  # all four processes start in parallel
                 servers.append(Server(settings.with_(data_dir=tmp / name, workers=0,
-                                                     backend="numpy")))
+                                                     backend="numpy"), wait=False))
             workers.start(step_delay_s=0.15)
             workers.start(step_delay_s=0.15)
+            for server in servers:
+                server.wait_ready()
             owner = make_account(settings, "owner@example.com")
             yield Cluster(settings, bucket, servers, workers, owner)
         finally:
             workers.stop_all()
             for server in servers:
-                server.close()
+                server.begin_close()
+            for server in servers:
+                server.finish_close()
             db.close()
 
 
@@ -101,6 +108,17 @@ def _quantize(server: Server, who: Account, model_id: str) -> str:
                    json={"model_id": model_id, "qtype": "tq2_0", "mode": "async"})
     assert r.status_code == 202, r.text
     return str(r.headers["location"])
+
+
+def _records(request_ids: list[str]) -> list[UsageRecord]:
+    return list(UsageRecord.select().where(UsageRecord.request_id.in_(request_ids)))
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.1)
 
 
 def test_the_rate_limit_holds_exactly_across_servers(cluster: Cluster) -> None:
@@ -177,6 +195,7 @@ def test_a_server_killed_during_streams_leaves_the_others_whole(
     tokens = {"a": 64, "b": 8000}
     first_token = threading.Barrier(7)
     outcomes: dict[str, list[Any]] = {"a": [], "b": []}
+    cut: dict[str, list[str]] = {"a": [], "b": []}
 
     def stream(server: Server, name: str) -> None:
         request = {**body, "max_tokens": tokens[name]}
@@ -184,10 +203,12 @@ def test_a_server_killed_during_streams_leaves_the_others_whole(
             with httpx.Client(headers=cluster.owner.headers, timeout=60) as client, \
                     client.stream("POST", server.url + "/v1/inference/stream",
                                   json=request) as r:
+                rid = r.headers["x-request-id"]
                 lines = r.iter_lines()
                 for line in lines:
                     if line.startswith("data:"):
                         break
+                cut[name].append(rid)
                 first_token.wait(timeout=60)
                 rest = list(lines)  # to the end: the server records usage before its last chunk
                 done = any('"finish_reason"' in line for line in rest)
@@ -200,6 +221,10 @@ def test_a_server_killed_during_streams_leaves_the_others_whole(
     for thread in threads:
         thread.start()
     first_token.wait(timeout=60)  # all six streams are running
+    _wait_for(lambda: all(r.open_owner is not None and r.tokens_out > 0
+                          for r in _records(cut["b"])))  # B brought them up to date once
+    held = QuotaReservation.select().where(QuotaReservation.request_id.in_(cut["b"]))
+    assert held.count() == 3  # B's streams hold their quota
     b.kill()
     for thread in threads:
         thread.join(timeout=90)
@@ -212,6 +237,13 @@ def test_a_server_killed_during_streams_leaves_the_others_whole(
     assert sorted((r.request_id, r.status_code) for r in recorded) == \
         sorted((rid, 200) for rid in answered)
     assert all(r.tokens_out > 0 for r in recorded)
+    # The killed server's streams: one record each, finalised by A once B's went stale.
+    _wait_for(lambda: all(r.open_owner is None for r in _records(cut["b"])))
+    killed = _records(cut["b"])
+    assert sorted(r.request_id for r in killed) == sorted(cut["b"])
+    assert all((r.status_code, r.tokens_in > 0, r.tokens_out > 0) == (500, True, True)
+               for r in killed), [(r.status_code, r.tokens_out) for r in killed]
+    assert held.count() == 0  # the records count instead of the dead server's holds
     r = httpx.post(a.url + "/v1/inference", headers=cluster.owner.headers, timeout=60,
                    json={**body, "max_tokens": 2})
     assert r.status_code == 200, r.text  # the survivor keeps serving

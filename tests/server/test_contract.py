@@ -55,11 +55,32 @@ def test_unimplemented_operations_answer_501_problem(live_server, admin):
 #: rest of this run needs (every later operation would only see 401).
 FUZZED_ELSEWHERE = {"logout"}  # tests/api/test_auth_fuzz.py
 
+#: Fuzzed last, in a run of their own: they may change the fuzzing account itself (its
+#: tier, its status), which would turn every later operation's answer into 429 or 401.
+ACCOUNT_CHANGING = {"updateUser", "approveUpgradeRequest", "rejectUpgradeRequest"}
+
+#: Schema-valid is not valid for these, and no schema can say why: a piece's
+#: ``Content-Range`` must agree with its body's length (tests/api/test_models_resumable.py),
+#: and a page ``cursor`` is opaque, valid only when this server issued it (400 otherwise:
+#: tests/api/test_api_keys.py). They are fuzzed without the check that every schema-valid
+#: request is accepted; every other check still runs on them.
+CROSS_FIELD_RULES = {"uploadModelPiece"} | {
+    op["operationId"] for _, _, op in iter_operations(load_spec())
+    if any(p.get("$ref", "").endswith("/Cursor") for p in op.get("parameters", []))}
+
 
 def test_schemathesis_finds_no_failure(live_server, admin):
     implemented = ALL_OPERATIONS - _served_not_implemented(live_server) - FUZZED_ELSEWHERE
-    result = run_schemathesis(live_server.url + "/v1", implemented, admin.headers)
-    assert result.returncode == 0, result.stdout[-15000:] + result.stderr[-3000:]
+    runs = [
+        (implemented - ACCOUNT_CHANGING - CROSS_FIELD_RULES, ()),
+        (implemented & CROSS_FIELD_RULES, ("positive_data_acceptance",)),
+        (implemented & ACCOUNT_CHANGING, ()),
+    ]
+    for operations, excluded in runs:
+        assert operations
+        result = run_schemathesis(live_server.url + "/v1", operations, admin.headers,
+                                  exclude_checks=excluded)
+        assert result.returncode == 0, result.stdout[-15000:] + result.stderr[-3000:]
 
 
 def test_bad_input_is_a_problem(live_server, admin):

@@ -40,7 +40,8 @@ _SERVER = textwrap.dedent(
 class Server:
     """One API server process; ``kill()`` is ``kill -9``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, wait: bool = True) -> None:
+        """Start the process; with ``wait`` (the default) also :meth:`wait_ready`."""
         values = {f.name: getattr(settings, f.name) for f in fields(Settings)}
         values["data_dir"] = str(settings.data_dir)
         values["jwt_secret"] = settings.secret()
@@ -49,6 +50,13 @@ class Server:
         self.process = subprocess.Popen([sys.executable, "-c", _SERVER, json.dumps(values)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         text=True, env=env)
+        self.url = ""
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Wait for the server to print its URL (several servers start in parallel when
+        created with ``wait=False`` and then waited for one by one)."""
         assert self.process.stdout is not None
         self.url = self.process.stdout.readline().strip()
         if not self.url.startswith("http://"):
@@ -63,8 +71,18 @@ class Server:
         self.process.wait(timeout=30)
 
     def close(self) -> None:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.close()
+        self.begin_close()
+        self.finish_close()
+
+    def begin_close(self) -> None:
+        """Ask the server to stop (it drains), without waiting: close several in parallel."""
+        assert self.process.stdin is not None
+        if not self.process.stdin.closed:
+            self.process.stdin.close()
+
+    def finish_close(self) -> None:
+        assert self.process.stdout is not None
+        self.begin_close()
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:  # pragma: no cover - a hung server

@@ -168,7 +168,9 @@ def month_usage(user_id: str, *, now: float | None = None) -> dict[str, float]:
     """Usage of every quota kind in the current UTC month, live reservations included."""
     start, end = month_bounds(now)
     R = UsageRecord
-    in_month = (R.user == user_id) & (R.created_at >= start) & (R.created_at < end)
+    # Open records (requests still running) count once final; see open_usage.
+    in_month = ((R.user == user_id) & (R.created_at >= start) & (R.created_at < end)
+                & R.open_owner.is_null())
     tokens, units = (
         R.select(
             peewee.fn.COALESCE(peewee.fn.SUM(R.tokens_in + R.tokens_out), 0),

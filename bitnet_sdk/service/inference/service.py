@@ -59,7 +59,7 @@ from typing import Any
 from bitnet_sdk.auth.principal import Principal
 from bitnet_sdk.config import Settings
 from bitnet_sdk.model.generate import GenerationStep, new_decoder
-from bitnet_sdk.service.accounting import reservations, usage
+from bitnet_sdk.service.accounting import open_usage, reservations, usage
 from bitnet_sdk.service.accounting.reservations import Reservation
 from bitnet_sdk.service.errors import ApiError
 from bitnet_sdk.service.inference import dense_io
@@ -123,6 +123,12 @@ class _Run:
         self.started = started
         self.external_cancel = cancel
         self.on_usage = on_usage
+        # A meter that keeps an open usage record reads this run's usage while it runs.
+        progress = getattr(on_usage, "progress", None)
+        self.stop_progress: Callable[[], None] | None = (
+            progress(self.usage_so_far) if progress is not None else None)
+        #: The usage record kept open while it runs, when the service writes it itself.
+        self.open_record: open_usage.OpenRecord | None = None
         #: True once a compute thread owns the run (it then reports the end itself).
         self.worker_started = False
         self.settled: threading.Event | None = None
@@ -150,6 +156,12 @@ class _Run:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "total_tokens": total,
                 "compute_units": compute_units(total, self.plan.model.parameters)}
+
+    def usage_so_far(self) -> tuple[int, int, float]:
+        """(tokens in, tokens out, compute units) so far; read from another thread."""
+        total = self.prompt_tokens + self.completion_tokens
+        return (self.prompt_tokens, self.completion_tokens,
+                compute_units(total, self.plan.model.parameters))
 
     def timing(self) -> dict[str, Any]:
         if self.timings is not None:
@@ -226,6 +238,7 @@ class InferenceService:
                                            streaming=True)
             run = _Run(plan, caller, request_id, started, cancel, on_usage)
             run.settled, run.group = settled, group
+            self._open_record(run)
             # Cancellable by request id from any process (POST /inference/requests/…/cancel).
             with (board(self.settings.redis_url).watch(caller.user_id, request_id, cancel)
                   if cancel is not None else contextlib.nullcontext()):
@@ -233,6 +246,8 @@ class InferenceService:
                     yield event
         finally:
             _settle_early(run, settled, group)
+            if run is not None and run.open_record is not None:
+                open_usage.discard(run.open_record)
 
     async def run(self, caller: Principal, request: dict[str, Any], *, request_id: str,
                   cancel: threading.Event | None = None, on_usage: UsageHook | None = None,
@@ -247,6 +262,7 @@ class InferenceService:
             if plan.model.kind == "dense":
                 return await self._run_dense(run)
             run.settled, run.group = settled, group
+            self._open_record(run)
             tokens, done = [], None
             async for kind, data in self._stream_plan(run):
                 if kind == "token":
@@ -257,6 +273,8 @@ class InferenceService:
             return _llm_response(plan, done, tokens)
         finally:
             _settle_early(run, settled, group)
+            if run is not None and run.open_record is not None:
+                open_usage.discard(run.open_record)
 
     def run_sync(self, caller: Principal, request: dict[str, Any], *, request_id: str,
                  cancel: threading.Event | None = None) -> dict[str, Any]:
@@ -604,13 +622,31 @@ class InferenceService:
                     reservations.give_back(held, run.held[0] - tokens_in - tokens_out,
                                            run.held[1] - units)
                 run.on_usage(tokens_in, tokens_out, units, held.id if held else None)
+                stop, run.stop_progress = run.stop_progress, None
+                if stop is not None:
+                    stop()
             else:
-                self._settle(run, lambda: usage.record_usage(
-                    run.caller.subject, usage.OP_INFERENCE, tokens_in=tokens_in,
-                    tokens_out=tokens_out, compute_units=units, status_code=status,
-                    request_id=run.request_id))
+                self._settle(run, lambda: self._record(run, tokens_in, tokens_out, units,
+                                                       status))
         except Exception:  # metering must not fail the answer; it is logged loudly
             log.exception("could not record usage", extra={"request_id": run.request_id})
+
+    def _open_record(self, run: _Run) -> None:
+        """Without a transport's meter, keep the run's usage record open while it runs
+        (:mod:`bitnet_sdk.service.accounting.open_usage`): a killed process leaves it."""
+        if run.on_usage is None:
+            run.open_record = open_usage.keeper(self.settings.usage_checkpoint_s).open(
+                open_usage.OpenRecord(run.caller.subject, usage.OP_INFERENCE, run.request_id,
+                                      run.usage_so_far))
+
+    @staticmethod
+    def _record(run: _Run, tokens_in: int, tokens_out: int, units: float, status: int) -> None:
+        """The run's own usage record: its open one closed, else a new one."""
+        amounts = (tokens_in, tokens_out, units)
+        if run.open_record is None or not open_usage.close(run.open_record, status, amounts):
+            usage.record_usage(run.caller.subject, usage.OP_INFERENCE, tokens_in=tokens_in,
+                               tokens_out=tokens_out, compute_units=units, status_code=status,
+                               request_id=run.request_id)
 
     def _settle(self, run: _Run, record: Callable[[], object]) -> None:
         """Write ``record`` and give the run's hold of its reservation back, atomically."""

@@ -267,7 +267,7 @@ def _lock(fd: int, path: Path) -> bool:
 def forget(uploads_dir: Path, model_id: str) -> bool:
     """Remove the model's resumable upload unless a writer holds it; True if removed."""
     path = _find(_directory(uploads_dir), model_id)
-    return path is not None and _remove_unless_held(path)
+    return path is not None and uploads.remove_unless_held(path)
 
 
 def clean_stale(uploads_dir: Path, *, now: float | None = None,
@@ -283,22 +283,5 @@ def clean_stale(uploads_dir: Path, *, now: float | None = None,
             old = now - path.stat().st_mtime > max_age_s
         except FileNotFoundError:
             continue
-        removed += old and _remove_unless_held(path)
+        removed += old and uploads.remove_unless_held(path)
     return removed
-
-
-def _remove_unless_held(path: Path) -> bool:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
-        path.unlink(missing_ok=True)
-        return True
-    finally:
-        os.close(fd)

@@ -287,22 +287,32 @@ def clean_partials(directory: Path, *, now: float | None = None) -> int:
 
 
 def _remove_if_abandoned(path: Path, now: float) -> bool:
-    try:
-        if fcntl is None:
+    if fcntl is None:  # no locks to ask: only files left alone long enough count as abandoned
+        try:
             if now - path.stat().st_mtime <= _STALE_AGE_S:
                 return False
-            path.unlink()
-            return True
+        except FileNotFoundError:
+            return False
+    return remove_unless_held(path)
+
+
+def remove_unless_held(path: Path) -> bool:
+    """Unlink ``path`` unless a live writer holds its lock; True when it was removed.
+
+    Unlinks while holding the lock: a writer that created the file but has not locked it
+    yet finds it gone after locking and starts a new one. Without ``fcntl`` (Windows)
+    there are no locks to ask, and the file is removed.
+    """
+    try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return False
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        # Unlink while holding the lock: a writer that created the file but has not
-        # locked it yet finds it gone after locking and starts a new one.
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
         path.unlink(missing_ok=True)
         return True
     finally:

@@ -24,6 +24,7 @@ from bitnet_sdk.store.migrations import (
     v0001_initial,
     v0002_session_scopes,
     v0003_reservations_and_sockets,
+    v0004_open_usage_and_stream_cancels,
 )
 
 __all__ = ["MIGRATIONS", "Migration", "schema_migrator"]
@@ -45,4 +46,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", v0001_initial.apply),
     Migration(2, "session scopes on refresh tokens", v0002_session_scopes.apply),
     Migration(3, "quota reservations and live sockets", v0003_reservations_and_sockets.apply),
+    Migration(4, "open usage records and stream cancellations",
+              v0004_open_usage_and_stream_cancels.apply),
 )
