@@ -109,10 +109,8 @@ func main() {
 		ModelID: model.ID, Qtype: bitnet.QuantTypeTq20, Mode: bitnet.QuantizeRequestModeAsync}, nil))
 	job = must(client.WaitForQuantizeJob(ctx, job.ID, &bitnet.WaitOptions{Timeout: 5 * time.Minute}))
 	var result bitnet.QuantizeResult
-	if len(job.Result) > 0 && string(job.Result) != "null" {
-		if err := json.Unmarshal(job.Result, &result); err != nil {
-			log.Fatal(err)
-		}
+	if job.Result != nil {
+		result = must(job.Result.AsQuantizeResult())
 	}
 	say("quantize", map[string]any{"status": job.Status, "model_id": result.ModelID})
 

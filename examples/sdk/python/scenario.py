@@ -34,6 +34,7 @@ from bitnet_client.models import (
     ModelCreate,
     ModelUploadForm,
     QuantizeRequest,
+    QuantizeResult,
 )
 
 
@@ -94,7 +95,7 @@ def main() -> int:
 
         job = client.quantize_model(body=QuantizeRequest(model_id=model.id, qtype="tq2_0", mode="async"))
         job = client.wait_for_quantize_job(job.id, timeout=300)
-        quantized = job.result["model_id"] if job.result else None
+        quantized = job.result.model_id if isinstance(job.result, QuantizeResult) else None
         say("quantize", status=job.status, model_id=quantized)
 
         request = InferenceRequest(model=str(quantized), prompt="Hello", max_tokens=8, temperature=0.0)

@@ -83,7 +83,7 @@ async function main(): Promise<void> {
 
   let job = await client.quantizeModel({ model_id: model.id, qtype: "tq2_0", mode: "async" });
   job = await client.waitForQuantizeJob(job.id, { timeoutMs: 300_000 });
-  const quantized = job.result?.model_id as string | undefined;
+  const quantized = job.result && "model_id" in job.result ? job.result.model_id : undefined;
   say("quantize", { status: job.status, model_id: quantized ?? null });
 
   const request: InferenceRequest = { model: String(quantized), prompt: "Hello", max_tokens: 8, temperature: 0 };
