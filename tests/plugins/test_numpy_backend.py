@@ -86,3 +86,13 @@ def test_registered_through_its_entry_point_at_priority_0() -> None:
     (info,) = [i for i in host.available() if i.name == "numpy"]
     assert info.priority == 0 and info.plugin == "numpy"
     assert isinstance(host.get(), NumpyBackend)  # the only one left: auto picks it
+
+
+def test_silu_of_very_negative_inputs_is_its_limit_without_a_warning() -> None:
+    # exp(-x) overflows to inf below about -88 in float32: the quotient is the exact limit,
+    # and the suite's filterwarnings=error turns any RuntimeWarning into a failure.
+    x = np.array([-1000.0, -100.0, -89.0, 0.0, 5.0], dtype=np.float32)
+    y = NumpyBackend().silu(x)
+    assert y.dtype == np.float32
+    assert np.all(y[:3] == 0.0) and y[3] == 0.0
+    assert y[4] == pytest.approx(5.0 / (1.0 + np.exp(-5.0)), rel=1e-6)
