@@ -106,6 +106,11 @@ def _insert(entry: OpenRecord, owner: str, at: datetime) -> int:
     return int(row.id)
 
 
+def _delete_open(record_id: int) -> None:
+    R = UsageRecord
+    R.delete().where(R.id == record_id, R.open_owner.is_null(False)).execute()
+
+
 def close(entry: OpenRecord, status_code: int, amounts: Amounts | None = None) -> bool:
     """End ``entry``: its record gets the final amounts (``amounts``, else what
     ``entry.amounts()`` reads) and ``status_code`` and stops being open (one statement).
@@ -204,6 +209,16 @@ class Keeper:
             except Exception:  # the database away for a moment: the next beat retries
                 log.exception("could not bring open usage records up to date")
 
+    def _insert(self, entry: OpenRecord, at: datetime) -> None:
+        record_id = _insert(entry, self.owner, at)
+        with entry.lock:
+            if not entry.closed:
+                entry.record_id = record_id
+                return
+        # Closed while the row was written: close() found no record and wrote the usage
+        # itself, or the request was discarded. The row just written is not wanted.
+        _delete_open(record_id)
+
     def beat(self, *, checkpoint: bool = True, now: float | None = None) -> None:
         """Insert new records; with ``checkpoint``, also update the others' amounts and
         finalise dead processes' records. Blocking."""
@@ -211,21 +226,23 @@ class Keeper:
         with self._lock:
             entries = list(self._entries)
         for entry in entries:
+            # The entry's lock guards its fields only, never a database call: close() takes
+            # it inside the request's write transaction, so holding it while waiting for the
+            # database would deadlock SQLite's single writer until the busy timeout.
             with entry.lock:
-                if entry.closed:
-                    self.forget(entry)
-                    if entry.discarded and entry.record_id is not None:
-                        R = UsageRecord
-                        R.delete().where(R.id == entry.record_id,
-                                         R.open_owner.is_null(False)).execute()
-                elif entry.record_id is None:
-                    entry.record_id = _insert(entry, self.owner, at)
-                elif checkpoint:
-                    tokens_in, tokens_out, units = entry.amounts()
-                    R = UsageRecord
-                    R.update(tokens_in=tokens_in, tokens_out=tokens_out, compute_units=units,
-                             heartbeat_at=at).where(R.id == entry.record_id,
-                                                    R.open_owner == self.owner).execute()
+                closed, discarded, record_id = entry.closed, entry.discarded, entry.record_id
+            if closed:
+                self.forget(entry)
+                if discarded and record_id is not None:
+                    _delete_open(record_id)
+            elif record_id is None:
+                self._insert(entry, at)
+            elif checkpoint:
+                tokens_in, tokens_out, units = entry.amounts()
+                R = UsageRecord
+                R.update(tokens_in=tokens_in, tokens_out=tokens_out, compute_units=units,
+                         heartbeat_at=at).where(R.id == record_id,
+                                                R.open_owner == self.owner).execute()
         if checkpoint:
             self._checkpointed = time.monotonic()
             finalise_stale(self.interval_s * STALE_BEATS, now=now)
